@@ -1,0 +1,20 @@
+"""The saturated ramp, the paper's activation function (SPEC §2).
+
+    x = σ(h) = clip(s·h, -1, 1)          σ'(h) = s  where |s·h| <= 1, else 0
+
+The slope ``s`` is 0.5 by default. The derivative is taken as ``s`` on the closed
+interval, so at the two kinks (|s·h| = 1 exactly) the error still passes.
+"""
+import numpy as np
+
+DEFAULT_SLOPE = 0.5
+
+
+def ramp(h, slope=DEFAULT_SLOPE):
+    """σ(h) = clip(s·h, -1, 1).  Any shape in, same shape out.  # SPEC §2"""
+    return np.clip(slope * h, -1.0, 1.0).astype(h.dtype, copy=False)
+
+
+def ramp_derivative(h, slope=DEFAULT_SLOPE):
+    """σ'(h) = s where |s·h| <= 1, else 0.  Same shape and dtype as ``h``.  # SPEC §3"""
+    return np.where(np.abs(slope * h) <= 1.0, slope, 0.0).astype(h.dtype, copy=False)

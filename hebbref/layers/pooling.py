@@ -1,0 +1,49 @@
+"""Max pooling with "same" padding, disjoint or overlapping windows: the NumPy reference.  # SPEC §2, §3
+
+Window k×k, stride t; the output is ceil(n/t) wide. As in TensorFlow the padding is
+``max((out-1)·t + k - n, 0)`` in total, half (rounded down) before. Padded cells hold
+-inf, so they never win. The error goes to the position of each window's maximum
+(the first one in row-major order when there are ties); with overlapping windows a
+cell that wins several windows receives the sum of their errors.
+
+Shapes: x (N, C, H, W) -> (N, C, ceil(H/t), ceil(W/t)).
+"""
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def pool_padding(n, k, t):
+    """(before, after, out) for one spatial axis of length n."""
+    out = math.ceil(n / t)
+    total = max((out - 1) * t + k - n, 0)
+    return total // 2, total - total // 2, out
+
+
+def maxpool_forward(x, k, t):
+    """y = max over each k×k window at stride t: (N, C, H, W) -> (N, C, Ho, Wo)."""
+    N, C, H, W = x.shape
+    top, bottom, Ho = pool_padding(H, k, t)
+    left, right, Wo = pool_padding(W, k, t)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    s = xp.strides
+    win = as_strided(xp, shape=(N, C, Ho, Wo, k, k),
+                     strides=(s[0], s[1], s[2] * t, s[3] * t, s[2], s[3]), writeable=False)
+    win = win.reshape(N, C, Ho, Wo, k * k)  # copies: (N, C, Ho, Wo, k·k)
+    tap = win.argmax(axis=-1)  # (N, C, Ho, Wo): which cell of the window won
+    y = np.take_along_axis(win, tap[..., None], axis=-1)[..., 0]
+    # flat index of each winner inside the padded array, for the backward scatter
+    rows = np.arange(Ho)[:, None] * t + tap // k  # (N, C, Ho, Wo)
+    cols = np.arange(Wo)[None, :] * t + tap % k
+    plane = (np.arange(N)[:, None] * C + np.arange(C)[None, :])[:, :, None, None]
+    winner = (plane * xp.shape[2] + rows) * xp.shape[3] + cols
+    return y, (winner, xp.shape, (top, left), (H, W))
+
+
+def maxpool_backward(dy, cache):
+    """Route each window's error to its maximum: (N, C, Ho, Wo) -> (N, C, H, W)."""
+    winner, padded_shape, (top, left), (H, W) = cache
+    dxp = np.bincount(winner.ravel(), weights=dy.ravel(), minlength=math.prod(padded_shape))
+    dxp = dxp.reshape(padded_shape).astype(dy.dtype, copy=False)
+    return np.ascontiguousarray(dxp[:, :, top : top + H, left : left + W])

@@ -1,0 +1,359 @@
+"""The layer objects a network is made of.
+
+Each object keeps the books (its cache, its increment ``G``, its weights) and calls
+the pure functions of ``hebbref.layers`` (or of a compiled backend) for the math:
+
+    forward(x, train)  -> output                  (SPEC §2)
+    backward(e)        -> error for the layer below (SPEC §3)
+    update(eta)        -> applies the rule's W and R updates (SPEC §3, hebbref.rules)
+
+The activation is its own layer (``Ramp``): its backward turns the incoming error
+into ``δ = e ⊙ σ'(h)``, so a weighted layer's backward always receives δ. The output
+layer is a ``Dense`` with no ``Ramp`` after it, i.e. ``σ' = 1``.
+"""
+import math
+
+import numpy as np
+
+from .activations import ramp, ramp_derivative
+from .errors import ConfigError
+from .init import glorot_uniform
+from .layers import (
+    dense_forward,
+    dense_input_error,
+    dense_weight_increment,
+    dropout_backward,
+    dropout_forward,
+    dropout_mask,
+    maxpool_backward,
+    maxpool_forward,
+)
+from .rules import feedback_matrix, feedback_update, forward_update
+
+UNTIED_INITS = ("tied", "independent")
+
+
+class Layer:
+    """A layer without weights. ``build`` returns the output shape (without the batch axis)."""
+
+    kind = "layer"
+    name = None
+
+    def build(self, input_shape, ctx):
+        return input_shape
+
+    def forward(self, x, train=False):
+        raise NotImplementedError
+
+    def backward(self, e):
+        raise NotImplementedError
+
+    def parameters(self):
+        return []
+
+    def update(self, eta):
+        pass
+
+    def describe(self):
+        return self.kind
+
+
+class WeightedLayer(Layer):
+    """A layer with a forward matrix ``W`` and a feedback matrix ``R`` of the same shape.
+
+    After ``backward``: ``self.delta`` is the δ it received and ``self.G`` the increment
+    ``Σ δ xᵀ``; ``update(η)`` applies ``W -= η G`` and the rule's ``R -= η_R G``.
+    """
+
+    sends_error = True  # the network turns this off for the first layer (nothing below it)
+
+    def _set_weights(self, W, R, ctx):
+        self.W, self.R, self.G, self.delta = W, R, None, None
+        self.rule = ctx.rule
+
+    def _draw_pair(self, shape, fan_in, fan_out, ctx, copies=None):
+        """Draw W (and R independently, or R = W for the symmetric init).
+
+        ``copies``: a shape to tile one draw over (the untied layer's default init).
+        """
+        W = glorot_uniform(ctx.weight_rng, shape, fan_in, fan_out, ctx.dtype)
+        R = glorot_uniform(ctx.feedback_rng, shape, fan_in, fan_out, ctx.dtype)
+        if ctx.init == "symmetric":
+            R = W.copy()
+        if copies is not None:
+            W = np.ascontiguousarray(np.broadcast_to(W, copies + shape))
+            R = np.ascontiguousarray(np.broadcast_to(R, copies + shape))
+        return W, R
+
+    # the three per-type functions: subclasses bind them
+    def _forward(self, x, W):
+        raise NotImplementedError
+
+    def _input_error(self, delta, cache, B):
+        raise NotImplementedError
+
+    def _weight_increment(self, delta, cache):
+        raise NotImplementedError
+
+    def forward(self, x, train=False):
+        h, self.cache = self._forward(x, self.W)
+        return h
+
+    def backward(self, delta):
+        self.delta = delta
+        self.G = self._weight_increment(delta, self.cache)  # G = Σ δ xᵀ
+        if not self.sends_error:
+            return None
+        B = feedback_matrix(self.W, self.R, self.rule)  # W for bp, R for frfb/urfb
+        return self._input_error(delta, self.cache, B)  # e_below = Bᵀ δ, before the update
+
+    def send_down(self, B):
+        """The error this layer would send down through ``B`` for the last δ (for probes)."""
+        return self._input_error(self.delta, self.cache, B)
+
+    def update(self, eta):
+        forward_update(self.W, self.G, eta)  # W -= η G
+        feedback_update(self.R, self.G, eta, self.rule)  # R -= η_R G
+
+    def parameters(self):
+        return [self]
+
+
+class Dense(WeightedLayer):
+    """h = W x. W, R: (units, D_in)."""
+
+    kind = "dense"
+
+    def __init__(self, units):
+        self.units = int(units)
+
+    def build(self, input_shape, ctx):
+        if len(input_shape) != 1:
+            raise ConfigError(f"dense layer needs a flat input, got shape {input_shape}")
+        (d_in,) = input_shape
+        self._set_weights(*self._draw_pair((self.units, d_in), d_in, self.units, ctx), ctx)
+        return (self.units,)
+
+    def _forward(self, x, W):
+        return dense_forward(x, W)
+
+    def _input_error(self, delta, cache, B):
+        return dense_input_error(delta, cache, B)
+
+    def _weight_increment(self, delta, cache):
+        return dense_weight_increment(delta, cache)
+
+    def describe(self):
+        return f"dense{self.units}"
+
+
+class Conv2D(WeightedLayer):
+    """Tied convolution, k×k, stride 1, "same" padding. W, R: (C_out, C_in, k, k)."""
+
+    kind = "conv"
+
+    def __init__(self, kernel, channels):
+        self.kernel, self.channels = int(kernel), int(channels)
+
+    def build(self, input_shape, ctx):
+        if len(input_shape) != 3:
+            raise ConfigError(f"{self.kind} layer needs a (C, H, W) input, got shape {input_shape}")
+        c_in, H, W = input_shape
+        k = self.kernel
+        self.ops = ctx.backend
+        shape = (self.channels, c_in, k, k)
+        self._set_weights(*self._draw_pair(shape, k * k * c_in, k * k * self.channels, ctx), ctx)
+        return (self.channels, H, W)
+
+    def _forward(self, x, W):
+        return self.ops.conv_forward(x, W)
+
+    def _input_error(self, delta, cache, B):
+        return self.ops.conv_input_error(delta, cache, B)
+
+    def _weight_increment(self, delta, cache):
+        return self.ops.conv_weight_increment(delta, cache)
+
+    def describe(self):
+        return f"conv{self.kernel}:{self.channels}"
+
+
+class LocallyConnected2D(Conv2D):
+    """Untied twin of ``Conv2D``: one filter per output location. W, R: (H, W, C_out, C_in, k, k).
+
+    Initialisation (``untied_init``): "tied" (the paper's default) draws one Glorot
+    filter bank and copies it to every location, for W and (independently) for R;
+    "independent" draws every location separately.
+    """
+
+    kind = "lc"
+
+    def build(self, input_shape, ctx):
+        if len(input_shape) != 3:
+            raise ConfigError(f"{self.kind} layer needs a (C, H, W) input, got shape {input_shape}")
+        c_in, H, W = input_shape
+        k = self.kernel
+        self.ops = ctx.backend
+        fan_in, fan_out = k * k * c_in, k * k * self.channels
+        filter_shape = (self.channels, c_in, k, k)
+        if ctx.untied_init == "tied":
+            pair = self._draw_pair(filter_shape, fan_in, fan_out, ctx, copies=(H, W))
+        else:
+            pair = self._draw_pair((H, W) + filter_shape, fan_in, fan_out, ctx)
+        self._set_weights(*pair, ctx)
+        return (self.channels, H, W)
+
+    def _forward(self, x, W):
+        return self.ops.locally_connected_forward(x, W)
+
+    def _input_error(self, delta, cache, B):
+        return self.ops.locally_connected_input_error(delta, cache, B)
+
+    def _weight_increment(self, delta, cache):
+        return self.ops.locally_connected_weight_increment(delta, cache)
+
+    def describe(self):
+        return f"lc{self.kernel}:{self.channels}"
+
+
+class Ramp(Layer):
+    """x = σ(h) = clip(s·h, -1, 1); backward: δ = e ⊙ σ'(h)."""
+
+    kind = "ramp"
+
+    def __init__(self, slope=None):
+        self.slope = slope
+
+    def build(self, input_shape, ctx):
+        if self.slope is None:
+            self.slope = ctx.slope
+        return input_shape
+
+    def forward(self, h, train=False):
+        self.h = h
+        return ramp(h, self.slope)
+
+    def backward(self, e):
+        return e * ramp_derivative(self.h, self.slope)  # δ = e ⊙ σ'(h)
+
+
+class MaxPool(Layer):
+    """Max pooling, k×k window, stride t, "same" padding."""
+
+    kind = "pool"
+
+    def __init__(self, window, stride=None):
+        self.window = int(window)
+        self.stride = int(stride if stride is not None else window)
+
+    def build(self, input_shape, ctx):
+        if len(input_shape) != 3:
+            raise ConfigError(f"pooling needs a (C, H, W) input, got shape {input_shape}")
+        C, H, W = input_shape
+        return (C, math.ceil(H / self.stride), math.ceil(W / self.stride))
+
+    def forward(self, x, train=False):
+        y, self.cache = maxpool_forward(x, self.window, self.stride)
+        return y
+
+    def backward(self, e):
+        return maxpool_backward(e, self.cache)
+
+    def describe(self):
+        return f"pool{self.window}s{self.stride}"
+
+
+class Dropout(Layer):
+    """Drops each unit with probability p in training (kept ones scaled by 1/(1-p))."""
+
+    kind = "drop"
+
+    def __init__(self, p):
+        self.p = float(p)
+        if not 0.0 <= self.p < 1.0:
+            raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
+
+    def build(self, input_shape, ctx):
+        self.rng, self.dtype = ctx.dropout_rng, ctx.dtype
+        return input_shape
+
+    def forward(self, x, train=False):
+        if not train or self.p == 0.0:
+            self.mask = None
+            return x
+        self.mask = dropout_mask(self.rng, x.shape, self.p, x.dtype)
+        return dropout_forward(x, self.mask)
+
+    def backward(self, e):
+        return e if self.mask is None else dropout_backward(e, self.mask)
+
+    def describe(self):
+        return f"drop{self.p:g}"
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C·H·W)."""
+
+    kind = "flatten"
+
+    def build(self, input_shape, ctx):
+        self.input_shape = tuple(input_shape)
+        return (math.prod(input_shape),)
+
+    def forward(self, x, train=False):
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, e):
+        return e.reshape((e.shape[0],) + self.input_shape)
+
+
+class SumBlock(Layer):
+    """The paper's "residual-like" block (SPEC §2): a = σ(conv_a(x)), b = σ(conv_b(a)), out = a + b.
+
+    Backward: the error at the output reaches ``a`` twice, directly and through b;
+    the two add before ``a``'s σ'.
+    """
+
+    kind = "sum"
+
+    def __init__(self, conv_a, conv_b):
+        self.conv_a, self.conv_b = conv_a, conv_b
+        self.ramp_a, self.ramp_b = Ramp(), Ramp()
+
+    def build(self, input_shape, ctx):
+        shape_a = self.ramp_a.build(self.conv_a.build(input_shape, ctx), ctx)
+        shape_b = self.ramp_b.build(self.conv_b.build(shape_a, ctx), ctx)
+        if shape_a != shape_b:
+            raise ConfigError(
+                f"a sum block adds a and b, so both must have one shape; got {shape_a} and {shape_b}"
+            )
+        return shape_b
+
+    @property
+    def sends_error(self):
+        return self.conv_a.sends_error
+
+    @sends_error.setter
+    def sends_error(self, value):
+        self.conv_a.sends_error = value
+
+    def forward(self, x, train=False):
+        a = self.ramp_a.forward(self.conv_a.forward(x, train))
+        b = self.ramp_b.forward(self.conv_b.forward(a, train))
+        return a + b
+
+    def backward(self, e):
+        delta_b = self.ramp_b.backward(e)  # δ_b = e ⊙ σ'(h_b)
+        e_a = e + self.conv_b.backward(delta_b)  # the two errors at a add ...
+        delta_a = self.ramp_a.backward(e_a)  # ... before σ'(h_a)
+        return self.conv_a.backward(delta_a)
+
+    def parameters(self):
+        return [self.conv_a, self.conv_b]
+
+    def update(self, eta):
+        self.conv_a.update(eta)
+        self.conv_b.update(eta)
+
+    def describe(self):
+        return f"sum[{self.conv_a.describe()},{self.conv_b.describe()}]"

@@ -1,0 +1,256 @@
+"""A network: a list of layers, a learning rule, and one SGD step (SPEC §3).
+
+    o = forward(x)                       # SPEC §2
+    loss, e_L = loss_fn(o, y)            # SPEC §4, e_L carries 1/B
+    for each layer, top to bottom:       # SPEC §3
+        e = layer.backward(e)            #   δ = e ⊙ σ'(h);  G = Σ δ xᵀ;  e_below = Bᵀ δ
+    for each layer: layer.update(η)      #   W -= η G;  R -= η_R G  (after all errors are sent)
+"""
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import DEFAULT_SLOPE
+from .architectures import describe_layers
+from .backends import get_backend
+from .errors import ConfigError, InputError, choose
+from .init import check_init
+from .losses import get_loss
+from .modules import UNTIED_INITS, Dense, Flatten, Layer
+from .rules import get_rule
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass
+class BuildContext:
+    """What layers need to know when they draw their weights."""
+
+    dtype: type
+    rule: str
+    init: str
+    untied_init: str
+    slope: float
+    backend: object
+    weight_rng: np.random.Generator
+    feedback_rng: np.random.Generator
+    dropout_rng: np.random.Generator
+
+
+def _dtype_name(dtype):
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return dtype
+
+
+class Network:
+    """A feed-forward network trained by ``bp``, ``frfb`` or ``urfb``.
+
+    Use ``build_network`` rather than this constructor. Random streams: W, R and the
+    dropout masks each come from their own generator spawned from ``seed``, so two
+    networks with one seed get the same W whatever their ``init`` and draw the same
+    dropout masks whatever their rule.
+    """
+
+    def __init__(self, layers, input_shape, n_classes, rule="urfb", init="random", seed=0,
+                 dtype="float64", backend=None, slope=DEFAULT_SLOPE, untied_init="tied",
+                 description=None):
+        get_rule(rule)
+        check_init(init)
+        choose("untied_init", untied_init, {k: k for k in UNTIED_INITS})
+        self.dtype = choose("dtype", _dtype_name(dtype), DTYPES)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.n_classes = int(n_classes)
+        if self.n_classes < 2:
+            raise ConfigError(f"n_classes must be at least 2, got {n_classes}")
+        if not self.input_shape or min(self.input_shape) < 1:
+            raise ConfigError(f"input_shape must be positive sizes such as (1, 28, 28), got {input_shape}")
+        self.init, self.seed, self.description = init, seed, description
+        self.backend = get_backend(backend)
+        weight_seq, feedback_seq, dropout_seq = np.random.SeedSequence(seed).spawn(3)
+        ctx = BuildContext(
+            dtype=self.dtype, rule=rule, init=init, untied_init=untied_init, slope=slope,
+            backend=self.backend,
+            weight_rng=np.random.default_rng(weight_seq),
+            feedback_rng=np.random.default_rng(feedback_seq),
+            dropout_rng=np.random.default_rng(dropout_seq),
+        )
+        self.dropout_rng = ctx.dropout_rng
+        self.layers = []
+        shape = self.input_shape
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise ConfigError(f"a network is made of hebbref.modules layers, got {layer!r}")
+            if isinstance(layer, Dense) and len(shape) > 1:
+                self.layers.append(Flatten())
+                shape = self.layers[-1].build(shape, ctx)
+            shape = layer.build(shape, ctx)
+            self.layers.append(layer)
+        if shape != (self.n_classes,):
+            raise ConfigError(f"the last layer must give {self.n_classes} outputs, it gives shape {shape}")
+        self._name_parameters()
+        # below the first weighted layer nothing learns: its error need not be computed
+        self.parameters()[0].sends_error = False
+        self._rule = rule
+
+    def _name_parameters(self):
+        counts = {}
+        for layer in self.layers:
+            counts[layer.kind] = counts.get(layer.kind, 0) + 1
+            layer.name = f"{layer.kind}{counts[layer.kind]}"
+            if layer.kind == "sum":
+                layer.conv_a.name, layer.conv_b.name = f"{layer.name}.a", f"{layer.name}.b"
+
+    # --- the rule -------------------------------------------------------------------
+    @property
+    def rule(self):
+        return self._rule
+
+    @rule.setter
+    def rule(self, name):
+        get_rule(name)
+        self._rule = name
+        for p in self.parameters():
+            p.rule = name
+
+    def parameters(self):
+        """Every weighted layer, input to output; each has ``.name``, ``.W``, ``.R``."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    # --- checks on what users hand in ---------------------------------------------------
+    def _check_x(self, x):
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"x must be a numpy array of shape (N, {', '.join(map(str, self.input_shape))}), got {type(x).__name__}")
+        if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
+            raise InputError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        if not np.issubdtype(x.dtype, np.number):
+            raise InputError(f"x must hold numbers, got dtype {x.dtype}")
+        x = x.astype(self.dtype, copy=False)
+        if not np.isfinite(x).all():
+            raise InputError("x holds NaN or infinite values")
+        return x
+
+    def _check_y(self, y, n):
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise InputError(f"y must be {n} integer labels (one per example), got shape {y.shape}")
+        if y.size and not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+                raise InputError(f"y must be integer labels, got dtype {y.dtype}")
+            y = y.astype(np.int64)
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            raise InputError(f"labels must lie in [0, {self.n_classes}), got values from {y.min()} to {y.max()}")
+        return y
+
+    # --- the three passes -----------------------------------------------------------------
+    def forward(self, x, train=False):
+        """Outputs o = h_L, (N, n_classes). ``train=True`` draws dropout masks and keeps caches."""
+        x = self._check_x(x)
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def backward(self, e):
+        """Send the output error e_L down through the layers, filling each weighted layer's G."""
+        for layer in reversed(self.layers):
+            e = layer.backward(e)
+            if e is None:  # the first weighted layer sends nothing further down
+                break
+
+    def update(self, eta):
+        """W -= η G and the rule's R update, in every weighted layer."""
+        for p in self.parameters():
+            p.update(eta)
+
+    def train_step(self, x, y, lr=0.1, loss="hinge", mu=1.0):
+        """One SGD step on the batch-mean loss; returns the loss before the step."""
+        loss_fn = get_loss(loss)
+        if not (np.isfinite(lr) and lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {lr}")
+        o = self.forward(x, train=True)
+        y = self._check_y(y, o.shape[0])
+        value, e = loss_fn(o, y, mu=mu)
+        self.backward(e.astype(self.dtype, copy=False))
+        self.update(lr)
+        return value
+
+    def loss(self, x, y, loss="hinge", mu=1.0):
+        """The batch-mean loss at evaluation (no dropout), without any update."""
+        o = self.forward(x, train=False)
+        return get_loss(loss)(o, self._check_y(y, o.shape[0]), mu=mu)[0]
+
+    def predict(self, x, batch_size=1000):
+        """argmax of the outputs, (N,) int labels, computed in chunks of ``batch_size``."""
+        x = self._check_x(x)
+        return np.concatenate([
+            self.forward(x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)
+        ]) if len(x) else np.zeros(0, dtype=np.int64)
+
+    def accuracy(self, x, y, batch_size=1000):
+        """Fraction of examples whose prediction equals the label."""
+        y = self._check_y(y, len(x))
+        return float((self.predict(x, batch_size) == y).mean()) if len(y) else float("nan")
+
+    # --- state, for checkpoints --------------------------------------------------------
+    def state(self):
+        """All that changes in training, as plain arrays: every W and R, and the dropout generator."""
+        arrays = {}
+        for p in self.parameters():
+            arrays[f"{p.name}.W"], arrays[f"{p.name}.R"] = p.W.copy(), p.R.copy()
+        arrays["dropout_rng"] = np.array(json.dumps(self.dropout_rng.bit_generator.state))
+        return arrays
+
+    def load_state(self, arrays):
+        """Put back what ``state()`` returned (shapes and names must match)."""
+        for p in self.parameters():
+            for which in ("W", "R"):
+                key = f"{p.name}.{which}"
+                if key not in arrays:
+                    raise InputError(f"state has no array {key!r}")
+                value = np.asarray(arrays[key])
+                if value.shape != getattr(p, which).shape:
+                    raise InputError(f"{key}: expected shape {getattr(p, which).shape}, got {value.shape}")
+                getattr(p, which)[...] = value
+        if "dropout_rng" in arrays:
+            self.dropout_rng.bit_generator.state = json.loads(str(arrays["dropout_rng"]))
+
+    def summary(self):
+        """One line per layer: name, output shape (filled after a forward pass), weights."""
+        lines = []
+        for layer in self.layers:
+            params = layer.parameters()
+            size = sum(p.W.size for p in params)
+            lines.append(f"{(layer.name or layer.kind):10s} {layer.describe():28s} {size:>10,d} weights")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        body = " ".join(layer.describe() for layer in self.layers)
+        return f"Network({body!r}, rule={self.rule!r}, init={self.init!r}, dtype={np.dtype(self.dtype).name})"
+
+
+def build_network(net, input_shape, n_classes, rule="urfb", init="random", untied=False, seed=0,
+                  dtype="float64", dropout=True, backend=None, slope=DEFAULT_SLOPE,
+                  untied_init="tied"):
+    """Build a network from a preset name, a text description, or a list of layer objects.
+
+    net:         "simple", "deep" (SPEC §6), a description such as
+                 "conv5:32 ramp pool2 dense100 ramp out" (see ``hebbref.architectures``),
+                 or a list of ``hebbref.modules`` layers ending in ``Dense(n_classes)``.
+    input_shape: (C, H, W) of one example (or (D,) for a dense-only network).
+    rule:        "bp", "frfb" or "urfb" (SPEC §1).
+    init:        "random" (W and R independent Glorot uniform) or "symmetric" (R = W).
+    untied:      turn every conv layer into a locally connected one (SPEC §5).
+    untied_init: "tied" (one filter copied to every location, the paper's default) or "independent".
+    dtype:       "float64" or "float32".
+    dropout:     False leaves out every dropout layer.
+    backend:     "numpy" (the reference) or a compiled backend; default $HEBBREF_BACKEND or the fastest.
+    """
+    if isinstance(net, (list, tuple)):
+        layers, description = list(net), None
+    else:
+        layers = describe_layers(net, n_classes, untied=untied, dropout=dropout)
+        description = net
+    return Network(layers, input_shape, n_classes, rule=rule, init=init, seed=seed, dtype=dtype,
+                   backend=backend, slope=slope, untied_init=untied_init, description=description)
