@@ -5,6 +5,7 @@ Hebbian updates", Frontiers in Computational Neuroscience 13:18 (2019), arXiv 18
 """
 from .architectures import PRESETS
 from .backends import backend_names, get_backend
+from .datasets import load_dataset
 from .errors import ConfigError, DataError, HebbrefError, InputError
 from .losses import LOSSES, get_loss
 from .network import Network, build_network
@@ -16,4 +17,5 @@ __all__ = [
     "PRESETS", "LOSSES", "RULES", "Network", "build_network", "backend_names", "get_backend",
     "get_loss", "feedback_matrix", "feedback_update", "forward_update",
     "ConfigError", "DataError", "HebbrefError", "InputError",
+    "load_dataset",
 ]
