@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .catalog import DATASETS, get_dataset, locate
+from .fetch import fetch
 
 SPLITS = ("train", "val", "train+val", "test")
 LABEL_MODES = ("fine", "coarse")
@@ -102,4 +103,4 @@ def load_dataset(name, split, data_dir=None, val_size=None, label_mode="fine"):
     return x, labels.astype(np.int64)
 
 
-__all__ = ["DATASETS", "SPLITS", "clear_cache", "dataset_names", "load_arrays", "load_dataset"]
+__all__ = ["DATASETS", "SPLITS", "clear_cache", "dataset_names", "fetch", "load_arrays", "load_dataset"]
