@@ -179,3 +179,71 @@ def test_urfb_reaches_eps_before_frfb_from_small_initial_weights():
         ratios.append(t["frfb"] / t["urfb"])
     assert faster >= 0.9 * len(seeds), (faster, len(seeds))
     assert np.median(ratios) > 1.1, np.median(ratios)
+
+
+# --- discrete SGD goes through hebbref's Dense layers ---------------------------------------------------
+from theory.sgd import SGDSetting, linear_network, run_sgd_setting, sgd_step  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None)
+@given(linear_instances(scales=(0.3, 1.0)), SEEDS, st.sampled_from(["bp", "frfb", "urfb"]))
+def test_sgd_step_through_hebbref_equals_a_numpy_step_by_hand(inst, seed, rule):
+    rng = np.random.default_rng(seed)
+    B = 5
+    x = rng.standard_normal((B, inst.widths[0]))
+    y = rng.standard_normal((B, inst.widths[-1]))
+    net = linear_network(inst, rule)
+    assert all(type(p).__name__ == "Dense" for p in net.parameters())
+    Ws = [W.copy() for W in inst.W0s]
+    Rs = [R.copy() for R in inst.R0s]
+    # by hand: forward, keeping every layer's input
+    inputs = [x]  # x_0, x_1, ..., x_{L-1}
+    for W in Ws[:-1]:
+        inputs.append(inputs[-1] @ W.T)  # (B, n_l), identity activation
+    o = inputs[-1] @ Ws[-1].T  # (B, m)
+    delta = (o - y) / B  # e_L
+    Gs = [None] * len(Ws)
+    for l in reversed(range(len(Ws))):
+        Gs[l] = delta.T @ inputs[l]  # G_l = Σ δ xᵀ
+        feedback = Ws[l] if rule == "bp" else Rs[l]
+        delta = delta @ feedback  # e_{l-1} = Bᵀ δ, before any update
+    eta = 0.07
+    for l in range(len(Ws)):
+        Ws[l] = Ws[l] - eta * Gs[l]
+        if rule == "urfb":
+            Rs[l] = Rs[l] - eta * Gs[l]
+    loss = sgd_step(net, x, y, eta)
+    assert abs(loss - 0.5 * np.sum((o - y) ** 2) / B) <= 1e-12 * (1 + loss)
+    for layer, W, R in zip(net.parameters(), Ws, Rs):
+        np.testing.assert_allclose(layer.W, W, rtol=1e-12, atol=1e-12, err_msg=f"W of {layer.name}, {rule}")
+        np.testing.assert_allclose(layer.R, R, rtol=1e-12, atol=1e-12, err_msg=f"R of {layer.name}, {rule}")
+
+
+@settings(max_examples=20, deadline=None)
+@given(linear_instances(scales=(0.0, 0.3, 1.0)), st.sampled_from(["bp", "frfb", "urfb"]))
+def test_full_batch_step_on_whitened_data_is_an_euler_step_of_the_flow(inst, rule):
+    d = inst.widths[0]
+    N = 3 * d
+    Q = np.linalg.qr(np.random.default_rng(inst.seed).standard_normal((N, d)))[0]  # (N, d), QᵀQ = I
+    X = np.sqrt(N) * Q  # Xᵀ X / N = I exactly (to rounding): whitened
+    Y = X @ inst.T.T
+    flow = LinearFlow(inst.T, inst.R0s, rule)
+    dWs, dRs = flow.velocities(inst.W0s, inst.R0s)
+    eta = 1e-2
+    net = linear_network(inst, rule)
+    sgd_step(net, X, Y, eta)
+    for layer, W0, R0, dW, dR in zip(net.parameters(), inst.W0s, inst.R0s, dWs, dRs):
+        scale = 1 + np.abs(W0).max() + eta * np.abs(dW).max() * 1e2
+        assert np.abs(layer.W - (W0 + eta * dW)).max() <= 1e-12 * scale
+        assert np.abs(layer.R - (R0 + eta * dR)).max() <= 1e-12 * scale
+
+
+def test_sgd_urfb_reaches_eps_before_frfb_over_many_instances():
+    """Measured: 12 instances (s ∈ {0, 0.1}), SGD through hebbref with η = 0.02."""
+    setting = SGDSetting("test", "", n_quick=12, first_seed=70_000, scales=(0.0, 0.1), max_steps=4000)
+    rows, entry = run_sgd_setting(setting, quick=True)
+    assert entry["frac_reached"]["urfb"] == 1.0, entry
+    assert entry["frac_urfb_faster"] >= 0.75, entry
+    # SGD with a small step tracks the flow: its time to eps is within 30% of the ODE's
+    for rule in ("frfb", "urfb"):
+        assert 0.7 <= entry["median_sgd_time_over_flow_time"][rule] <= 1.3, entry
