@@ -99,7 +99,7 @@ def load_dataset(name, split, data_dir=None, val_size=None, label_mode="fine"):
             raise ConfigError(f"val_size must be an integer in 1..{n_train - 1} for {name}, got {n_val!r}")
         cut = n_train - n_val
         images, labels = (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
-    x = images.astype(np.float32) / np.float32(255)  # (N, C, H, W) in [0, 1]
+    x = np.divide(images, np.float32(255), dtype=np.float32)  # (N, C, H, W) in [0, 1], one pass
     return x, labels.astype(np.int64)
 
 
