@@ -14,10 +14,10 @@ checksum mismatch raises a DataError, and the partial file is deleted.
 
 Pinned checksums (hex digests of the file as downloaded):
 
-- MNIST: the MD5s torchvision's ``datasets/mnist.py`` lists (the same four values
-  appear in many independent projects; checked through the search corpora, not by
-  downloading here).
-- Fashion-MNIST: the MD5s published in Zalando's README (and torchvision), and the
+- MNIST: the MD5s in torchvision's ``torchvision/datasets/mnist.py`` (pytorch/vision,
+  commit 01977a187961243eaf66ead246fd92a5c6c7ccfc), the same four values many other
+  projects list; read there, not checked against a download here (no internet).
+- Fashion-MNIST: the MD5s published by Zalando (and in the same torchvision file), and the
   SHA-256 of the files Debian's ``dataset-fashion-mnist`` 0.0~git20200523.55506a9-1
   installs in /usr/share/datasets/fashion-mnist/, computed here with ``sha256sum``.
   Debian recompressed the files (their gzip headers carry no file name and a 2020 time
