@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import hebbref
 from hebbref.datasets import catalog, clear_cache, load_dataset, locations
-from hebbref.datasets.idx import read_idx_pair
+from hebbref.datasets.idx import read_idx, read_idx_pair
 from hebbref.errors import ConfigError, DataError
 
 from data_files import (idx_bytes, python2_pickle, write_cifar10_binary, write_cifar10_python,
@@ -300,3 +301,13 @@ def test_cifar_binary_truncated_and_bad_label(tmp_path):
 ])
 def test_bad_arguments(kwargs, error, words):
     expect_error(words, error=error, **kwargs)
+
+
+# ---------------------------------------------------------------- the IDX reader on random arrays
+
+@settings(deadline=None, max_examples=30)
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=3), gz=st.booleans(), seed=st.integers(0, 2**16))
+def test_idx_round_trip(tmp_path_factory, shape, gz, seed):
+    array = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+    path = write_file(tmp_path_factory.mktemp("idx") / ("a.idx.gz" if gz else "a.idx"), idx_bytes(array))
+    np.testing.assert_array_equal(read_idx(path, ndim=len(shape)), array)
