@@ -11,16 +11,22 @@ integrated again on a common grid 0 ≤ t ≤ t_ε(urfb) to record, over time:
                                                    layer against back-prop's path
     ‖M_rule(t) - M_bp(t)‖ / ‖T‖                    how far the network map is from bp's
                                                    (rule = urfb and, for comparison, frfb)
+
+and, since rules that learn at different speeds drift apart in time even along one
+path, the distance at equal loss: ‖M_rule(t_rule(q)) - M_bp(t_bp(q))‖ / ‖T‖ where
+t_rule(q) is the first time V ≤ q V(0), for q in LEVELS.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import brentq
 
 from .flow import feedback_matrices, feedback_products, forward_products, integrate, products_above
 from .instances import random_instance
 
 RULE_NAMES = ("bp", "frfb", "urfb")
 GRID = np.linspace(0.0, 1.0, 21)  # fractions of t_ε(urfb)
+LEVELS = (0.5, 0.1)  # loss fractions q at which maps are compared at equal loss
 
 
 @dataclass
@@ -75,6 +81,7 @@ class InstanceResult:
     weight_alignment: dict = field(default_factory=dict)  # rule -> mean_l cos(W_l, R_l)
     path_alignment: dict = field(default_factory=dict)  # rule -> cos(Q_1, A_1ᵀ)
     distance_to_bp: dict = field(default_factory=dict)  # rule -> ‖M_rule - M_bp‖ / ‖T‖ on the grid
+    distance_at_equal_loss: dict = field(default_factory=dict)  # rule -> (len(LEVELS),), NaN if not reached
 
 
 def _curves(inst, rule, grid_t, eps):
@@ -96,9 +103,29 @@ def _curves(inst, rule, grid_t, eps):
     return loss, weight, path, maps
 
 
+def _maps_at_levels(run, n_scan=400):
+    """M at the first time V ≤ q V(0), for q in LEVELS ((len(LEVELS), m, d); NaN where never)."""
+    flow, sol = run.flow, run.sol
+    m, d = flow.T.shape
+    out = np.full((len(LEVELS), m, d), np.nan)
+    if sol is None:
+        return out
+    ts = np.linspace(0.0, run.t[-1], n_scan)
+    ratio = np.array([flow.loss(sol(t)) for t in ts]) / run.V0
+    for k, q in enumerate(LEVELS):
+        below = np.nonzero(ratio <= q)[0]
+        if below.size == 0:
+            continue
+        i = below[0]
+        t_q = ts[0] if i == 0 else brentq(lambda t: flow.loss(sol(t)) / run.V0 - q, ts[i - 1], ts[i], xtol=1e-10)
+        out[k] = forward_products(flow.unpack(sol(t_q))[0])[-1]
+    return out
+
+
 def run_instance(inst, eps=0.01, t_max=500.0):
     """Times to ε for the three rules, then the curves on 0 ≤ t ≤ t_ε(urfb)."""
-    runs = {rule: integrate(inst.T, inst.W0s, inst.R0s, rule, eps=eps, t_max=t_max) for rule in RULE_NAMES}
+    runs = {rule: integrate(inst.T, inst.W0s, inst.R0s, rule, eps=eps, t_max=t_max, dense_output=True)
+            for rule in RULE_NAMES}
     t_ref = runs["urfb"].t_eps if np.isfinite(runs["urfb"].t_eps) else t_max
     out = InstanceResult(inst.describe(), inst.depth, inst.scale, inst.rank,
                          {r: runs[r].t_eps for r in RULE_NAMES}, {r: runs[r].status for r in RULE_NAMES},
@@ -107,8 +134,11 @@ def run_instance(inst, eps=0.01, t_max=500.0):
     for rule in RULE_NAMES:
         loss, weight, path, maps[rule] = _curves(inst, rule, out.grid_t, eps)
         out.loss[rule], out.weight_alignment[rule], out.path_alignment[rule] = loss, weight, path
+    level_maps = {rule: _maps_at_levels(runs[rule]) for rule in RULE_NAMES}
     for rule in ("frfb", "urfb"):
         out.distance_to_bp[rule] = np.linalg.norm(maps[rule] - maps["bp"], axis=(1, 2)) / np.linalg.norm(inst.T)
+        out.distance_at_equal_loss[rule] = (np.linalg.norm(level_maps[rule] - level_maps["bp"], axis=(1, 2))
+                                            / np.linalg.norm(inst.T))
     return out
 
 
@@ -159,6 +189,11 @@ def summarise(name, description, results, eps):
         "frac_urfb_faster_than_bp": float(np.mean(t["urfb"] < t["bp"])),
         "median_max_distance_to_bp_where_bp_learns": {
             rule: _median(distance_max[rule]) for rule in ("frfb", "urfb")
+        },
+        "median_distance_to_bp_at_equal_loss_where_bp_learns": {
+            rule: {f"V=V0*{q:g}": _median([res.distance_at_equal_loss[rule][k] for res in bp_learns])
+                   for k, q in enumerate(LEVELS)}
+            for rule in ("frfb", "urfb")
         },
         "median_weight_alignment": {
             rule: {"t=0": _median(start[rule]),
