@@ -1,0 +1,50 @@
+"""``hebbref theory [--quick] [--out DIR]`` and ``python -m theory``: the linear-case report.
+
+Runs the identity checks along trajectories, the gradient-flow ensembles (theory.ensemble)
+and discrete SGD through hebbref's Dense layers (theory.sgd), and writes report.md, PNG
+plots and summary.json into DIR (default ``theory-report``). ``--quick`` uses fewer
+instances and finishes in under 2 minutes on 2 cores.
+"""
+import argparse
+import sys
+
+from hebbref.errors import ConfigError
+
+DESCRIPTION = "Linear-case theory of bp, frfb and urfb (SPEC §8): identities, ensembles, SGD; writes a report."
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer instances (under 2 minutes on 2 cores)")
+    parser.add_argument("--out", default="theory-report", metavar="DIR",
+                        help="folder for report.md, *.png and summary.json (default: theory-report)")
+    return parser
+
+
+def run(args):
+    """Write the report; returns the exit code."""
+    from .report import write_report
+
+    if not args.out or not args.out.strip():
+        raise ConfigError("--out must name a folder")
+    command = "hebbref theory" + (" --quick" if args.quick else "") + f" --out {args.out}"
+    write_report(args.out, quick=args.quick, command=command,
+                 progress=lambda message: print(message, file=sys.stderr))
+    return 0
+
+
+def add_commands(subparsers):
+    """Add ``theory`` to the ``hebbref`` command."""
+    parser = subparsers.add_parser("theory", help=DESCRIPTION, description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def main(argv=None):
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m theory", description=DESCRIPTION))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as error:
+        print(f"python -m theory: error: {error}", file=sys.stderr)
+        return 2
