@@ -2,16 +2,26 @@
 
 A backend is a table of six functions with the signatures of the NumPy reference in
 ``hebbref.layers`` (forward, input error, weight increment, for tied and untied
-layers). The cache that a backend's forward returns is only ever handed back to the
+layers), and four more that default to the reference (max pooling forward and
+backward, the ramp and its derivative), which a compiled backend replaces when
+they dominate a training step. The cache that a backend's forward returns is only ever handed back to the
 same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
+
+    numpy   the reference, pure NumPy (hebbref.layers, hebbref.activations)
+    numba   CPU kernels compiled by Numba, parallel over the cores (hebbref.kernels.numba_*)
+    cuda    GPU kernels compiled by numba.cuda (hebbref.kernels.cuda_*); needs a CUDA GPU
+            (or NUMBA_ENABLE_CUDASIM=1, the slow simulator used by the tests)
+
+The default is the first of cuda, numba, numpy that loads, where cuda counts only
+with a real GPU (never the simulator).
 """
 import os
 from dataclasses import dataclass
 from typing import Callable
 
-from . import layers
+from . import activations, layers
 from .errors import ConfigError
 
 ENVIRONMENT_VARIABLE = "HEBBREF_BACKEND"
@@ -26,6 +36,10 @@ class Backend:
     locally_connected_forward: Callable
     locally_connected_input_error: Callable
     locally_connected_weight_increment: Callable
+    maxpool_forward: Callable = layers.maxpool_forward
+    maxpool_backward: Callable = layers.maxpool_backward
+    ramp: Callable = activations.ramp
+    ramp_derivative: Callable = activations.ramp_derivative
 
 
 NUMPY = Backend(
@@ -43,11 +57,72 @@ def _load_numpy():
     return NUMPY
 
 
+def _load_numba():
+    try:
+        from .kernels import (
+            numba_activations,
+            numba_conv,
+            numba_locally_connected,
+            numba_pooling,
+        )
+    except ImportError as error:  # numba missing or broken
+        raise ConfigError(f"backend 'numba' cannot load: {error}") from error
+    return Backend(
+        "numba",
+        numba_conv.conv_forward,
+        numba_conv.conv_input_error,
+        numba_conv.conv_weight_increment,
+        numba_locally_connected.locally_connected_forward,
+        numba_locally_connected.locally_connected_input_error,
+        numba_locally_connected.locally_connected_weight_increment,
+        numba_pooling.maxpool_forward,
+        numba_pooling.maxpool_backward,
+        numba_activations.ramp,
+        numba_activations.ramp_derivative,
+    )
+
+
+def _simulated_cuda():
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _load_cuda():
+    simulated = _simulated_cuda()
+    try:
+        from numba import cuda
+    except ImportError as error:
+        raise ConfigError(f"backend 'cuda' needs numba.cuda (pip install 'hebbref[cuda]'): {error}") from error
+    if not simulated and not cuda.is_available():
+        raise ConfigError(
+            "backend 'cuda' needs a CUDA GPU and driver, and numba finds none on this machine; "
+            "use backend 'numba' (CPU) or set NUMBA_ENABLE_CUDASIM=1 to simulate one (slow)"
+        )
+    try:
+        from .kernels import cuda_conv, cuda_locally_connected
+    except ImportError as error:
+        raise ConfigError(f"backend 'cuda' cannot load its kernels: {error}") from error
+
+    numba_backend = _load_numba()  # pooling and the ramp stay on the CPU kernels
+    return Backend(
+        "cuda",
+        cuda_conv.conv_forward,
+        cuda_conv.conv_input_error,
+        cuda_conv.conv_weight_increment,
+        cuda_locally_connected.locally_connected_forward,
+        cuda_locally_connected.locally_connected_input_error,
+        cuda_locally_connected.locally_connected_weight_increment,
+        numba_backend.maxpool_forward,
+        numba_backend.maxpool_backward,
+        numba_backend.ramp,
+        numba_backend.ramp_derivative,
+    )
+
+
 # name -> loader; a loader imports its kernels only when asked for, and raises
 # ConfigError with the reason when the backend cannot run on this machine.
-_LOADERS = {"numpy": _load_numpy}
+_LOADERS = {"numpy": _load_numpy, "numba": _load_numba, "cuda": _load_cuda}
 # the order in which the default is chosen: the first one that loads
-_PREFERENCE = ("numpy",)
+_PREFERENCE = ("cuda", "numba", "numpy")
 
 
 def backend_names():
@@ -61,6 +136,8 @@ def default_backend_name():
     if name:
         return name
     for name in _PREFERENCE:
+        if name == "cuda" and _simulated_cuda():
+            continue  # the simulator is for tests, never the fastest
         try:
             _LOADERS[name]()
             return name

@@ -224,17 +224,21 @@ class Ramp(Layer):
     def __init__(self, slope=None):
         self.slope = slope
 
+    ops = None  # the backend's table; None: the NumPy reference
+
     def build(self, input_shape, ctx):
         if self.slope is None:
             self.slope = ctx.slope
+        self.ops = ctx.backend
         return input_shape
 
     def forward(self, h, train=False):
         self.h = h
-        return ramp(h, self.slope)
+        return (self.ops.ramp if self.ops else ramp)(h, self.slope)
 
     def backward(self, e):
-        return e * ramp_derivative(self.h, self.slope)  # δ = e ⊙ σ'(h)
+        derivative = (self.ops.ramp_derivative if self.ops else ramp_derivative)(self.h, self.slope)
+        return e * derivative  # δ = e ⊙ σ'(h)
 
 
 class MaxPool(Layer):
@@ -250,14 +254,18 @@ class MaxPool(Layer):
         if len(input_shape) != 3:
             raise ConfigError(f"pooling needs a (C, H, W) input, got shape {input_shape}")
         C, H, W = input_shape
+        self.ops = ctx.backend
         return (C, math.ceil(H / self.stride), math.ceil(W / self.stride))
 
+    ops = None  # the backend's table; None: the NumPy reference
+
     def forward(self, x, train=False):
-        y, self.cache = maxpool_forward(x, self.window, self.stride)
+        y, self.cache = (self.ops.maxpool_forward if self.ops else maxpool_forward)(
+            x, self.window, self.stride)
         return y
 
     def backward(self, e):
-        return maxpool_backward(e, self.cache)
+        return (self.ops.maxpool_backward if self.ops else maxpool_backward)(e, self.cache)
 
     def describe(self):
         return f"pool{self.window}s{self.stride}"

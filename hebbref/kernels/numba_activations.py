@@ -1,0 +1,42 @@
+"""The saturated ramp and its derivative: Numba CPU kernels.  # SPEC §2, §3
+
+    x = σ(h) = clip(s·h, -1, 1)          σ'(h) = s  where |s·h| <= 1, else 0
+
+The same arithmetic as ``hebbref.activations`` (s·h in the dtype of h), one parallel
+pass over the array. Any shape in, same shape and dtype out.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..activations import DEFAULT_SLOPE
+from .numba_threads import one_thread_if_small
+
+
+@njit(parallel=True, cache=True)
+def ramp_flat(h, s):
+    x = np.empty_like(h)
+    for i in prange(h.size):
+        x[i] = min(max(s * h[i], -1), 1)
+    return x
+
+
+@njit(parallel=True, cache=True)
+def ramp_derivative_flat(h, s):
+    d = np.empty_like(h)
+    for i in prange(h.size):
+        d[i] = s if abs(s * h[i]) <= 1 else 0
+    return d
+
+
+def ramp(h, slope=DEFAULT_SLOPE):
+    """σ(h) = clip(s·h, -1, 1).  # SPEC §2"""
+    h = np.ascontiguousarray(h)
+    with one_thread_if_small(h.size):
+        return ramp_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+
+
+def ramp_derivative(h, slope=DEFAULT_SLOPE):
+    """σ'(h) = s where |s·h| <= 1, else 0.  # SPEC §3"""
+    h = np.ascontiguousarray(h)
+    with one_thread_if_small(h.size):
+        return ramp_derivative_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)

@@ -1,0 +1,208 @@
+"""Tied convolution, stride 1, "same" padding: Numba CPU kernels.  # SPEC §2, §3, §5
+
+The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding before):
+
+    h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]          conv_forward
+    e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
+    G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
+
+Two ways to compute each, chosen by the length of the sum that makes one output:
+- few terms (C·k·k < ``GEMM_FROM``, e.g. the first layer on a grey image): direct loops,
+  ``prange`` over the batch, the innermost loop running along an image row so that
+  it vectorises;
+- many terms: "im2col" into rows (N·H·W, C·k·k), one row per output position, and a
+  single large matrix product by BLAS.
+
+Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
+The cache is ``(xp, rows)``: the padded input, and its rows when the product path ran.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .numba_threads import one_thread_if_small
+
+# every fast-math flag except "no NaN" and "no inf": sums may be reassociated (vectorised)
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# a sum of at least this many terms per output goes through im2col + BLAS
+GEMM_FROM = 64
+
+
+def same_padding(k):
+    """(before, after) zero padding that keeps the size for a k-wide kernel at stride 1."""
+    before = (k - 1) // 2
+    return before, k - 1 - before
+
+
+@njit(parallel=True, cache=True)
+def pad_spatial(x, before, after):
+    """Zero-pad the last two axes of (N, C, H, W): -> (N, C, H+before+after, W+before+after)."""
+    N, C, H, W = x.shape
+    xp = np.zeros((N, C, H + before + after, W + before + after), dtype=x.dtype)
+    for n in prange(N):
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    xp[n, c, i + before, j + before] = x[n, c, i, j]
+    return xp
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def correlate_valid_direct(xp, W):
+    """Valid cross-correlation by loops: (N, C, Hp, Wp) with (O, C, k, k) -> (N, O, Hp-k+1, Wp-k+1)."""
+    N, C, Hp, Wp = xp.shape
+    O, _, k, _ = W.shape
+    H, Wd = Hp - k + 1, Wp - k + 1
+    h = np.empty((N, O, H, Wd), dtype=xp.dtype)
+    for n in prange(N):
+        for o in range(O):
+            h[n, o] = 0
+            for c in range(C):
+                for a in range(k):
+                    for b in range(k):
+                        w = W[o, c, a, b]
+                        for i in range(H):
+                            for j in range(Wd):  # along a row: vectorised
+                                h[n, o, i, j] += w * xp[n, c, i + a, j + b]
+    return h
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def weight_increment_direct(delta, xp, k, chunks, zero):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops: -> (O, C, k, k).
+
+    The batch is cut into ``chunks`` pieces summed in parallel, then added up.
+    ``zero`` is a 0 of the dtype to accumulate in.
+    """
+    N, O, H, Wd = delta.shape
+    C = xp.shape[1]
+    partial = np.zeros((chunks, O, C, k, k), dtype=delta.dtype)
+    for t in prange(chunks):
+        for n in range(t * N // chunks, (t + 1) * N // chunks):
+            for o in range(O):
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(k):
+                            acc = zero
+                            for i in range(H):
+                                for j in range(Wd):  # a dot product along a row: vectorised
+                                    acc += delta[n, o, i, j] * xp[n, c, i + a, j + b]
+                            partial[t, o, c, a, b] += acc
+    return partial.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def im2col_rows(xp, k):
+    """Padded (N, C, Hp, Wp) -> rows (N·H·W, C·k·k): row (n, i, j) holds the window at (i, j)."""
+    N, C, Hp, Wp = xp.shape
+    H, Wd = Hp - k + 1, Wp - k + 1
+    rows = np.empty((N * H * Wd, C * k * k), dtype=xp.dtype)
+    for n in prange(N):
+        for i in range(H):
+            for j in range(Wd):
+                r = (n * H + i) * Wd + j
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(k):
+                            rows[r, (c * k + a) * k + b] = xp[n, c, i + a, j + b]
+    return rows
+
+
+@njit(parallel=True, cache=True)
+def rows_to_images(hT, N, H, W):
+    """(N·H·W, O) -> (N, O, H, W): back from one row per position to the image layout."""
+    O = hT.shape[1]
+    h = np.empty((N, O, H, W), dtype=hT.dtype)
+    for n in prange(N):
+        for i in range(H):
+            for j in range(W):
+                r = (n * H + i) * W + j
+                for o in range(O):
+                    h[n, o, i, j] = hT[r, o]
+    return h
+
+
+@njit(parallel=True, cache=True)
+def images_to_rows(delta):
+    """(N, O, H, W) -> (N·H·W, O): one row per position."""
+    N, O, H, W = delta.shape
+    dT = np.empty((N * H * W, O), dtype=delta.dtype)
+    for n in prange(N):
+        for o in range(O):
+            for i in range(H):
+                for j in range(W):
+                    dT[(n * H + i) * W + j, o] = delta[n, o, i, j]
+    return dT
+
+
+@njit(parallel=True, cache=True)
+def col2im_rows(dcols, N, C, H, W, k, before):
+    """Scatter-add rows (N·H·W, C·k·k) back onto the unpadded input: -> (N, C, H, W).
+
+    Row (n, i, j), entry (c, a, b) belongs to input pixel (i+a-p, j+b-p); pixels in the
+    padding are dropped.
+    """
+    e = np.zeros((N, C, H, W), dtype=dcols.dtype)
+    for n in prange(N):
+        for i in range(H):
+            for j in range(W):
+                r = (n * H + i) * W + j
+                for c in range(C):
+                    for a in range(k):
+                        y = i + a - before
+                        if 0 <= y < H:
+                            for b in range(k):
+                                x = j + b - before
+                                if 0 <= x < W:
+                                    e[n, c, y, x] += dcols[r, (c * k + a) * k + b]
+    return e
+
+
+def uses_gemm(terms):
+    """True when a sum of ``terms`` products per output is done by im2col + BLAS."""
+    return terms >= GEMM_FROM
+
+
+def conv_forward(x, W):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (xp, rows)."""
+    x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
+    C_out, C_in, k, _ = W.shape
+    N, _, H, Wd = x.shape
+    before, after = same_padding(k)
+    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
+        xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
+        if not uses_gemm(C_in * k * k):
+            return correlate_valid_direct(xp, W), (xp, None)
+        rows = im2col_rows(xp, k)  # (N·H·W, C_in·k·k)
+        hT = rows @ W.reshape(C_out, C_in * k * k).T  # (N·H·W, C_out), BLAS
+        return rows_to_images(hT, N, H, Wd), (xp, rows)  # (N, C_out, H, W)
+
+
+def conv_input_error(delta, cache, B):
+    """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
+    delta, B = np.ascontiguousarray(delta), np.ascontiguousarray(B)
+    C_out, C_in, k, _ = B.shape
+    N, _, H, Wd = delta.shape
+    before, after = same_padding(k)
+    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
+        if not uses_gemm(C_out * k * k):
+            delta_p = pad_spatial(delta, after, before)  # padding mirrored
+            B_transposed = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, k, k)
+            return correlate_valid_direct(delta_p, B_transposed)
+        dcols = images_to_rows(delta) @ B.reshape(C_out, C_in * k * k)  # (N·H·W, C_in·k·k), BLAS
+        return col2im_rows(dcols, N, C_in, H, Wd, k, before)
+
+
+def conv_weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k)."""
+    xp, rows = cache
+    delta = np.ascontiguousarray(delta)
+    N, C_out, H, Wd = delta.shape
+    C_in = xp.shape[1]
+    k = xp.shape[-1] - Wd + 1
+    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
+        if rows is None:
+            chunks = min(N, numba.get_num_threads())
+            return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0))
+        G = images_to_rows(delta).T @ rows  # (C_out, N·H·W) @ (N·H·W, C_in·k·k), BLAS
+        return G.reshape(C_out, C_in, k, k)

@@ -1,0 +1,116 @@
+"""Locally connected ("untied") layer: Numba CPU kernels.  # SPEC §5
+
+The equations of ``hebbref.layers.locally_connected`` (xp is x zero-padded, p the padding before):
+
+    h[n,o,i,j]      = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]          locally_connected_forward
+    e[n,c,i+a-p,j+b-p] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j]                 locally_connected_input_error
+    G[i,j,o,c,a,b]  = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b]                    locally_connected_weight_increment
+
+Loops location by location. The filters are first laid out with the output channel
+last, (H, W, C_in, k, k, C_out), and δ as (N, H, W, C_out), so that the innermost loop
+always runs over contiguous output channels and vectorises.
+
+Shapes as in the reference: x (N, C_in, H, W); W, R (H, W, C_out, C_in, k, k);
+h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1).
+"""
+import numpy as np
+from numba import njit, prange
+
+from .numba_conv import FASTMATH, images_to_rows, pad_spatial, rows_to_images, same_padding
+from .numba_threads import one_thread_if_small
+
+
+def channels_last(W):
+    """(H, W, C_out, C_in, k, k) -> (H, W, C_in, k, k, C_out), contiguous."""
+    return np.ascontiguousarray(W.transpose(0, 1, 3, 4, 5, 2))
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def forward_by_location(xp, W_last):
+    """hT[n,i,j,o] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]: -> (N, H, W, C_out)."""
+    N, C, _, _ = xp.shape
+    H, Wd, _, k, _, O = W_last.shape
+    hT = np.zeros((N, H, Wd, O), dtype=xp.dtype)
+    for n in prange(N):
+        for i in range(H):
+            for j in range(Wd):
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(k):
+                            v = xp[n, c, i + a, j + b]
+                            for o in range(O):  # contiguous output channels: vectorised
+                                hT[n, i, j, o] += W_last[i, j, c, a, b, o] * v
+    return hT
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def input_error_by_location(dT, B_last, zero):
+    """e_p[n,c,i+a,j+b] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j]: -> padded (N, C_in, H+k-1, W+k-1)."""
+    N, H, Wd, O = dT.shape
+    _, _, C, k, _, _ = B_last.shape
+    e_padded = np.zeros((N, C, H + k - 1, Wd + k - 1), dtype=dT.dtype)
+    for n in prange(N):
+        for i in range(H):
+            for j in range(Wd):
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(k):
+                            acc = zero
+                            for o in range(O):  # a dot product over output channels
+                                acc += B_last[i, j, c, a, b, o] * dT[n, i, j, o]
+                            e_padded[n, c, i + a, j + b] += acc
+    return e_padded
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def weight_increment_by_location(dT, xp, k):
+    """G[i,j,c,a,b,o] = Σ_n xp[n,c,i+a,j+b] δ[n,o,i,j]: -> (H, W, C_in, k, k, C_out)."""
+    N, H, Wd, O = dT.shape
+    C = xp.shape[1]
+    G_last = np.zeros((H, Wd, C, k, k, O), dtype=dT.dtype)
+    for i in prange(H):  # each row of locations is one thread's own part of G
+        for j in range(Wd):
+            for n in range(N):
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(k):
+                            v = xp[n, c, i + a, j + b]
+                            for o in range(O):
+                                G_last[i, j, c, a, b, o] += v * dT[n, i, j, o]
+    return G_last
+
+
+def locally_connected_forward(x, W):
+    """h = W ⊛_untied x: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x."""
+    x = np.ascontiguousarray(x)
+    H, Wd, C_out, C_in, k, _ = W.shape
+    N = x.shape[0]
+    before, after = same_padding(k)
+    with one_thread_if_small(W.size * N):
+        xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
+        hT = forward_by_location(xp, channels_last(W))  # (N, H, W, C_out)
+        return rows_to_images(hT.reshape(N * H * Wd, C_out), N, H, Wd), xp  # (N, C_out, H, W)
+
+
+def locally_connected_input_error(delta, cache, B):
+    """e_below = Bᵀ δ location by location, added back onto the input: -> (N, C_in, H, W)."""
+    delta = np.ascontiguousarray(delta)
+    N, C_out, H, Wd = delta.shape
+    k = B.shape[-1]
+    before, _ = same_padding(k)
+    with one_thread_if_small(B.size * N):
+        dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
+        e_padded = input_error_by_location(dT, channels_last(B), delta.dtype.type(0))
+    return np.ascontiguousarray(e_padded[:, :, before : before + H, before : before + Wd])
+
+
+def locally_connected_weight_increment(delta, cache):
+    """G[i,j] = Σ_n δ[:, :, i, j] x_windowᵀ, one increment per location: -> (H, W, C_out, C_in, k, k)."""
+    xp = cache
+    delta = np.ascontiguousarray(delta)
+    N, C_out, H, Wd = delta.shape
+    k = xp.shape[-1] - Wd + 1
+    with one_thread_if_small(xp.shape[1] * k * k * delta.size):
+        dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
+        G_last = weight_increment_by_location(dT, xp, k)  # (H, W, C_in, k, k, C_out)
+    return np.ascontiguousarray(G_last.transpose(0, 1, 5, 2, 3, 4))

@@ -1,0 +1,75 @@
+"""Max pooling with "same" padding: Numba CPU kernels.  # SPEC §2, §3
+
+The equations of ``hebbref.layers.pooling``: window k×k, stride t, output ceil(n/t)
+wide, TensorFlow's padding (padded cells never win). Each window's error goes to its
+maximum, the first one in row-major order when there are ties; a cell that wins
+several overlapping windows receives the sum of their errors.
+
+    y[n,c,u,v] = max_{a,b} x[n,c,u·t+a-top, v·t+b-left]          maxpool_forward
+    e[n,c,winner(u,v)] += dy[n,c,u,v]                            maxpool_backward
+
+One plane (n, c) per parallel iteration, so the backward scatter has no races.
+Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo); the cache holds the winners' flat
+indices inside their (H, W) plane, (N, C, Ho, Wo) int64, and (H, W).
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..layers.pooling import pool_padding
+from .numba_threads import one_thread_if_small
+
+
+@njit(parallel=True, cache=True)
+def maxpool_windows(x, k, t, top, left, Ho, Wo):
+    """The maximum of each window and where it is: -> y (N, C, Ho, Wo), winner (N, C, Ho, Wo)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    winner = np.empty((N, C, Ho, Wo), dtype=np.int64)
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for u in range(Ho):
+            for v in range(Wo):
+                best = x[n, c, 0, 0]
+                where = -1
+                for a in range(k):
+                    r = u * t + a - top
+                    if 0 <= r < H:
+                        for b in range(k):
+                            s = v * t + b - left
+                            if 0 <= s < W and (where < 0 or x[n, c, r, s] > best):
+                                best = x[n, c, r, s]  # strictly larger: the first maximum wins
+                                where = r * W + s
+                y[n, c, u, v] = best
+                winner[n, c, u, v] = where
+    return y, winner
+
+
+@njit(parallel=True, cache=True)
+def scatter_to_winners(dy, winner, H, W):
+    """e[n,c,winner] += dy[n,c,u,v]: (N, C, Ho, Wo) -> (N, C, H, W)."""
+    N, C, Ho, Wo = dy.shape
+    e = np.zeros((N, C, H, W), dtype=dy.dtype)
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for u in range(Ho):
+            for v in range(Wo):
+                w = winner[n, c, u, v]
+                e[n, c, w // W, w % W] += dy[n, c, u, v]
+    return e
+
+
+def maxpool_forward(x, k, t):
+    """y = max over each k×k window at stride t: (N, C, H, W) -> (N, C, Ho, Wo); cache = winners."""
+    H, W = x.shape[2:]
+    top, _, Ho = pool_padding(H, k, t)
+    left, _, Wo = pool_padding(W, k, t)
+    with one_thread_if_small(x.size * k * k // (t * t)):
+        y, winner = maxpool_windows(np.ascontiguousarray(x), k, t, top, left, Ho, Wo)
+    return y, (winner, (H, W))
+
+
+def maxpool_backward(dy, cache):
+    """Route each window's error to its maximum: (N, C, Ho, Wo) -> (N, C, H, W)."""
+    winner, (H, W) = cache
+    with one_thread_if_small(dy.size):
+        return scatter_to_winners(np.ascontiguousarray(dy), winner, H, W)

@@ -1,0 +1,76 @@
+"""Whole training steps agree between the ``numpy`` and ``numba`` backends; backend choice.
+
+The paper's two presets (``simple`` tied and untied, ``deep``) on small inputs, for the
+three rules: after a few SGD steps every W and R, and every loss, is the same up to
+rounding. Dropout masks come from the network's own generator, so both backends draw
+the same masks.
+"""
+import numpy as np
+import pytest
+
+import hebbref
+from hebbref import backends
+from hebbref.errors import ConfigError
+
+from comparisons import assert_close, tolerance
+from strategies import random_batch
+
+CASES = [  # (preset, untied, input shape)
+    ("simple", False, (1, 9, 9)),
+    ("simple", True, (1, 8, 8)),
+    ("deep", False, (3, 12, 12)),
+]
+
+
+@pytest.mark.parametrize("rule", ["bp", "frfb", "urfb"])
+@pytest.mark.parametrize("net_name,untied,shape", CASES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_training_steps_agree_between_numpy_and_numba(net_name, untied, shape, rule, dtype):
+    kwargs = dict(input_shape=shape, n_classes=4, rule=rule, untied=untied, seed=7, dtype=dtype)
+    reference = hebbref.build_network(net_name, backend="numpy", **kwargs)
+    compiled = hebbref.build_network(net_name, backend="numba", **kwargs)
+    rng = np.random.default_rng(11)
+    # a few steps compound the rounding differences: allow 100 × one operation's
+    rtol = 100 * tolerance(dtype)
+    for step in range(3):
+        x, y = random_batch(rng, shape, 4, batch=6, dtype=dtype)
+        loss_ref = reference.train_step(x, y, lr=0.2)
+        loss_ours = compiled.train_step(x, y, lr=0.2)
+        assert_close(loss_ours, loss_ref, rtol, f"{net_name} untied={untied} {rule}: loss at step {step}")
+    for ours, ref in zip(compiled.parameters(), reference.parameters()):
+        for which in ("W", "R"):
+            assert_close(getattr(ours, which), getattr(ref, which), rtol,
+                         f"{net_name} untied={untied} {rule} {dtype}: {ref.name}.{which} after 3 steps")
+
+
+def test_numba_is_registered_and_is_the_default_on_a_cpu_machine(monkeypatch):
+    monkeypatch.delenv(backends.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    assert {"numpy", "numba", "cuda"} <= set(backends.backend_names())
+    assert backends.get_backend("numba").name == "numba"
+    from numba import cuda
+
+    expected = "cuda" if cuda.is_available() else "numba"
+    assert backends.default_backend_name() == expected
+    net = hebbref.build_network("simple", (1, 8, 8), 3, backend=None)
+    assert net.backend.name == expected
+
+
+def test_environment_variable_overrides_the_default(monkeypatch):
+    monkeypatch.setenv(backends.ENVIRONMENT_VARIABLE, "numpy")
+    assert hebbref.build_network("simple", (1, 8, 8), 3).backend.name == "numpy"
+
+
+def test_asking_for_cuda_without_a_gpu_is_a_clear_config_error(monkeypatch):
+    from numba import cuda
+
+    if cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    with pytest.raises(ConfigError, match="GPU"):
+        hebbref.build_network("simple", (1, 8, 8), 3, backend="cuda")
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown backend"):
+        backends.get_backend("fortran")
