@@ -247,3 +247,39 @@ def test_sgd_urfb_reaches_eps_before_frfb_over_many_instances():
     # SGD with a small step tracks the flow: its time to eps is within 30% of the ODE's
     for rule in ("frfb", "urfb"):
         assert 0.7 <= entry["median_sgd_time_over_flow_time"][rule] <= 1.3, entry
+
+
+# --- the report and the command ---------------------------------------------------------------------------
+def test_report_writes_summary_of_the_documented_form(tmp_path, monkeypatch):
+    import json
+
+    import theory.report as report
+    from theory.ensemble import Setting, run_setting
+
+    tiny = Setting("tiny", "three instances", n_quick=3, first_seed=90_000)
+    monkeypatch.setattr(report, "SETTINGS", [tiny])
+    monkeypatch.setattr(report, "SGD_SETTINGS", [SGDSetting("tiny_sgd", "two instances", n_quick=2, max_steps=800)])
+    monkeypatch.setattr(report, "IDENTITY_SEEDS_QUICK", range(1))
+    report.write_report(str(tmp_path), quick=True, progress=lambda message: None)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [entry["name"] for entry in summary["settings"]] == ["tiny", "tiny_sgd"]
+    for entry in summary["settings"]:
+        for key in ("n_instances", "frac_urfb_faster", "median_time_ratio_frfb_over_urfb"):
+            assert key in entry, key
+        assert 0.0 <= entry["frac_urfb_faster"] <= 1.0
+    # the numbers are those of the ensemble run itself (deterministic, seeded)
+    _, again = run_setting(tiny, quick=True)
+    assert summary["settings"][0]["frac_urfb_faster"] == again["frac_urfb_faster"]
+    assert summary["settings"][0]["median_time_ratio_frfb_over_urfb"] == again["median_time_ratio_frfb_over_urfb"]
+    assert max(summary["identities"]["max_relative_error"].values()) <= MACHINE
+    text = (tmp_path / "report.md").read_text()
+    assert "| tiny | 3 |" in text
+    for name in ("time_ratio_histograms.png", "curves_tiny.png", "sgd_tiny_sgd.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_command_line_rejects_an_empty_out_folder(capsys):
+    from hebbref.cli import main
+
+    assert main(["theory", "--quick", "--out", ""]) == 2
+    assert "--out" in capsys.readouterr().err

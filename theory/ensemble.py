@@ -181,7 +181,10 @@ def summarise(name, description, results, eps):
         "n_instances": len(results),
         "eps": eps,
         "frac_urfb_faster": float(np.mean(t["urfb"] < t["frfb"])),
+        # None when undefined; the note says when it is None because the median is infinite
         "median_time_ratio_frfb_over_urfb": _finite_or_none(np.median(ratio_defined)) if ratio_defined.size else None,
+        "median_time_ratio_note": ("infinite: frfb does not reach eps in most instances"
+                                   if ratio_defined.size and np.isposinf(np.median(ratio_defined)) else ""),
         "time_ratio_frfb_over_urfb_quantiles": _quantiles(ratio_defined[np.isfinite(ratio_defined)]),
         "frac_reached": {rule: float(np.mean(np.isfinite(t[rule]))) for rule in RULE_NAMES},
         "median_time_ratio_urfb_over_bp": (float(np.median(t["urfb"][finite_ur_bp] / t["bp"][finite_ur_bp]))
@@ -199,6 +202,10 @@ def summarise(name, description, results, eps):
             rule: {"t=0": _median(start[rule]),
                    "t=t_urfb/2": _median([res.weight_alignment[rule][middle] for res in results]),
                    "t=t_urfb": _median(end[rule])}
+            for rule in ("frfb", "urfb")
+        },
+        "not_reached": {  # instance, and how the run ended, for each rule (at most 10 listed)
+            rule: [f"{res.description}: {res.status[rule]}" for res in results if not np.isfinite(res.t_eps[rule])][:10]
             for rule in ("frfb", "urfb")
         },
         "median_path_alignment_bottom_layer_at_t_urfb": {

@@ -186,8 +186,9 @@ def integrate(T, W0s, R0s, rule, eps=0.01, t_max=500.0, rtol=1e-7, atol=1e-10, m
     diverged.terminal = True
     diverged.direction = 1
 
-    sol = solve_ivp(flow, (0.0, t_max), z0, method=method, rtol=rtol, atol=atol,
-                    events=(reached, diverged), dense_output=dense_output, t_eval=t_eval)
+    with np.errstate(over="ignore", invalid="ignore"):  # a rejected trial step may overflow; divergence is reported
+        sol = solve_ivp(flow, (0.0, t_max), z0, method=method, rtol=rtol, atol=atol,
+                        events=(reached, diverged), dense_output=dense_output, t_eval=t_eval)
     t_eps = float(sol.t_events[0][0]) if len(sol.t_events[0]) else np.inf
     if not sol.success:
         status = "failed"

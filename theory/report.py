@@ -166,7 +166,8 @@ def _setting_row(entry):
     q = entry.get("time_ratio_frfb_over_urfb_quantiles", {})
     reached = entry["frac_reached"]
     return (f"| {entry['name']} | {entry['n_instances']} | {_fmt(entry['frac_urfb_faster'])} | "
-            f"{_fmt(entry['median_time_ratio_frfb_over_urfb'])} | {_fmt(q.get('p10'))} - {_fmt(q.get('p90'))} | "
+            f"{'inf' if entry.get('median_time_ratio_note') else _fmt(entry['median_time_ratio_frfb_over_urfb'])} | "
+            f"{_fmt(q.get('p10'))} - {_fmt(q.get('p90'))} | "
             f"{_fmt(entry.get('median_time_ratio_urfb_over_bp'))} | "
             f"{_fmt(reached['bp'])} / {_fmt(reached['frfb'])} / {_fmt(reached['urfb'])} |")
 
@@ -219,6 +220,9 @@ def markdown(summary, figures):
                      + "; urfb "
                      + ", ".join(_fmt(v) for v in entry['median_distance_to_bp_at_equal_loss_where_bp_learns']['urfb'].values())
                      + ".")
+        for rule in ("frfb", "urfb"):
+            if entry["not_reached"][rule]:
+                lines.append(f"{rule} did not reach eps in: " + "; ".join(entry["not_reached"][rule]) + ".")
         lines.append("")
         for key, by in entry["breakdowns"].items():
             lines += [SETTING_HEADER.replace("| setting |", f"| {key} |")]
