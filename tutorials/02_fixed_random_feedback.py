@@ -44,25 +44,15 @@ assert feedback_matrix(W, R, "frfb") is R and feedback_matrix(W, R, "bp") is W
 # %% [markdown]
 # ## Data
 #
-# Fashion-MNIST images, 28×28 grey levels in [0, 1], ten classes.
+# `hebbref.load_dataset("fashion-mnist-mini", split)`: the class-balanced subset of
+# Fashion-MNIST shipped inside hebbref (9,000 training and 2,000 test images, 28×28
+# grey levels in [0, 1], ten classes; no download). `HEBBREF_FAST` uses the first N of each.
 
 # %%
 N_TRAIN, N_TEST, EPOCHS = (4000, 1000, 5) if FAST else (9000, 2000, 20)
-
-
-def load_fashion(split, n):
-    import gzip
-    names = {"train": "train", "test": "t10k"}
-    folder = Path("/usr/share/datasets/fashion-mnist")
-    with gzip.open(folder / f"{names[split]}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(folder / f"{names[split]}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    return (x[:n] / 255.0).astype(np.float32), y[:n].astype(np.int64)
-
-
-x_train, y_train = load_fashion("train", N_TRAIN)
-x_test, y_test = load_fashion("test", N_TEST)
+x_train, y_train = hebbref.load_dataset("fashion-mnist-mini", "train")  # (9000, 1, 28, 28), (9000,)
+x_test, y_test = hebbref.load_dataset("fashion-mnist-mini", "test")  # (2000, 1, 28, 28), (2000,)
+x_train, y_train, x_test, y_test = x_train[:N_TRAIN], y_train[:N_TRAIN], x_test[:N_TEST], y_test[:N_TEST]
 print(x_train.shape, x_test.shape, np.bincount(y_train))
 
 # %% [markdown]
