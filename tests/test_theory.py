@@ -283,3 +283,20 @@ def test_command_line_rejects_an_empty_out_folder(capsys):
 
     assert main(["theory", "--quick", "--out", ""]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sgd_symmetric_init_urfb_is_bp_bit_for_bit(seed):
+    from theory.sgd import teacher_sample
+
+    inst = random_instance(seed, scales=(0.3, 1.0))
+    inst.R0s = [W.copy() for W in inst.W0s]  # symmetric init
+    X, Y = teacher_sample(inst, 40, seed)
+    bp, urfb = linear_network(inst, "bp"), linear_network(inst, "urfb")
+    for step in range(20):
+        batch = slice(2 * step % 40, 2 * step % 40 + 2)
+        sgd_step(bp, X[batch], Y[batch], 0.05)
+        sgd_step(urfb, X[batch], Y[batch], 0.05)
+    for p, q in zip(bp.parameters(), urfb.parameters()):
+        assert np.array_equal(p.W, q.W) and np.array_equal(q.R, q.W)
+    assert not np.array_equal(bp.parameters()[0].W, inst.W0s[0])  # it did learn
