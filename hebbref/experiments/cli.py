@@ -6,7 +6,12 @@ argparse's own errors (a number that is not one) are shortened to one line too.
 """
 import argparse
 import re
+import shlex
+import sys
 
+from ..errors import ConfigError, choose
+from .compare import compare, dense_stack, split_list
+from .demo import DEMO, run_demo
 from .train import TrainConfig, train
 
 DEFAULTS = TrainConfig()
@@ -62,7 +67,10 @@ def add_run_arguments(parser, grid=False):
     parser.add_argument("--dtype", default=DEFAULTS.dtype, help=f"float32 or float64 (default {DEFAULTS.dtype})")
     parser.add_argument("--no-dropout", dest="dropout", action="store_false", help="leave out every dropout layer")
     parser.add_argument("--probe-size", type=count, default=DEFAULTS.probe_size,
-                        help="images in the fixed probe batch (0: no probes)")
+                        help=f"images in the fixed probe batch (0: no probes; default {DEFAULTS.probe_size})")
+    parser.add_argument("--train-eval-size", type=count, default=DEFAULTS.train_eval_size,
+                        help=f"train accuracy is measured on the first N training images "
+                             f"(default {DEFAULTS.train_eval_size})")
     parser.add_argument("--backend", default=None, help="numpy or a compiled backend (default: the library's fastest)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
@@ -78,7 +86,7 @@ def config_from_args(args):
         net=args.net, rule=args.rule, init=args.init, loss=args.loss, mu=args.mu, untied=args.untied,
         data=args.data, data_dir=args.data_dir, train_size=args.train_size, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, dtype=args.dtype, dropout=args.dropout,
-        probe_size=args.probe_size, backend=args.backend, out=args.out or default_out(args),
+        probe_size=args.probe_size, train_eval_size=args.train_eval_size, backend=args.backend, out=args.out or default_out(args),
         quiet=args.quiet,
     )
 
@@ -100,3 +108,82 @@ def add_commands(subparsers):
     p.add_argument("--out", default=None, help="output folder (default runs/NET-TIED-RULE-INIT-LOSS-seedS)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz if there is one")
     p.set_defaults(func=run_train)
+    add_compare_command(subparsers)
+    add_demo_command(subparsers)
+
+
+# --- hebbref compare ------------------------------------------------------------------------
+LAYER_KINDS = {"tied": False, "untied": True}
+
+
+def _numbers(text, what):
+    try:
+        values = [int(v) for v in split_list(text)]
+    except ValueError:
+        raise ConfigError(f"{what} must be a comma-separated list of whole numbers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{what} must be 0 or more, got {text!r}")
+    return values
+
+
+def run_compare(args):
+    layers = [choose("layers", kind, LAYER_KINDS) for kind in split_list(args.layers)]
+    seeds = _numbers(args.seed, "--seed")
+    depths = None
+    if args.study == "depth":
+        depths = _numbers(args.depths, "--depths")
+        if not depths or min(depths) < 1:
+            raise ConfigError(f"--depths must be 1 or more hidden layers, got {args.depths!r}")
+        nets = [dense_stack(d, args.width) for d in depths]
+    else:
+        nets = split_list(args.net)
+    args.net, args.untied, args.seed = nets[0], False, 0
+    base = config_from_args(args)
+    command = "hebbref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    text = compare(base, args.out, nets, split_list(args.rule), layers, split_list(args.loss),
+                   split_list(args.init), seeds, jobs=args.jobs, command=command, depths=depths,
+                   title="hebbref compare" + (" --study depth" if depths else ""))
+    if not args.quiet:
+        print(text)
+    print(f"wrote {args.out}/results.md, results.csv and the plots")
+    return 0
+
+
+def add_compare_command(subparsers):
+    p = _one_line_errors(subparsers.add_parser(
+        "compare", help="a grid of runs over rules, networks, tied/untied, losses, seeds",
+        description="Train every point of a grid (each in OUT/runs/NAME, resumed if started before) and "
+                    "write OUT/results.md (mean ± std over seeds), OUT/results.csv and PNG plots."))
+    add_run_arguments(p, grid=True)
+    p.set_defaults(rule="bp,frfb,urfb")
+    p.add_argument("--layers", default="tied", help="tied, untied or tied,untied (default tied)")
+    p.add_argument("--seed", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
+    p.add_argument("--jobs", type=positive, default=1, help="runs trained at once, in separate processes")
+    p.add_argument("--study", choices=["depth"], default=None,
+                   help="depth: dense networks of --depths hidden layers of --width units (ignores --net)")
+    p.add_argument("--depths", default="2,3,4,6,8", help="hidden layers for --study depth (default 2,3,4,6,8)")
+    p.add_argument("--width", type=positive, default=100, help="units per hidden layer for --study depth")
+    p.add_argument("--out", default="results/compare", help="output folder (default results/compare)")
+    p.set_defaults(func=run_compare)
+
+
+# --- hebbref demo ------------------------------------------------------------------------------
+def run_demo_command(args):
+    print(run_demo(out=args.out, epochs=args.epochs, train_size=args.train_size, jobs=args.jobs,
+                   backend=args.backend, seed=args.seed))
+    return 0
+
+
+def add_demo_command(subparsers):
+    p = _one_line_errors(subparsers.add_parser(
+        "demo", help="bp vs frfb vs urfb on the embedded fashion-mnist-mini, in a few minutes",
+        description="Nine runs on the embedded fashion-mnist-mini: simple (tied and untied) and a "
+                    "6-hidden-layer dense network, each with bp, frfb and urfb. Prints the comparison "
+                    "and writes plots and tables into OUT."))
+    p.add_argument("--out", default="hebbref-demo", help="output folder (default hebbref-demo)")
+    p.add_argument("--epochs", type=count, default=DEMO.epochs, help=f"default {DEMO.epochs}")
+    p.add_argument("--train-size", type=positive, default=None, help="the first N training images only")
+    p.add_argument("--jobs", type=positive, default=2, help="runs trained at once (default 2)")
+    p.add_argument("--backend", default=None, help="numpy or a compiled backend (default: the library's)")
+    p.add_argument("--seed", type=count, default=0, help="default 0")
+    p.set_defaults(func=run_demo_command)

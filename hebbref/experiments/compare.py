@@ -1,0 +1,331 @@
+"""Compare learning rules over a grid of runs, and summarise them over seeds.
+
+    grid = rules × networks × tied/untied × losses × inits × seeds
+
+Every run is one ``hebbref train`` (``hebbref.experiments.train``) in its own folder
+``OUT/runs/NAME``, started with resume on, so a comparison that is stopped and
+started again continues where it was and skips the runs already finished.
+Afterwards (``summarise``):
+
+- ``OUT/results.csv``: one row per run (its configuration and its last epoch);
+- ``OUT/results.md``: one row per configuration, the final accuracies as
+  mean ± standard deviation over seeds (sample std, n - 1 in the denominator);
+- ``OUT/accuracy.png``: test accuracy per epoch, one line per rule (mean over seeds,
+  shaded ± std), one panel per network;
+- ``OUT/alignment.png``: corr(W, R) and the angle between ``Rᵀδ`` and ``Wᵀδ`` per
+  layer over training (hebbref.experiments.probes);
+- with ``--study depth``: ``OUT/depth.png`` and a table of final test accuracy
+  against the number of hidden layers.
+"""
+import csv
+import dataclasses
+import json
+import multiprocessing
+import re
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .train import LOG, prepare_out, train
+
+RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
+GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
+RULE_COLOURS = {"bp": "tab:blue", "frfb": "tab:red", "urfb": "tab:green"}
+
+
+def split_list(text):
+    """'a,b,c' -> ['a', 'b', 'c'], leaving commas inside [...] alone (sum[conv3:16,conv3:16])."""
+    items = [item.strip() for item in re.split(r",(?![^\[]*\])", text)]
+    if not all(items):
+        raise ConfigError(f"empty item in the list {text!r}")
+    return items
+
+
+def dense_stack(depth, width=100):
+    """A dense network with ``depth`` hidden layers of ``width`` ramp units."""
+    return " ".join([f"dense{width} ramp"] * depth) + " out"
+
+
+def slug(text, length=48):
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")[:length]
+
+
+def run_name(config):
+    tied = "untied" if config.untied else "tied"
+    return f"{slug(config.net)}-{tied}-{config.rule}-{config.init}-{config.loss}-seed{config.seed}"
+
+
+def grid_configs(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("random",), seeds=(0,)):
+    """One TrainConfig per point of the grid, each with its own folder under OUT/runs."""
+    configs = []
+    for net in nets:
+        for tied_flag in untied:
+            for loss in losses:
+                for init in inits:
+                    for rule in rules:
+                        for seed in seeds:
+                            config = dataclasses.replace(base, net=net, untied=tied_flag, loss=loss, init=init,
+                                                         rule=rule, seed=seed)
+                            config.out = str(Path(out) / "runs" / run_name(config))
+                            configs.append(config.check())
+    names = [c.out for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError("two points of the grid have one folder name; make the network descriptions differ more")
+    return configs
+
+
+def _train_one(config):
+    """Worker of a parallel comparison: one quiet run, resumed if it was started before."""
+    config = dataclasses.replace(config, quiet=True)
+    history, _ = train(config, resume=True)
+    return config.out, history[-1]["test_accuracy"] if history else None
+
+
+def run_grid(configs, jobs=1, stream=None):
+    """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes."""
+    stream = stream or sys.stderr
+    total = len(configs)
+    if jobs <= 1:
+        for i, config in enumerate(configs, start=1):
+            stream.write(f"[{i}/{total}] {run_name(config)}\n")
+            train(config, resume=True)
+        return
+    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (numba threads)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for i, (out, accuracy) in enumerate(pool.map(_train_one, configs), start=1):
+            shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test set"
+            stream.write(f"[{i}/{total}] {Path(out).name}: {shown}\n")
+
+
+# --- collecting and summarising -------------------------------------------------------------
+def read_history(config):
+    path = Path(config.out) / LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def collect(configs):
+    """[(config, history)] for every run of the grid."""
+    return [(config, read_history(config)) for config in configs]
+
+
+def mean_std(values):
+    """(mean, sample std) of the finite values; std is NaN with fewer than two."""
+    values = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else float("nan")
+
+
+def percent(mean, std):
+    """'87.12 ± 0.31' (accuracies as percentages); '—' when missing."""
+    if not np.isfinite(mean):
+        return "—"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if np.isfinite(std) else f"{100 * mean:.2f}"
+
+
+def group_runs(runs):
+    """{(net, untied, init, loss, rule): [history of each seed]}, in the grid's order."""
+    groups = {}
+    for config, history in runs:
+        key = tuple(getattr(config, f) for f in GROUP_FIELDS)
+        groups.setdefault(key, []).append(history)
+    return groups
+
+
+def write_csv(path, runs):
+    fields = list(RUN_FIELDS) + ["epochs", "train_loss", "train_accuracy", "val_accuracy", "test_accuracy",
+                                 "seconds"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for config, history in runs:
+            last = history[-1] if history else {}
+            writer.writerow([getattr(config, k) for k in RUN_FIELDS] + [
+                last.get("epoch", 0), last.get("train_loss"), last.get("train_accuracy"),
+                last.get("val_accuracy"), last.get("test_accuracy"),
+                round(sum(r["seconds"] for r in history), 1),
+            ])
+
+
+def net_label(net):
+    return net if len(net) <= 40 else net[:37] + "..."
+
+
+def results_table(runs):
+    """The markdown table: one row per configuration, mean ± std over seeds of the last epoch."""
+    lines = [
+        "| network | layers | init | loss | rule | seeds | epochs | test accuracy % | val accuracy % | train loss |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (net, untied, init, loss, rule), histories in group_runs(runs).items():
+        finished = [h for h in histories if h]
+        lasts = [h[-1] for h in finished]
+        epochs = sorted({r["epoch"] for r in lasts})
+        test = percent(*mean_std([r["test_accuracy"] for r in lasts]))
+        val = percent(*mean_std([r["val_accuracy"] for r in lasts]))
+        loss_mean, loss_std = mean_std([r["train_loss"] for r in lasts])
+        loss_text = f"{loss_mean:.4f} ± {loss_std:.4f}" if np.isfinite(loss_std) else f"{loss_mean:.4f}"
+        lines.append(f"| `{net_label(net)}` | {'untied' if untied else 'tied'} | {init} | {loss} | {rule} | "
+                     f"{len(finished)} | {'/'.join(map(str, epochs)) or 0} | {test} | {val} | {loss_text} |")
+    return "\n".join(lines)
+
+
+def depth_table(runs, depths, nets):
+    """Rows: number of hidden layers; columns: rules; final test accuracy % mean ± std."""
+    groups = group_runs(runs)
+    rules = list(dict.fromkeys(key[4] for key in groups))
+    lines = ["| hidden layers | " + " | ".join(rules) + " |", "|---:|" + "---:|" * len(rules)]
+    for depth, net in zip(depths, nets):
+        cells = []
+        for rule in rules:
+            histories = [h for key, hs in groups.items() if key[0] == net and key[4] == rule for h in hs if h]
+            cells.append(percent(*mean_std([h[-1]["test_accuracy"] for h in histories])))
+        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- plots -------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _panels(groups):
+    """{(net, untied, init, loss): {rule: [histories]}}: one panel per setting, one line per rule."""
+    panels = {}
+    for (net, untied, init, loss, rule), histories in groups.items():
+        panels.setdefault((net, untied, init, loss), {})[rule] = [h for h in histories if h]
+    return panels
+
+
+def _panel_title(key):
+    net, untied, init, loss = key
+    return f"{net_label(net)}\n{'untied' if untied else 'tied'}, {init} init, {loss}"
+
+
+def _by_epoch(histories, value):
+    """(epochs, mean, std) of value(record) over seeds, on the epochs every seed reached."""
+    n = min(len(h) for h in histories)
+    matrix = np.array([[value(r) for r in h[:n]] for h in histories], dtype=float)  # (seeds, epochs)
+    with warnings.catch_warnings():  # a probe that was NaN for every seed stays NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.arange(1, n + 1), np.nanmean(matrix, axis=0), (
+            np.nanstd(matrix, axis=0, ddof=1) if len(histories) > 1 else np.zeros(n))
+
+
+def plot_accuracy(path, runs):
+    """Test accuracy per epoch, one line per rule (mean over seeds, shaded ± std)."""
+    plt = _pyplot()
+    panels = _panels(group_runs(runs))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (key, by_rule) in zip(axes[0], panels.items()):
+        for rule, histories in by_rule.items():
+            if not histories:
+                continue
+            epochs, mean, std = _by_epoch(histories, lambda r: r.get("test_accuracy") or np.nan)
+            colour = RULE_COLOURS.get(rule)
+            ax.plot(epochs, 100 * mean, color=colour, label=f"{rule} ({len(histories)} seeds)", marker=".")
+            ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.2)
+        ax.set_title(_panel_title(key), fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_alignment(path, runs):
+    """Per layer over training: corr(W, R) (top row) and ∠(Rᵀδ, Wᵀδ) (bottom row); mean over seeds."""
+    plt = _pyplot()
+    panels = _panels(group_runs(runs))
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.4), squeeze=False)
+    for column, (key, by_rule) in enumerate(panels.items()):
+        for rule, histories in by_rule.items():
+            if not histories or "layers" not in histories[0][0]:
+                continue
+            names = list(histories[0][0]["layers"])
+            for depth, name in enumerate(names):
+                shade = 0.35 + 0.65 * (depth + 1) / len(names)  # deeper layers darker
+                for row, field in enumerate(("corr_WR", "angle_RW")):
+                    epochs, mean, _ = _by_epoch(histories, lambda r: r["layers"][name][field]
+                                                if r["layers"][name][field] is not None else np.nan)
+                    axes[row, column].plot(epochs, mean, color=RULE_COLOURS.get(rule), alpha=shade,
+                                           label=f"{rule} {name}")
+        axes[0, column].set_title(_panel_title(key), fontsize=8)
+        axes[0, column].set_ylabel("corr(W, R)")
+        axes[1, column].set_ylabel("angle between Rᵀδ and Wᵀδ (°)")
+        axes[1, column].set_xlabel("epoch")
+        for row in (0, 1):
+            axes[row, column].grid(alpha=0.3)
+        axes[0, column].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_depth(path, runs, depths, nets):
+    """Final test accuracy against the number of hidden layers, one line per rule (± std)."""
+    plt = _pyplot()
+    groups = group_runs(runs)
+    rules = list(dict.fromkeys(key[4] for key in groups))
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for rule in rules:
+        stats = [mean_std([h[-1]["test_accuracy"] for key, hs in groups.items()
+                           if key[0] == net and key[4] == rule for h in hs if h]) for net in nets]
+        mean, std = np.array(stats).T
+        ax.errorbar(depths, 100 * mean, yerr=100 * np.nan_to_num(std), color=RULE_COLOURS.get(rule),
+                    marker="o", capsize=3, label=rule)
+    ax.set_xlabel("hidden layers")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summarise(out, configs, title="hebbref compare", command=None, depths=None, nets=None):
+    """Write results.csv, results.md and the plots; return the markdown text."""
+    out = Path(out)
+    runs = collect(configs)
+    write_csv(out / "results.csv", runs)
+    base = configs[0]
+    parts = [f"# {title}", ""]
+    if command:
+        parts += ["Command:", "", f"```\n{command}\n```", ""]
+    parts += [
+        f"Data `{base.data}`" + (f" (first {base.train_size} training images)" if base.train_size else "")
+        + f", batch {base.batch_size}, η = {base.lr}, μ = {base.mu}, {base.dtype}. "
+        "Accuracies after the last epoch, mean ± sample std over seeds.", "",
+        results_table(runs), "",
+    ]
+    if depths is not None:
+        parts += ["## Test accuracy (%) against depth", "", depth_table(runs, depths, nets), ""]
+        plot_depth(out / "depth.png", runs, depths, nets)
+    plot_accuracy(out / "accuracy.png", runs)
+    plot_alignment(out / "alignment.png", runs)
+    parts += ["Plots: `accuracy.png` (test accuracy per epoch), `alignment.png` (corr(W, R) and the angle "
+              "between Rᵀδ and Wᵀδ per layer)" + (", `depth.png`" if depths is not None else "") + "."]
+    text = "\n".join(parts) + "\n"
+    (out / "results.md").write_text(text)
+    return text
+
+
+def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("random",), seeds=(0,), jobs=1,
+            title="hebbref compare", command=None, depths=None):
+    """Build the grid, train every run (or resume it), summarise; return the results.md text."""
+    out = prepare_out(out)
+    configs = grid_configs(base, out, nets, rules, untied, losses, inits, seeds)
+    run_grid(configs, jobs)
+    return summarise(out, configs, title, command, depths, nets if depths is not None else None)
+

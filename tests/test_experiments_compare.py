@@ -1,0 +1,162 @@
+"""hebbref compare and hebbref demo: the grid, the tables against the logs, the plots, the depth study."""
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hebbref.cli import main
+from hebbref.errors import ConfigError
+from hebbref.experiments.compare import (
+    collect, compare, dense_stack, grid_configs, mean_std, percent, split_list,
+)
+from hebbref.experiments.demo import DEEPER, DEMO, demo_configs, rule_table
+from hebbref.experiments.train import LOG, TrainConfig
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Three separable classes of 4×4 images: enough to learn something in one epoch."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = rng.integers(0, 3, n)
+        x = 0.3 * rng.random((n, 1, 4, 4), dtype=np.float32)
+        for c in range(3):
+            x[y == c, 0, c, :] += 0.7
+        return x, y
+
+    (xt, yt), (xv, yv), (xs, ys) = split(120), split(30), split(60)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+    return str(path)
+
+
+def base(data, **changes):
+    values = dict(data=data, epochs=2, batch_size=20, lr=0.3, probe_size=20, backend="numpy", quiet=True,
+                  dtype="float64")
+    return TrainConfig(**(values | changes))
+
+
+def test_split_list_keeps_commas_inside_brackets():
+    assert split_list("bp, frfb,urfb") == ["bp", "frfb", "urfb"]
+    assert split_list("simple,sum[conv3:4,conv3:4] pool2 out") == ["simple", "sum[conv3:4,conv3:4] pool2 out"]
+    with pytest.raises(ConfigError, match="empty item"):
+        split_list("bp,,urfb")
+
+
+def test_the_grid_is_the_product_with_one_folder_each(tmp_path, tiny_data):
+    configs = grid_configs(base(tiny_data), tmp_path, ["dense4 ramp out", "simple"], ["bp", "urfb"],
+                           untied=(False, True), losses=("hinge", "softmax"), seeds=(0, 1, 2))
+    assert len(configs) == 2 * 2 * 2 * 2 * 3
+    assert len({c.out for c in configs}) == len(configs)
+    assert {(c.net, c.untied, c.loss, c.rule, c.seed) for c in configs} == {
+        (n, u, loss, r, s) for n in ["dense4 ramp out", "simple"] for u in (False, True)
+        for loss in ("hinge", "softmax") for r in ("bp", "urfb") for s in (0, 1, 2)}
+    with pytest.raises(ConfigError, match="unknown rule 'hebb'"):
+        grid_configs(base(tiny_data), tmp_path, ["simple"], ["hebb"])
+
+
+def test_mean_and_std_over_seeds():
+    mean, std = mean_std([0.8, 0.9, 1.0])
+    assert mean == pytest.approx(0.9) and std == pytest.approx(0.1)  # sample std: sqrt(0.02 / 2)
+    assert percent(mean, std) == "90.00 ± 10.00"
+    assert np.isnan(mean_std([0.5])[1]) and percent(*mean_std([0.5])) == "50.00"
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_writes_tables_that_match_the_logs_and_plots(tmp_path, tiny_data):
+    out = tmp_path / "cmp"
+    text = compare(base(tiny_data), out, ["dense6 ramp dense6 ramp out"], ["bp", "frfb", "urfb"], seeds=(0, 1))
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 6
+    for row in rows:  # each row is the last line of that run's log
+        folder = out / "runs" / f"dense6_ramp_dense6_ramp_out-tied-{row['rule']}-random-hinge-seed{row['seed']}"
+        last = json.loads((folder / LOG).read_text().splitlines()[-1])
+        assert float(row["test_accuracy"]) == pytest.approx(last["test_accuracy"])
+        assert int(row["epochs"]) == 2
+    for rule in ("bp", "frfb", "urfb"):  # the markdown row is mean ± std of the csv's seeds
+        accuracies = [float(r["test_accuracy"]) for r in rows if r["rule"] == rule]
+        expected = f"| {rule} | 2 | 2 | {percent(np.mean(accuracies), np.std(accuracies, ddof=1))} |"
+        assert expected in text, (expected, text)
+    assert (out / "results.md").read_text() == text
+    for name in ("accuracy.png", "alignment.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_parallel_processes_give_the_same_runs_as_one_after_another(tmp_path, tiny_data):
+    config = base(tiny_data, epochs=1)
+    compare(config, tmp_path / "seq", ["dense5 ramp out"], ["frfb", "urfb"], seeds=(3,), jobs=1)
+    compare(config, tmp_path / "par", ["dense5 ramp out"], ["frfb", "urfb"], seeds=(3,), jobs=2)
+    seq, par = read_csv(tmp_path / "seq" / "results.csv"), read_csv(tmp_path / "par" / "results.csv")
+    drop_time = [{k: v for k, v in row.items() if k != "seconds"} for row in seq]
+    assert drop_time == [{k: v for k, v in row.items() if k != "seconds"} for row in par]
+
+
+def test_a_second_compare_resumes_instead_of_training_again(tmp_path, tiny_data):
+    config = base(tiny_data, epochs=1)
+    compare(config, tmp_path / "c", ["dense5 ramp out"], ["bp"], seeds=(0,))
+    log = tmp_path / "c" / "runs" / "dense5_ramp_out-tied-bp-random-hinge-seed0" / LOG
+    first = log.read_text()
+    compare(dataclasses.replace(config, epochs=2), tmp_path / "c", ["dense5 ramp out"], ["bp"], seeds=(0,))
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 and lines[0] + "\n" == first  # epoch 1 kept, epoch 2 added
+
+
+def test_depth_study_from_the_command_line(tmp_path, tiny_data, capsys):
+    out = tmp_path / "depth"
+    argv = ["compare", "--study", "depth", "--depths", "1,3", "--width", "6", "--data", tiny_data,
+            "--epochs", "1", "--batch-size", "20", "--seed", "0,1", "--backend", "numpy", "--quiet",
+            "--probe-size", "10", "--out", str(out)]
+    assert main(argv) == 0
+    text = (out / "results.md").read_text()
+    rows = read_csv(out / "results.csv")
+    assert {r["net"] for r in rows} == {dense_stack(1, 6), dense_stack(3, 6)}
+    for depth in (1, 3):
+        cells = [percent(*mean_std([float(r["test_accuracy"]) for r in rows
+                                    if r["net"] == dense_stack(depth, 6) and r["rule"] == rule]))
+                 for rule in ("bp", "frfb", "urfb")]
+        assert f"| {depth} | " + " | ".join(cells) + " |" in text
+    assert (out / "depth.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["compare", "--rule", "bp,hebb"], "unknown rule 'hebb'"),
+    (["compare", "--layers", "tied,loose"], "unknown layers 'loose'"),
+    (["compare", "--seed", "0,x"], "--seed must be a comma-separated list"),
+    (["compare", "--study", "depth", "--depths", "0,2"], "--depths must be 1 or more"),
+    (["compare", "--study", "width"], "invalid choice"),
+    (["demo", "--epochs", "-2"], "expected 0 or more"),
+])
+def test_bad_compare_and_demo_arguments_are_one_line(tmp_path, capsys, argv, words):
+    try:
+        code = main(argv + ["--out", str(tmp_path / "x")])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_demo_runs_three_rules_on_three_networks_and_tabulates_their_logs(tmp_path):
+    configs = demo_configs(tmp_path)
+    assert {(c.net, c.untied, c.rule) for c in configs} == {
+        (n, u, r) for n, u in (("simple", False), ("simple", True), (DEEPER, False)) for r in ("bp", "frfb", "urfb")}
+    assert all(c.data == "fashion-mnist-mini" and c.epochs == DEMO.epochs for c in configs)
+    # write a log by hand for each run; the table must show exactly those numbers
+    for i, config in enumerate(configs):
+        Path(config.out).mkdir(parents=True)
+        (Path(config.out) / LOG).write_text(json.dumps({"epoch": 1, "test_accuracy": 0.5 + i / 100}) + "\n")
+    assert [row["test_accuracy"] for _, history in collect(configs) for row in history] == [
+        0.5 + i / 100 for i in range(9)]
+    table = rule_table(configs).splitlines()
+    assert table[2] == "| simple, tied conv | 50.00 | 51.00 | 52.00 |"
+    assert table[3] == "| simple, untied (locally connected) | 53.00 | 54.00 | 55.00 |"
+    assert table[4] == "| 6 dense hidden layers | 56.00 | 57.00 | 58.00 |"
