@@ -95,8 +95,11 @@ def plot_ratio_histograms(all_results, path):
         finite = ratios[np.isfinite(ratios) & (ratios > 0)]
         ax.hist(np.log2(finite), bins=25, color="tab:blue", alpha=0.8)
         ax.axvline(0.0, color="black", lw=1)
-        n_inf = int(np.sum(np.isinf(ratios)))
-        ax.set_title(f"{name} (n={len(results)}, frfb never: {n_inf})", fontsize=9)
+        only_urfb = int(np.sum(np.isinf(ratios)))  # frfb never reached eps
+        only_frfb = int(np.sum(ratios == 0))  # urfb never reached eps
+        neither = int(np.sum(np.isnan(ratios)))
+        ax.set_title(f"{name} (n={len(results)}; not shown: only urfb reached {only_urfb}, "
+                     f"only frfb {only_frfb}, neither {neither})", fontsize=8)
         ax.set_xlabel("log2 t_eps(frfb) / t_eps(urfb)")
     axes[0][0].set_ylabel("instances")
     fig.tight_layout()
