@@ -45,9 +45,11 @@ def test_tutorial_runs_and_saves_its_figures(script, tmp_path):
     figures = tmp_path / "figures"
     env = dict(os.environ, HEBBREF_FAST="1", MPLBACKEND="Agg", HEBBREF_FIGURES=str(figures),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               # the tutorials' matrices are small: a multi-threaded BLAS only spins against the
-               # other processes on a shared machine (measured: tutorial 6 took 124 s instead of 9 s)
-               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+               # the tutorials' arrays are small: extra BLAS or Numba threads only spin against the
+               # other processes on a shared machine (measured: tutorial 6 took 124 s instead of 9 s
+               # with OpenBLAS's default threads; tutorial 8's step 264 ms instead of 74 ms with 2
+               # Numba threads on a busy 2-core machine)
+               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     start = time.perf_counter()
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=4 * TIME_LIMIT_S)

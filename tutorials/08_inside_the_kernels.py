@@ -1,0 +1,247 @@
+# %% [markdown]
+# # 8. Inside the kernels: one equation, three implementations
+#
+# Most of a training step of the paper's networks is spent in three sums of the
+# convolutional layer (SPEC §2, §3, §5), with xp the zero-padded input and p the padding
+# before:
+#
+# $$h[n,o,i,j] = \sum_{c,a,b} W[o,c,a,b]\; xp[n,c,i+a,j+b] \qquad\text{(forward field)}$$
+#
+# $$e[n,c,y,x] = \sum_{o,a,b} B[o,c,a,b]\; \delta[n,o,y+p-a,x+p-b] \qquad\text{(error sent down, } B = W \text{ or } R)$$
+#
+# $$G[o,c,a,b] = \sum_{n,i,j} \delta[n,o,i,j]\; xp[n,c,i+a,j+b] \qquad\text{(Hebbian increment)}$$
+#
+# and their untied twins (one filter per location). hebbref computes them in up to
+# three ways, chosen by the network's `backend`:
+#
+# | backend | where | how |
+# |---|---|---|
+# | `numpy` | `hebbref/layers/conv.py` | the reference: a sliding-window view and one `tensordot` |
+# | `numba` | `hebbref/kernels/numba_conv.py` | compiled loops with `prange` over the batch, or im2col + one BLAS product |
+# | `cuda`  | `hebbref/kernels/cuda_*.py` | `numba.cuda` kernels, one GPU thread per output |
+#
+# The reference is never replaced: it is the specification each kernel is tested
+# against. This tutorial checks the agreement itself and measures the speeds.
+
+# %%
+import inspect
+import os
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numba
+import numpy as np
+
+import hebbref
+from hebbref.backends import get_backend
+from hebbref.kernels import numba_conv
+from hebbref.layers import conv
+
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+FIGURES = Path(os.environ.get("HEBBREF_FIGURES", HERE / "figures"))
+FIGURES.mkdir(parents=True, exist_ok=True)
+FAST = os.environ.get("HEBBREF_FAST", "") not in ("", "0")  # smaller batches, fewer repeats
+
+# %% [markdown]
+# ## The slowest, most obvious version: loops
+#
+# The forward field written exactly as the equation, in Python, for a tiny layer. The
+# NumPy reference `hebbref.layers.conv_forward` must give the same numbers.
+
+# %%
+def conv_forward_loops(x, W):
+    """h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b], "same" padding, in plain loops."""
+    N, C, H, Wd = x.shape
+    O, _, k, _ = W.shape
+    before, after = (k - 1) // 2, k - 1 - (k - 1) // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
+    h = np.zeros((N, O, H, Wd))
+    for n in range(N):
+        for o in range(O):
+            for i in range(H):
+                for j in range(Wd):
+                    for c in range(C):
+                        for a in range(k):
+                            for b in range(k):
+                                h[n, o, i, j] += W[o, c, a, b] * xp[n, c, i + a, j + b]
+    return h
+
+
+rng = np.random.default_rng(8)
+x_tiny = rng.normal(size=(2, 3, 6, 6))  # (N, C_in, H, W)
+W_tiny = rng.normal(size=(4, 3, 3, 3))  # (C_out, C_in, k, k)
+h_reference, _ = conv.conv_forward(x_tiny, W_tiny)
+np.testing.assert_allclose(h_reference, conv_forward_loops(x_tiny, W_tiny), rtol=1e-12, atol=1e-12)
+W_even = rng.normal(size=(4, 3, 2, 2))  # an even kernel pads 0 before and 1 after
+np.testing.assert_allclose(conv.conv_forward(x_tiny, W_even)[0], conv_forward_loops(x_tiny, W_even),
+                           rtol=1e-12, atol=1e-12)
+
+# %% [markdown]
+# ## The NumPy reference: all windows at once
+#
+# `hebbref.layers.conv` pads the input, takes a sliding-window *view* of every k×k
+# window (no copy) and contracts it with the filter bank in one `tensordot`:
+
+# %%
+print(inspect.getsource(conv.correlate_valid))
+xp_tiny = conv.pad_spatial(x_tiny, 1, 1)  # (2, 3, 8, 8)
+print("windows:", conv.windows(xp_tiny, 3).shape, "= (N, C_in, H, W, k, k)")
+
+# %% [markdown]
+# ## The Numba CPU kernel
+#
+# The compiled forward field for layers with few terms per output (such as the first
+# layer on a grey image) is the loop above, reordered so that the innermost loop runs
+# along an image row (which the compiler vectorises) and the batch is split across
+# cores with `prange`:
+
+# %%
+print(inspect.getsource(numba_conv.correlate_valid_direct.py_func))
+
+# %% [markdown]
+# For layers with many terms per output, the kernel instead copies every window into a
+# row of a matrix ("im2col", compiled) and does one large matrix product with BLAS.
+#
+# ## Agreement, for all six functions
+#
+# Each backend is a table of functions with the reference's signatures
+# (`hebbref.backends.get_backend(name)`). On random layers, tied and untied, odd and
+# even kernels, float64 and float32, the Numba kernels give the reference's numbers up
+# to rounding: the tolerance is scaled by the dtype's precision and the size of the sums.
+
+# %%
+reference, compiled = get_backend("numpy"), get_backend("numba")
+DTYPES = (np.float64,) if FAST else (np.float64, np.float32)
+SHAPES = [  # (N, C_in, H, W, C_out, k)
+    (3, 1, 12, 10, 8, 5),  # few terms per output: direct loops
+    (2, 16, 7, 7, 8, 3),  # many terms: im2col + BLAS
+    (2, 3, 6, 6, 4, 2),  # even kernel
+]
+
+
+def six_functions(backend, x, W, delta):
+    """The three tied and three untied sums of one backend, for one layer."""
+    H, Wd = x.shape[2:]
+    W_untied = np.ascontiguousarray(np.broadcast_to(W, (H, Wd) + W.shape)) * np.linspace(0.5, 1.5, H * Wd).reshape(
+        H, Wd, 1, 1, 1, 1).astype(W.dtype)  # a different filter at every location
+    h, cache = backend.conv_forward(x, W)
+    h_untied, cache_untied = backend.locally_connected_forward(x, W_untied)
+    return {
+        "conv_forward": h,
+        "conv_input_error": backend.conv_input_error(delta, cache, W),
+        "conv_weight_increment": backend.conv_weight_increment(delta, cache),
+        "locally_connected_forward": h_untied,
+        "locally_connected_input_error": backend.locally_connected_input_error(delta, cache_untied, W_untied),
+        "locally_connected_weight_increment": backend.locally_connected_weight_increment(delta, cache_untied),
+    }
+
+
+largest_error = {}
+for dtype in DTYPES:
+    for N, C_in, H, Wd, C_out, k in SHAPES:
+        x = rng.normal(size=(N, C_in, H, Wd)).astype(dtype)
+        W = rng.normal(size=(C_out, C_in, k, k)).astype(dtype)
+        delta = rng.normal(size=(N, C_out, H, Wd)).astype(dtype)
+        ours, theirs = six_functions(compiled, x, W, delta), six_functions(reference, x, W, delta)
+        terms = max(C_in * k * k, C_out * k * k, N * H * Wd)  # the longest sum
+        tolerance = 8 * np.finfo(dtype).eps * terms
+        for name in ours:
+            assert ours[name].dtype == theirs[name].dtype and ours[name].shape == theirs[name].shape, name
+            scale = np.abs(theirs[name]).max()
+            error = float(np.abs(ours[name] - theirs[name]).max() / scale)
+            largest_error[name, np.dtype(dtype).name] = max(error, largest_error.get((name, np.dtype(dtype).name), 0))
+            assert error < tolerance, f"{name} {dtype.__name__}: relative error {error:.1e} > {tolerance:.1e}"
+for (name, dtype), error in largest_error.items():
+    print(f"numba vs numpy  {name:36s} {dtype:8s} largest relative difference {error:.1e}")
+
+# %% [markdown]
+# ## A whole training step on each backend
+#
+# The backend is chosen when the network is built. Two `simple` networks (SPEC §6) with
+# one seed start from the same W and R and draw the same dropout masks; after one `urfb`
+# step on the same images their weights agree to rounding.
+
+# %%
+x_images, y_images = hebbref.load_dataset("fashion-mnist-mini", "train")
+BATCH = 50 if FAST else 500
+x_batch, y_batch = x_images[:BATCH], y_images[:BATCH]
+networks = {name: hebbref.build_network("simple", input_shape=(1, 28, 28), n_classes=10, rule="urfb", seed=0,
+                                        backend=name) for name in ("numpy", "numba")}
+losses = {name: net.train_step(x_batch, y_batch, lr=0.1, loss="hinge") for name, net in networks.items()}
+np.testing.assert_allclose(losses["numba"], losses["numpy"], rtol=1e-10)
+for layer_numpy, layer_numba in zip(networks["numpy"].parameters(), networks["numba"].parameters()):
+    np.testing.assert_allclose(layer_numba.W, layer_numpy.W, rtol=1e-9, atol=1e-12, err_msg=layer_numpy.name)
+    np.testing.assert_allclose(layer_numba.R, layer_numpy.R, rtol=1e-9, atol=1e-12, err_msg=layer_numpy.name)
+print("one urfb step of `simple`: numba and numpy weights agree; loss", round(losses["numpy"], 6))
+
+# %% [markdown]
+# ## Speeds
+#
+# The first layer of `simple` on 28×28 grey images (5×5, 32 channels), tied and
+# untied, and a whole training step of `simple`; each timed as the best of a few runs
+# after a first call (which, for Numba, may compile or load the compiled code from its
+# cache).
+
+# %%
+REPEATS = 3 if FAST else 7
+
+
+def best_time(function, *arguments):
+    """Seconds for one call: the fastest of REPEATS runs, after one warm-up call."""
+    function(*arguments)
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        function(*arguments)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+x_layer = x_batch.astype(np.float64)  # (B, 1, 28, 28)
+W_layer = rng.normal(size=(32, 1, 5, 5)) * 0.2
+W_layer_untied = np.ascontiguousarray(np.broadcast_to(W_layer, (28, 28) + W_layer.shape))
+delta_layer = rng.normal(size=(BATCH, 32, 28, 28))
+timings = {}
+for name, backend in (("numpy", reference), ("numba", compiled)):
+    _, cache = backend.conv_forward(x_layer, W_layer)
+    _, cache_untied = backend.locally_connected_forward(x_layer, W_layer_untied)
+    timings[name] = {
+        "conv forward": best_time(backend.conv_forward, x_layer, W_layer),
+        "conv error down": best_time(backend.conv_input_error, delta_layer, cache, W_layer),
+        "conv increment": best_time(backend.conv_weight_increment, delta_layer, cache),
+        "untied forward": best_time(backend.locally_connected_forward, x_layer, W_layer_untied),
+        "untied error down": best_time(backend.locally_connected_input_error, delta_layer, cache_untied,
+                                       W_layer_untied),
+        "untied increment": best_time(backend.locally_connected_weight_increment, delta_layer, cache_untied),
+        "simple: train step": best_time(networks[name].train_step, x_batch, y_batch, 0.1, "hinge"),
+    }
+print(f"batch {BATCH}, float64, best of {REPEATS}; {os.cpu_count()} CPU cores, "
+      f"{numba.get_num_threads()} Numba threads")
+print(f"{'':22s} {'numpy ms':>10s} {'numba ms':>10s} {'speed-up':>9s}")
+for task in timings["numpy"]:
+    slow, fast = timings["numpy"][task], timings["numba"][task]
+    print(f"{task:22s} {1e3 * slow:10.2f} {1e3 * fast:10.2f} {slow / fast:8.1f}x")
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 3.6))
+tasks = list(timings["numpy"])
+positions = np.arange(len(tasks))
+for offset, name in ((-0.2, "numpy"), (0.2, "numba")):
+    ax.bar(positions + offset, [1e3 * timings[name][task] for task in tasks], width=0.4, label=name)
+ax.set_xticks(positions)
+ax.set_xticklabels(tasks, rotation=25, ha="right", fontsize=8)
+ax.set_yscale("log")
+ax.set_ylabel("milliseconds per call")
+ax.set_title(f"batch {BATCH}, float64, this machine")
+ax.legend()
+fig.tight_layout()
+fig.savefig(FIGURES / "08_speeds.png", dpi=100)
+print("saved", FIGURES / "08_speeds.png")
+
+# %% [markdown]
+# These are this machine's numbers at this moment: on a small batch, or on cores busy
+# with other work, waking threads and copying data can cost more than the sums
+# themselves, and the NumPy reference can win. `benchmarks/` measures the kernels
+# under controlled conditions, at the paper's batch size, against PyTorch and against
+# the machine's matrix-product speed.
