@@ -45,6 +45,7 @@ def conv_path_forced(path):
     """Run the tied conv kernels through one path: direct loops or im2col + BLAS."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(numba_conv, "GEMM_FROM", 1 if path == "gemm" else 10**9)
+        patch.setattr(numba_conv, "DIRECT_FROM_WIDTH", 10**9)
         yield
 
 

@@ -6,12 +6,13 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
     e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
     G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
-Two ways to compute each, chosen by the length of the sum that makes one output:
-- few terms (C·k·k < ``GEMM_FROM``, e.g. the first layer on a grey image): direct loops,
-  ``prange`` over the batch, the innermost loop running along an image row so that
-  it vectorises;
-- many terms: "im2col" into rows (N·H·W, C·k·k), one row per output position, and a
-  single large matrix product by BLAS.
+Two ways to compute each, chosen by the length of the sum that makes one output and
+the image width:
+- few terms (C·k·k < ``GEMM_FROM``, e.g. the first layer on a grey image) or wide
+  images (W >= ``DIRECT_FROM_WIDTH``): direct loops, ``prange`` over the batch, the
+  innermost loop running along an image row so that it vectorises;
+- many terms on narrow images: "im2col" into rows (N·H·W, C·k·k), one row per output
+  position, and a single large matrix product by BLAS.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
 The cache is ``(xp, rows)``: the padded input, and its rows when the product path ran.
@@ -24,8 +25,10 @@ from .numba_threads import one_thread_if_small
 
 # every fast-math flag except "no NaN" and "no inf": sums may be reassociated (vectorised)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-# a sum of at least this many terms per output goes through im2col + BLAS
+# a sum of at least this many terms per output goes through im2col + BLAS ...
 GEMM_FROM = 64
+# ... unless the rows are at least this wide (long rows vectorise well in the direct loops)
+DIRECT_FROM_WIDTH = 24
 
 
 def same_padding(k):
@@ -49,21 +52,32 @@ def pad_spatial(x, before, after):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def correlate_valid_direct(xp, W):
-    """Valid cross-correlation by loops: (N, C, Hp, Wp) with (O, C, k, k) -> (N, O, Hp-k+1, Wp-k+1)."""
+    """Valid cross-correlation by loops: (N, C, Hp, Wp) with (O, C, k, k) -> (N, O, Hp-k+1, Wp-k+1).
+
+    An output plane is kept with its rows Wp apart, as in xp, so that the tap (a, b)
+    is one long shifted multiply-add over the flattened plane (it vectorises with no
+    short-row remainders); the Wp - W unused columns are dropped when copying out.
+    """
     N, C, Hp, Wp = xp.shape
     O, _, k, _ = W.shape
     H, Wd = Hp - k + 1, Wp - k + 1
+    L = (H - 1) * Wp + Wd  # flat length that covers every output
+    x_flat = xp.reshape(N, C, Hp * Wp)
     h = np.empty((N, O, H, Wd), dtype=xp.dtype)
     for n in prange(N):
+        plane = np.empty(L, dtype=xp.dtype)  # h[n, o] with rows Wp apart
         for o in range(O):
-            h[n, o] = 0
+            plane[:] = 0
             for c in range(C):
                 for a in range(k):
                     for b in range(k):
                         w = W[o, c, a, b]
-                        for i in range(H):
-                            for j in range(Wd):  # along a row: vectorised
-                                h[n, o, i, j] += w * xp[n, c, i + a, j + b]
+                        x_shifted = x_flat[n, c, a * Wp + b : a * Wp + b + L]  # a view
+                        for m in range(L):  # vectorised
+                            plane[m] += w * x_shifted[m]
+            for i in range(H):
+                for j in range(Wd):
+                    h[n, o, i, j] = plane[i * Wp + j]
     return h
 
 
@@ -71,22 +85,30 @@ def correlate_valid_direct(xp, W):
 def weight_increment_direct(delta, xp, k, chunks, zero):
     """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops: -> (O, C, k, k).
 
-    The batch is cut into ``chunks`` pieces summed in parallel, then added up.
-    ``zero`` is a 0 of the dtype to accumulate in.
+    The batch is cut into ``chunks`` pieces summed in parallel, then added up. Each δ
+    plane is first copied with its rows Wp apart (zeros in between), so that every tap
+    is one long dot product with the shifted flattened xp plane. ``zero`` is a 0 of the
+    dtype to accumulate in.
     """
     N, O, H, Wd = delta.shape
-    C = xp.shape[1]
+    _, C, Hp, Wp = xp.shape
+    L = (H - 1) * Wp + Wd
+    x_flat = xp.reshape(N, C, Hp * Wp)
     partial = np.zeros((chunks, O, C, k, k), dtype=delta.dtype)
     for t in prange(chunks):
+        plane = np.zeros(L, dtype=delta.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
         for n in range(t * N // chunks, (t + 1) * N // chunks):
             for o in range(O):
+                for i in range(H):
+                    for j in range(Wd):
+                        plane[i * Wp + j] = delta[n, o, i, j]
                 for c in range(C):
                     for a in range(k):
                         for b in range(k):
+                            x_shifted = x_flat[n, c, a * Wp + b : a * Wp + b + L]  # a view
                             acc = zero
-                            for i in range(H):
-                                for j in range(Wd):  # a dot product along a row: vectorised
-                                    acc += delta[n, o, i, j] * xp[n, c, i + a, j + b]
+                            for m in range(L):  # a dot product: vectorised
+                                acc += plane[m] * x_shifted[m]
                             partial[t, o, c, a, b] += acc
     return partial.sum(axis=0)
 
@@ -158,9 +180,9 @@ def col2im_rows(dcols, N, C, H, W, k, before):
     return e
 
 
-def uses_gemm(terms):
-    """True when a sum of ``terms`` products per output is done by im2col + BLAS."""
-    return terms >= GEMM_FROM
+def uses_gemm(terms, width):
+    """True when a sum of ``terms`` products per output, on rows ``width`` wide, is done by im2col + BLAS."""
+    return terms >= GEMM_FROM and width < DIRECT_FROM_WIDTH
 
 
 def conv_forward(x, W):
@@ -171,7 +193,7 @@ def conv_forward(x, W):
     before, after = same_padding(k)
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
         xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-        if not uses_gemm(C_in * k * k):
+        if not uses_gemm(C_in * k * k, Wd):
             return correlate_valid_direct(xp, W), (xp, None)
         rows = im2col_rows(xp, k)  # (N·H·W, C_in·k·k)
         hT = rows @ W.reshape(C_out, C_in * k * k).T  # (N·H·W, C_out), BLAS
@@ -185,7 +207,7 @@ def conv_input_error(delta, cache, B):
     N, _, H, Wd = delta.shape
     before, after = same_padding(k)
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
-        if not uses_gemm(C_out * k * k):
+        if not uses_gemm(C_out * k * k, Wd):
             delta_p = pad_spatial(delta, after, before)  # padding mirrored
             B_transposed = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, k, k)
             return correlate_valid_direct(delta_p, B_transposed)
