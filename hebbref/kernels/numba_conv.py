@@ -4,6 +4,11 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
 
     h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]          conv_forward
     e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
+
+The input error is, as in the reference, itself a "same" correlation: of δ padded the
+other way round with B flipped in space and its two channel axes swapped. On the BLAS
+path with fewer input than output channels it is cheaper to form the product of δ
+with B by rows and scatter-add it back onto the image ("col2im").
     G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
 Two ways to compute each, chosen by the length of the sum that makes one output and
@@ -45,8 +50,7 @@ def pad_spatial(x, before, after):
     for n in prange(N):
         for c in range(C):
             for i in range(H):
-                for j in range(W):
-                    xp[n, c, i + before, j + before] = x[n, c, i, j]
+                xp[n, c, i + before, before : before + W] = x[n, c, i]  # one row
     return xp
 
 
@@ -185,6 +189,15 @@ def uses_gemm(terms, width):
     return terms >= GEMM_FROM and width < DIRECT_FROM_WIDTH
 
 
+def correlate_valid_gemm(xp, W):
+    """Valid cross-correlation by im2col + BLAS: -> (h (N, O, H, W), rows (N·H·W, C·k·k))."""
+    N, C, Hp, Wp = xp.shape
+    O, _, k, _ = W.shape
+    rows = im2col_rows(xp, k)  # (N·H·W, C·k·k)
+    hT = rows @ W.reshape(O, C * k * k).T  # (N·H·W, O), BLAS
+    return rows_to_images(hT, N, Hp - k + 1, Wp - k + 1), rows  # (N, O, H, W)
+
+
 def conv_forward(x, W):
     """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (xp, rows)."""
     x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
@@ -195,9 +208,8 @@ def conv_forward(x, W):
         xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
         if not uses_gemm(C_in * k * k, Wd):
             return correlate_valid_direct(xp, W), (xp, None)
-        rows = im2col_rows(xp, k)  # (N·H·W, C_in·k·k)
-        hT = rows @ W.reshape(C_out, C_in * k * k).T  # (N·H·W, C_out), BLAS
-        return rows_to_images(hT, N, H, Wd), (xp, rows)  # (N, C_out, H, W)
+        h, rows = correlate_valid_gemm(xp, W)  # (N, C_out, H, W), (N·H·W, C_in·k·k)
+        return h, (xp, rows)
 
 
 def conv_input_error(delta, cache, B):
@@ -207,12 +219,15 @@ def conv_input_error(delta, cache, B):
     N, _, H, Wd = delta.shape
     before, after = same_padding(k)
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
+        if uses_gemm(C_out * k * k, Wd) and C_in < C_out:
+            # fewer inputs than outputs: the product δ Bᵀ is small, scatter it back
+            dcols = images_to_rows(delta) @ B.reshape(C_out, C_in * k * k)  # (N·H·W, C_in·k·k), BLAS
+            return col2im_rows(dcols, N, C_in, H, Wd, k, before)
+        delta_p = pad_spatial(delta, after, before)  # padding mirrored
+        B_transposed = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, k, k)
         if not uses_gemm(C_out * k * k, Wd):
-            delta_p = pad_spatial(delta, after, before)  # padding mirrored
-            B_transposed = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, k, k)
             return correlate_valid_direct(delta_p, B_transposed)
-        dcols = images_to_rows(delta) @ B.reshape(C_out, C_in * k * k)  # (N·H·W, C_in·k·k), BLAS
-        return col2im_rows(dcols, N, C_in, H, Wd, k, before)
+        return correlate_valid_gemm(delta_p, B_transposed)[0]
 
 
 def conv_weight_increment(delta, cache):
