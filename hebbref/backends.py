@@ -2,9 +2,9 @@
 
 A backend is a table of six functions with the signatures of the NumPy reference in
 ``hebbref.layers`` (forward, input error, weight increment, for tied and untied
-layers), and four more that default to the reference (max pooling forward and
-backward, the ramp and its derivative), which a compiled backend replaces when
-they dominate a training step. The cache that a backend's forward returns is only ever handed back to the
+layers), and more that default to the reference (max pooling forward and backward,
+the ramp, its derivative, and δ = e ⊙ σ'(h) in one pass), which a compiled backend
+replaces when they dominate a training step. The cache that a backend's forward returns is only ever handed back to the
 same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
@@ -40,6 +40,7 @@ class Backend:
     maxpool_backward: Callable = layers.maxpool_backward
     ramp: Callable = activations.ramp
     ramp_derivative: Callable = activations.ramp_derivative
+    ramp_backward: Callable = None  # δ = e ⊙ σ'(h); None: e * ramp_derivative(h)
 
 
 NUMPY = Backend(
@@ -79,6 +80,7 @@ def _load_numba():
         numba_pooling.maxpool_backward,
         numba_activations.ramp,
         numba_activations.ramp_derivative,
+        numba_activations.ramp_backward,
     )
 
 
@@ -115,6 +117,7 @@ def _load_cuda():
         numba_backend.maxpool_backward,
         numba_backend.ramp,
         numba_backend.ramp_derivative,
+        numba_backend.ramp_backward,
     )
 
 

@@ -237,6 +237,8 @@ class Ramp(Layer):
         return (self.ops.ramp if self.ops else ramp)(h, self.slope)
 
     def backward(self, e):
+        if self.ops and self.ops.ramp_backward:
+            return self.ops.ramp_backward(e, self.h, self.slope)  # δ = e ⊙ σ'(h), fused
         derivative = (self.ops.ramp_derivative if self.ops else ramp_derivative)(self.h, self.slope)
         return e * derivative  # δ = e ⊙ σ'(h)
 

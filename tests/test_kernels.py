@@ -129,6 +129,10 @@ def test_ramp_kernels_equal_the_reference_bit_for_bit(dtype, seed, slope):
         got, want = ours(h, slope), ref(h, slope)
         assert got.dtype == want.dtype and got.shape == want.shape, f"{name}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
         np.testing.assert_array_equal(got, want, err_msg=f"{name}, slope {slope}, {np.dtype(dtype).name}")
+    e = rng.normal(size=h.shape).astype(dtype)
+    np.testing.assert_array_equal(numba_activations.ramp_backward(e, h, slope),
+                                  e * activations.ramp_derivative(h, slope),
+                                  err_msg=f"ramp_backward = e * ramp_derivative, slope {slope}")
 
 
 def test_kernels_accept_views_that_are_not_contiguous():

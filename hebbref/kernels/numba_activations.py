@@ -1,6 +1,7 @@
 """The saturated ramp and its derivative: Numba CPU kernels.  # SPEC §2, §3
 
     x = σ(h) = clip(s·h, -1, 1)          σ'(h) = s  where |s·h| <= 1, else 0
+    δ = e ⊙ σ'(h)                                                       ramp_backward (fused)
 
 The same arithmetic as ``hebbref.activations`` (s·h in the dtype of h), one parallel
 pass over the array. Any shape in, same shape and dtype out.
@@ -28,6 +29,14 @@ def ramp_derivative_flat(h, s):
     return d
 
 
+@njit(parallel=True, cache=True)
+def ramp_backward_flat(e, h, s):
+    delta = np.empty_like(e)
+    for i in prange(h.size):
+        delta[i] = e[i] * s if abs(s * h[i]) <= 1 else 0
+    return delta
+
+
 def ramp(h, slope=DEFAULT_SLOPE):
     """σ(h) = clip(s·h, -1, 1).  # SPEC §2"""
     h = np.ascontiguousarray(h)
@@ -40,3 +49,10 @@ def ramp_derivative(h, slope=DEFAULT_SLOPE):
     h = np.ascontiguousarray(h)
     with one_thread_if_small(h.size):
         return ramp_derivative_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+
+
+def ramp_backward(e, h, slope=DEFAULT_SLOPE):
+    """δ = e ⊙ σ'(h) in one pass, without forming σ'(h).  # SPEC §3"""
+    e, h = np.ascontiguousarray(e), np.ascontiguousarray(h)
+    with one_thread_if_small(h.size):
+        return ramp_backward_flat(e.reshape(-1), h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)

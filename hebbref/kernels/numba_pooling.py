@@ -10,7 +10,7 @@ several overlapping windows receives the sum of their errors.
 
 One plane (n, c) per parallel iteration, so the backward scatter has no races.
 Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo); the cache holds the winners' flat
-indices inside their (H, W) plane, (N, C, Ho, Wo) int64, and (H, W).
+indices inside their (H, W) plane, (N, C, Ho, Wo) int32, and (H, W).
 """
 import numpy as np
 from numba import njit, prange
@@ -24,7 +24,7 @@ def maxpool_windows(x, k, t, top, left, Ho, Wo):
     """The maximum of each window and where it is: -> y (N, C, Ho, Wo), winner (N, C, Ho, Wo)."""
     N, C, H, W = x.shape
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
-    winner = np.empty((N, C, Ho, Wo), dtype=np.int64)
+    winner = np.empty((N, C, Ho, Wo), dtype=np.int32)
     for p in prange(N * C):
         n, c = p // C, p % C
         for u in range(Ho):
@@ -48,9 +48,10 @@ def maxpool_windows(x, k, t, top, left, Ho, Wo):
 def scatter_to_winners(dy, winner, H, W):
     """e[n,c,winner] += dy[n,c,u,v]: (N, C, Ho, Wo) -> (N, C, H, W)."""
     N, C, Ho, Wo = dy.shape
-    e = np.zeros((N, C, H, W), dtype=dy.dtype)
+    e = np.empty((N, C, H, W), dtype=dy.dtype)
     for p in prange(N * C):
         n, c = p // C, p % C
+        e[n, c] = 0  # zeroed plane by plane, while it is in cache
         for u in range(Ho):
             for v in range(Wo):
                 w = winner[n, c, u, v]
