@@ -68,6 +68,9 @@ def _load_numba():
         )
     except ImportError as error:  # numba missing or broken
         raise ConfigError(f"backend 'numba' cannot load: {error}") from error
+    from .kernels.allocator import keep_freed_memory
+
+    keep_freed_memory()  # reuse a step's large arrays instead of page-faulting them in again
     return Backend(
         "numba",
         numba_conv.conv_forward,

@@ -5,6 +5,8 @@ three rules: after a few SGD steps every W and R, and every loss, is the same up
 rounding. Dropout masks come from the network's own generator, so both backends draw
 the same masks.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,17 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_config_error(monkeypatch):
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown backend"):
         backends.get_backend("fortran")
+
+
+def test_loading_numba_keeps_freed_memory_on_glibc():
+    """The numba backend raises glibc's mmap/trim thresholds (hebbref.kernels.allocator)."""
+    import platform
+
+    from hebbref.kernels import allocator
+
+    backends.get_backend("numba")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    if os.environ.get(allocator.ENVIRONMENT_VARIABLE) == "0":
+        pytest.skip("turned off by $HEBBREF_KEEP_FREED_MEMORY=0")
+    assert allocator.keep_freed_memory() is True
