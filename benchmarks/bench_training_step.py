@@ -1,0 +1,208 @@
+"""Speed of hebbref's compiled backend against PyTorch on the same CPU, and against the machine's limit.
+
+    python benchmarks/bench_training_step.py [--batch 500] [--repeats 7]
+
+Prints one Markdown table per measurement of issue 3:
+1. a training step (forward, backward, update) of ``simple`` on 28×28×1, batch 500,
+   float32, 10 classes, hinge loss, ``bp``: hebbref ``numba`` vs the same network in PyTorch;
+2. the same with the conv layer untied, against PyTorch's unfold + einsum;
+3. ``deep`` on 32×32×3, tied, against PyTorch;
+4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update);
+5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit);
+and the compile cost (first step in a fresh process, with an empty and with a filled
+Numba cache).
+
+All contenders run interleaved, one step each in turn, ``--repeats`` times; the table
+gives the best (least disturbed) time of each, in milliseconds, and the median. PyTorch
+(``pip install torch==2.13.0``, a benchmark-only extra, never a hebbref dependency)
+runs with as many threads as Numba; without it the PyTorch columns say so.
+"""
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+
+import hebbref
+from hebbref import backends, layers
+
+try:
+    import torch
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    import torch_models
+except ImportError:  # the PyTorch columns are left out
+    torch = None
+
+
+def hebbref_step(net_name, input_shape, rule, backend, untied, batch, seed=0):
+    """A callable doing one hebbref training step on a fixed random batch."""
+    net = hebbref.build_network(net_name, input_shape, 10, rule=rule, dtype="float32", backend=backend,
+                                untied=untied, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch,) + input_shape, dtype=np.float32)
+    y = rng.integers(0, 10, size=batch)
+    return lambda: net.train_step(x, y, lr=0.01, loss="hinge")
+
+
+def torch_step(net_name, input_shape, untied, batch, seed=0):
+    model = (torch_models.Simple(input_shape, 10, untied=untied, seed=seed) if net_name == "simple"
+             else torch_models.Deep(input_shape, 10, seed=seed))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch,) + input_shape, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    return lambda: torch_models.train_step(model, x, y, lr=0.01)
+
+
+def race(contenders, repeats):
+    """{name: [seconds, ...]}: every contender once per round (after one warm-up call each)."""
+    for step in contenders.values():
+        step()
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, step in contenders.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def table(title, times, baseline, note=""):
+    print(f"\n### {title}\n")
+    if note:
+        print(note + "\n")
+    print(f"| contender | best (ms) | median (ms) | best / {baseline} |")
+    print("|---|---:|---:|---:|")
+    base = min(times[baseline]) if baseline in times else None
+    for name, ts in times.items():
+        ratio = f"{min(ts) / base:.2f}" if base else "n/a"
+        print(f"| {name} | {1e3 * min(ts):.1f} | {1e3 * statistics.median(ts):.1f} | {ratio} |")
+
+
+def network_tables(batch, repeats):
+    no_torch = "" if torch else "PyTorch is not installed (`pip install torch==2.13.0`): its column is left out."
+    cases = [
+        ("1. `simple`, 28×28×1, tied, bp", "simple", (1, 28, 28), False),
+        ("2. `simple`, 28×28×1, untied (PyTorch: unfold + einsum), bp", "simple", (1, 28, 28), True),
+        ("3. `deep`, 32×32×3, tied, bp", "deep", (3, 32, 32), False),
+    ]
+    for title, net_name, shape, untied in cases:
+        contenders = {
+            "hebbref numba": hebbref_step(net_name, shape, "bp", "numba", untied, batch),
+            "hebbref numpy (reference)": hebbref_step(net_name, shape, "bp", "numpy", untied, batch),
+        }
+        if torch:
+            contenders["PyTorch"] = torch_step(net_name, shape, untied, batch)
+        times = race(contenders, repeats)
+        table(title, times, "PyTorch" if torch else "hebbref numpy (reference)", no_torch)
+    for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
+                                    ("deep", (3, 32, 32), False)]:
+        times = race({rule: hebbref_step(net_name, shape, rule, "numba", untied, batch)
+                      for rule in ("bp", "frfb", "urfb")}, repeats)
+        table(f"4. the price of the feedback update: `{net_name}`{' untied' if untied else ''}, hebbref numba",
+              times, "bp")
+
+
+def best_seconds(f, repeats):
+    f()
+    ts = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - start)
+    return min(ts)
+
+
+def kernel_table(batch, repeats):
+    """GFLOP/s of every conv and untied kernel on the layer shapes of ``simple`` and ``deep``."""
+    numba_backend = backends.get_backend("numba")
+    rng = np.random.default_rng(0)
+    a = rng.random((2048, 2048), dtype=np.float32)
+    matmul = 2 * 2048**3 / best_seconds(lambda: a @ a, repeats) / 1e9
+    print("\n### 5. kernels: achieved GFLOP/s (one multiply-add = 2 flops), best of "
+          f"{repeats}\n\nNumPy float32 matmul 2048×2048 on this machine: **{matmul:.0f} GFLOP/s** (the limit).\n")
+    print("| layer (N, C_in→C_out, H×W, k) | kernel | numba GFLOP/s | numpy GFLOP/s | numba / matmul |")
+    print("|---|---|---:|---:|---:|")
+    shapes = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 16, 16, 32, 3),
+              ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
+    for label, c_in, c_out, size, k in shapes:
+        x = rng.random((batch, c_in, size, size), dtype=np.float32)
+        delta = rng.random((batch, c_out, size, size), dtype=np.float32)
+        flops = 2.0 * batch * c_out * c_in * k * k * size * size
+        for kind in ("conv", "locally_connected") if label == "simple conv" else ("conv",):
+            W = rng.random(((size, size) if kind != "conv" else ()) + (c_out, c_in, k, k), dtype=np.float32)
+            for which in ("forward", "input_error", "weight_increment"):
+                rates = []
+                for table_ in (numba_backend, backends.get_backend("numpy")):
+                    fwd = getattr(table_, f"{kind}_forward")
+                    _, cache = fwd(x, W)
+                    f = {"forward": lambda: fwd(x, W),
+                         "input_error": lambda: getattr(table_, f"{kind}_input_error")(delta, cache, W),
+                         "weight_increment": lambda: getattr(table_, f"{kind}_weight_increment")(delta, cache)}[which]
+                    rates.append(flops / best_seconds(f, max(2, repeats // 2)) / 1e9)
+                name = f"{label}{' untied' if kind != 'conv' else ''} ({batch}, {c_in}→{c_out}, {size}×{size}, {k})"
+                print(f"| {name} | {kind}_{which} | {rates[0]:.1f} | {rates[1]:.1f} | {rates[0] / matmul:.2f} |")
+
+
+FIRST_STEP = """
+import time, numpy as np, hebbref
+t = time.perf_counter()
+net = hebbref.build_network("{net}", {shape}, 10, rule="urfb", dtype="float32", backend="numba", untied={untied})
+x = np.random.default_rng(0).random((8,) + {shape}, dtype=np.float32)
+net.train_step(x, np.arange(8) % 10)
+print(time.perf_counter() - t)
+"""
+
+
+def compile_table():
+    """First step of a fresh process, with an empty Numba cache (compiles) and with the cache filled."""
+    print("\n### compile cost: build + first training step (batch 8, urfb, float32) in a fresh process\n")
+    print("| network | empty cache (s) | filled cache (s) |")
+    print("|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
+                                        ("deep", (3, 32, 32), False)]:
+            code = FIRST_STEP.format(net=net_name, shape=shape, untied=untied)
+            seconds = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                            capture_output=True, text=True).stdout) for _ in range(2)]
+            print(f"| `{net_name}`{' untied' if untied else ''} | {seconds[0]:.1f} | {seconds[1]:.1f} |")
+    print("\n(the cache is shared: the rows after the first reuse kernels the earlier ones compiled)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
+    args = parser.parse_args(argv)
+    threads = numba.get_num_threads()
+    if torch:
+        torch.set_num_threads(threads)
+    print(f"## hebbref benchmark: batch {args.batch}, float32, best and median of {args.repeats} interleaved runs\n")
+    print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+          f"load average before the run {os.getloadavg()[0]:.2f}")
+    print(f"- threads: Numba {threads}, PyTorch {torch.get_num_threads() if torch else 'absent'}")
+    print(f"- versions: numpy {np.__version__}, numba {numba.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}, Python {platform.python_version()}")
+    backends.get_backend("numba")  # loads the kernels, and keeps freed memory for reuse
+    from hebbref.kernels.allocator import ENVIRONMENT_VARIABLE, keep_freed_memory
+
+    print(f"- glibc keeps freed memory for reuse (hebbref.kernels.allocator): {keep_freed_memory()} "
+          f"(${ENVIRONMENT_VARIABLE}=0 turns it off; it holds for PyTorch's tensors too, same process)")
+    network_tables(args.batch, args.repeats)
+    kernel_table(args.batch, args.repeats)
+    if not args.skip_compile:
+        compile_table()
+    print(f"\nNumba threading layer: {numba.threading_layer()}; load average after the run: "
+          f"{os.getloadavg()[0]:.2f} (above 0: other processes shared the cores)")
+
+
+if __name__ == "__main__":
+    main()
