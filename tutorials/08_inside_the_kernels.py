@@ -24,17 +24,23 @@
 # against. This tutorial checks the agreement itself and measures the speeds.
 
 # %%
+import ast
 import inspect
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
+from numba import cuda
 
 import hebbref
 from hebbref.backends import get_backend
+from hebbref import kernels
 from hebbref.kernels import numba_conv
 from hebbref.layers import conv
 
@@ -91,18 +97,20 @@ print("windows:", conv.windows(xp_tiny, 3).shape, "= (N, C_in, H, W, k, k)")
 # %% [markdown]
 # ## The Numba CPU kernel
 #
-# The compiled forward field for layers with few terms per output (such as the first
-# layer on a grey image) is the loop above, reordered so that the innermost loop runs
-# along an image row (which the compiler vectorises) and the batch is split across
-# cores with `prange`:
+# `hebbref/kernels/numba_conv.py` says in its docstring how it splits the work:
+
+# %%
+print(numba_conv.__doc__)
+
+# %% [markdown]
+# Its direct forward field is the loop above with the loops reordered: the batch is
+# split across cores with `prange`, and the innermost loop is one long multiply-add over
+# contiguous memory, which the compiler vectorises. The function Numba compiles:
 
 # %%
 print(inspect.getsource(numba_conv.correlate_valid_direct.py_func))
 
 # %% [markdown]
-# For layers with many terms per output, the kernel instead copies every window into a
-# row of a matrix ("im2col", compiled) and does one large matrix product with BLAS.
-#
 # ## Agreement, for all six functions
 #
 # Each backend is a table of functions with the reference's signatures
@@ -176,6 +184,77 @@ for layer_numpy, layer_numba in zip(networks["numpy"].parameters(), networks["nu
 print("one urfb step of `simple`: numba and numpy weights agree; loss", round(losses["numpy"], 6))
 
 # %% [markdown]
+# ## The CUDA kernel, on a GPU or on the simulator
+#
+# `hebbref/kernels/cuda_conv.py` gives one GPU thread to each output element: thread t
+# decodes its (n, o, i, j) from its index and runs the sum over (c, a, b) itself. The
+# kernel, read from the file (importing it needs `numba.cuda`):
+
+# %%
+cuda_source = (Path(kernels.__file__).parent / "cuda_conv.py").read_text(encoding="utf-8")
+kernel_node = next(node for node in ast.parse(cuda_source).body
+                   if isinstance(node, ast.FunctionDef) and node.name == "correlate_valid_kernel")
+print("@cuda.jit\n" + ast.get_source_segment(cuda_source, kernel_node))
+
+# %% [markdown]
+# Without a GPU, Numba can *simulate* one: with `NUMBA_ENABLE_CUDASIM=1` set before
+# Numba is imported, every GPU thread runs the kernel's Python code on the CPU. That is
+# slow, so the check runs on small layers, but it runs exactly the kernel code. Since
+# the variable must be set before import, the check runs in a fresh Python process,
+# which prints its results as JSON. (The simulator's times say nothing about a GPU's.)
+
+# %%
+CUDA_CHECK = """
+import json, sys, time
+import numpy as np
+from hebbref.backends import get_backend
+reference, gpu = get_backend("numpy"), get_backend("cuda")
+rng = np.random.default_rng(0)
+report = {}
+for N, C_in, H, Wd, C_out, k in json.loads(sys.argv[1]):
+    x = rng.normal(size=(N, C_in, H, Wd))
+    W = rng.normal(size=(C_out, C_in, k, k))
+    W_untied = W * rng.uniform(0.5, 1.5, size=(H, Wd, 1, 1, 1, 1))  # a filter per location
+    delta = rng.normal(size=(N, C_out, H, Wd))
+    for backend in (reference, gpu):
+        start = time.perf_counter()
+        h, cache = backend.conv_forward(x, W)
+        hu, cache_u = backend.locally_connected_forward(x, W_untied)
+        out = {"conv_forward": h, "conv_input_error": backend.conv_input_error(delta, cache, W),
+               "conv_weight_increment": backend.conv_weight_increment(delta, cache),
+               "locally_connected_forward": hu,
+               "locally_connected_input_error": backend.locally_connected_input_error(delta, cache_u, W_untied),
+               "locally_connected_weight_increment": backend.locally_connected_weight_increment(delta, cache_u)}
+        report.setdefault("seconds", {}).setdefault(backend.name, 0.0)
+        report["seconds"][backend.name] += time.perf_counter() - start
+        if backend is reference:
+            expected = out
+    for name, value in out.items():
+        error = float(np.abs(value - expected[name]).max() / np.abs(expected[name]).max())
+        report.setdefault("errors", {})[name] = max(error, report.get("errors", {}).get(name, 0.0))
+print(json.dumps(report))
+"""
+CUDA_SHAPES = [(2, 2, 6, 6, 3, 3), (2, 3, 5, 5, 2, 2)]  # (N, C_in, H, W, C_out, k): odd and even kernels
+simulated = subprocess.run([sys.executable, "-c", CUDA_CHECK, json.dumps(CUDA_SHAPES)],
+                           env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True,
+                           timeout=600)
+assert simulated.returncode == 0, simulated.stderr[-3000:]
+cuda_report = json.loads(simulated.stdout.strip().splitlines()[-1])
+for name, error in cuda_report["errors"].items():
+    print(f"cuda (simulated) vs numpy  {name:36s} largest relative difference {error:.1e}")
+    assert error < 1e-12, name
+print("seconds for all six functions on these layers:",
+      {name: round(value, 3) for name, value in cuda_report["seconds"].items()})
+
+# %% [markdown]
+# Where a GPU is present, the same backend runs on it for real; its speed joins the
+# table below.
+
+# %%
+GPU_PRESENT = cuda.is_available() and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1"  # a real GPU
+print("a CUDA GPU is", "present" if GPU_PRESENT else "not present: the CUDA kernels ran on the simulator only")
+
+# %% [markdown]
 # ## Speeds
 #
 # The first layer of `simple` on 28×28 grey images (5×5, 32 channels), tied and
@@ -203,7 +282,11 @@ W_layer = rng.normal(size=(32, 1, 5, 5)) * 0.2
 W_layer_untied = np.ascontiguousarray(np.broadcast_to(W_layer, (28, 28) + W_layer.shape))
 delta_layer = rng.normal(size=(BATCH, 32, 28, 28))
 timings = {}
-for name, backend in (("numpy", reference), ("numba", compiled)):
+backends_timed = [("numpy", reference), ("numba", compiled)] + ([("cuda", get_backend("cuda"))] if GPU_PRESENT else [])
+if GPU_PRESENT:
+    networks["cuda"] = hebbref.build_network("simple", input_shape=(1, 28, 28), n_classes=10, rule="urfb",
+                                             seed=0, backend="cuda")
+for name, backend in backends_timed:
     _, cache = backend.conv_forward(x_layer, W_layer)
     _, cache_untied = backend.locally_connected_forward(x_layer, W_layer_untied)
     timings[name] = {
@@ -218,17 +301,19 @@ for name, backend in (("numpy", reference), ("numba", compiled)):
     }
 print(f"batch {BATCH}, float64, best of {REPEATS}; {os.cpu_count()} CPU cores, "
       f"{numba.get_num_threads()} Numba threads")
-print(f"{'':22s} {'numpy ms':>10s} {'numba ms':>10s} {'speed-up':>9s}")
+print(f"{'':22s}" + "".join(f"{name + ' ms':>11s}" for name in timings) + "   numpy/numba")
 for task in timings["numpy"]:
-    slow, fast = timings["numpy"][task], timings["numba"][task]
-    print(f"{task:22s} {1e3 * slow:10.2f} {1e3 * fast:10.2f} {slow / fast:8.1f}x")
+    print(f"{task:22s}" + "".join(f"{1e3 * timings[name][task]:11.2f}" for name in timings)
+          + f"   {timings['numpy'][task] / timings['numba'][task]:8.1f}x")
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.6))
 tasks = list(timings["numpy"])
 positions = np.arange(len(tasks))
-for offset, name in ((-0.2, "numpy"), (0.2, "numba")):
-    ax.bar(positions + offset, [1e3 * timings[name][task] for task in tasks], width=0.4, label=name)
+width = 0.8 / len(timings)
+for index, name in enumerate(timings):
+    ax.bar(positions + (index - (len(timings) - 1) / 2) * width, [1e3 * timings[name][task] for task in tasks],
+           width=width, label=name)
 ax.set_xticks(positions)
 ax.set_xticklabels(tasks, rotation=25, ha="right", fontsize=8)
 ax.set_yscale("log")
