@@ -6,9 +6,11 @@ The equations of ``hebbref.layers.locally_connected`` (xp is x zero-padded, p th
     e[n,c,i+a-p,j+b-p] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j]                 locally_connected_input_error
     G[i,j,o,c,a,b]  = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b]                    locally_connected_weight_increment
 
-Loops location by location. The filters are first laid out with the output channel
-last, (H, W, C_in, k, k, C_out), and δ as (N, H, W, C_out), so that the innermost loop
-always runs over contiguous output channels and vectorises.
+Loops location by location, always with a contiguous, vectorised innermost loop: for
+the forward pass and the input error the filters are laid out with the output channel
+last, (H, W, C_in, k, k, C_out), and δ as (N, H, W, C_out); for the increment δ and
+xp are laid out with the batch last, so that each increment is a dot product over
+the batch.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (H, W, C_out, C_in, k, k);
 h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1).
@@ -62,22 +64,43 @@ def input_error_by_location(dT, B_last, zero):
     return e_padded
 
 
+@njit(parallel=True, cache=True)
+def batch_last(a):
+    """(N, M) -> (M, N), copied in 32×32 tiles."""
+    N, M = a.shape
+    out = np.empty((M, N), dtype=a.dtype)
+    T = 32
+    for mb in prange((M + T - 1) // T):
+        for nb in range(0, N, T):
+            for m in range(mb * T, min(M, mb * T + T)):
+                for n in range(nb, min(N, nb + T)):
+                    out[m, n] = a[n, m]
+    return out
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def weight_increment_by_location(dT, xp, k):
-    """G[i,j,c,a,b,o] = Σ_n xp[n,c,i+a,j+b] δ[n,o,i,j]: -> (H, W, C_in, k, k, C_out)."""
-    N, H, Wd, O = dT.shape
-    C = xp.shape[1]
-    G_last = np.zeros((H, Wd, C, k, k, O), dtype=dT.dtype)
+def weight_increment_by_location(delta_last, x_last, k, zero):
+    """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (H, W, C_out, C_in, k, k).
+
+    Both arrays come with the batch last, δ (C_out, H, W, N) and xp (C_in, Hp, Wp, N),
+    so every increment is one contiguous dot product over the batch.
+    """
+    O, H, Wd, N = delta_last.shape
+    C = x_last.shape[0]
+    G = np.empty((H, Wd, O, C, k, k), dtype=delta_last.dtype)
     for i in prange(H):  # each row of locations is one thread's own part of G
         for j in range(Wd):
-            for n in range(N):
+            for o in range(O):
+                d = delta_last[o, i, j]  # (N,)
                 for c in range(C):
                     for a in range(k):
                         for b in range(k):
-                            v = xp[n, c, i + a, j + b]
-                            for o in range(O):
-                                G_last[i, j, c, a, b, o] += v * dT[n, i, j, o]
-    return G_last
+                            x = x_last[c, i + a, j + b]  # (N,)
+                            acc = zero
+                            for n in range(N):  # a dot product over the batch: vectorised
+                                acc += d[n] * x[n]
+                            G[i, j, o, c, a, b] = acc
+    return G
 
 
 def locally_connected_forward(x, W):
@@ -110,7 +133,8 @@ def locally_connected_weight_increment(delta, cache):
     delta = np.ascontiguousarray(delta)
     N, C_out, H, Wd = delta.shape
     k = xp.shape[-1] - Wd + 1
-    with one_thread_if_small(xp.shape[1] * k * k * delta.size):
-        dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
-        G_last = weight_increment_by_location(dT, xp, k)  # (H, W, C_in, k, k, C_out)
-    return np.ascontiguousarray(G_last.transpose(0, 1, 5, 2, 3, 4))
+    C_in, Hp, Wp = xp.shape[1:]
+    with one_thread_if_small(C_in * k * k * delta.size):
+        delta_last = batch_last(delta.reshape(N, -1)).reshape(C_out, H, Wd, N)
+        x_last = batch_last(xp.reshape(N, -1)).reshape(C_in, Hp, Wp, N)
+        return weight_increment_by_location(delta_last, x_last, k, delta.dtype.type(0))
