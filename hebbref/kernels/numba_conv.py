@@ -4,12 +4,12 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
 
     h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]          conv_forward
     e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
+    G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
 The input error is, as in the reference, itself a "same" correlation: of δ padded the
 other way round with B flipped in space and its two channel axes swapped. On the BLAS
 path with fewer input than output channels it is cheaper to form the product of δ
 with B by rows and scatter-add it back onto the image ("col2im").
-    G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
 Two ways to compute each, chosen by the length of the sum that makes one output and
 the image width:
