@@ -149,7 +149,8 @@ def test_demo_runs_three_rules_on_three_networks_and_tabulates_their_logs(tmp_pa
     configs = demo_configs(tmp_path)
     assert {(c.net, c.untied, c.rule) for c in configs} == {
         (n, u, r) for n, u in (("simple", False), ("simple", True), (DEEPER, False)) for r in ("bp", "frfb", "urfb")}
-    assert all(c.data == "fashion-mnist-mini" and c.epochs == DEMO.epochs for c in configs)
+    assert all(c.data == "fashion-mnist-mini" and c.batch_size == DEMO.batch_size for c in configs)
+    assert {c.net: c.epochs for c in configs} == {"simple": 2, DEEPER: 8}
     # write a log by hand for each run; the table must show exactly those numbers
     for i, config in enumerate(configs):
         Path(config.out).mkdir(parents=True)
@@ -157,6 +158,6 @@ def test_demo_runs_three_rules_on_three_networks_and_tabulates_their_logs(tmp_pa
     assert [row["test_accuracy"] for _, history in collect(configs) for row in history] == [
         0.5 + i / 100 for i in range(9)]
     table = rule_table(configs).splitlines()
-    assert table[2] == "| simple, tied conv | 50.00 | 51.00 | 52.00 |"
-    assert table[3] == "| simple, untied (locally connected) | 53.00 | 54.00 | 55.00 |"
-    assert table[4] == "| 6 dense hidden layers | 56.00 | 57.00 | 58.00 |"
+    assert table[2] == "| simple, tied conv | 2 | 50.00 | 51.00 | 52.00 |"
+    assert table[3] == "| simple, untied (locally connected) | 2 | 53.00 | 54.00 | 55.00 |"
+    assert table[4] == "| 6 dense hidden layers | 8 | 56.00 | 57.00 | 58.00 |"

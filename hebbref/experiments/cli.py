@@ -11,7 +11,7 @@ import sys
 
 from ..errors import ConfigError, choose
 from .compare import compare, dense_stack, split_list
-from .demo import DEMO, run_demo
+from .demo import run_demo
 from .train import TrainConfig, train
 
 DEFAULTS = TrainConfig()
@@ -163,7 +163,7 @@ def add_compare_command(subparsers):
                    help="depth: dense networks of --depths hidden layers of --width units (ignores --net)")
     p.add_argument("--depths", default="2,3,4,6,8", help="hidden layers for --study depth (default 2,3,4,6,8)")
     p.add_argument("--width", type=positive, default=100, help="units per hidden layer for --study depth")
-    p.add_argument("--out", default="results/compare", help="output folder (default results/compare)")
+    p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.set_defaults(func=run_compare)
 
 
@@ -180,8 +180,9 @@ def add_demo_command(subparsers):
         description="Nine runs on the embedded fashion-mnist-mini: simple (tied and untied) and a "
                     "6-hidden-layer dense network, each with bp, frfb and urfb. Prints the comparison "
                     "and writes plots and tables into OUT."))
-    p.add_argument("--out", default="hebbref-demo", help="output folder (default hebbref-demo)")
-    p.add_argument("--epochs", type=count, default=DEMO.epochs, help=f"default {DEMO.epochs}")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--epochs", type=count, default=None,
+                   help="epochs of every run (default: 2 for simple, 8 for the dense network)")
     p.add_argument("--train-size", type=positive, default=None, help="the first N training images only")
     p.add_argument("--jobs", type=positive, default=2, help="runs trained at once (default 2)")
     p.add_argument("--backend", default=None, help="numpy or a compiled backend (default: the library's)")
