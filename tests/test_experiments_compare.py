@@ -161,3 +161,16 @@ def test_demo_runs_three_rules_on_three_networks_and_tabulates_their_logs(tmp_pa
     assert table[2] == "| simple, tied conv | 2 | 50.00 | 51.00 | 52.00 |"
     assert table[3] == "| simple, untied (locally connected) | 2 | 53.00 | 54.00 | 55.00 |"
     assert table[4] == "| 6 dense hidden layers | 8 | 56.00 | 57.00 | 58.00 |"
+
+
+def test_urfb_with_symmetric_init_compares_equal_to_bp(tmp_path, tiny_data):
+    """Comparison 2 of RESULTS.md in small: the two rows of the grid have the same accuracies."""
+    compare(base(tiny_data, epochs=3), tmp_path / "sym", ["dense6 ramp drop0.2 dense6 ramp out"], ["bp", "urfb"],
+            inits=("symmetric",), seeds=(0, 1))
+    runs = collect(grid_configs(base(tiny_data, epochs=3), tmp_path / "sym", ["dense6 ramp drop0.2 dense6 ramp out"],
+                                ["bp", "urfb"], inits=("symmetric",), seeds=(0, 1)))
+    by_rule = {}
+    for config, history in runs:
+        by_rule.setdefault(config.rule, []).append([(r["test_accuracy"], round(r["train_loss"], 9)) for r in history])
+    assert len(by_rule["bp"][0]) == 3
+    assert by_rule["bp"] == by_rule["urfb"]
