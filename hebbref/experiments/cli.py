@@ -8,6 +8,7 @@ import argparse
 import re
 import shlex
 import sys
+from pathlib import Path
 
 from ..errors import ConfigError, choose
 from .compare import compare, dense_stack, split_list
@@ -139,7 +140,9 @@ def run_compare(args):
         nets = split_list(args.net)
     args.net, args.untied, args.seed = nets[0], False, 0
     base = config_from_args(args)
-    command = "hebbref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    # the command line, when we were started as `hebbref ...` or `python -m hebbref ...`
+    started_as_hebbref = Path(sys.argv[0]).name in ("hebbref", "__main__.py")
+    command = "hebbref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if started_as_hebbref else None
     text = compare(base, args.out, nets, split_list(args.rule), layers, split_list(args.loss),
                    split_list(args.init), seeds, jobs=args.jobs, command=command, depths=depths,
                    title="hebbref compare" + (" --study depth" if depths else ""))
