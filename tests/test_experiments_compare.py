@@ -174,3 +174,9 @@ def test_urfb_with_symmetric_init_compares_equal_to_bp(tmp_path, tiny_data):
         by_rule.setdefault(config.rule, []).append([(r["test_accuracy"], round(r["train_loss"], 9)) for r in history])
     assert len(by_rule["bp"][0]) == 3
     assert by_rule["bp"] == by_rule["urfb"]
+
+
+def test_long_network_descriptions_get_distinct_folders(tmp_path, tiny_data):
+    configs = grid_configs(base(tiny_data), tmp_path, [dense_stack(d) for d in (2, 4, 8)], ["bp"])
+    assert len({Path(c.out).name for c in configs}) == 3
+    assert all(len(Path(c.out).name) < 100 for c in configs)

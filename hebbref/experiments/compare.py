@@ -18,6 +18,7 @@ Afterwards (``summarise``):
   against the number of hidden layers.
 """
 import csv
+import hashlib
 import dataclasses
 import json
 import multiprocessing
@@ -51,7 +52,11 @@ def dense_stack(depth, width=100):
 
 
 def slug(text, length=48):
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")[:length]
+    """A folder-safe name for a network; a long description is cut and given a hash of the whole."""
+    name = re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+    if len(name) <= length:
+        return name
+    return f"{name[:length - 9]}.{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def run_name(config):
