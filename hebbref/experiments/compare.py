@@ -159,7 +159,11 @@ def write_csv(path, runs):
 
 
 def net_label(net):
-    return net if len(net) <= 40 else net[:37] + "..."
+    """The description, or for a long one its start and its number of weighted layers."""
+    if len(net) <= 40:
+        return net
+    weighted = len(re.findall(r"\b(?:conv|lc|dense)\d", net)) + 1  # + the output layer
+    return f"{net[:28]}... ({weighted} weighted layers)"
 
 
 def results_table(runs):
