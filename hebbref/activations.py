@@ -18,3 +18,8 @@ def ramp(h, slope=DEFAULT_SLOPE):
 def ramp_derivative(h, slope=DEFAULT_SLOPE):
     """σ'(h) = s where |s·h| <= 1, else 0.  Same shape and dtype as ``h``.  # SPEC §3"""
     return np.where(np.abs(slope * h) <= 1.0, slope, 0.0).astype(h.dtype, copy=False)
+
+
+def ramp_backward(e, h, slope=DEFAULT_SLOPE):
+    """δ = e ⊙ σ'(h): the error through the ramp.  # SPEC §3"""
+    return e * ramp_derivative(h, slope)

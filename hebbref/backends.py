@@ -40,7 +40,7 @@ class Backend:
     maxpool_backward: Callable = layers.maxpool_backward
     ramp: Callable = activations.ramp
     ramp_derivative: Callable = activations.ramp_derivative
-    ramp_backward: Callable = None  # δ = e ⊙ σ'(h); None: e * ramp_derivative(h)
+    ramp_backward: Callable = activations.ramp_backward  # δ = e ⊙ σ'(h)
 
 
 NUMPY = Backend(

@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 
-from .activations import ramp, ramp_derivative
 from .errors import ConfigError
 from .init import glorot_uniform
 from .layers import (
@@ -25,8 +24,6 @@ from .layers import (
     dropout_backward,
     dropout_forward,
     dropout_mask,
-    maxpool_backward,
-    maxpool_forward,
 )
 from .rules import feedback_matrix, feedback_update, forward_update
 
@@ -224,8 +221,6 @@ class Ramp(Layer):
     def __init__(self, slope=None):
         self.slope = slope
 
-    ops = None  # the backend's table; None: the NumPy reference
-
     def build(self, input_shape, ctx):
         if self.slope is None:
             self.slope = ctx.slope
@@ -234,13 +229,10 @@ class Ramp(Layer):
 
     def forward(self, h, train=False):
         self.h = h
-        return (self.ops.ramp if self.ops else ramp)(h, self.slope)
+        return self.ops.ramp(h, self.slope)  # x = σ(h)
 
     def backward(self, e):
-        if self.ops and self.ops.ramp_backward:
-            return self.ops.ramp_backward(e, self.h, self.slope)  # δ = e ⊙ σ'(h), fused
-        derivative = (self.ops.ramp_derivative if self.ops else ramp_derivative)(self.h, self.slope)
-        return e * derivative  # δ = e ⊙ σ'(h)
+        return self.ops.ramp_backward(e, self.h, self.slope)  # δ = e ⊙ σ'(h)
 
 
 class MaxPool(Layer):
@@ -259,15 +251,12 @@ class MaxPool(Layer):
         self.ops = ctx.backend
         return (C, math.ceil(H / self.stride), math.ceil(W / self.stride))
 
-    ops = None  # the backend's table; None: the NumPy reference
-
     def forward(self, x, train=False):
-        y, self.cache = (self.ops.maxpool_forward if self.ops else maxpool_forward)(
-            x, self.window, self.stride)
+        y, self.cache = self.ops.maxpool_forward(x, self.window, self.stride)
         return y
 
     def backward(self, e):
-        return (self.ops.maxpool_backward if self.ops else maxpool_backward)(e, self.cache)
+        return self.ops.maxpool_backward(e, self.cache)
 
     def describe(self):
         return f"pool{self.window}s{self.stride}"
