@@ -25,6 +25,7 @@ from hebbref import layers  # noqa: E402
 from hebbref.kernels import cuda_conv, cuda_locally_connected  # noqa: E402
 
 from comparisons import assert_close, tolerance  # noqa: E402
+from kernel_checks import check_locally_connected_module  # noqa: E402
 from strategies import SEEDS, conv_shapes, random_batch  # noqa: E402
 
 pytestmark = pytest.mark.cudasim
@@ -58,21 +59,8 @@ def test_cuda_conv_kernels_equal_the_reference(shape, dtype, seed):
 @settings(max_examples=10, deadline=None)
 @given(shape=TINY, dtype=DTYPES, seed=SEEDS)
 def test_cuda_locally_connected_kernels_equal_the_reference(shape, dtype, seed):
-    n, c_in, c_out, h, w, k = shape
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
-    W, R = (rng.normal(size=(h, w, c_out, c_in, k, k)).astype(dtype) for _ in range(2))
-    delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
-    h_ours, cache = cuda_locally_connected.locally_connected_forward(x, W)
-    h_ref, cache_ref = layers.locally_connected_forward(x, W)
-    check(h_ours, h_ref, f"cuda locally_connected_forward {shape}")
-    for name, B in (("W", W), ("R", R)):
-        check(cuda_locally_connected.locally_connected_input_error(delta, cache, B),
-              layers.locally_connected_input_error(delta, cache_ref, B),
-              f"cuda locally_connected_input_error through {name} {shape}")
-    check(cuda_locally_connected.locally_connected_weight_increment(delta, cache),
-          layers.locally_connected_weight_increment(delta, cache_ref),
-          f"cuda locally_connected_weight_increment {shape}")
+    check_locally_connected_module(cuda_locally_connected, shape, dtype, seed,
+                                   10 * tolerance(np.dtype(dtype)), "cuda ")
 
 
 @pytest.mark.parametrize("net", ["conv3:2 ramp pool2 dense3 ramp out", "lc2:2 ramp pool2s1 drop0.5 out"])

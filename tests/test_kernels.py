@@ -18,6 +18,7 @@ from hebbref.kernels import (
     numba_activations, numba_conv, numba_locally_connected, numba_pooling, numba_threads,
 )
 
+from kernel_checks import check_locally_connected_module
 from comparisons import assert_close, tolerance
 from strategies import SEEDS, conv_shapes
 
@@ -74,22 +75,7 @@ def test_conv_kernels_equal_the_reference(conv_path, shape, dtype, seed):
 @settings(max_examples=25, deadline=None)
 @given(shape=conv_shapes(max_batch=3, max_channels=4, max_size=7, max_kernel=4), dtype=DTYPES, seed=SEEDS)
 def test_locally_connected_kernels_equal_the_reference(shape, dtype, seed):
-    n, c_in, c_out, h, w, k = shape
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
-    W, R = (rng.normal(size=(h, w, c_out, c_in, k, k)).astype(dtype) for _ in range(2))
-    delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
-
-    h_ours, cache = numba_locally_connected.locally_connected_forward(x, W)
-    h_ref, cache_ref = layers.locally_connected_forward(x, W)
-    check(h_ours, h_ref, f"locally_connected_forward {shape}")
-    for name, B in (("W", W), ("R", R)):
-        check(numba_locally_connected.locally_connected_input_error(delta, cache, B),
-              layers.locally_connected_input_error(delta, cache_ref, B),
-              f"locally_connected_input_error through {name} {shape}")
-    check(numba_locally_connected.locally_connected_weight_increment(delta, cache),
-          layers.locally_connected_weight_increment(delta, cache_ref),
-          f"locally_connected_weight_increment {shape}")
+    check_locally_connected_module(numba_locally_connected, shape, dtype, seed, rtol(np.dtype(dtype)), "")
 
 
 @st.composite
