@@ -78,8 +78,10 @@ class WeightedLayer(Layer):
         if ctx.init == "symmetric":
             R = W.copy()
         if copies is not None:
-            W = np.ascontiguousarray(np.broadcast_to(W, copies + shape))
-            R = np.ascontiguousarray(np.broadcast_to(R, copies + shape))
+            # copy(): a broadcast view is read-only, and ascontiguousarray returns it
+            # uncopied when it is already contiguous (a 1×1 untied layer)
+            W = np.broadcast_to(W, copies + shape).copy()
+            R = np.broadcast_to(R, copies + shape).copy()
         return W, R
 
     # the three per-type functions: subclasses bind them
