@@ -61,3 +61,14 @@ def test_independent_untied_init_draws_every_location():
     assert not np.allclose(W[0, 0], W[1, 1])
     limit = np.sqrt(6 / (9 * 1 + 9 * 2))
     assert np.abs(W).max() <= limit
+
+
+def test_a_one_by_one_untied_layer_learns():
+    """Regression: tiling the default filter over a 1×1 image once gave a read-only W."""
+    net = hebbref.build_network("pool3s3 lc1:1 ramp out", (1, 3, 3), 2, rule="urfb", backend="numpy")
+    lc = net.parameters()[0]
+    W0 = lc.W.copy()
+    x, y = random_batch(np.random.default_rng(0), (1, 3, 3), 2, batch=4)
+    net.train_step(x, y, lr=0.5)
+    assert lc.W.flags.writeable and lc.R.flags.writeable
+    assert not np.array_equal(lc.W, W0)
