@@ -26,10 +26,9 @@ import sys
 import tempfile
 import time
 
+import hebbref  # first, before NumPy loads: hebbref/_threads.py tells OpenBLAS's idle threads to sleep
 import numba
 import numpy as np
-
-import hebbref
 from hebbref import backends, layers
 
 try:
@@ -182,6 +181,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
     args = parser.parse_args(argv)
+    backends.get_backend("numba")  # loads the kernels, keeps freed memory, starts Numba's threads quiet
     threads = numba.get_num_threads()
     if torch:
         torch.set_num_threads(threads)
@@ -191,11 +191,13 @@ def main(argv=None):
     print(f"- threads: Numba {threads}, PyTorch {torch.get_num_threads() if torch else 'absent'}")
     print(f"- versions: numpy {np.__version__}, numba {numba.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}, Python {platform.python_version()}")
-    backends.get_backend("numba")  # loads the kernels, and keeps freed memory for reuse
+    from hebbref._threads import applied
     from hebbref.kernels.allocator import ENVIRONMENT_VARIABLE, keep_freed_memory
 
     print(f"- glibc keeps freed memory for reuse (hebbref.kernels.allocator): {keep_freed_memory()} "
           f"(${ENVIRONMENT_VARIABLE}=0 turns it off; it holds for PyTorch's tensors too, same process)")
+    print(f"- idle threads sleep at once (hebbref._threads): OpenBLAS {applied['openblas']}, "
+          f"Numba {applied['numba']} ($HEBBREF_QUIET_THREADS=0 turns it off; PyTorch's threads keep their defaults)")
     network_tables(args.batch, args.repeats)
     kernel_table(args.batch, args.repeats)
     if not args.skip_compile:

@@ -68,9 +68,11 @@ def _load_numba():
         )
     except ImportError as error:  # numba missing or broken
         raise ConfigError(f"backend 'numba' cannot load: {error}") from error
+    from ._threads import quiet_numba_threads
     from .kernels.allocator import keep_freed_memory
 
     keep_freed_memory()  # reuse a step's large arrays instead of page-faulting them in again
+    quiet_numba_threads()  # idle Numba threads sleep instead of spinning against OpenBLAS's
     return Backend(
         "numba",
         numba_conv.conv_forward,
