@@ -54,31 +54,64 @@ def pad_spatial(x, before, after):
     return xp
 
 
+@njit(cache=True)
+def tap_offsets(C, Hp, Wp, k):
+    """Where term t = (c, a, b) of a window starts in one image's flattened padded planes."""
+    offsets = np.empty(C * k * k, dtype=np.int64)
+    for c in range(C):
+        for a in range(k):
+            for b in range(k):
+                offsets[(c * k + a) * k + b] = c * Hp * Wp + a * Wp + b
+    return offsets
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def correlate_valid_direct(xp, W):
     """Valid cross-correlation by loops: (N, C, Hp, Wp) with (O, C, k, k) -> (N, O, Hp-k+1, Wp-k+1).
 
-    An output plane is kept with its rows Wp apart, as in xp, so that the tap (a, b)
-    is one long shifted multiply-add over the flattened plane (it vectorises with no
-    short-row remainders); the Wp - W unused columns are dropped when copying out.
+    An output plane is kept with its rows Wp apart, as in xp, so that a term (c, a, b) of
+    the window is one long shifted multiply-add over the flattened planes of the image
+    (it vectorises with no short-row remainders); the Wp - W unused columns are dropped
+    when copying out. Eight terms are added per pass over the plane: 9 loads and 1 store
+    for 8 multiply-adds, where one term per pass would need 2 loads and 1 store each.
     """
     N, C, Hp, Wp = xp.shape
     O, _, k, _ = W.shape
     H, Wd = Hp - k + 1, Wp - k + 1
     L = (H - 1) * Wp + Wd  # flat length that covers every output
-    x_flat = xp.reshape(N, C, Hp * Wp)
+    T = C * k * k  # terms per output
+    offsets = tap_offsets(C, Hp, Wp, k)
+    x_flat = xp.reshape(N, C * Hp * Wp)
+    w_flat = W.reshape(O, T)
     h = np.empty((N, O, H, Wd), dtype=xp.dtype)
     for n in prange(N):
+        x = x_flat[n]
         plane = np.empty(L, dtype=xp.dtype)  # h[n, o] with rows Wp apart
         for o in range(O):
+            w = w_flat[o]
             plane[:] = 0
-            for c in range(C):
-                for a in range(k):
-                    for b in range(k):
-                        w = W[o, c, a, b]
-                        x_shifted = x_flat[n, c, a * Wp + b : a * Wp + b + L]  # a view
-                        for m in range(L):  # vectorised
-                            plane[m] += w * x_shifted[m]
+            t = 0
+            while t + 8 <= T:
+                x0 = x[offsets[t] : offsets[t] + L]  # views
+                x1 = x[offsets[t + 1] : offsets[t + 1] + L]
+                x2 = x[offsets[t + 2] : offsets[t + 2] + L]
+                x3 = x[offsets[t + 3] : offsets[t + 3] + L]
+                x4 = x[offsets[t + 4] : offsets[t + 4] + L]
+                x5 = x[offsets[t + 5] : offsets[t + 5] + L]
+                x6 = x[offsets[t + 6] : offsets[t + 6] + L]
+                x7 = x[offsets[t + 7] : offsets[t + 7] + L]
+                w0, w1, w2, w3 = w[t], w[t + 1], w[t + 2], w[t + 3]
+                w4, w5, w6, w7 = w[t + 4], w[t + 5], w[t + 6], w[t + 7]
+                for m in range(L):  # vectorised
+                    plane[m] += (w0 * x0[m] + w1 * x1[m] + w2 * x2[m] + w3 * x3[m]
+                                 + w4 * x4[m] + w5 * x5[m] + w6 * x6[m] + w7 * x7[m])
+                t += 8
+            while t < T:  # the last T mod 8 terms, one per pass
+                x0 = x[offsets[t] : offsets[t] + L]
+                w0 = w[t]
+                for m in range(L):
+                    plane[m] += w0 * x0[m]
+                t += 1
             for i in range(H):
                 for j in range(Wd):
                     h[n, o, i, j] = plane[i * Wp + j]
@@ -90,31 +123,65 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
     """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops: -> (O, C, k, k).
 
     The batch is cut into ``chunks`` pieces summed in parallel, then added up. Each δ
-    plane is first copied with its rows Wp apart (zeros in between), so that every tap
-    is one long dot product with the shifted flattened xp plane. ``zero`` is a 0 of the
-    dtype to accumulate in.
+    plane is first copied with its rows Wp apart (zeros in between), so that every term
+    (c, a, b) is one long dot product with the shifted flattened planes of the image;
+    eight of them are made per pass (9 loads for 8 multiply-adds). ``zero`` is a 0 of
+    the dtype to accumulate in.
     """
     N, O, H, Wd = delta.shape
     _, C, Hp, Wp = xp.shape
     L = (H - 1) * Wp + Wd
-    x_flat = xp.reshape(N, C, Hp * Wp)
-    partial = np.zeros((chunks, O, C, k, k), dtype=delta.dtype)
-    for t in prange(chunks):
+    T = C * k * k
+    offsets = tap_offsets(C, Hp, Wp, k)
+    x_flat = xp.reshape(N, C * Hp * Wp)
+    partial = np.zeros((chunks, O, T), dtype=delta.dtype)
+    for part in prange(chunks):
         plane = np.zeros(L, dtype=delta.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
-        for n in range(t * N // chunks, (t + 1) * N // chunks):
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            x = x_flat[n]
             for o in range(O):
                 for i in range(H):
                     for j in range(Wd):
                         plane[i * Wp + j] = delta[n, o, i, j]
-                for c in range(C):
-                    for a in range(k):
-                        for b in range(k):
-                            x_shifted = x_flat[n, c, a * Wp + b : a * Wp + b + L]  # a view
-                            acc = zero
-                            for m in range(L):  # a dot product: vectorised
-                                acc += plane[m] * x_shifted[m]
-                            partial[t, o, c, a, b] += acc
-    return partial.sum(axis=0)
+                g = partial[part, o]
+                t = 0
+                while t + 8 <= T:
+                    x0 = x[offsets[t] : offsets[t] + L]
+                    x1 = x[offsets[t + 1] : offsets[t + 1] + L]
+                    x2 = x[offsets[t + 2] : offsets[t + 2] + L]
+                    x3 = x[offsets[t + 3] : offsets[t + 3] + L]
+                    x4 = x[offsets[t + 4] : offsets[t + 4] + L]
+                    x5 = x[offsets[t + 5] : offsets[t + 5] + L]
+                    x6 = x[offsets[t + 6] : offsets[t + 6] + L]
+                    x7 = x[offsets[t + 7] : offsets[t + 7] + L]
+                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+                    for m in range(L):  # eight dot products at once: vectorised
+                        d = plane[m]
+                        s0 += d * x0[m]
+                        s1 += d * x1[m]
+                        s2 += d * x2[m]
+                        s3 += d * x3[m]
+                        s4 += d * x4[m]
+                        s5 += d * x5[m]
+                        s6 += d * x6[m]
+                        s7 += d * x7[m]
+                    g[t] += s0
+                    g[t + 1] += s1
+                    g[t + 2] += s2
+                    g[t + 3] += s3
+                    g[t + 4] += s4
+                    g[t + 5] += s5
+                    g[t + 6] += s6
+                    g[t + 7] += s7
+                    t += 8
+                while t < T:
+                    x0 = x[offsets[t] : offsets[t] + L]
+                    acc = zero
+                    for m in range(L):
+                        acc += plane[m] * x0[m]
+                    g[t] += acc
+                    t += 1
+    return partial.sum(axis=0).reshape(O, C, k, k)
 
 
 @njit(parallel=True, cache=True)
