@@ -32,8 +32,9 @@ from .numba_threads import one_thread_if_small
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # a sum of at least this many terms per output goes through im2col + BLAS ...
 GEMM_FROM = 64
-# ... unless the rows are at least this wide (long rows vectorise well in the direct loops)
-DIRECT_FROM_WIDTH = 24
+# ... unless the rows are at least this wide: the direct loops beat im2col + BLAS on 11×11
+# images and lose on 6×6 (benchmarks/bench_training_step.py, deep layers 2 and 3)
+DIRECT_FROM_WIDTH = 10
 
 
 def same_padding(k):
@@ -44,14 +45,110 @@ def same_padding(k):
 
 @njit(parallel=True, cache=True)
 def pad_spatial(x, before, after):
-    """Zero-pad the last two axes of (N, C, H, W): -> (N, C, H+before+after, W+before+after)."""
+    """Zero-pad the last two axes of (N, C, H, W): -> (N, C, H+before+after, W+before+after).
+
+    Only the border is zeroed: the array is written once, not zeroed and then copied into.
+    """
     N, C, H, W = x.shape
-    xp = np.zeros((N, C, H + before + after, W + before + after), dtype=x.dtype)
+    Hp, Wp = H + before + after, W + before + after
+    xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
     for n in prange(N):
         for c in range(C):
+            xp[n, c, :before] = 0
+            xp[n, c, before + H :] = 0
             for i in range(H):
-                xp[n, c, i + before, before : before + W] = x[n, c, i]  # one row
+                row = xp[n, c, i + before]
+                row[:before] = 0
+                row[before : before + W] = x[n, c, i]
+                row[before + W :] = 0
     return xp
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def add_terms(p, q, x, offsets, w, v, L):
+    """p += Σ_t w[t] x[offsets[t]:][:L] and q += Σ_t v[t] x[offsets[t]:][:L]: two output planes at once.
+
+    Eight terms per pass over the planes: each loaded x value serves 16 multiply-adds,
+    against 3 memory operations per multiply-add when the terms are added one by one.
+    """
+    T = offsets.size
+    t = 0
+    while t + 8 <= T:
+        x0 = x[offsets[t] : offsets[t] + L]  # views
+        x1 = x[offsets[t + 1] : offsets[t + 1] + L]
+        x2 = x[offsets[t + 2] : offsets[t + 2] + L]
+        x3 = x[offsets[t + 3] : offsets[t + 3] + L]
+        x4 = x[offsets[t + 4] : offsets[t + 4] + L]
+        x5 = x[offsets[t + 5] : offsets[t + 5] + L]
+        x6 = x[offsets[t + 6] : offsets[t + 6] + L]
+        x7 = x[offsets[t + 7] : offsets[t + 7] + L]
+        w0, w1, w2, w3, w4, w5, w6, w7 = w[t], w[t + 1], w[t + 2], w[t + 3], w[t + 4], w[t + 5], w[t + 6], w[t + 7]
+        v0, v1, v2, v3, v4, v5, v6, v7 = v[t], v[t + 1], v[t + 2], v[t + 3], v[t + 4], v[t + 5], v[t + 6], v[t + 7]
+        for m in range(L):  # vectorised
+            a0, a1, a2, a3, a4, a5, a6, a7 = x0[m], x1[m], x2[m], x3[m], x4[m], x5[m], x6[m], x7[m]
+            p[m] += w0 * a0 + w1 * a1 + w2 * a2 + w3 * a3 + w4 * a4 + w5 * a5 + w6 * a6 + w7 * a7
+            q[m] += v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4 + v5 * a5 + v6 * a6 + v7 * a7
+        t += 8
+    while t < T:  # the last T mod 8 terms, one per pass
+        x0 = x[offsets[t] : offsets[t] + L]
+        w0, v0 = w[t], v[t]
+        for m in range(L):
+            p[m] += w0 * x0[m]
+            q[m] += v0 * x0[m]
+        t += 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def add_products(g, f, p, q, x, offsets, L, zero):
+    """g[t] += p · x[offsets[t]:][:L] and f[t] += q · x[offsets[t]:][:L] for every term t: two planes at once.
+
+    Sixteen dot products per pass (eight terms, two planes): each loaded x value serves two.
+    """
+    T = offsets.size
+    t = 0
+    while t + 8 <= T:
+        x0 = x[offsets[t] : offsets[t] + L]
+        x1 = x[offsets[t + 1] : offsets[t + 1] + L]
+        x2 = x[offsets[t + 2] : offsets[t + 2] + L]
+        x3 = x[offsets[t + 3] : offsets[t + 3] + L]
+        x4 = x[offsets[t + 4] : offsets[t + 4] + L]
+        x5 = x[offsets[t + 5] : offsets[t + 5] + L]
+        x6 = x[offsets[t + 6] : offsets[t + 6] + L]
+        x7 = x[offsets[t + 7] : offsets[t + 7] + L]
+        g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = zero
+        f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = zero
+        for m in range(L):  # vectorised
+            a, b = p[m], q[m]
+            g0 += a * x0[m]
+            g1 += a * x1[m]
+            g2 += a * x2[m]
+            g3 += a * x3[m]
+            g4 += a * x4[m]
+            g5 += a * x5[m]
+            g6 += a * x6[m]
+            g7 += a * x7[m]
+            f0 += b * x0[m]
+            f1 += b * x1[m]
+            f2 += b * x2[m]
+            f3 += b * x3[m]
+            f4 += b * x4[m]
+            f5 += b * x5[m]
+            f6 += b * x6[m]
+            f7 += b * x7[m]
+        g[t], g[t + 1], g[t + 2], g[t + 3] = g[t] + g0, g[t + 1] + g1, g[t + 2] + g2, g[t + 3] + g3
+        g[t + 4], g[t + 5], g[t + 6], g[t + 7] = g[t + 4] + g4, g[t + 5] + g5, g[t + 6] + g6, g[t + 7] + g7
+        f[t], f[t + 1], f[t + 2], f[t + 3] = f[t] + f0, f[t + 1] + f1, f[t + 2] + f2, f[t + 3] + f3
+        f[t + 4], f[t + 5], f[t + 6], f[t + 7] = f[t + 4] + f4, f[t + 5] + f5, f[t + 6] + f6, f[t + 7] + f7
+        t += 8
+    while t < T:
+        x0 = x[offsets[t] : offsets[t] + L]
+        g0 = f0 = zero
+        for m in range(L):
+            g0 += p[m] * x0[m]
+            f0 += q[m] * x0[m]
+        g[t] += g0
+        f[t] += f0
+        t += 1
 
 
 @njit(cache=True)
@@ -72,49 +169,29 @@ def correlate_valid_direct(xp, W):
     An output plane is kept with its rows Wp apart, as in xp, so that a term (c, a, b) of
     the window is one long shifted multiply-add over the flattened planes of the image
     (it vectorises with no short-row remainders); the Wp - W unused columns are dropped
-    when copying out. Eight terms are added per pass over the plane: 9 loads and 1 store
-    for 8 multiply-adds, where one term per pass would need 2 loads and 1 store each.
+    when copying out. Output planes are made two at a time (``add_terms``); with an odd
+    number of outputs the last one is made twice (paired with itself).
     """
     N, C, Hp, Wp = xp.shape
     O, _, k, _ = W.shape
     H, Wd = Hp - k + 1, Wp - k + 1
     L = (H - 1) * Wp + Wd  # flat length that covers every output
-    T = C * k * k  # terms per output
     offsets = tap_offsets(C, Hp, Wp, k)
     x_flat = xp.reshape(N, C * Hp * Wp)
-    w_flat = W.reshape(O, T)
+    w_flat = W.reshape(O, C * k * k)
     h = np.empty((N, O, H, Wd), dtype=xp.dtype)
     for n in prange(N):
-        x = x_flat[n]
-        plane = np.empty(L, dtype=xp.dtype)  # h[n, o] with rows Wp apart
-        for o in range(O):
-            w = w_flat[o]
-            plane[:] = 0
-            t = 0
-            while t + 8 <= T:
-                x0 = x[offsets[t] : offsets[t] + L]  # views
-                x1 = x[offsets[t + 1] : offsets[t + 1] + L]
-                x2 = x[offsets[t + 2] : offsets[t + 2] + L]
-                x3 = x[offsets[t + 3] : offsets[t + 3] + L]
-                x4 = x[offsets[t + 4] : offsets[t + 4] + L]
-                x5 = x[offsets[t + 5] : offsets[t + 5] + L]
-                x6 = x[offsets[t + 6] : offsets[t + 6] + L]
-                x7 = x[offsets[t + 7] : offsets[t + 7] + L]
-                w0, w1, w2, w3 = w[t], w[t + 1], w[t + 2], w[t + 3]
-                w4, w5, w6, w7 = w[t + 4], w[t + 5], w[t + 6], w[t + 7]
-                for m in range(L):  # vectorised
-                    plane[m] += (w0 * x0[m] + w1 * x1[m] + w2 * x2[m] + w3 * x3[m]
-                                 + w4 * x4[m] + w5 * x5[m] + w6 * x6[m] + w7 * x7[m])
-                t += 8
-            while t < T:  # the last T mod 8 terms, one per pass
-                x0 = x[offsets[t] : offsets[t] + L]
-                w0 = w[t]
-                for m in range(L):
-                    plane[m] += w0 * x0[m]
-                t += 1
+        p = np.empty(L, dtype=xp.dtype)  # h[n, o] with rows Wp apart
+        q = np.empty(L, dtype=xp.dtype)  # h[n, o + 1]
+        for o in range(0, O, 2):
+            o2 = min(o + 1, O - 1)
+            p[:] = 0
+            q[:] = 0
+            add_terms(p, q, x_flat[n], offsets, w_flat[o], w_flat[o2], L)
             for i in range(H):
                 for j in range(Wd):
-                    h[n, o, i, j] = plane[i * Wp + j]
+                    h[n, o, i, j] = p[i * Wp + j]
+                    h[n, o2, i, j] = q[i * Wp + j]
     return h
 
 
@@ -125,62 +202,29 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
     The batch is cut into ``chunks`` pieces summed in parallel, then added up. Each δ
     plane is first copied with its rows Wp apart (zeros in between), so that every term
     (c, a, b) is one long dot product with the shifted flattened planes of the image;
-    eight of them are made per pass (9 loads for 8 multiply-adds). ``zero`` is a 0 of
-    the dtype to accumulate in.
+    planes go two at a time (``add_products``; an odd last one is paired with itself and
+    its twin sum dropped). ``zero`` is a 0 of the dtype to accumulate in.
     """
     N, O, H, Wd = delta.shape
     _, C, Hp, Wp = xp.shape
     L = (H - 1) * Wp + Wd
-    T = C * k * k
     offsets = tap_offsets(C, Hp, Wp, k)
     x_flat = xp.reshape(N, C * Hp * Wp)
-    partial = np.zeros((chunks, O, T), dtype=delta.dtype)
+    partial = np.zeros((chunks, O, C * k * k), dtype=delta.dtype)
     for part in prange(chunks):
-        plane = np.zeros(L, dtype=delta.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
+        p = np.zeros(L, dtype=delta.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
+        q = np.zeros(L, dtype=delta.dtype)  # δ[n, o + 1]
+        scratch = np.zeros(C * k * k, dtype=delta.dtype)
         for n in range(part * N // chunks, (part + 1) * N // chunks):
-            x = x_flat[n]
-            for o in range(O):
+            for o in range(0, O, 2):
+                o2 = min(o + 1, O - 1)
                 for i in range(H):
                     for j in range(Wd):
-                        plane[i * Wp + j] = delta[n, o, i, j]
+                        p[i * Wp + j] = delta[n, o, i, j]
+                        q[i * Wp + j] = delta[n, o2, i, j]
                 g = partial[part, o]
-                t = 0
-                while t + 8 <= T:
-                    x0 = x[offsets[t] : offsets[t] + L]
-                    x1 = x[offsets[t + 1] : offsets[t + 1] + L]
-                    x2 = x[offsets[t + 2] : offsets[t + 2] + L]
-                    x3 = x[offsets[t + 3] : offsets[t + 3] + L]
-                    x4 = x[offsets[t + 4] : offsets[t + 4] + L]
-                    x5 = x[offsets[t + 5] : offsets[t + 5] + L]
-                    x6 = x[offsets[t + 6] : offsets[t + 6] + L]
-                    x7 = x[offsets[t + 7] : offsets[t + 7] + L]
-                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-                    for m in range(L):  # eight dot products at once: vectorised
-                        d = plane[m]
-                        s0 += d * x0[m]
-                        s1 += d * x1[m]
-                        s2 += d * x2[m]
-                        s3 += d * x3[m]
-                        s4 += d * x4[m]
-                        s5 += d * x5[m]
-                        s6 += d * x6[m]
-                        s7 += d * x7[m]
-                    g[t] += s0
-                    g[t + 1] += s1
-                    g[t + 2] += s2
-                    g[t + 3] += s3
-                    g[t + 4] += s4
-                    g[t + 5] += s5
-                    g[t + 6] += s6
-                    g[t + 7] += s7
-                    t += 8
-                while t < T:
-                    x0 = x[offsets[t] : offsets[t] + L]
-                    acc = zero
-                    for m in range(L):
-                        acc += plane[m] * x0[m]
-                    g[t] += acc
-                    t += 1
+                f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
+                add_products(g, f, p, q, x_flat[n], offsets, L, zero)
     return partial.sum(axis=0).reshape(O, C, k, k)
 
 
