@@ -21,26 +21,29 @@ from .numba_threads import one_thread_if_small
 
 @njit(parallel=True, cache=True)
 def maxpool_windows(x, k, t, top, left, Ho, Wo):
-    """The maximum of each window and where it is: -> y (N, C, Ho, Wo), winner (N, C, Ho, Wo)."""
+    """The maximum of each window and where it is: -> y (N, C, Ho, Wo), winner (N, C, Ho, Wo).
+
+    Each window is first clipped to the image, so the loops over it test nothing else.
+    """
     N, C, H, W = x.shape
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     winner = np.empty((N, C, Ho, Wo), dtype=np.int32)
     for p in prange(N * C):
         n, c = p // C, p % C
+        plane, y_plane, winner_plane = x[n, c], y[n, c], winner[n, c]
         for u in range(Ho):
+            r0, r1 = max(u * t - top, 0), min(u * t - top + k, H)  # the window's rows inside the image
             for v in range(Wo):
-                best = x[n, c, 0, 0]
-                where = -1
-                for a in range(k):
-                    r = u * t + a - top
-                    if 0 <= r < H:
-                        for b in range(k):
-                            s = v * t + b - left
-                            if 0 <= s < W and (where < 0 or x[n, c, r, s] > best):
-                                best = x[n, c, r, s]  # strictly larger: the first maximum wins
-                                where = r * W + s
-                y[n, c, u, v] = best
-                winner[n, c, u, v] = where
+                s0, s1 = max(v * t - left, 0), min(v * t - left + k, W)
+                best = plane[r0, s0]
+                where = r0 * W + s0
+                for r in range(r0, r1):
+                    for s in range(s0, s1):
+                        if plane[r, s] > best:  # strictly larger: the first maximum wins
+                            best = plane[r, s]
+                            where = r * W + s
+                y_plane[u, v] = best
+                winner_plane[u, v] = where
     return y, winner
 
 
