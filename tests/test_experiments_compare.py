@@ -2,6 +2,10 @@
 import csv
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +184,49 @@ def test_long_network_descriptions_get_distinct_folders(tmp_path, tiny_data):
     configs = grid_configs(base(tiny_data), tmp_path, [dense_stack(d) for d in (2, 4, 8)], ["bp"])
     assert len({Path(c.out).name for c in configs}) == 3
     assert all(len(Path(c.out).name) < 100 for c in configs)
+
+
+def children_of(pid):
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def running(pid):
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers end with their parent on Linux only")
+def test_killing_a_parallel_compare_ends_its_workers(tmp_path, tiny_data):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "hebbref", "compare", "--rule", "bp,urfb", "--data", tiny_data,
+               "--epochs", "100000", "--batch-size", "20", "--backend", "numpy", "--quiet", "--jobs", "2",
+               "--probe-size", "10", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("runs/*/log.jsonl"))) < 2:  # both workers are training
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        workers = [pid for pid in children_of(parent.pid) if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) >= 2
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the workers kept running after their comparison was killed"
+        time.sleep(0.1)

@@ -18,11 +18,15 @@ Afterwards (``summarise``):
   against the number of hidden layers.
 """
 import csv
-import hashlib
+import ctypes
+import ctypes.util
 import dataclasses
+import hashlib
 import json
 import multiprocessing
+import os
 import re
+import signal
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -83,6 +87,26 @@ def grid_configs(base, out, nets, rules, untied=(False,), losses=("hinge",), ini
     return configs
 
 
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
+
+
+def _end_with_parent(parent):
+    """Worker initialiser: end this worker when the comparison that started it dies.
+
+    A killed ``hebbref compare`` would otherwise leave its workers training, and writing
+    into the runs' folders, until their current run ends (hours for a long run), where a
+    restarted comparison would train the same runs again beside them. On Linux the kernel
+    sends SIGTERM to the worker when its parent dies; elsewhere nothing is done.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError, TypeError):  # not Linux / glibc
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _train_one(config):
     """Worker of a parallel comparison: one quiet run, resumed if it was started before."""
     config = dataclasses.replace(config, quiet=True)
@@ -100,7 +124,8 @@ def run_grid(configs, jobs=1, stream=None):
             train(config, resume=True)
         return
     context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (numba threads)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_end_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         for i, (out, accuracy) in enumerate(pool.map(_train_one, configs), start=1):
             shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test set"
             stream.write(f"[{i}/{total}] {Path(out).name}: {shown}\n")
