@@ -14,7 +14,7 @@ import pytest
 from hebbref.cli import main
 from hebbref.errors import ConfigError
 from hebbref.experiments.compare import (
-    collect, compare, dense_stack, grid_configs, mean_std, percent, split_list,
+    collect, compare, dense_stack, grid_configs, mean_std, percent, ranking_by_epoch, ranking_table, split_list,
 )
 from hebbref.experiments.demo import DEEPER, DEMO, demo_configs, rule_table
 from hebbref.experiments.train import LOG, TrainConfig
@@ -230,3 +230,20 @@ def test_killing_a_parallel_compare_ends_its_workers(tmp_path, tiny_data):
     while any(running(pid) for pid in workers):
         assert time.monotonic() < deadline, "the workers kept running after their comparison was killed"
         time.sleep(0.1)
+
+
+def test_ranking_reports_since_when_the_order_of_the_rules_has_held():
+    def history(*accuracies):
+        return [{"epoch": e + 1, "test_accuracy": a} for e, a in enumerate(accuracies)]
+
+    by_rule = {"bp": [history(0.5, 0.7, 0.8, 0.9), history(0.5, 0.7, 0.8, 0.9)],
+               "frfb": [history(0.6, 0.6, 0.7, 0.7), history(0.6, 0.6, 0.7, 0.7)],
+               "urfb": [history(0.4, 0.65, 0.75, 0.8), history(0.4, 0.5, 0.75, 0.8, 0.85)]}
+    ranking = ranking_by_epoch(by_rule)
+    assert [epoch for epoch, _ in ranking] == [1, 2, 3, 4]  # the epochs every seed reached
+    assert ranking[0][1] == ["frfb", "bp", "urfb"]
+    assert ranking[1][1] == ["bp", "frfb", "urfb"]  # urfb's mean 0.575 < frfb's 0.6
+    assert ranking[2][1] == ranking[3][1] == ["bp", "urfb", "frfb"]
+    configs = [TrainConfig(rule=rule, seed=seed) for rule in by_rule for seed in (0, 1)]
+    runs = [(config, by_rule[config.rule][config.seed]) for config in configs]
+    assert "| bp > urfb > frfb | 3 | 4 |" in ranking_table(runs)

@@ -210,6 +210,33 @@ def results_table(runs):
     return "\n".join(lines)
 
 
+def ranking_by_epoch(by_rule):
+    """[(epoch, [rules, best first])] by mean test accuracy over seeds, on the epochs every seed reached."""
+    curves = {rule: _by_epoch(histories, lambda r: r.get("test_accuracy") or np.nan)[1]
+              for rule, histories in by_rule.items() if histories}
+    if len(curves) < 2:
+        return []
+    n = min(len(mean) for mean in curves.values())
+    return [(epoch + 1, sorted(curves, key=lambda rule: -curves[rule][epoch])) for epoch in range(n)]
+
+
+def ranking_table(runs):
+    """One row per setting with two or more rules: the last ranking, and since which epoch it has held."""
+    lines = ["| setting | ranking after the last epoch | unchanged since epoch | epochs |",
+             "|---|---|---:|---:|"]
+    for key, by_rule in _panels(group_runs(runs)).items():
+        ranking = ranking_by_epoch(by_rule)
+        if not ranking:
+            continue
+        last_epoch, last = ranking[-1]
+        since = last_epoch
+        while since > 1 and ranking[since - 2][1] == last:
+            since -= 1
+        setting = _panel_title(key).replace("\n", ", ")
+        lines.append(f"| {setting} | {' > '.join(last)} | {since} | {last_epoch} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def depth_table(runs, depths, nets):
     """Rows: number of hidden layers; columns: rules; final test accuracy % mean ± std."""
     groups = group_runs(runs)
@@ -343,6 +370,9 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
         "Accuracies after the last epoch, mean ± sample std over seeds.", "",
         results_table(runs), "",
     ]
+    ranking = ranking_table(runs)
+    if ranking:
+        parts += ["## Ranking of the rules by mean test accuracy, epoch by epoch", "", ranking, ""]
     if depths is not None:
         parts += ["## Test accuracy (%) against depth", "", depth_table(runs, depths, nets), ""]
         plot_depth(out / "depth.png", runs, depths, nets)
