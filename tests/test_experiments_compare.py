@@ -221,7 +221,8 @@ def test_killing_a_parallel_compare_ends_its_workers(tmp_path, tiny_data):
         while len(list(out.glob("runs/*/log.jsonl"))) < 2:  # both workers are training
             assert parent.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        workers = [pid for pid in children_of(parent.pid) if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [pid for pid in children_of(parent.pid)
+                   if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) >= 2
     finally:
         parent.kill()
