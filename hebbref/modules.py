@@ -341,11 +341,13 @@ class SumBlock(Layer):
     def forward(self, x, train=False):
         a = self.ramp_a.forward(self.conv_a.forward(x, train))
         b = self.ramp_b.forward(self.conv_b.forward(a, train))
-        return a + b
+        b += a  # a + b, into b: the ramp's output is a fresh array, and no new one is allocated
+        return b
 
     def backward(self, e):
         delta_b = self.ramp_b.backward(e)  # δ_b = e ⊙ σ'(h_b)
-        e_a = e + self.conv_b.backward(delta_b)  # the two errors at a add ...
+        e_a = self.conv_b.backward(delta_b)  # the two errors at a add ...
+        e_a += e
         delta_a = self.ramp_a.backward(e_a)  # ... before σ'(h_a)
         return self.conv_a.backward(delta_a)
 
