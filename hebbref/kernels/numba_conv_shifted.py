@@ -1,0 +1,311 @@
+"""Tied convolution, stride 1, "same" padding, by shifted matrix products (no im2col).  # SPEC §2, §3, §5
+
+The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding before):
+
+    h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]          conv_forward
+    e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
+    G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
+
+Lay the padded input out channel-major, X (C, N·Hp·Wp): row c holds every image's
+padded plane flattened, one image after another. Output position (n, i, j) is column
+q = n·Hp·Wp + i·Wp + j, and the tap (a, b) reads column q + a·Wp + b, so
+
+    h_cols (O, N·Hp·Wp) = Σ_{a,b} W[:, :, a, b] (O, C)  @  X[:, s_ab : s_ab + N·Hp·Wp],   s_ab = a·Wp + b
+    G[:, :, a, b] (O, C) = D (O, N·Hp·Wp)  @  X[:, s_ab : s_ab + N·Hp·Wp]ᵀ
+
+a sum of k·k matrix products whose right operand is a shifted *view* of X: the row
+stride of X is the BLAS leading dimension, nothing is copied. D is δ laid out the same
+way, zeros at the padding positions. Columns that fall in the padding are computed and
+dropped (Hp·Wp / (H·W) times the useful work: 1.4× on 11×11 with k = 3), in exchange
+for im2col's k·k times larger copy of the input. The input error is, as in the
+reference, the forward equation applied to δ padded the other way round, with B flipped
+in space and its two channel axes swapped; with fewer input than output channels it is
+instead one product per block, Bᵀ δ (C_in·k·k rows), whose rows are added back shifted.
+
+X is never built whole: the columns are cut into blocks of whole images (about
+``COLUMNS_PER_BLOCK``), ``prange`` runs over blocks, and each block lays out its own
+images in a buffer that stays in the L2 cache, calls the single-threaded gemm of SciPy's
+OpenBLAS once per tap (``scipy.linalg.cython_blas`` through ctypes), and writes its
+images of the result. Each public function is one parallel region: on a machine whose
+cores are busy with other work, waking the second thread costs milliseconds each time.
+
+Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
+The cache is ``(x, k)``: x itself (as for the dense layer, it must not be changed before
+the backward pass), padded again block by block when the weight increment needs it.
+"""
+import contextlib
+import ctypes
+import glob
+import os
+
+import numba
+import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (loads the library whose gemm we call)
+from numba import njit, prange
+from numba.extending import get_cython_function_address
+
+from .numba_threads import one_thread_if_small
+
+# a block holds whole images, about this many columns: with 64 input and 64 output
+# channels in float32, its input and output are 2 × 64 × 4096 × 4 bytes = 2 MiB, about one L2
+COLUMNS_PER_BLOCK = 4096
+
+# Fortran gemm, every argument a pointer: C = alpha op(A) op(B) + beta C, column-major
+_POINTERS = [ctypes.c_void_p] * 13
+sgemm = ctypes.CFUNCTYPE(None, *_POINTERS)(get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
+dgemm = ctypes.CFUNCTYPE(None, *_POINTERS)(get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+# the kernels take the gemm as an argument, not as a global, so that Numba can cache them on disk
+BLAS = {np.dtype(np.float32): sgemm, np.dtype(np.float64): dgemm}
+NO_TRANSPOSE, TRANSPOSE = ord("N"), ord("T")
+
+
+def _scipy_openblas():
+    """SciPy's bundled OpenBLAS (the library behind cython_blas), to set its thread count; None if not found."""
+    site_packages = os.path.dirname(os.path.dirname(scipy.__file__))
+    for path in sorted(glob.glob(os.path.join(site_packages, "scipy.libs", "libscipy_openblas*.so*"))):
+        library = ctypes.CDLL(path)
+        if hasattr(library, "scipy_openblas_set_num_threads"):
+            return library
+    return None
+
+
+OPENBLAS = _scipy_openblas()
+
+
+@contextlib.contextmanager
+def blas_on_one_thread():
+    """Each gemm call runs on its caller's thread: the parallelism is ours (``prange`` over blocks)."""
+    if OPENBLAS is None:
+        yield
+        return
+    before = OPENBLAS.scipy_openblas_get_num_threads()
+    OPENBLAS.scipy_openblas_set_num_threads(1)
+    try:
+        yield
+    finally:
+        OPENBLAS.scipy_openblas_set_num_threads(before)
+
+
+def same_padding(k):
+    """(before, after) zero padding that keeps the size for a k-wide kernel at stride 1."""
+    before = (k - 1) // 2
+    return before, k - 1 - before
+
+
+@njit(cache=True)
+def gemm(blas, transpose_a, transpose_b, m, n, depth, alpha, A, lda, B, ldb, beta, C, ldc):
+    """C (m, n) = alpha op(A) op(B) + beta C in Fortran (column-major) terms, by ``blas`` (sgemm or dgemm).
+
+    A, B, C are 1-d views starting at the matrix's first element; op(A) is (m, depth).
+    A C-order (r, s) matrix with row stride ld is a Fortran (s, r) one with the same ld,
+    which is how the callers turn their row-major products around.
+    """
+    codes = np.array([transpose_a, transpose_b], dtype=np.uint8)
+    sizes = np.array([m, n, depth, lda, ldb, ldc], dtype=np.int32)
+    scalars = np.empty(2, dtype=C.dtype)
+    scalars[0], scalars[1] = alpha, beta
+    blas(codes[0:].ctypes, codes[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+         scalars[0:].ctypes, A.ctypes, sizes[3:].ctypes, B.ctypes, sizes[4:].ctypes,
+         scalars[1:].ctypes, C.ctypes, sizes[5:].ctypes)
+
+
+@njit(cache=True)
+def images_to_columns(x, n0, n1, before, after, extra):
+    """Images n0..n1-1 of x (N, C, H, W) -> (C, (n1-n0)·Hp·Wp + extra): padded planes flattened, in a row.
+
+    Pixel (n, c, i, j) goes to column (n-n0)·Hp·Wp + (i+before)·Wp + before + j of row c,
+    zeros elsewhere; the ``extra`` zero columns at the end let the last tap's shifted
+    view run past the last image. Every column is written once.
+    """
+    _, C, H, W = x.shape
+    Hp, Wp = H + before + after, W + before + after
+    plane = Hp * Wp
+    width = (n1 - n0) * plane
+    X = np.empty((C, width + extra), dtype=x.dtype)
+    for c in range(C):
+        X[c, width:] = 0
+        for n in range(n0, n1):
+            padded = X[c, (n - n0) * plane : (n - n0 + 1) * plane]  # this image's plane, a view
+            padded[: before * Wp] = 0  # rows above
+            for i in range(H):
+                row = (i + before) * Wp
+                padded[row : row + before] = 0
+                padded[row + before : row + before + W] = x[n, c, i]
+                padded[row + before + W : row + Wp] = 0
+            padded[(H + before) * Wp :] = 0  # rows below
+    return X
+
+
+@njit(parallel=True, cache=True)
+def shifted_products(blas, x, taps, before, after, images_per_block):
+    """h[n,o,i,j] = Σ_{a,b} (taps[a·k+b] @ X[:, s_ab : s_ab + P])[o, n·Hp·Wp + i·Wp + j]: -> (N, O, H, W).
+
+    x (N, C, H, W) padded by (before, after) is X; taps (k·k, O, C) holds W[:, :, a, b]
+    at a·k+b. Each block lays out its images, computes their columns (O, P_block) with
+    one gemm per tap (beta = 1 after the first), and copies the valid ones out.
+    """
+    N, C, H, W = x.shape
+    O = taps.shape[1]
+    k = before + after + 1
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    extra = (k - 1) * (Wp + 1)  # the last tap reads this far past the block
+    blocks = (N + images_per_block - 1) // images_per_block
+    taps_flat = taps.reshape(-1)
+    h = np.empty((N, O, H, W), dtype=x.dtype)
+    for block in prange(blocks):
+        n0 = block * images_per_block
+        n1 = min(N, n0 + images_per_block)
+        columns = (n1 - n0) * plane
+        X = images_to_columns(x, n0, n1, before, after, extra)  # (C, columns + extra)
+        X_flat = X.reshape(-1)
+        out = np.empty((O, columns), dtype=x.dtype)  # h for these images, padding positions included
+        out_flat = out.reshape(-1)
+        for t in range(k * k):
+            shift = (t // k) * Wp + t % k
+            # out (O, cols) += taps[t] (O, C) @ X[:, shift : shift + cols]  is, in Fortran terms,
+            # outᵀ (cols, O) += X_viewᵀ (cols, C; ld = cols + extra) @ taps[t]ᵀ (C, O; ld = C)
+            gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, columns, O, C, 1.0, X_flat[shift:], columns + extra,
+                 taps_flat[t * O * C :], C, 0.0 if t == 0 else 1.0, out_flat, columns)
+        for n in range(n0, n1):
+            for o in range(O):
+                for i in range(H):
+                    start = (n - n0) * plane + i * Wp
+                    for j in range(W):  # one row, the padding columns dropped
+                        h[n, o, i, j] = out[o, start + j]
+    return h
+
+
+@njit(parallel=True, cache=True)
+def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
+    """e[n,c,y,x] = Σ_{a,b} Y[(c,a,b), q] at q + a·Wp + b = the padded position of (y, x): -> (N, C, H, W).
+
+    The input error with fewer input than output channels: per block, one product
+    Y (C·k·k, P_block) = B_rows (C·k·k, O) @ D (O, P_block), D holding δ[n, o, i, j] at
+    q = n·Hp·Wp + i·Wp + j (zeros elsewhere), then each row of Y added to the padded
+    image columns shifted by its tap, the valid ones copied out. ``B_rows[(c·k+a)·k+b, o]``
+    is B[o, c, a, b].
+    """
+    N, O, H, W = delta.shape
+    rows = B_rows.shape[0]
+    C = rows // (k * k)
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    extra = (k - 1) * (Wp + 1)
+    blocks = (N + images_per_block - 1) // images_per_block
+    B_flat = B_rows.reshape(-1)
+    e = np.empty((N, C, H, W), dtype=delta.dtype)
+    for block in prange(blocks):
+        n0 = block * images_per_block
+        n1 = min(N, n0 + images_per_block)
+        columns = (n1 - n0) * plane
+        D = images_to_columns(delta, n0, n1, 0, k - 1, 0)  # (O, columns)
+        Y = np.empty((rows, columns), dtype=delta.dtype)
+        # Y (rows, cols) = B_rows (rows, O) @ D (O, cols): Fortran Yᵀ (cols, rows) = Dᵀ (cols, O) @ B_rowsᵀ (O, rows)
+        gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, columns, rows, O, 1.0, D.reshape(-1), columns, B_flat, O, 0.0,
+             Y.reshape(-1), columns)
+        padded = np.empty((C, columns + extra), dtype=delta.dtype)  # e in padded columns
+        for c in range(C):
+            for m in range(columns + extra):
+                padded[c, m] = 0
+        for c in range(C):
+            for t in range(k * k):
+                shift = (t // k) * Wp + t % k
+                target = padded[c, shift : shift + columns]
+                source = Y[c * k * k + t]
+                for m in range(columns):  # vectorised
+                    target[m] += source[m]
+        for n in range(n0, n1):
+            for c in range(C):
+                for i in range(H):
+                    start = (n - n0) * plane + (i + before) * Wp + before
+                    for j in range(W):  # one row, the padding columns dropped
+                        e[n, c, i, j] = padded[c, start + j]
+    return e
+
+
+@njit(parallel=True, cache=True)
+def shifted_weight_products(blas, delta, x, before, after, images_per_block):
+    """G[o,c,a,b] = Σ_q D[o, q] X[c, q + a·Wp + b], by blocks: -> partial (blocks, k·k, O, C), Σ over blocks = G.
+
+    D is δ (N, O, H, W) at q = n·Hp·Wp + i·Wp + j (zeros elsewhere), X is x (N, C, H, W)
+    padded by (before, after). Each block lays out its images of both and sums its k·k
+    products (O, P_block) @ (P_block, C) into its own partial G; the caller adds them
+    up (a reduction written here would become one parallel region per element).
+    """
+    N, O, H, W = delta.shape
+    C = x.shape[1]
+    k = before + after + 1
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    extra = (k - 1) * (Wp + 1)
+    blocks = (N + images_per_block - 1) // images_per_block
+    partial = np.empty((blocks, k * k, O, C), dtype=delta.dtype)  # partial[block, a·k+b] = its G[:, :, a, b]
+    for block in prange(blocks):
+        n0 = block * images_per_block
+        n1 = min(N, n0 + images_per_block)
+        columns = (n1 - n0) * plane
+        X_flat = images_to_columns(x, n0, n1, before, after, extra).reshape(-1)  # (C, columns + extra)
+        D_flat = images_to_columns(delta, n0, n1, 0, k - 1, 0).reshape(-1)  # (O, columns)
+        G_flat = partial[block].reshape(-1)
+        for t in range(k * k):
+            shift = (t // k) * Wp + t % k
+            # G_t (O, C) = D (O, cols) @ X_viewᵀ (cols, C)  is, in Fortran terms, G_tᵀ (C, O) =
+            # (X_view as Fortran (cols, C), ld = cols + extra)ᵀ @ (D as Fortran (cols, O), ld = cols)
+            gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, columns, 1.0, X_flat[shift:], columns + extra,
+                 D_flat, columns, 0.0, G_flat[t * O * C :], C)
+    return partial
+
+
+def images_per_block(N, plane):
+    """Whole images per block: about ``COLUMNS_PER_BLOCK`` columns, and a block count the threads share evenly."""
+    threads = numba.get_num_threads()
+    blocks = max(1, -(-N * plane // COLUMNS_PER_BLOCK))
+    blocks = min(N, -(-blocks // threads) * threads)  # a multiple of the thread count, at most N
+    return -(-N // blocks)
+
+
+def conv_forward(x, W):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k)."""
+    x = np.ascontiguousarray(x)
+    W = np.ascontiguousarray(W, dtype=x.dtype)  # gemm reads both through bare pointers: one dtype
+    C_out, C_in, k, _ = W.shape
+    N, _, H, Wd = x.shape
+    before, after = same_padding(k)
+    taps = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)  # taps[a·k+b] = W[:, :, a, b]
+    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
+        blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+        h = shifted_products(BLAS[x.dtype], x, taps, before, after, blocking)  # (N, C_out, H, W)
+    return h, (x, k)
+
+
+def conv_input_error(delta, cache, B):
+    """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
+    delta = np.ascontiguousarray(delta)
+    B = np.ascontiguousarray(B, dtype=delta.dtype)  # gemm reads both through bare pointers: one dtype
+    C_out, C_in, k, _ = B.shape
+    N, _, H, Wd = delta.shape
+    before, after = same_padding(k)
+    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
+        blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+        if C_in < C_out:
+            # one product with C_in·k·k rows per block beats k·k products with C_in rows each
+            B_rows = np.ascontiguousarray(B.reshape(C_out, C_in * k * k).T)  # (C_in·k·k, C_out)
+            return shifted_scatter(BLAS[delta.dtype], delta, B_rows, k, before, blocking)
+        # the forward equation on δ padded the other way round, B flipped and its channel axes swapped
+        taps = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(k * k, C_in, C_out)
+        return shifted_products(BLAS[delta.dtype], delta, taps, after, before, blocking)
+
+
+def conv_weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k)."""
+    x, k = cache
+    delta = np.ascontiguousarray(delta, dtype=x.dtype)  # gemm reads both through bare pointers: one dtype
+    N, C_out, H, Wd = delta.shape
+    C_in = x.shape[1]
+    before, after = same_padding(k)
+    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
+        blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+        partial = shifted_weight_products(BLAS[delta.dtype], delta, x, before, after, blocking)  # (blocks, k·k, C_out, C_in)
+    G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]
+    return np.ascontiguousarray(G.transpose(2, 3, 0, 1))  # (C_out, C_in, k, k)
