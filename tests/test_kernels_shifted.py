@@ -24,6 +24,7 @@ SHAPES = [
     (4, 1, 1, 3, 5, 5),  # kernel wider than the image
     (5, 3, 2, 4, 3, 1),  # 1×1 kernel: no padding
     (9, 6, 7, 5, 4, 3),  # several blocks once COLUMNS_PER_BLOCK is small
+    (7, 3, 4, 4, 4, 3),  # 100 columns per block: blocks of 2, 2, 2 and 1 images
 ]
 
 
@@ -38,7 +39,7 @@ def check(ours, reference, dtype, what):
     assert_close(ours, reference, RTOL[dtype], what)
 
 
-@pytest.mark.parametrize("columns_per_block", [4096, 40])
+@pytest.mark.parametrize("columns_per_block", [2048, 100, 40])  # one block, blocks of a few images, of one
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_shifted_conv_equals_the_reference(shape, dtype, columns_per_block, monkeypatch):
@@ -60,11 +61,11 @@ def test_shifted_conv_equals_the_reference(shape, dtype, columns_per_block, monk
 
 
 def test_blocks_are_whole_images_shared_evenly_by_the_threads(monkeypatch):
-    monkeypatch.setattr(numba_conv_shifted, "COLUMNS_PER_BLOCK", 4096)
+    monkeypatch.setattr(numba_conv_shifted, "COLUMNS_PER_BLOCK", 2048)
     threads = numba_conv_shifted.numba.get_num_threads()
     per_block = numba_conv_shifted.images_per_block(500, 13 * 13)  # deep 2b: 11×11 padded to 13×13
     blocks = -(-500 // per_block)
-    assert per_block * 169 <= 4096 + 169, "a block is about COLUMNS_PER_BLOCK columns"
+    assert per_block * 169 <= 2048 + 169, "a block is about COLUMNS_PER_BLOCK columns"
     assert blocks % threads == 0 or blocks == 500
     assert numba_conv_shifted.images_per_block(1, 13 * 13) == 1
 

@@ -22,16 +22,17 @@ reference, the forward equation applied to δ padded the other way round, with B
 in space and its two channel axes swapped; with fewer input than output channels it is
 instead one product per block, Bᵀ δ (C_in·k·k rows), whose rows are added back shifted.
 
-X is never built whole: the columns are cut into blocks of whole images (about
-``COLUMNS_PER_BLOCK``), ``prange`` runs over blocks, and each block lays out its own
-images in a buffer that stays in the L2 cache, calls the single-threaded gemm of SciPy's
-OpenBLAS once per tap (``scipy.linalg.cython_blas`` through ctypes), and writes its
-images of the result. Each public function is one parallel region: on a machine whose
-cores are busy with other work, waking the second thread costs milliseconds each time.
+The columns are cut into blocks of whole images (about ``COLUMNS_PER_BLOCK``), and
+``prange`` runs over blocks: each block lays out its own images (while they are in the
+L2 cache), calls the single-threaded gemm of SciPy's OpenBLAS once per tap
+(``scipy.linalg.cython_blas`` through ctypes) on its columns up to its last output
+position, so that no block reads another's images, and writes its images of the
+result. Each public function is one parallel region: on a machine whose cores are busy
+with other work, waking the second thread costs milliseconds each time.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache is ``(x, k)``: x itself (as for the dense layer, it must not be changed before
-the backward pass), padded again block by block when the weight increment needs it.
+The cache is ``(X, k)``: the padded input X (C_in, N·Hp·Wp) that the forward pass laid
+out (k·k times smaller than im2col's rows), read again by the weight increment.
 """
 import contextlib
 import ctypes
@@ -112,20 +113,16 @@ def gemm(blas, transpose_a, transpose_b, m, n, depth, alpha, A, lda, B, ldb, bet
 
 
 @njit(cache=True)
-def images_to_columns(x, n0, n1, before, after, extra):
-    """Images n0..n1-1 of x (N, C, H, W) -> (C, (n1-n0)·Hp·Wp + extra): padded planes flattened, in a row.
+def images_to_columns(x, n0, n1, before, after, X):
+    """Write images n0..n1-1 of x (N, C, H, W) into X (C, ≥ (n1-n0)·Hp·Wp): padded planes flattened, in a row.
 
     Pixel (n, c, i, j) goes to column (n-n0)·Hp·Wp + (i+before)·Wp + before + j of row c,
-    zeros elsewhere; the ``extra`` zero columns at the end let the last tap's shifted
-    view run past the last image. Every column is written once.
+    and every other column of those planes gets a zero. Every column is written once.
     """
     _, C, H, W = x.shape
     Hp, Wp = H + before + after, W + before + after
     plane = Hp * Wp
-    width = (n1 - n0) * plane
-    X = np.empty((C, width + extra), dtype=x.dtype)
     for c in range(C):
-        X[c, width:] = 0
         for n in range(n0, n1):
             padded = X[c, (n - n0) * plane : (n - n0 + 1) * plane]  # this image's plane, a view
             padded[: before * Wp] = 0  # rows above
@@ -135,40 +132,49 @@ def images_to_columns(x, n0, n1, before, after, extra):
                 padded[row + before : row + before + W] = x[n, c, i]
                 padded[row + before + W : row + Wp] = 0
             padded[(H + before) * Wp :] = 0  # rows below
-    return X
+
+
+@njit(cache=True)
+def valid_span(images, H, W, Wp, plane):
+    """Columns of a block of images up to its last output position: (images-1)·Hp·Wp + (H-1)·Wp + W.
+
+    The taps of these columns read at most (k-1)·Wp + k-1 further, which is the end of
+    the block's last padded plane: a block never reads another block's images.
+    """
+    return (images - 1) * plane + (H - 1) * Wp + W
 
 
 @njit(parallel=True, cache=True)
-def shifted_products(blas, x, taps, before, after, images_per_block):
+def shifted_products(blas, x, taps, before, after, images_per_block, X):
     """h[n,o,i,j] = Σ_{a,b} (taps[a·k+b] @ X[:, s_ab : s_ab + P])[o, n·Hp·Wp + i·Wp + j]: -> (N, O, H, W).
 
-    x (N, C, H, W) padded by (before, after) is X; taps (k·k, O, C) holds W[:, :, a, b]
-    at a·k+b. Each block lays out its images, computes their columns (O, P_block) with
-    one gemm per tap (beta = 1 after the first), and copies the valid ones out.
+    x (N, C, H, W) padded by (before, after) is X (C, N·Hp·Wp), which the blocks fill in
+    (the caller may keep it); taps (k·k, O, C) holds W[:, :, a, b] at a·k+b. Each block
+    lays out its images, computes their columns (O, span) with one gemm per tap (beta =
+    1 after the first), and copies the valid ones out.
     """
     N, C, H, W = x.shape
     O = taps.shape[1]
     k = before + after + 1
     Hp, Wp = H + k - 1, W + k - 1
     plane = Hp * Wp
-    extra = (k - 1) * (Wp + 1)  # the last tap reads this far past the block
     blocks = (N + images_per_block - 1) // images_per_block
     taps_flat = taps.reshape(-1)
+    X_flat = X.reshape(-1)
     h = np.empty((N, O, H, W), dtype=x.dtype)
     for block in prange(blocks):
         n0 = block * images_per_block
         n1 = min(N, n0 + images_per_block)
-        columns = (n1 - n0) * plane
-        X = images_to_columns(x, n0, n1, before, after, extra)  # (C, columns + extra)
-        X_flat = X.reshape(-1)
-        out = np.empty((O, columns), dtype=x.dtype)  # h for these images, padding positions included
+        images_to_columns(x, n0, n1, before, after, X[:, n0 * plane :])
+        span = valid_span(n1 - n0, H, W, Wp, plane)
+        out = np.empty((O, span), dtype=x.dtype)  # h for these images, padding positions included
         out_flat = out.reshape(-1)
         for t in range(k * k):
-            shift = (t // k) * Wp + t % k
-            # out (O, cols) += taps[t] (O, C) @ X[:, shift : shift + cols]  is, in Fortran terms,
-            # outᵀ (cols, O) += X_viewᵀ (cols, C; ld = cols + extra) @ taps[t]ᵀ (C, O; ld = C)
-            gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, columns, O, C, 1.0, X_flat[shift:], columns + extra,
-                 taps_flat[t * O * C :], C, 0.0 if t == 0 else 1.0, out_flat, columns)
+            shift = n0 * plane + (t // k) * Wp + t % k
+            # out (O, span) += taps[t] (O, C) @ X[:, shift : shift + span]  is, in Fortran terms,
+            # outᵀ (span, O) += X_viewᵀ (span, C; ld = N·Hp·Wp) @ taps[t]ᵀ (C, O; ld = C)
+            gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, O, C, 1.0, X_flat[shift:], N * plane,
+                 taps_flat[t * O * C :], C, 0.0 if t == 0 else 1.0, out_flat, span)
         for n in range(n0, n1):
             for o in range(O):
                 for i in range(H):
@@ -185,7 +191,7 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
     For fewer input than output channels. With D holding δ[n, o, i, j] at column
     q = n·Hp·Wp + i·Wp + j (zeros elsewhere) and ``B_rows[(c·k+a)·k+b, o] = B[o, c, a, b]``,
 
-        Y (C·k·k, P_block) = B_rows @ D_block,    e_padded[c, q + a·Wp + b] += Y[(c,a,b), q]
+        Y (C·k·k, span) = B_rows @ D_block,    e_padded[c, q + a·Wp + b] += Y[(c,a,b), q]
 
     the padded position (i+a, j+b) being pixel (y, x) = (i+a-p, j+b-p), which is
     e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]. The valid columns are copied out.
@@ -195,7 +201,6 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
     C = rows // (k * k)
     Hp, Wp = H + k - 1, W + k - 1
     plane = Hp * Wp
-    extra = (k - 1) * (Wp + 1)
     blocks = (N + images_per_block - 1) // images_per_block
     B_flat = B_rows.reshape(-1)
     e = np.empty((N, C, H, W), dtype=delta.dtype)
@@ -203,22 +208,24 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
         n0 = block * images_per_block
         n1 = min(N, n0 + images_per_block)
         columns = (n1 - n0) * plane
-        D = images_to_columns(delta, n0, n1, 0, k - 1, 0)  # (O, columns)
-        Y = np.empty((rows, columns), dtype=delta.dtype)
-        # Y (rows, cols) = B_rows (rows, O) @ D (O, cols)  is, in Fortran terms,
-        # Yᵀ (cols, rows) = Dᵀ (cols, O; ld = cols) @ B_rowsᵀ (O, rows; ld = O)
-        gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, columns, rows, O, 1.0, D.reshape(-1), columns, B_flat, O, 0.0,
-             Y.reshape(-1), columns)
-        padded = np.empty((C, columns + extra), dtype=delta.dtype)  # e in padded columns
+        span = valid_span(n1 - n0, H, W, Wp, plane)
+        D = np.empty((O, columns), dtype=delta.dtype)
+        images_to_columns(delta, n0, n1, 0, k - 1, D)
+        Y = np.empty((rows, span), dtype=delta.dtype)
+        # Y (rows, span) = B_rows (rows, O) @ D (O, span)  is, in Fortran terms,
+        # Yᵀ (span, rows) = Dᵀ (span, O; ld = columns) @ B_rowsᵀ (O, rows; ld = O)
+        gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, rows, O, 1.0, D.reshape(-1), columns, B_flat, O, 0.0,
+             Y.reshape(-1), span)
+        padded = np.empty((C, columns), dtype=delta.dtype)  # e in padded columns
         for c in range(C):
-            for m in range(columns + extra):
+            for m in range(columns):
                 padded[c, m] = 0
         for c in range(C):
             for t in range(k * k):
                 shift = (t // k) * Wp + t % k
-                target = padded[c, shift : shift + columns]
+                target = padded[c, shift : shift + span]
                 source = Y[c * k * k + t]
-                for m in range(columns):  # vectorised
+                for m in range(span):  # vectorised
                     target[m] += source[m]
         for n in range(n0, n1):
             for c in range(C):
@@ -230,34 +237,35 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
 
 
 @njit(parallel=True, cache=True)
-def shifted_weight_products(blas, delta, x, before, after, images_per_block):
+def shifted_weight_products(blas, delta, X, k, images_per_block):
     """G[o,c,a,b] = Σ_q D[o, q] X[c, q + a·Wp + b], by blocks: -> partial (blocks, k·k, O, C), G = Σ_blocks.
 
-    D is δ (N, O, H, W) at q = n·Hp·Wp + i·Wp + j (zeros elsewhere), X is x (N, C, H, W)
-    padded by (before, after). Each block lays out its images of both and sums its k·k
-    products (O, P_block) @ (P_block, C) into its own partial G; the caller adds them
-    up (a reduction written here would become one parallel region per element).
+    D is δ (N, O, H, W) at q = n·Hp·Wp + i·Wp + j (zeros elsewhere), X (C, N·Hp·Wp) the
+    padded input as the forward pass laid it out. Each block lays out its images of δ
+    and sums its k·k products (O, span) @ (span, C) into its own partial G; the caller
+    adds them up (a reduction written here would become one parallel region per element).
     """
     N, O, H, W = delta.shape
-    C = x.shape[1]
-    k = before + after + 1
+    C = X.shape[0]
     Hp, Wp = H + k - 1, W + k - 1
     plane = Hp * Wp
-    extra = (k - 1) * (Wp + 1)
     blocks = (N + images_per_block - 1) // images_per_block
+    X_flat = X.reshape(-1)
     partial = np.empty((blocks, k * k, O, C), dtype=delta.dtype)  # partial[block, a·k+b] = its G[:, :, a, b]
     for block in prange(blocks):
         n0 = block * images_per_block
         n1 = min(N, n0 + images_per_block)
         columns = (n1 - n0) * plane
-        X_flat = images_to_columns(x, n0, n1, before, after, extra).reshape(-1)  # (C, columns + extra)
-        D_flat = images_to_columns(delta, n0, n1, 0, k - 1, 0).reshape(-1)  # (O, columns)
+        span = valid_span(n1 - n0, H, W, Wp, plane)
+        D = np.empty((O, columns), dtype=delta.dtype)
+        images_to_columns(delta, n0, n1, 0, k - 1, D)
+        D_flat = D.reshape(-1)
         G_flat = partial[block].reshape(-1)
         for t in range(k * k):
-            shift = (t // k) * Wp + t % k
-            # G_t (O, C) = D (O, cols) @ X_viewᵀ (cols, C)  is, in Fortran terms, G_tᵀ (C, O) =
-            # (X_view as Fortran (cols, C), ld = cols + extra)ᵀ @ (D as Fortran (cols, O), ld = cols)
-            gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, columns, 1.0, X_flat[shift:], columns + extra,
+            shift = n0 * plane + (t // k) * Wp + t % k
+            # G_t (O, C) = D (O, span) @ X_viewᵀ (span, C)  is, in Fortran terms, G_tᵀ (C, O) =
+            # (X_view as Fortran (span, C), ld = N·Hp·Wp)ᵀ @ (D as Fortran (span, O), ld = columns)
+            gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, span, 1.0, X_flat[shift:], N * plane,
                  D_flat, columns, 0.0, G_flat[t * O * C :], C)
     return partial
 
@@ -271,17 +279,18 @@ def images_per_block(N, plane):
 
 
 def conv_forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k)."""
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (X, k), X the padded x."""
     x = np.ascontiguousarray(x)
     W = np.ascontiguousarray(W, dtype=x.dtype)  # gemm reads both through bare pointers: one dtype
     C_out, C_in, k, _ = W.shape
     N, _, H, Wd = x.shape
     before, after = same_padding(k)
+    plane = (H + k - 1) * (Wd + k - 1)
     taps = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)  # [a·k+b] = W[:, :, a, b]
+    X = np.empty((C_in, N * plane), dtype=x.dtype)  # filled in by the blocks
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
-        blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
-        h = shifted_products(BLAS[x.dtype], x, taps, before, after, blocking)  # (N, C_out, H, W)
-    return h, (x, k)
+        h = shifted_products(BLAS[x.dtype], x, taps, before, after, images_per_block(N, plane), X)
+    return h, (X, k)  # (N, C_out, H, W), ((C_in, N·Hp·Wp), k)
 
 
 def conv_input_error(delta, cache, B):
@@ -291,27 +300,28 @@ def conv_input_error(delta, cache, B):
     C_out, C_in, k, _ = B.shape
     N, _, H, Wd = delta.shape
     before, after = same_padding(k)
+    plane = (H + k - 1) * (Wd + k - 1)
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
-        blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+        blocking = images_per_block(N, plane)
         if C_in < C_out:
             # one product with C_in·k·k rows per block beats k·k products with C_in rows each
             B_rows = np.ascontiguousarray(B.reshape(C_out, C_in * k * k).T)  # (C_in·k·k, C_out)
             return shifted_scatter(BLAS[delta.dtype], delta, B_rows, k, before, blocking)
         # the forward equation on δ padded the other way round, B flipped and its channel axes swapped
         taps = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(k * k, C_in, C_out)
-        return shifted_products(BLAS[delta.dtype], delta, taps, after, before, blocking)
+        D = np.empty((C_out, N * plane), dtype=delta.dtype)
+        return shifted_products(BLAS[delta.dtype], delta, taps, after, before, blocking, D)
 
 
 def conv_weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k)."""
-    x, k = cache
-    delta = np.ascontiguousarray(delta, dtype=x.dtype)  # gemm reads both through bare pointers: one dtype
+    X, k = cache
+    delta = np.ascontiguousarray(delta, dtype=X.dtype)  # gemm reads both through bare pointers: one dtype
     N, C_out, H, Wd = delta.shape
-    C_in = x.shape[1]
-    before, after = same_padding(k)
+    C_in = X.shape[0]
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
         blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
-        partial = shifted_weight_products(BLAS[delta.dtype], delta, x, before, after, blocking)
+        partial = shifted_weight_products(BLAS[delta.dtype], delta, X, k, blocking)
     # partial (blocks, k·k, C_out, C_in): one G per block, G[:, :, a, b] at a·k+b
     G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]
     return np.ascontiguousarray(G.transpose(2, 3, 0, 1))  # (C_out, C_in, k, k)
