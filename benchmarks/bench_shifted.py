@@ -1,21 +1,26 @@
-"""Shifted products (no im2col) against im2col + BLAS on the deep network's narrow conv layers.
+"""Shifted products (no im2col) against ``numba_conv`` on the deep network's narrow conv layers.
 
     python benchmarks/bench_shifted.py [--batch 500] [--repeats 5] [--threads 2]
 
-For each layer shape of ``deep`` on 32×32×3 that goes through im2col in
-``hebbref.kernels.numba_conv`` and each of its three equations (forward h, input error
-e = Bᵀδ, weight increment G), times ``numba_conv`` (current) and
-``numba_conv_shifted`` interleaved in one process (A, B, A, B, ...), float32, Numba on
-2 threads, with the settings the ``numba`` backend makes when it loads (idle threads
-sleep, freed memory is kept), and prints a Markdown table: best of ``--repeats`` in ms,
-and GFLOP/s counting the useful multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the shifted
-path also computes the padding positions, which are not counted).
+For each conv layer of ``deep`` on 32×32×3 with many channels on a small image and each
+of its three equations (forward h, input error e = Bᵀδ, weight increment G), times in
+one process, interleaved (A, B, C, D, A, B, ...), float32, Numba on ``--threads``
+threads, with the settings the ``numba`` backend makes when it loads (idle threads sleep,
+freed memory is kept):
 
-A third contender, ``numba_conv`` with NumPy's OpenBLAS held to one thread, shows how
-much of the current path's time is its BLAS threads waiting for each other (on a
-2-core machine shared with other work, a threaded product's synchronisations can cost
-a scheduler slice each). Above the table: NumPy's 2048² float32 product, the machine's
-limit at the time of the run.
+- ``current``: ``hebbref.kernels.numba_conv`` as it is (its thresholds pick the direct
+  loops or im2col + BLAS; the table says which);
+- ``im2col``: ``numba_conv`` held to its im2col + BLAS path, NumPy's OpenBLAS on its
+  threads (as many as cores);
+- ``im2col, BLAS 1 thread``: the same with NumPy's OpenBLAS held to one thread. On a
+  2-core machine shared with other work, each synchronisation of a threaded product
+  can wait a scheduler slice, and some shapes stall for hundreds of ms;
+- ``shifted``: ``hebbref.kernels.numba_conv_shifted``.
+
+The table gives the best of ``--repeats`` in ms, and GFLOP/s counting the useful
+multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the shifted path also computes the
+padding positions, which are not counted). Above it: NumPy's 2048² float32 product, the
+machine's limit at the time of the run.
 """
 import argparse
 import contextlib
@@ -30,9 +35,9 @@ import numpy as np
 from hebbref import backends
 from hebbref.kernels import numba_conv, numba_conv_shifted
 
-# (name, C_in, C_out, H = W, k) of deep's layers on 32×32×3 that take the im2col path
+# (name, C_in, C_out, H = W, k) of deep's conv layers after the first pooling
 LAYERS = [("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
-KERNELS = {"current": numba_conv, "current, BLAS 1 thread": numba_conv, "shifted": numba_conv_shifted}
+CONTENDERS = ["current", "im2col", "im2col, BLAS 1 thread", "shifted"]
 
 
 def numpy_openblas():
@@ -62,21 +67,53 @@ def numpy_blas_threads(threads):
         NUMPY_OPENBLAS.scipy_openblas_set_num_threads64_(before)
 
 
-def with_numpy_blas_on_one_thread(call):
-    """``call`` with NumPy's matrix products held to one thread."""
-    def call_on_one_thread():
-        with numpy_blas_threads(1):
-            return call()
-    return call_on_one_thread
+@contextlib.contextmanager
+def im2col_path():
+    """``numba_conv`` takes im2col + BLAS for every layer with enough terms per output, whatever the width."""
+    before = numba_conv.DIRECT_FROM_WIDTH
+    numba_conv.DIRECT_FROM_WIDTH = 10**9
+    try:
+        yield
+    finally:
+        numba_conv.DIRECT_FROM_WIDTH = before
 
 
-def equations(module, x, W, delta):
-    """The three calls of one conv layer, each a no-argument callable; the cache comes from one forward."""
-    _, cache = module.conv_forward(x, W)
+@contextlib.contextmanager
+def im2col_path_blas_on_one_thread():
+    """The im2col + BLAS path with NumPy's matrix products on one thread."""
+    with im2col_path(), numpy_blas_threads(1):
+        yield
+
+
+# contender: (module, the setting its calls run under)
+SETTINGS = {
+    "current": (numba_conv, contextlib.nullcontext),
+    "im2col": (numba_conv, im2col_path),
+    "im2col, BLAS 1 thread": (numba_conv, im2col_path_blas_on_one_thread),
+    "shifted": (numba_conv_shifted, contextlib.nullcontext),
+}
+
+
+def equations(contender, x, W, delta):
+    """The three calls of one conv layer under ``contender``, each a no-argument callable.
+
+    The cache comes from one forward pass under the same settings (the im2col path
+    keeps its rows for the weight increment).
+    """
+    module, setting = SETTINGS[contender]
+    with setting():
+        _, cache = module.conv_forward(x, W)
+
+    def under_setting(call):
+        def run():
+            with setting():
+                return call()
+        return run
+
     return {
-        "forward h": lambda: module.conv_forward(x, W),
-        "input error e": lambda: module.conv_input_error(delta, cache, W),
-        "weight increment G": lambda: module.conv_weight_increment(delta, cache),
+        "forward h": under_setting(lambda: module.conv_forward(x, W)),
+        "input error e": under_setting(lambda: module.conv_input_error(delta, cache, W)),
+        "weight increment G": under_setting(lambda: module.conv_weight_increment(delta, cache)),
     }
 
 
@@ -105,34 +142,36 @@ def main():
     square = rng.standard_normal((2048, 2048), dtype=np.float32)
     matmul = best_times({"matmul": lambda: square @ square}, args.repeats)["matmul"]
     print(f"NumPy float32 2048² matmul (its BLAS threads): {2 * 2048**3 / matmul / 1e6:.0f} GFLOP/s\n")
-    print("| layer (N, C_in->C_out, HxW, k) | equation | current ms | current, BLAS 1 thread ms | shifted ms "
-          "| current GFLOP/s | shifted GFLOP/s | shifted speed-up over current |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| layer (N, C_in->C_out, HxW, k) | equation | current path | current ms | im2col ms "
+          "| im2col, BLAS 1 thread ms | shifted ms | current GFLOP/s | shifted GFLOP/s | shifted speed-up "
+          "over current | over the best other |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, c_in, c_out, size, k in LAYERS:
         x = rng.standard_normal((args.batch, c_in, size, size), dtype=np.float32)
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
         delta = rng.standard_normal((args.batch, c_out, size, size), dtype=np.float32)
         flops = 2 * args.batch * size * size * c_out * c_in * k * k
-        per_module = {label: equations(module, x, W, delta) for label, module in KERNELS.items()}
-        one_thread = per_module["current, BLAS 1 thread"]
-        per_module["current, BLAS 1 thread"] = {
-            equation: with_numpy_blas_on_one_thread(call) for equation, call in one_thread.items()}
-        totals = dict.fromkeys(KERNELS, 0.0)
+        path = "im2col" if numba_conv.uses_gemm(c_in * k * k, size) else "direct"
+        per_contender = {contender: equations(contender, x, W, delta) for contender in CONTENDERS}
+        totals = dict.fromkeys(CONTENDERS, 0.0)
         shape = f"{name} ({args.batch}, {c_in}->{c_out}, {size}x{size}, {k})"
-        for equation in per_module["current"]:
-            calls = {label: per_module[label][equation] for label in KERNELS}
+
+        def row(equation, best, count):
+            others = min(best[contender] for contender in CONTENDERS if contender != "shifted")
+            times = " | ".join(f"{best[contender]:.1f}" for contender in CONTENDERS)
+            print(f"| {shape} | {equation} | {path} | {times} | {count * flops / best['current'] / 1e6:.0f} "
+                  f"| {count * flops / best['shifted'] / 1e6:.0f} | {best['current'] / best['shifted']:.2f} "
+                  f"| {others / best['shifted']:.2f} |")
+
+        for equation in per_contender["current"]:
+            calls = {contender: per_contender[contender][equation] for contender in CONTENDERS}
             for call in calls.values():  # compile and warm up
                 call()
             best = best_times(calls, args.repeats)
-            for label in KERNELS:
-                totals[label] += best[label]
-            print(f"| {shape} | {equation} | {best['current']:.1f} | {best['current, BLAS 1 thread']:.1f} "
-                  f"| {best['shifted']:.1f} | {flops / best['current'] / 1e6:.0f} "
-                  f"| {flops / best['shifted'] / 1e6:.0f} | {best['current'] / best['shifted']:.2f} |")
-        print(f"| {shape} | all three (sum of bests) | {totals['current']:.1f} "
-              f"| {totals['current, BLAS 1 thread']:.1f} | {totals['shifted']:.1f} "
-              f"| {3 * flops / totals['current'] / 1e6:.0f} | {3 * flops / totals['shifted'] / 1e6:.0f} "
-              f"| {totals['current'] / totals['shifted']:.2f} |")
+            for contender in CONTENDERS:
+                totals[contender] += best[contender]
+            row(equation, best, 1)
+        row("all three (sum of bests)", totals, 3)
 
 
 if __name__ == "__main__":
