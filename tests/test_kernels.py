@@ -43,14 +43,13 @@ def check(ours, reference, what):
 
 @contextlib.contextmanager
 def conv_path_forced(path):
-    """Run the tied conv kernels through one path: direct loops or im2col + BLAS."""
+    """Run the tied conv kernels through one path: direct loops or shifted products."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(numba_conv, "GEMM_FROM", 1 if path == "gemm" else 10**9)
-        patch.setattr(numba_conv, "DIRECT_FROM_WIDTH", 10**9)
+        patch.setattr(numba_conv, "SHIFTED_FROM", 1 if path == "shifted" else 10**9)
         yield
 
 
-@pytest.mark.parametrize("conv_path", ["direct", "gemm"])
+@pytest.mark.parametrize("conv_path", ["direct", "shifted"])
 @settings(max_examples=25, deadline=None)
 @given(shape=conv_shapes(max_batch=3, max_channels=4, max_size=8, max_kernel=5), dtype=DTYPES, seed=SEEDS)
 def test_conv_kernels_equal_the_reference(conv_path, shape, dtype, seed):

@@ -7,40 +7,35 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
     G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
 The input error is, as in the reference, itself a "same" correlation: of δ padded the
-other way round with B flipped in space and its two channel axes swapped. On the BLAS
-path with fewer input than output channels it is cheaper to form the product of δ
-with B by rows and scatter-add it back onto the image ("col2im").
+other way round with B flipped in space and its two channel axes swapped.
 
-Two ways to compute each, chosen by the length of the sum that makes one output and
-the image width:
-- few terms (C·k·k < ``GEMM_FROM``, e.g. the first layer on a grey image) or wide
-  images (W >= ``DIRECT_FROM_WIDTH``): direct loops, ``prange`` over the batch, the
-  innermost loop running along an image row so that it vectorises;
-- many terms on narrow images: "im2col" into rows (N·H·W, C·k·k), one row per output
-  position, and a single large matrix product by BLAS.
+Two ways to compute each, chosen by the length of the sum that makes one output:
+- few terms (C·k·k < ``SHIFTED_FROM``, e.g. the first layer on a grey or colour image):
+  direct loops, ``prange`` over the batch, the innermost loop running along the
+  flattened image so that it vectorises;
+- many terms: k·k matrix products on shifted views of the channel-major padded input
+  (``numba_conv_shifted``), each block of images on one thread with single-threaded BLAS.
+``benchmarks/bench_conv_paths.py`` times both on every conv layer of ``simple`` and
+``deep``: the direct loops win below 64 terms (by 1.2 to 2.2 times), the products from
+144 terms up (by up to 1.8 times, on deep's 6×6 layers), and the weight increment
+follows the forward pass (it reads its cache).
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache is ``(xp, rows)``: the padded input, and its rows when the product path ran.
+The cache is ``("direct", xp)`` with the padded input, or ``("shifted", cache)`` with
+the shifted kernels' own.
 """
 import numba
 import numpy as np
 from numba import njit, prange
 
+from ..layers.conv import same_padding
+from . import numba_conv_shifted
 from .numba_threads import one_thread_if_small
 
 # every fast-math flag except "no NaN" and "no inf": sums may be reassociated (vectorised)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-# a sum of at least this many terms per output goes through im2col + BLAS ...
-GEMM_FROM = 64
-# ... unless the rows are at least this wide: the direct loops beat im2col + BLAS on 11×11
-# images and lose on 6×6 (benchmarks/bench_training_step.py, deep layers 2 and 3)
-DIRECT_FROM_WIDTH = 10
-
-
-def same_padding(k):
-    """(before, after) zero padding that keeps the size for a k-wide kernel at stride 1."""
-    before = (k - 1) // 2
-    return before, k - 1 - before
+# a sum of at least this many terms per output goes through the shifted products
+SHIFTED_FROM = 64
 
 
 @njit(parallel=True, cache=True)
@@ -229,23 +224,6 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
 
 
 @njit(parallel=True, cache=True)
-def im2col_rows(xp, k):
-    """Padded (N, C, Hp, Wp) -> rows (N·H·W, C·k·k): row (n, i, j) holds the window at (i, j)."""
-    N, C, Hp, Wp = xp.shape
-    H, Wd = Hp - k + 1, Wp - k + 1
-    rows = np.empty((N * H * Wd, C * k * k), dtype=xp.dtype)
-    for n in prange(N):
-        for i in range(H):
-            for j in range(Wd):
-                r = (n * H + i) * Wd + j
-                for c in range(C):
-                    for a in range(k):
-                        for b in range(k):
-                            rows[r, (c * k + a) * k + b] = xp[n, c, i + a, j + b]
-    return rows
-
-
-@njit(parallel=True, cache=True)
 def rows_to_images(hT, N, H, W):
     """(N·H·W, O) -> (N, O, H, W): back from one row per position to the image layout."""
     O = hT.shape[1]
@@ -272,55 +250,23 @@ def images_to_rows(delta):
     return dT
 
 
-@njit(parallel=True, cache=True)
-def col2im_rows(dcols, N, C, H, W, k, before):
-    """Scatter-add rows (N·H·W, C·k·k) back onto the unpadded input: -> (N, C, H, W).
-
-    Row (n, i, j), entry (c, a, b) belongs to input pixel (i+a-p, j+b-p); pixels in the
-    padding are dropped.
-    """
-    e = np.zeros((N, C, H, W), dtype=dcols.dtype)
-    for n in prange(N):
-        for i in range(H):
-            for j in range(W):
-                r = (n * H + i) * W + j
-                for c in range(C):
-                    for a in range(k):
-                        y = i + a - before
-                        if 0 <= y < H:
-                            for b in range(k):
-                                x = j + b - before
-                                if 0 <= x < W:
-                                    e[n, c, y, x] += dcols[r, (c * k + a) * k + b]
-    return e
-
-
-def uses_gemm(terms, width):
-    """True when a sum of ``terms`` products per output, on rows ``width`` wide, is done by im2col + BLAS."""
-    return terms >= GEMM_FROM and width < DIRECT_FROM_WIDTH
-
-
-def correlate_valid_gemm(xp, W):
-    """Valid cross-correlation by im2col + BLAS: -> (h (N, O, H, W), rows (N·H·W, C·k·k))."""
-    N, C, Hp, Wp = xp.shape
-    O, _, k, _ = W.shape
-    rows = im2col_rows(xp, k)  # (N·H·W, C·k·k)
-    hT = rows @ W.reshape(O, C * k * k).T  # (N·H·W, O), BLAS
-    return rows_to_images(hT, N, Hp - k + 1, Wp - k + 1), rows  # (N, O, H, W)
+def uses_shifted(terms):
+    """True when a sum of ``terms`` products per output is done by shifted products."""
+    return terms >= SHIFTED_FROM
 
 
 def conv_forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (xp, rows)."""
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache as in the module's docstring."""
     x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
     C_out, C_in, k, _ = W.shape
     N, _, H, Wd = x.shape
+    if uses_shifted(C_in * k * k):
+        h, cache = numba_conv_shifted.conv_forward(x, W)
+        return h, ("shifted", cache)
     before, after = same_padding(k)
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
         xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-        if not uses_gemm(C_in * k * k, Wd):
-            return correlate_valid_direct(xp, W), (xp, None)
-        h, rows = correlate_valid_gemm(xp, W)  # (N, C_out, H, W), (N·H·W, C_in·k·k)
-        return h, (xp, rows)
+        return correlate_valid_direct(xp, W), ("direct", xp)
 
 
 def conv_input_error(delta, cache, B):
@@ -328,29 +274,25 @@ def conv_input_error(delta, cache, B):
     delta, B = np.ascontiguousarray(delta), np.ascontiguousarray(B)
     C_out, C_in, k, _ = B.shape
     N, _, H, Wd = delta.shape
+    if uses_shifted(C_out * k * k):
+        return numba_conv_shifted.conv_input_error(delta, None, B)
     before, after = same_padding(k)
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
-        if uses_gemm(C_out * k * k, Wd) and C_in < C_out:
-            # fewer inputs than outputs: the product δ Bᵀ is small, scatter it back
-            dcols = images_to_rows(delta) @ B.reshape(C_out, C_in * k * k)  # (N·H·W, C_in·k·k), BLAS
-            return col2im_rows(dcols, N, C_in, H, Wd, k, before)
         delta_p = pad_spatial(delta, after, before)  # padding mirrored
         B_transposed = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, k, k)
-        if not uses_gemm(C_out * k * k, Wd):
-            return correlate_valid_direct(delta_p, B_transposed)
-        return correlate_valid_gemm(delta_p, B_transposed)[0]
+        return correlate_valid_direct(delta_p, B_transposed)
 
 
 def conv_weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k)."""
-    xp, rows = cache
+    path, saved = cache
+    if path == "shifted":
+        return numba_conv_shifted.conv_weight_increment(delta, saved)
+    xp = saved
     delta = np.ascontiguousarray(delta)
     N, C_out, H, Wd = delta.shape
     C_in = xp.shape[1]
     k = xp.shape[-1] - Wd + 1
     with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
-        if rows is None:
-            chunks = min(N, numba.get_num_threads())
-            return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0))
-        G = images_to_rows(delta).T @ rows  # (C_out, N·H·W) @ (N·H·W, C_in·k·k), BLAS
-        return G.reshape(C_out, C_in, k, k)
+        chunks = min(N, numba.get_num_threads())
+        return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0))

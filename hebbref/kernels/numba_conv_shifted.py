@@ -45,6 +45,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (loads the library whose gemm we 
 from numba import njit, prange
 from numba.extending import get_cython_function_address
 
+from ..layers.conv import same_padding
 from .numba_threads import one_thread_if_small
 
 # a block holds whole images, about this many columns: with 64 input and 64 output channels
@@ -87,12 +88,6 @@ def blas_on_one_thread():
         yield
     finally:
         OPENBLAS.scipy_openblas_set_num_threads(before)
-
-
-def same_padding(k):
-    """(before, after) zero padding that keeps the size for a k-wide kernel at stride 1."""
-    before = (k - 1) // 2
-    return before, k - 1 - before
 
 
 @njit(cache=True)
