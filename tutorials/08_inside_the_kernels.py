@@ -17,7 +17,7 @@
 # | backend | where | how |
 # |---|---|---|
 # | `numpy` | `hebbref/layers/conv.py` | the reference: a sliding-window view and one `tensordot` |
-# | `numba` | `hebbref/kernels/numba_conv.py` | compiled loops with `prange` over the batch, or im2col + one BLAS product |
+# | `numba` | `hebbref/kernels/numba_conv.py` | compiled loops with `prange` over the batch, or k·k BLAS products on shifted views (`numba_conv_shifted.py`) |
 # | `cuda`  | `hebbref/kernels/cuda_*.py` | `numba.cuda` kernels, one GPU thread per output |
 #
 # The reference is never replaced: it is the specification each kernel is tested
@@ -41,7 +41,7 @@ from numba import cuda
 import hebbref
 from hebbref.backends import get_backend
 from hebbref import kernels
-from hebbref.kernels import numba_conv
+from hebbref.kernels import numba_conv, numba_conv_shifted
 from hebbref.layers import conv
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -105,10 +105,22 @@ print(numba_conv.__doc__)
 # %% [markdown]
 # Its direct forward field is the loop above with the loops reordered: the batch is
 # split across cores with `prange`, and the innermost loop is one long multiply-add over
-# contiguous memory, which the compiler vectorises. The function Numba compiles:
+# contiguous memory, which the compiler vectorises. The function Numba compiles, and the
+# inner loop it calls (eight window terms into two output planes per pass, so that each
+# value loaded from memory serves sixteen multiply-adds):
 
 # %%
 print(inspect.getsource(numba_conv.correlate_valid_direct.py_func))
+print(inspect.getsource(numba_conv.add_terms.py_func))
+
+# %% [markdown]
+# With many terms per output (deep's layers with 16 and 64 channels), the same sum is
+# instead k·k matrix products, one per tap (a, b), on shifted views of the input laid
+# out channel-major; no window is ever copied. `hebbref/kernels/numba_conv_shifted.py`
+# explains it:
+
+# %%
+print(numba_conv_shifted.__doc__)
 
 # %% [markdown]
 # ## Agreement, for all six functions
@@ -123,7 +135,7 @@ reference, compiled = get_backend("numpy"), get_backend("numba")
 DTYPES = (np.float64,) if FAST else (np.float64, np.float32)
 SHAPES = [  # (N, C_in, H, W, C_out, k)
     (3, 1, 12, 10, 8, 5),  # few terms per output: direct loops
-    (2, 16, 7, 7, 8, 3),  # many terms: im2col + BLAS
+    (2, 16, 7, 7, 8, 3),  # many terms: shifted products
     (2, 3, 6, 6, 4, 2),  # even kernel
 ]
 
