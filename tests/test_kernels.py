@@ -4,7 +4,7 @@ Every compiled function of ``hebbref.kernels`` gets the inputs its reference in
 ``hebbref.layers`` / ``hebbref.activations`` gets, on hypothesis-drawn shapes (batch,
 channels, sizes, odd and even kernels) in float32 and float64, and must return the
 same shape, the same dtype and the same numbers up to a dtype-aware tolerance. The
-tied conv kernels have two paths (direct loops, im2col + BLAS): both are tested.
+tied conv kernels have two paths (direct loops, shifted products): both are tested.
 """
 import contextlib
 

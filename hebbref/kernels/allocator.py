@@ -1,7 +1,7 @@
 """Keep freed memory in the process, so that a training step's large arrays are reused.
 
 A training step allocates and frees the same large arrays every step (the padded
-input, the im2col rows, the fields, the errors: tens of MB each at batch 500). By
+input, its channel-major copy, the fields, the errors: tens of MB each at batch 500). By
 default glibc hands every block above 32 MB (and freed memory at the top of the heap)
 back to the system, so the next step takes it again page by page, zeroed by the
 kernel: on a 2-core machine that costs up to a quarter of a step. Raising glibc's
