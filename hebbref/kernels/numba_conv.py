@@ -16,9 +16,10 @@ Two ways to compute each, chosen by the length of the sum that makes one output:
 - many terms: k·k matrix products on shifted views of the channel-major padded input
   (``numba_conv_shifted``), each block of images on one thread with single-threaded BLAS.
 ``benchmarks/bench_conv_paths.py`` times both on every conv layer of ``simple`` and
-``deep``: the direct loops win below 64 terms (by 1.2 to 2.2 times), the products from
-144 terms up (by up to 1.8 times, on deep's 6×6 layers), and the weight increment
-follows the forward pass (it reads its cache).
+``deep``: below 64 terms the direct loops win (1.2 to 2.4 times faster); from 144 terms
+up the products win the forward pass and the input error (1.1 to 1.7 times), and the
+weight increment, which follows the forward pass because it reads its cache, wins on
+the 64-channel layers (1.3 to 1.7 times) and is level or 10 % slower on the 16-channel ones.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
 The cache is ``("direct", xp)`` with the padded input, or ``("shifted", cache)`` with
@@ -221,33 +222,6 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
                 add_products(g, f, p, q, x_flat[n], offsets, L, zero)
     return partial.sum(axis=0).reshape(O, C, k, k)
-
-
-@njit(parallel=True, cache=True)
-def rows_to_images(hT, N, H, W):
-    """(N·H·W, O) -> (N, O, H, W): back from one row per position to the image layout."""
-    O = hT.shape[1]
-    h = np.empty((N, O, H, W), dtype=hT.dtype)
-    for n in prange(N):
-        for i in range(H):
-            for j in range(W):
-                r = (n * H + i) * W + j
-                for o in range(O):
-                    h[n, o, i, j] = hT[r, o]
-    return h
-
-
-@njit(parallel=True, cache=True)
-def images_to_rows(delta):
-    """(N, O, H, W) -> (N·H·W, O): one row per position."""
-    N, O, H, W = delta.shape
-    dT = np.empty((N * H * W, O), dtype=delta.dtype)
-    for n in prange(N):
-        for o in range(O):
-            for i in range(H):
-                for j in range(W):
-                    dT[(n * H + i) * W + j, o] = delta[n, o, i, j]
-    return dT
 
 
 def uses_shifted(terms):

@@ -18,8 +18,35 @@ h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1)
 import numpy as np
 from numba import njit, prange
 
-from .numba_conv import FASTMATH, images_to_rows, pad_spatial, rows_to_images, same_padding
+from .numba_conv import FASTMATH, pad_spatial, same_padding
 from .numba_threads import one_thread_if_small
+
+
+@njit(parallel=True, cache=True)
+def rows_to_images(hT, N, H, W):
+    """(N·H·W, O) -> (N, O, H, W): back from one row per position to the image layout."""
+    O = hT.shape[1]
+    h = np.empty((N, O, H, W), dtype=hT.dtype)
+    for n in prange(N):
+        for i in range(H):
+            for j in range(W):
+                r = (n * H + i) * W + j
+                for o in range(O):
+                    h[n, o, i, j] = hT[r, o]
+    return h
+
+
+@njit(parallel=True, cache=True)
+def images_to_rows(delta):
+    """(N, O, H, W) -> (N·H·W, O): one row per position."""
+    N, O, H, W = delta.shape
+    dT = np.empty((N * H * W, O), dtype=delta.dtype)
+    for n in prange(N):
+        for o in range(O):
+            for i in range(H):
+                for j in range(W):
+                    dT[(n * H + i) * W + j, o] = delta[n, o, i, j]
+    return dT
 
 
 def channels_last(W):
