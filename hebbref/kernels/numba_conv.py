@@ -60,6 +60,15 @@ def pad_spatial(x, before, after):
     return xp
 
 
+@njit(cache=True)
+def eight_terms(x, offsets, t, L):
+    """Terms t to t+7 of a window over a flattened image: the views x[offsets[t+i] :][:L], i = 0..7."""
+    return (x[offsets[t] : offsets[t] + L], x[offsets[t + 1] : offsets[t + 1] + L],
+            x[offsets[t + 2] : offsets[t + 2] + L], x[offsets[t + 3] : offsets[t + 3] + L],
+            x[offsets[t + 4] : offsets[t + 4] + L], x[offsets[t + 5] : offsets[t + 5] + L],
+            x[offsets[t + 6] : offsets[t + 6] + L], x[offsets[t + 7] : offsets[t + 7] + L])
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def add_terms(p, q, x, offsets, w, v, L):
     """p += Σ_t w[t] x[offsets[t]:][:L] and q += Σ_t v[t] x[offsets[t]:][:L]: two output planes at once.
@@ -70,14 +79,7 @@ def add_terms(p, q, x, offsets, w, v, L):
     T = offsets.size
     t = 0
     while t + 8 <= T:
-        x0 = x[offsets[t] : offsets[t] + L]  # views
-        x1 = x[offsets[t + 1] : offsets[t + 1] + L]
-        x2 = x[offsets[t + 2] : offsets[t + 2] + L]
-        x3 = x[offsets[t + 3] : offsets[t + 3] + L]
-        x4 = x[offsets[t + 4] : offsets[t + 4] + L]
-        x5 = x[offsets[t + 5] : offsets[t + 5] + L]
-        x6 = x[offsets[t + 6] : offsets[t + 6] + L]
-        x7 = x[offsets[t + 7] : offsets[t + 7] + L]
+        x0, x1, x2, x3, x4, x5, x6, x7 = eight_terms(x, offsets, t, L)
         w0, w1, w2, w3, w4, w5, w6, w7 = w[t], w[t + 1], w[t + 2], w[t + 3], w[t + 4], w[t + 5], w[t + 6], w[t + 7]
         v0, v1, v2, v3, v4, v5, v6, v7 = v[t], v[t + 1], v[t + 2], v[t + 3], v[t + 4], v[t + 5], v[t + 6], v[t + 7]
         for m in range(L):  # vectorised
@@ -103,14 +105,7 @@ def add_products(g, f, p, q, x, offsets, L, zero):
     T = offsets.size
     t = 0
     while t + 8 <= T:
-        x0 = x[offsets[t] : offsets[t] + L]
-        x1 = x[offsets[t + 1] : offsets[t + 1] + L]
-        x2 = x[offsets[t + 2] : offsets[t + 2] + L]
-        x3 = x[offsets[t + 3] : offsets[t + 3] + L]
-        x4 = x[offsets[t + 4] : offsets[t + 4] + L]
-        x5 = x[offsets[t + 5] : offsets[t + 5] + L]
-        x6 = x[offsets[t + 6] : offsets[t + 6] + L]
-        x7 = x[offsets[t + 7] : offsets[t + 7] + L]
+        x0, x1, x2, x3, x4, x5, x6, x7 = eight_terms(x, offsets, t, L)
         g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = zero
         f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = zero
         for m in range(L):  # vectorised
