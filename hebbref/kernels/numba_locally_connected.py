@@ -21,6 +21,11 @@ from numba import njit, prange
 from .numba_conv import FASTMATH, pad_spatial, same_padding
 from .numba_threads import one_thread_if_small
 
+# images per tile in the forward pass and the input error: a location's filter (C_in·k·k·C_out
+# numbers) is read once per tile, not once per image (when this was written, 1.1 to 2.2 times
+# faster than image by image on simple's untied layer and on 16- and 64-channel 3×3 ones)
+IMAGES_PER_TILE = 16
+
 
 @njit(parallel=True, cache=True)
 def rows_to_images(hT, N, H, W):
@@ -56,38 +61,48 @@ def channels_last(W):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_by_location(xp, W_last):
-    """hT[n,i,j,o] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]: -> (N, H, W, C_out)."""
+    """hT[n,i,j,o] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]: -> (N, H, W, C_out).
+
+    Images go by tiles of ``IMAGES_PER_TILE``, one tile per parallel iteration, and a
+    location's filter serves the whole tile while it is in cache.
+    """
     N, C, _, _ = xp.shape
     H, Wd, _, k, _, O = W_last.shape
     hT = np.zeros((N, H, Wd, O), dtype=xp.dtype)
-    for n in prange(N):
+    for tile in prange((N + IMAGES_PER_TILE - 1) // IMAGES_PER_TILE):
         for i in range(H):
             for j in range(Wd):
-                for c in range(C):
-                    for a in range(k):
-                        for b in range(k):
-                            v = xp[n, c, i + a, j + b]
-                            for o in range(O):  # contiguous output channels: vectorised
-                                hT[n, i, j, o] += W_last[i, j, c, a, b, o] * v
+                for n in range(tile * IMAGES_PER_TILE, min(N, (tile + 1) * IMAGES_PER_TILE)):
+                    for c in range(C):
+                        for a in range(k):
+                            for b in range(k):
+                                v = xp[n, c, i + a, j + b]
+                                for o in range(O):  # contiguous output channels: vectorised
+                                    hT[n, i, j, o] += W_last[i, j, c, a, b, o] * v
     return hT
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def input_error_by_location(dT, B_last, zero):
-    """e_p[n,c,i+a,j+b] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j]: -> padded (N, C_in, H+k-1, W+k-1)."""
+    """e_p[n,c,i+a,j+b] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j]: -> padded (N, C_in, H+k-1, W+k-1).
+
+    By tiles of images, as the forward pass; a tile's images are its own, so the
+    overlapping windows of neighbouring locations never add into one pixel at once.
+    """
     N, H, Wd, O = dT.shape
     _, _, C, k, _, _ = B_last.shape
     e_padded = np.zeros((N, C, H + k - 1, Wd + k - 1), dtype=dT.dtype)
-    for n in prange(N):
+    for tile in prange((N + IMAGES_PER_TILE - 1) // IMAGES_PER_TILE):
         for i in range(H):
             for j in range(Wd):
-                for c in range(C):
-                    for a in range(k):
-                        for b in range(k):
-                            acc = zero
-                            for o in range(O):  # a dot product over output channels
-                                acc += B_last[i, j, c, a, b, o] * dT[n, i, j, o]
-                            e_padded[n, c, i + a, j + b] += acc
+                for n in range(tile * IMAGES_PER_TILE, min(N, (tile + 1) * IMAGES_PER_TILE)):
+                    for c in range(C):
+                        for a in range(k):
+                            for b in range(k):
+                                acc = zero
+                                for o in range(O):  # a dot product over output channels
+                                    acc += B_last[i, j, c, a, b, o] * dT[n, i, j, o]
+                                e_padded[n, c, i + a, j + b] += acc
     return e_padded
 
 
