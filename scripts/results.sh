@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every run behind RESULTS.md, and the copy of its tables and plots kept in results/.
+#
+#   scripts/results.sh
+#
+# trains what is not trained yet (about two hours on 2 cores from nothing) and copies each
+# table's results.md, results.csv and plots to results/TABLE/; once everything is trained
+# it only re-summarises (a minute).
+# The runs live in runs/results/ (not in git). `hebbref compare` resumes: a finished run is
+# read, not trained again, and a run with fewer epochs than asked is continued. Several
+# tables share a folder (table 1's runs are the tied rows of table 4 and the hinge rows of
+# table 5), so each compare below rewrites that folder's results.md for its own table, and
+# the copy to results/ is made right after it. Runs use one thread each, two at a time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HEBBREF=${HEBBREF:-.venv/bin/hebbref}
+RUNS=runs/results
+JOBS=${JOBS:-2}
+export NUMBA_NUM_THREADS=${NUMBA_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+
+table() {  # table NAME FOLDER ARGS...: run one compare into runs/results/FOLDER, copy it to results/NAME
+    local name=$1 folder=$2
+    shift 2
+    "$HEBBREF" compare "$@" --jobs "$JOBS" --quiet --out "$RUNS/$folder" > /dev/null
+    mkdir -p "results/$name"
+    cp "$RUNS/$folder/results.md" "$RUNS/$folder/results.csv" "$RUNS/$folder"/*.png "results/$name/"
+    echo "results/$name: $(grep -c '^| `' "results/$name/results.md") rows"
+}
+
+table 1-simple rules-simple --net simple --rule bp,frfb,urfb --seed 0,1,2 --epochs 10
+table 1-deep rules-deep --net deep --rule bp,frfb,urfb --seed 0,1,2 --epochs 4
+table 2-symmetric symmetric --net simple --rule bp,urfb --init symmetric --seed 0,1,2 --epochs 2
+table 3-depth depth --study depth --depths 2,3,4,6,8 --width 100 --seed 0,1,2 --epochs 10 \
+    --batch-size 100 --lr 0.3
+table 4-simple-untied rules-simple --net simple --rule bp,urfb --layers tied,untied --seed 0,1,2 --epochs 10
+table 5-softmax rules-simple --net simple --rule bp,urfb --loss hinge,softmax --seed 0,1,2 --epochs 10
+table 4-deep-untied rules-deep --net deep --rule bp,urfb --layers tied,untied --seed 0,1,2 --epochs 4
