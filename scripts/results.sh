@@ -10,7 +10,9 @@
 # read, not trained again, and a run with fewer epochs than asked is continued. Several
 # tables share a folder (table 1's runs are the tied rows of table 4 and the hinge rows of
 # table 5), so each compare below rewrites that folder's results.md for its own table, and
-# the copy to results/ is made right after it. Runs use one thread each, two at a time.
+# the copy to results/ is made right after it. `deep` has two folders: rules-deep-8 for
+# table 1 (8 epochs) and rules-deep for table 4 (tied and untied, 4 epochs; the 8-epoch
+# runs were these tied runs, copied and continued). Runs use one thread each, two at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HEBBREF=${HEBBREF:-.venv/bin/hebbref}
@@ -28,7 +30,7 @@ table() {  # table NAME FOLDER ARGS...: run one compare into runs/results/FOLDER
 }
 
 table 1-simple rules-simple --net simple --rule bp,frfb,urfb --seed 0,1,2 --epochs 10
-table 1-deep rules-deep --net deep --rule bp,frfb,urfb --seed 0,1,2 --epochs 4
+table 1-deep rules-deep-8 --net deep --rule bp,frfb,urfb --seed 0,1,2 --epochs 8
 table 2-symmetric symmetric --net simple --rule bp,urfb --init symmetric --seed 0,1,2 --epochs 2
 table 3-depth depth --study depth --depths 2,3,4,6,8 --width 100 --seed 0,1,2 --epochs 10 \
     --batch-size 100 --lr 0.3
