@@ -5,7 +5,7 @@ A training step alternates between Numba's parallel loops and NumPy's matrix pro
 keep spinning, waiting for more: OpenBLAS's for about 2^28 cycles (a tenth of a second),
 libgomp's (Numba's ``omp`` threading layer) for a few hundred thousand spins. With as
 many threads as cores, the spinning pool takes the cores from the working one; on the
-2-core machine hebbref is benchmarked on, that cost the ``deep`` step a third of its time
+2-core machine hebbref is benchmarked on, it makes the ``deep`` step 15 % slower
 (BENCHMARKS.md). Two settings make idle threads sleep at once:
 
 - ``OPENBLAS_THREAD_TIMEOUT=4`` (2^4 cycles of spinning), read by OpenBLAS when it loads:
