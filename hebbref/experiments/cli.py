@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, choose
-from .compare import compare, dense_stack, split_list
+from .compare import compare, dense_stack, grid_configs, split_list
 from .demo import run_demo
 from .train import TrainConfig, train
 
@@ -143,9 +143,30 @@ def run_compare(args):
     # the command line, when we were started as `hebbref ...` or `python -m hebbref ...`
     started_as_hebbref = Path(sys.argv[0]).name in ("hebbref", "__main__.py")
     command = "hebbref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if started_as_hebbref else None
+    if args.emit_commands or args.summarise_only:  # the runs are trained elsewhere: a job array
+        return run_compare_elsewhere(args, base, nets, layers, seeds, depths, command)
+    if args.scheduler is not None and args.jobs != 1:
+        raise ConfigError("--jobs is for the local pool; with --scheduler the Dask workers decide how many runs at once")
     text = compare(base, args.out, nets, split_list(args.rule), layers, split_list(args.loss),
                    split_list(args.init), seeds, jobs=args.jobs, command=command, depths=depths,
-                   title="hebbref compare" + (" --study depth" if depths else ""))
+                   title="hebbref compare" + (" --study depth" if depths else ""), scheduler=args.scheduler)
+    if not args.quiet:
+        print(text)
+    print(f"wrote {args.out}/results.md, results.csv and the plots")
+    return 0
+
+
+def run_compare_elsewhere(args, base, nets, layers, seeds, depths, command):
+    """--emit-commands: one `hebbref train` line per run; --summarise-only: the tables of the finished runs."""
+    from .distributed import emit_commands, summarise_finished
+
+    configs = grid_configs(base, args.out, nets, split_list(args.rule), layers, split_list(args.loss),
+                           split_list(args.init), seeds)
+    if args.emit_commands:
+        emit_commands(configs)
+        return 0
+    text = summarise_finished(args.out, configs, "hebbref compare" + (" --study depth" if depths else ""), command,
+                              depths, nets if depths is not None else None)
     if not args.quiet:
         print(text)
     print(f"wrote {args.out}/results.md, results.csv and the plots")
@@ -167,6 +188,17 @@ def add_compare_command(subparsers):
     p.add_argument("--depths", default="2,3,4,6,8", help="hidden layers for --study depth (default 2,3,4,6,8)")
     p.add_argument("--width", type=positive, default=100, help="units per hidden layer for --study depth")
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    elsewhere = p.add_mutually_exclusive_group()  # beyond one machine: hebbref.experiments.distributed
+    elsewhere.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                           help="run each run as a task on the Dask cluster at tcp://HOST:PORT (OUT on storage the "
+                                "workers share), or on a new local one of N one-thread workers with local:N "
+                                "(pip install 'hebbref[distributed]')")
+    elsewhere.add_argument("--emit-commands", action="store_true",
+                           help="train nothing: print one `hebbref train ... --resume` line per run (for a Slurm "
+                                "job array, GNU parallel or xargs)")
+    elsewhere.add_argument("--summarise-only", action="store_true",
+                           help="train nothing: write results.md, results.csv and the plots of the runs that have "
+                                "finished, naming the others")
     p.set_defaults(func=run_compare)
 
 

@@ -114,9 +114,16 @@ def _train_one(config):
     return config.out, history[-1]["test_accuracy"] if history else None
 
 
-def run_grid(configs, jobs=1, stream=None):
-    """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes."""
+def run_grid(configs, jobs=1, stream=None, scheduler=None):
+    """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes.
+
+    With ``scheduler`` ('tcp://HOST:PORT' or 'local:N'), as Dask tasks instead (hebbref.experiments.distributed).
+    """
     stream = stream or sys.stderr
+    if scheduler is not None:
+        from .distributed import run_grid_distributed  # imports Dask only when asked to
+
+        return run_grid_distributed(configs, scheduler, stream)
     total = len(configs)
     if jobs <= 1:
         for i, config in enumerate(configs, start=1):
@@ -386,10 +393,10 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
 
 
 def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("random",), seeds=(0,), jobs=1,
-            title="hebbref compare", command=None, depths=None):
+            title="hebbref compare", command=None, depths=None, scheduler=None):
     """Build the grid, train every run (or resume it), summarise; return the results.md text."""
     out = prepare_out(out)
     configs = grid_configs(base, out, nets, rules, untied, losses, inits, seeds)
-    run_grid(configs, jobs)
+    run_grid(configs, jobs, scheduler=scheduler)
     return summarise(out, configs, title, command, depths, nets if depths is not None else None)
 
