@@ -48,6 +48,7 @@ from .train import TrainConfig
 
 INSTALL = "pip install 'hebbref[distributed]'"
 RETRIES = 2  # extra attempts of a task that raised something other than a HebbrefError
+CONNECT_TIMEOUT = 10  # seconds to reach a --scheduler tcp://...
 WAIT_FOR_WORKERS = 60  # seconds a --scheduler tcp://... waits for its first worker
 THREADS_FILE = "threads"  # in a run's folder: the thread count the run started with
 TOKEN_PREFIX = ".hebbref-shared-storage-"
@@ -95,7 +96,7 @@ def connect(scheduler):
                 yield client
         return
     try:
-        client = distributed.Client(value, timeout="10s")
+        client = distributed.Client(value, timeout=f"{CONNECT_TIMEOUT}s")
     except (OSError, TimeoutError) as error:
         raise ConfigError(f"cannot reach the Dask scheduler at {value}: {error}") from None
     with client:
