@@ -163,6 +163,17 @@ def test_workers_that_cannot_see_the_output_folder_stop_the_grid_in_one_line(tin
     assert not [p for p in (out / "runs").iterdir()]  # nothing was trained
 
 
+def test_a_failing_run_is_named_and_the_others_finish(tiny_data, cluster, tmp_path, capsys):
+    out = tmp_path / "one-fails"
+    assert main(grid(tiny_data, out, "--lr", "0.5", rules="bp", epochs=1)) == 0  # its checkpoint: another η
+    assert main(grid(tiny_data, out, "--scheduler", cluster.scheduler_address, epochs=3)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"{RUNS[0]}: FAILED: cannot resume" in "\n".join(err)
+    assert err[-1].startswith(f"hebbref compare: error: 1 of 2 runs failed, {RUNS[0]}: cannot resume"), err[-1]
+    assert "lr (checkpoint 0.5, now 0.3)" in err[-1] and "the others are finished" in err[-1]
+    assert len((out / "runs" / RUNS[1] / LOG).read_text().splitlines()) == 3
+
+
 def test_a_worker_that_joined_after_the_check_and_cannot_see_the_folder_fails_its_run(tmp_path):
     """The task checks the token itself (a worker may join the cluster after the check)."""
     status, folder, message = dist.train_task(TrainConfig(out=str(tmp_path / "run")), str(tmp_path / ".token"),

@@ -267,9 +267,11 @@ def run_grid_distributed(configs, scheduler, stream=None, retries=RETRIES, poll=
             for path, _ in tokens:
                 path.unlink(missing_ok=True)
     if failures:
-        listed = "; ".join(f"{Path(out).name}: {' '.join(message.split())}" for out, message in failures)
+        out, message = failures[0]
+        more = f" (and {len(failures) - 1} more, named above)" if len(failures) > 1 else ""
+        others = "the others are finished: " if len(failures) < len(configs) else ""
         raise RunsFailed(
-            f"{len(failures)} of {len(configs)} runs failed ({listed}); the others are finished: run the same "
+            f"{len(failures)} of {len(configs)} runs failed, {Path(out).name}: {message}{more}; {others}run the same "
             "command again to retry the failed ones (they resume), or add --summarise-only for the tables so far")
 
 
@@ -291,6 +293,8 @@ def _follow(client, futures, stream, poll):
                 status, out, value = future.result()
             else:  # the worker died more often than the scheduler allows, or the retries ran out
                 status, out, value = "failed", futures[future].out, repr(future.exception())
+            if status == "failed":
+                value = " ".join(str(value).split())  # one line
             if status == "done":
                 done += 1
                 what = f"test accuracy {value:.4f}" if value is not None else "no test set"
