@@ -144,10 +144,18 @@ def check_shared_storage(client, path, token):
 
 
 # --- threads ------------------------------------------------------------------------------------
+def workers_of(client):
+    """{address: info} of every worker (newer Dask lists only 5 unless asked for all)."""
+    try:
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # Dask before 2025: every worker always
+        return client.scheduler_info()["workers"]
+
+
 def slots_per_host(client):
     """{host: the worker threads of all workers on it}, from the scheduler."""
     slots = {}
-    for worker in client.scheduler_info(n_workers=-1)["workers"].values():
+    for worker in workers_of(client).values():
         slots[worker["host"]] = slots.get(worker["host"], 0) + worker["nthreads"]
     return slots
 
@@ -253,8 +261,7 @@ def run_grid_distributed(configs, scheduler, stream=None, retries=RETRIES, poll=
             for path, token in tokens:
                 check_shared_storage(client, path, token)
             slots = slots_per_host(client)
-            stream.write(f"{len(tasks)} runs on {len(client.scheduler_info(n_workers=-1)['workers'])} Dask "
-                         f"workers at {client.scheduler.address}\n")
+            stream.write(f"{len(tasks)} runs on {len(workers_of(client))} Dask workers at {client.scheduler.address}\n")
             token_of = {folder: token for folder, token in zip(folders, tokens)}
             futures = {}
             for task in tasks:
@@ -278,10 +285,10 @@ def run_grid_distributed(configs, scheduler, stream=None, retries=RETRIES, poll=
 def _follow(client, futures, stream, poll):
     """Wait for every future, writing a line whenever runs finish, fail or start, or a worker leaves."""
     total, pending, failures, done = len(futures), set(futures), [], 0
-    workers = set(client.scheduler_info(n_workers=-1)["workers"])
+    workers = set(workers_of(client))
     shown = None
     while pending:
-        now = set(client.scheduler_info(n_workers=-1)["workers"])
+        now = set(workers_of(client))
         for gone in sorted(workers - now):
             stream.write(f"worker {gone} left: its runs go to other workers and resume from their checkpoints\n")
         workers = now
