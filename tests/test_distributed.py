@@ -182,6 +182,28 @@ def test_a_worker_that_joined_after_the_check_and_cannot_see_the_folder_fails_it
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_gets_its_share_of_the_cores_and_keeps_its_thread_count_when_resumed(tmp_path, monkeypatch):
+    import numba
+
+    blas = []
+    monkeypatch.setattr(dist, "set_blas_threads", blas.append)  # the process-wide BLAS count is left alone
+    cores = len(os.sched_getaffinity(0))
+    before = numba.get_num_threads()
+    try:
+        # this host's cores shared by 2·cores worker threads: one each; by one: all of them
+        assert dist.task_threads(tmp_path / "crowded", {"h": 2 * cores}, "h", 1) == 1
+        assert dist.task_threads(tmp_path / "alone", {}, "h", 1) == min(cores, numba.config.NUMBA_NUM_THREADS)
+        assert numba.get_num_threads() == min(cores, numba.config.NUMBA_NUM_THREADS)
+        # resumed on a crowded host, the run keeps the count its sums were ordered by
+        (tmp_path / "started-alone").mkdir()
+        (tmp_path / "started-alone" / dist.THREADS_FILE).write_text("1\n")
+        assert dist.task_threads(tmp_path / "started-alone", {}, "h", 1) == 1
+        assert (tmp_path / "crowded" / dist.THREADS_FILE).read_text() == "1\n"
+        assert blas == [1, min(cores, numba.config.NUMBA_NUM_THREADS), 1]
+    finally:
+        numba.set_num_threads(before)
+
+
 @pytest.fixture
 def hebbref_on_path(tmp_path, monkeypatch):
     """A `hebbref` command on PATH that runs this tree's hebbref with this Python."""
