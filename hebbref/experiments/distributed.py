@@ -16,7 +16,7 @@ run was in: the scheduler gives the task to another worker (up to
 ``distributed.scheduler.allowed-failures`` times, default 3), where it resumes from the
 run's last checkpoint, which holds everything the next epoch depends on; so the run
 ends with the numbers of an uninterrupted one. An exception inside a task that is not a
-hebbref error (a hiccup of the shared storage) is retried ``retries`` times the same
+hebbref error (a MemoryError, a lost connection) is retried ``retries`` times the same
 way (Dask's ``retries=``); a hebbref error (a bad configuration, a diverged run) would
 only happen again, so it is reported as that run's failure at once.
 
