@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 60  # long enough for a worker to be killed in the middle of a run
 RUNS = ["dense5_ramp_out-tied-bp-random-hinge-seed0", "dense5_ramp_out-tied-urfb-random-hinge-seed0"]
 TIMING = ("seconds", "train_seconds")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="os.sched_getaffinity, SIGKILL of a worker, GNU xargs -d")
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +99,7 @@ def cluster():
         yield local
 
 
+@linux_only
 @pytest.mark.slow
 def test_a_local_cluster_gives_the_numbers_of_one_run_after_another(tiny_data, reference, tmp_path, capsys):
     out = tmp_path / "local"
@@ -121,6 +124,7 @@ def mid_run(client, runs):
     return None
 
 
+@linux_only
 @pytest.mark.slow
 def test_a_worker_killed_mid_grid_costs_one_epoch_and_changes_no_number(tiny_data, reference, cluster, tmp_path,
                                                                         capsys):
@@ -182,6 +186,7 @@ def test_a_worker_that_joined_after_the_check_and_cannot_see_the_folder_fails_it
     assert not (tmp_path / "run").exists()
 
 
+@linux_only
 def test_a_run_gets_its_share_of_the_cores_and_keeps_its_thread_count_when_resumed(tmp_path, monkeypatch):
     import numba
 
@@ -221,6 +226,7 @@ def run_with_xargs(lines):
                    text=True, check=True, timeout=120)
 
 
+@linux_only
 @pytest.mark.slow
 def test_emitted_commands_run_by_xargs_then_summarise_only_give_the_same_tables(tiny_data, reference, tmp_path,
                                                                                 capsys, hebbref_on_path):
