@@ -30,11 +30,13 @@ import signal
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, HebbrefError
+from .rundir import lock_folder
 from .train import LOG, prepare_out, train
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
@@ -114,21 +116,59 @@ def _train_one(config):
     return config.out, history[-1]["test_accuracy"] if history else None
 
 
+def failure_text(error):
+    """One line for a run that failed: hebbref's own message, or the exception's type and text."""
+    if isinstance(error, HebbrefError):
+        return str(error)
+    return f"{type(error).__name__}: {error}".rstrip(": ") + " (an unexpected error)"
+
+
+def _train_one_safely(config):
+    """Worker of a parallel comparison: (out, test accuracy, None), or (out, None, why it failed)."""
+    try:
+        out, accuracy = _train_one(config)
+    except Exception as error:  # one failed run must not stop the grid
+        return config.out, None, failure_text(error)
+    return out, accuracy, None
+
+
 def run_grid(configs, jobs=1, stream=None):
-    """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes."""
+    """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes.
+
+    A run that fails (diverges, runs out of memory, finds its folder in use) does not stop
+    the others; returns ``[(config, why it failed)]``, empty when every run finished.
+    """
     stream = stream or sys.stderr
     total = len(configs)
+    failures = []
     if jobs <= 1:
         for i, config in enumerate(configs, start=1):
             stream.write(f"[{i}/{total}] {run_name(config)}\n")
-            train(config, resume=True)
-        return
+            try:
+                train(config, resume=True)
+            except Exception as error:  # one failed run must not stop the grid
+                failures.append((config, failure_text(error)))
+                stream.write(f"[{i}/{total}] {run_name(config)} failed: {failures[-1][1]}\n")
+        return failures
     context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (numba threads)
+    by_out = {config.out: config for config in configs}
+    done = 0
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_end_with_parent,
                              initargs=(os.getpid(),)) as pool:
-        for i, (out, accuracy) in enumerate(pool.map(_train_one, configs), start=1):
-            shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test set"
-            stream.write(f"[{i}/{total}] {Path(out).name}: {shown}\n")
+        try:
+            for out, accuracy, error in pool.map(_train_one_safely, configs):
+                done += 1
+                if error is not None:
+                    failures.append((by_out[out], error))
+                    stream.write(f"[{done}/{total}] {Path(out).name} failed: {error}\n")
+                    continue
+                shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test set"
+                stream.write(f"[{done}/{total}] {Path(out).name}: {shown}\n")
+        except BrokenProcessPool:  # a worker was killed (out of memory, a signal): the rest cannot run here
+            why = "a worker process died (killed, or out of memory); run the comparison again to resume it"
+            failures += [(config, why) for config in configs[done:]]
+            stream.write(f"{why}: {total - done} run(s) not finished\n")
+    return failures
 
 
 # --- collecting and summarising -------------------------------------------------------------
@@ -210,14 +250,35 @@ def results_table(runs):
     return "\n".join(lines)
 
 
+TIE = 1e-9  # mean accuracies closer than this are equal (they differ only by rounding)
+
+
+def rank_tiers(means):
+    """{rule: mean} -> the rules best first, rules with equal means joined as one entry 'bp = urfb'.
+
+    A rule whose mean is NaN (no finite accuracy) is left out.
+    """
+    order = sorted((rule for rule in means if np.isfinite(means[rule])), key=lambda rule: -means[rule])
+    tiers = []
+    for rule in order:
+        if tiers and abs(means[tiers[-1][0]] - means[rule]) <= TIE:
+            tiers[-1].append(rule)
+        else:
+            tiers.append([rule])
+    return [" = ".join(tier) for tier in tiers]
+
+
 def ranking_by_epoch(by_rule):
-    """[(epoch, [rules, best first])] by mean test accuracy over seeds, on the epochs every seed reached."""
+    """[(epoch, [rules, best first])] by mean test accuracy over seeds, on the epochs every seed reached.
+
+    Rules with equal means are one entry, ``"bp = urfb"``: a tie is not an order.
+    """
     curves = {rule: _by_epoch(histories, lambda r: r.get("test_accuracy") or np.nan)[1]
               for rule, histories in by_rule.items() if histories}
     if len(curves) < 2:
         return []
     n = min(len(mean) for mean in curves.values())
-    return [(epoch + 1, sorted(curves, key=lambda rule: -curves[rule][epoch])) for epoch in range(n)]
+    return [(epoch + 1, rank_tiers({rule: curves[rule][epoch] for rule in curves})) for epoch in range(n)]
 
 
 def ranking_table(runs):
@@ -355,10 +416,25 @@ def plot_depth(path, runs, depths, nets):
     plt.close(fig)
 
 
-def summarise(out, configs, title="hebbref compare", command=None, depths=None, nets=None):
-    """Write results.csv, results.md and the plots; return the markdown text."""
+def failures_section(runs, failures):
+    """The markdown list of the runs that failed: name, epochs they reached, why."""
+    reached = {config.out: len(history) for config, history in runs}
+    lines = ["## Runs that failed (left out of the tables above)", ""]
+    for config, why in failures:
+        lines.append(f"- `{run_name(config)}` after {reached.get(config.out, 0)} epoch(s): {why}")
+    return "\n".join(lines)
+
+
+def summarise(out, configs, title="hebbref compare", command=None, depths=None, nets=None, failures=()):
+    """Write results.csv, results.md and the plots; return the markdown text.
+
+    ``failures``: ``[(config, why)]`` from ``run_grid``; those runs are left out of the
+    tables and plots (their partial logs stay in their folders) and listed at the end.
+    """
     out = Path(out)
-    runs = collect(configs)
+    all_runs = collect(configs)
+    failed = {config.out for config, _ in failures}
+    runs = [(config, [] if config.out in failed else history) for config, history in all_runs]
     write_csv(out / "results.csv", runs)
     base = configs[0]
     parts = [f"# {title}", ""]
@@ -380,6 +456,8 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
     plot_alignment(out / "alignment.png", runs)
     parts += ["Plots: `accuracy.png` (test accuracy per epoch), `alignment.png` (corr(W, R) and the angle "
               "between Rᵀδ and Wᵀδ per layer)" + (", `depth.png`" if depths is not None else "") + "."]
+    if failures:
+        parts += ["", failures_section(all_runs, failures)]
     text = "\n".join(parts) + "\n"
     (out / "results.md").write_text(text)
     return text
@@ -390,6 +468,24 @@ def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("
     """Build the grid, train every run (or resume it), summarise; return the results.md text."""
     out = prepare_out(out)
     configs = grid_configs(base, out, nets, rules, untied, losses, inits, seeds)
-    run_grid(configs, jobs)
-    return summarise(out, configs, title, command, depths, nets if depths is not None else None)
+    lock = lock_folder(out)  # one comparison per folder at a time
+    try:
+        failures = run_grid(configs, jobs) or []
+        text = summarise(out, configs, title, command, depths, nets if depths is not None else None, failures)
+    finally:
+        lock.close()
+    if failures:
+        raise_for_failures(out, configs, failures)
+    return text
+
+
+class RunsFailed(HebbrefError):
+    """Some runs of a comparison failed; the tables of the others are written."""
+
+
+def raise_for_failures(out, configs, failures):
+    """One line: how many runs failed, which, and where the tables of the others are."""
+    names = ", ".join(run_name(config) for config, _ in failures[:3]) + (", ..." if len(failures) > 3 else "")
+    raise RunsFailed(f"{len(failures)} of {len(configs)} runs failed ({names}); {out}/results.md holds the "
+                     f"{len(configs) - len(failures)} that finished and lists each failure with its reason")
 
