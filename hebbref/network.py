@@ -19,6 +19,7 @@ from .init import check_init
 from .losses import get_loss
 from .modules import UNTIED_INITS, Dense, Flatten, Layer
 from .rules import get_rule
+from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -57,6 +58,7 @@ class Network:
     def __init__(self, layers, input_shape, n_classes, rule="urfb", init="random", seed=0,
                  dtype="float64", backend=None, slope=DEFAULT_SLOPE, untied_init="tied",
                  description=None):
+        check_network(layers, input_shape, n_classes, seed, dtype, slope)  # hebbref.validation
         get_rule(rule)
         check_init(init)
         choose("untied_init", untied_init, {k: k for k in UNTIED_INITS})
@@ -147,6 +149,7 @@ class Network:
     # --- the three passes -----------------------------------------------------------------
     def forward(self, x, train=False):
         """Outputs o = h_L, (N, n_classes). ``train=True`` draws dropout masks and keeps caches."""
+        check_x(x)  # hebbref.validation
         x = self._check_x(x)
         for layer in self.layers:
             x = layer.forward(x, train)
@@ -166,6 +169,7 @@ class Network:
 
     def train_step(self, x, y, lr=0.1, loss="hinge", mu=1.0):
         """One SGD step on the batch-mean loss; returns the loss before the step."""
+        check_step(x, y, lr, mu)  # hebbref.validation
         loss_fn = get_loss(loss)
         if not (np.isfinite(lr) and lr > 0):
             raise ConfigError(f"lr must be a positive number, got {lr}")
@@ -178,11 +182,13 @@ class Network:
 
     def loss(self, x, y, loss="hinge", mu=1.0):
         """The batch-mean loss at evaluation (no dropout), without any update."""
+        check_loss_args(x, y, mu)  # hebbref.validation
         o = self.forward(x, train=False)
         return get_loss(loss)(o, self._check_y(y, o.shape[0]), mu=mu)[0]
 
     def predict(self, x, batch_size=1000):
         """argmax of the outputs, (N,) int labels, computed in chunks of ``batch_size``."""
+        check_predict(x, batch_size)  # hebbref.validation
         x = self._check_x(x)
         return np.concatenate([
             self.forward(x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)
@@ -190,6 +196,7 @@ class Network:
 
     def accuracy(self, x, y, batch_size=1000):
         """Fraction of examples whose prediction equals the label."""
+        check_y(y)  # hebbref.validation
         y = self._check_y(y, len(x))
         return float((self.predict(x, batch_size) == y).mean()) if len(y) else float("nan")
 
@@ -247,6 +254,7 @@ def build_network(net, input_shape, n_classes, rule="urfb", init="random", untie
     dropout:     False leaves out every dropout layer.
     backend:     "numpy" (the reference) or a compiled backend; default $HEBBREF_BACKEND or the fastest.
     """
+    check_network_args(input_shape, n_classes, seed, slope)  # hebbref.validation
     if isinstance(net, (list, tuple)):
         layers, description = list(net), None
     else:
