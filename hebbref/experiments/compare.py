@@ -265,7 +265,8 @@ def rank_tiers(means):
             tiers[-1].append(rule)
         else:
             tiers.append([rule])
-    return [" = ".join(tier) for tier in tiers]
+    position = {rule: i for i, rule in enumerate(means)}  # within a tie: the grid's order
+    return [" = ".join(sorted(tier, key=position.get)) for tier in tiers]
 
 
 def ranking_by_epoch(by_rule):
