@@ -1,6 +1,5 @@
 """Faults of whole commands (FAULTS.md): `compare` with a run that fails, ties in its ranking,
 `hebbref theory --out FILE`, and `./run hebbref` with relative paths."""
-import dataclasses
 import os
 import subprocess
 import sys

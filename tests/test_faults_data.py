@@ -1,14 +1,13 @@
 """Data that is wrong in ways a user won't notice (FAULTS.md): labels that are not class
 numbers, arrays of different lengths, a truncated IDX set, and how the data is split."""
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hebbref.cli import main
 from hebbref.datasets import clear_cache, locations
-from hebbref.errors import ConfigError, DataError
+from hebbref.errors import ConfigError
 from hebbref.experiments.compare import grid_configs
 from hebbref.experiments.data import load_splits
 from hebbref.experiments.train import TrainConfig

@@ -87,7 +87,7 @@ def _whole_labels(path, name, y):
         raise DataError(f"{where} must hold integer labels, got dtype {y.dtype}")
     bad = ~np.isfinite(y) | (y != np.round(y))
     if bad.any():
-        raise DataError(f"{where} must hold integer labels, got {y[bad][0]!r} at index {np.flatnonzero(bad)[0]} "
+        raise DataError(f"{where} must hold integer labels, got {y[bad][0].item()!r} at index {np.flatnonzero(bad)[0]} "
                         f"({int(bad.sum())} such values); labels are class numbers 0..C-1")
     return y.astype(np.int64)
 
@@ -148,6 +148,8 @@ def _from_datasets(name, data_dir, val_size=None):
     n_val = len(parts[1][1])
     how = (f"the last {n_val} of the official training set, "
            + ("--val-size" if val_size is not None else "the default: 5,000 or a tenth, whichever is smaller"))
+    if n_val == 0:
+        how = "none: --val-size 0"
     return Splits(*parts[0], *parts[1], *parts[2], how)
 
 

@@ -15,7 +15,6 @@ weights of an uninterrupted run.
 """
 import dataclasses
 import json
-import os
 import sys
 import time
 import zipfile
@@ -27,7 +26,7 @@ import numpy as np
 
 from ..architectures import describe_layers
 from ..backends import get_backend
-from ..errors import ConfigError, HebbrefError, InputError
+from ..errors import ConfigError, InputError
 from ..init import check_init
 from ..losses import get_loss
 from ..network import DTYPES, build_network
