@@ -151,7 +151,8 @@ def test_run_hebbref_reads_relative_paths_from_the_users_folder(tmp_path, tiny_d
     env = dict(os.environ, HEBBREF_VENV=str(fake_venv(tmp_path / "venv")), OPENBLAS_NUM_THREADS="1")
     result = subprocess.run([str(ROOT / "run"), "hebbref", "train", "--net", NET, "--data", "mine.npz",
                              "--epochs", "1", "--batch-size", "20", "--backend", "numpy", "--quiet",
-                             "--out", "runs/mine"], cwd=here, env=env, capture_output=True, text=True, timeout=120)
+                             "--out", f"runs/{tmp_path.name}"], cwd=here, env=env, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
-    assert (here / "runs" / "mine" / "log.jsonl").exists()
-    assert not (ROOT / "runs" / "mine").exists()
+    assert (here / "runs" / tmp_path.name / "log.jsonl").exists()
+    assert not (ROOT / "runs" / tmp_path.name).exists()
