@@ -254,7 +254,7 @@ def build_network(net, input_shape, n_classes, rule="urfb", init="random", untie
     dropout:     False leaves out every dropout layer.
     backend:     "numpy" (the reference) or a compiled backend; default $HEBBREF_BACKEND or the fastest.
     """
-    check_network_args(input_shape, n_classes, seed, slope)  # hebbref.validation
+    check_network_args(input_shape, n_classes, seed, slope, untied=untied, dropout=dropout)  # hebbref.validation
     if isinstance(net, (list, tuple)):
         layers, description = list(net), None
     else:

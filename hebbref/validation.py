@@ -9,6 +9,7 @@ of ``build_network``, ``Network.__init__``, ``train_step``, ``loss``, ``forward`
   SPEC §4, weighting the C-1 wrong classes; μ < 0 would make the loss negative) a finite
   number ≥ 0; ``slope`` a finite number > 0. Strings, None and booleans are refused,
   never converted.
+- flags: ``untied`` and ``dropout`` True or False (``"no"`` is refused, not read as true).
 - whole numbers: ``n_classes`` ≥ 2, ``seed`` ≥ 0 (or None: fresh entropy), each size of
   ``input_shape`` ≥ 1, ``batch_size`` ≥ 1. ``10.7`` is refused, not truncated to 10.
 - batches: ``x`` of real numbers (complex values are refused, not cut to their real
@@ -60,8 +61,16 @@ def check_whole(name, value, minimum, allow_none=False):
     return whole
 
 
-def check_network_args(input_shape, n_classes, seed=0, slope=None):
-    """The arguments of ``build_network`` and ``Network`` that are plain numbers."""
+def check_flag(name, value):
+    """True or False (a NumPy bool too); "no", 0 or None are refused, not read as truth values."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def check_network_args(input_shape, n_classes, seed=0, slope=None, **flags):
+    """The arguments of ``build_network`` and ``Network`` that are plain numbers (and the flags given)."""
+    for name, value in flags.items():
+        check_flag(name, value)
     check_whole("n_classes", n_classes, 2)
     check_whole("seed", seed, 0, allow_none=True)
     if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or not len(input_shape):

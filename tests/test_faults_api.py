@@ -134,6 +134,8 @@ BAD_BUILDS = {
     "input_shape a string": (dict(input_shape="1,4,4"), "input_shape must be a tuple"),
     "input_shape with a zero": (dict(input_shape=(0, 4, 4)), r"input_shape\[0\]"),
     "slope 0": (dict(slope=0.0), "slope must be a positive number"),
+    "untied 'yes'": (dict(untied="yes"), "untied must be True or False"),
+    "dropout 'no'": (dict(dropout="no"), "dropout must be True or False"),
 }
 
 
@@ -143,7 +145,7 @@ def test_bad_network_arguments_raise_a_hebbref_error_naming_them(case):
     args = dict(net="dense4 ramp out", input_shape=(1, 4, 4), n_classes=3, backend="numpy") | changes
     with pytest.raises(HebbrefError, match=words):
         build_network(**args)
-    if "net" not in changes:  # the constructor checks them too
+    if not {"untied", "dropout"} & set(changes):  # the constructor checks the others too
         layers = hebbref.architectures.describe_layers("dense4 ramp out", 3)
         with pytest.raises(HebbrefError, match=words):
             hebbref.Network(layers, args["input_shape"], args["n_classes"], seed=args.get("seed", 0),

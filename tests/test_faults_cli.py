@@ -96,6 +96,25 @@ def test_a_second_compare_on_a_folder_in_use_refuses(tmp_path, tiny_data):
         held.close()
 
 
+def test_a_file_system_error_in_any_command_is_one_line(tmp_path, tiny_data, capsys):
+    out = tmp_path / "grid"
+    (out / "results.md").mkdir(parents=True)  # results.md cannot be written: a folder is in its place
+    argv = ["compare", "--net", NET, "--rule", "bp", "--seed", "0", "--data", tiny_data, "--epochs", "1",
+            "--batch-size", "20", "--backend", "numpy", "--quiet", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]  # after compare's progress line
+    assert last.startswith("hebbref compare: error: cannot use") and "results.md: Is a directory" in last, last
+
+
+def test_an_empty_out_is_refused_rather_than_writing_into_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--net", NET, "--data", "fashion-mnist-mini", "--out", " "]) == 2
+    assert "--out must name a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- compare: ties -----------------------------------------------------------------------------------
 def test_equal_results_rank_as_a_tie():
     def history(*accuracies):

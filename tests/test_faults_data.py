@@ -54,6 +54,8 @@ BAD_FILES = {
     "images of two shapes": (dict(x_test=np.zeros((20, 1, 5, 5))), ["x_test", "shape (1, 5, 5)"]),
     "x_val without y_val": (dict(x_val=np.zeros((5, 1, 4, 4))), ["only one of x_val and y_val"]),
     "no training images": (dict(x_train=np.zeros((0, 1, 4, 4)), y_train=np.zeros(0, int)), ["no images"]),
+    "pixels 0..255": (dict(x_train=np.full((60, 1, 4, 4), 200, np.uint8)), ["x_train", "divide by 255"]),
+    "one class only": (dict(y_train=np.zeros(60, int), y_test=np.zeros(20, int)), ["y_train", "two classes"]),
 }
 
 

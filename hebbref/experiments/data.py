@@ -13,7 +13,7 @@ with its own ``x_val, y_val`` uses them; one without has no validation set unles
 ``val_size`` is given. ``Splits.description`` says in words how the data was split.
 
 A user's file is checked before anything trains: x arrays of real, finite numbers with
-one image shape; y arrays of whole numbers, one per image; every class 0..C-1 present in
+one image shape (integer pixels such as 0..255 are refused: divide them first); y arrays of whole numbers, one per image; every class 0..C-1 present in
 ``y_train`` (so one stray label of 1,000,000 cannot make a 1,000,001-class network), and
 no label in ``y_val`` or ``y_test`` outside it. Each error names the file and the array.
 """
@@ -110,6 +110,9 @@ def check_user_arrays(path, arrays):
             raise DataError(f"{where} holds images of shape {x.shape[1:]} but x_train's are {shape}")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise DataError(f"{where} holds NaN or infinite values")
+        if x.dtype.kind in "iu" and x.size and x.max() > 1:
+            raise DataError(f"{where} holds integers up to {x.max()}; hebbref expects images as floats in "
+                            f"[0, 1]: divide by {255 if x.max() <= 255 else x.max()} first")
         y = arrays[f"y_{part}"] = _whole_labels(path, f"y_{part}", y)
         if len(x) != len(y):
             raise DataError(f"{path}: x_{part} holds {len(x)} images but y_{part} holds {len(y)} labels")
@@ -119,6 +122,8 @@ def check_user_arrays(path, arrays):
         raise DataError(f"{path}:x_train holds no images")
     y = arrays["y_train"]
     n_classes = int(y.max()) + 1
+    if n_classes < 2:
+        raise DataError(f"{path}:y_train holds only the label 0; a classifier needs at least two classes")
     absent = np.setdiff1d(np.arange(n_classes), y)
     if absent.size:
         raise DataError(

@@ -81,6 +81,8 @@ class TrainConfig:
         for name in ("epochs", "probe_size", "train_eval_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if not str(self.out).strip():
+            raise ConfigError("--out must name a folder")
         if self.batch_size < 1:
             raise ConfigError(f"batch-size must be at least 1, got {self.batch_size}")
         if self.val_size is not None and not (isinstance(self.val_size, int) and self.val_size >= 0):
