@@ -16,10 +16,10 @@ from .architectures import describe_layers
 from .backends import get_backend
 from .errors import ConfigError, InputError, choose
 from .init import check_init
+from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
 from .modules import UNTIED_INITS, Dense, Flatten, Layer
 from .rules import get_rule
-from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -58,9 +58,9 @@ class Network:
     def __init__(self, layers, input_shape, n_classes, rule="urfb", init="random", seed=0,
                  dtype="float64", backend=None, slope=DEFAULT_SLOPE, untied_init="tied",
                  description=None):
-        check_network(layers, input_shape, n_classes, seed, dtype, slope)  # hebbref.validation
         get_rule(rule)
         check_init(init)
+        check_network(layers, input_shape, n_classes, seed, dtype, slope)  # hebbref.validation
         choose("untied_init", untied_init, {k: k for k in UNTIED_INITS})
         self.dtype = choose("dtype", _dtype_name(dtype), DTYPES)
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -169,8 +169,8 @@ class Network:
 
     def train_step(self, x, y, lr=0.1, loss="hinge", mu=1.0):
         """One SGD step on the batch-mean loss; returns the loss before the step."""
-        check_step(x, y, lr, mu)  # hebbref.validation
         loss_fn = get_loss(loss)
+        check_step(x, y, lr, mu)  # hebbref.validation
         if not (np.isfinite(lr) and lr > 0):
             raise ConfigError(f"lr must be a positive number, got {lr}")
         o = self.forward(x, train=True)

@@ -132,11 +132,12 @@ def _train_one_safely(config):
     return out, accuracy, None
 
 
-def run_grid(configs, jobs=1, stream=None):
+def run_grid(configs, jobs=1, stream=None, keep_going=False):
     """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes.
 
-    A run that fails (diverges, runs out of memory, finds its folder in use) does not stop
-    the others; returns ``[(config, why it failed)]``, empty when every run finished.
+    ``keep_going=True`` (what ``compare`` passes): a run that fails (diverges, runs out of
+    memory, finds its folder in use) does not stop the others. Returns ``[(config, why it
+    failed)]``, empty when every run finished; without ``keep_going`` the first failure is raised.
     """
     stream = stream or sys.stderr
     total = len(configs)
@@ -147,6 +148,8 @@ def run_grid(configs, jobs=1, stream=None):
             try:
                 train(config, resume=True)
             except Exception as error:  # one failed run must not stop the grid
+                if not keep_going:
+                    raise
                 failures.append((config, failure_text(error)))
                 stream.write(f"[{i}/{total}] {run_name(config)} failed: {failures[-1][1]}\n")
         return failures
@@ -159,6 +162,8 @@ def run_grid(configs, jobs=1, stream=None):
             for out, accuracy, error in pool.map(_train_one_safely, configs):
                 done += 1
                 if error is not None:
+                    if not keep_going:
+                        raise RunsFailed(f"{Path(out).name} failed: {error}")
                     failures.append((by_out[out], error))
                     stream.write(f"[{done}/{total}] {Path(out).name} failed: {error}\n")
                     continue
@@ -471,7 +476,7 @@ def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("
     configs = grid_configs(base, out, nets, rules, untied, losses, inits, seeds)
     lock = lock_folder(out)  # one comparison per folder at a time
     try:
-        failures = run_grid(configs, jobs) or []
+        failures = run_grid(configs, jobs, keep_going=True) or []
         text = summarise(out, configs, title, command, depths, nets if depths is not None else None, failures)
     finally:
         lock.close()

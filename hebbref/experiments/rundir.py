@@ -78,15 +78,18 @@ def remove_stale_temporaries(out):
 def locked_run(train):
     """Decorator of ``train(config, ...)``: check the configuration, create the folder, hold its lock."""
     @functools.wraps(train)
-    def locked(config, *args, **kwargs):
+    def locked(*args, **kwargs):
         from .train import prepare_out  # here: train.py imports this module
 
+        config = args[0] if args else kwargs["config"]
         config.check()
         out = prepare_out(config.out)
         handle = lock_folder(out)
         try:
             remove_stale_temporaries(out)
-            return train(config, *args, **kwargs)
+            return train(*args, **kwargs)
+        except TrainingDiverged as error:  # say what is kept: every checkpoint written passed check_healthy
+            raise TrainingDiverged(f"{error}; {kept_text(checkpoint_epoch(out), out)}") from None
         finally:
             handle.close()
     return locked
@@ -139,6 +142,17 @@ def weights_loss(net, batch, loss, mu):
     return value if np.isfinite(value) else float("inf")
 
 
+def checkpoint_epoch(out):
+    """The epoch of the checkpoint in ``out`` (0 when there is none or it cannot be read)."""
+    from .train import CHECKPOINT
+
+    try:
+        with np.load(Path(out) / CHECKPOINT, allow_pickle=False) as npz:
+            return int(npz["loop.epoch"])
+    except Exception:  # absent or unreadable: nothing usable is kept
+        return 0
+
+
 def kept_text(saved_epoch, out):
     """What is left on disk after a divergence, said truthfully."""
     if saved_epoch:
@@ -146,16 +160,16 @@ def kept_text(saved_epoch, out):
     return f"no checkpoint was written to {out} (no epoch ended with sound weights)"
 
 
-def check_healthy(net, batch, start_loss, config, epoch, saved_epoch):
+def check_healthy(net, batch, start_loss, config, epoch):
     """Raise TrainingDiverged unless every W and R is finite and the loss has not blown up."""
     for p in net.parameters():
         for which in ("W", "R"):
             if not np.isfinite(getattr(p, which)).all():
                 raise TrainingDiverged(f"training diverged: {p.name}.{which} holds NaN or infinite values after "
-                                  f"epoch {epoch}; try a smaller --lr; {kept_text(saved_epoch, config.out)}")
+                                  f"epoch {epoch}; try a smaller --lr")
     value = weights_loss(net, batch, config.loss, config.mu)
     limit = BLOWUP_FACTOR * max(start_loss, 1.0)
     if not value <= limit:
         raise TrainingDiverged(f"training diverged: after epoch {epoch} the {config.loss} loss of the weights is "
                           f"{value:.3g}, over {BLOWUP_FACTOR:g} times its {start_loss:.3g} at the start; "
-                          f"try a smaller --lr; {kept_text(saved_epoch, config.out)}")
+                          f"try a smaller --lr")

@@ -33,8 +33,7 @@ from ..network import DTYPES, build_network
 from ..rules import get_rule
 from .data import load_splits
 from .probes import probe
-from .rundir import (TrainingDiverged, check_healthy, kept_text, locked_run, reference_batch, weights_loss,
-                     write_atomically)
+from .rundir import TrainingDiverged, check_healthy, locked_run, reference_batch, weights_loss, write_atomically
 
 CHECKPOINT = "checkpoint.npz"
 LOG = "log.jsonl"
@@ -325,7 +324,6 @@ def train(config, resume=False, splits=None, stream=None):
         loop = LoopState(0, shuffle_generator(config.seed), [])
         if resume and not config.quiet:
             stream.write(f"no checkpoint in {out}: starting from the beginning\n")
-    saved_epoch = loop.epoch  # the epoch of the checkpoint on disk (0: none)
     write_log(log, loop.history)
     x = splits.x_train.astype(net.dtype, copy=False)
     xs = dataclasses.replace(splits, x_train=x)
@@ -335,10 +333,7 @@ def train(config, resume=False, splits=None, stream=None):
         start = time.perf_counter()
         order = loop.shuffle_rng.permutation(n)  # (N,) this epoch's order
         progress = Progress(epoch, config.epochs, n_batches, config.quiet, stream)
-        try:
-            train_loss = run_epoch(net, x, splits.y_train, order, config, epoch, progress)
-        except TrainingDiverged as error:
-            raise TrainingDiverged(f"{error}; {kept_text(saved_epoch, out)}") from None
+        train_loss = run_epoch(net, x, splits.y_train, order, config, epoch, progress)
         train_seconds = time.perf_counter() - start
         record = {"epoch": epoch, "train_loss": train_loss}
         record.update(evaluate(net, xs, config))
@@ -347,9 +342,8 @@ def train(config, resume=False, splits=None, stream=None):
         progress.close(_epoch_summary(record))
         loop.epoch = epoch
         loop.history.append(record)
-        check_healthy(net, check_batch, start_loss, config, epoch, saved_epoch)  # else no checkpoint
+        check_healthy(net, check_batch, start_loss, config, epoch)  # else no checkpoint (hebbref.experiments.rundir)
         save_checkpoint(checkpoint, net, loop, config)  # first the checkpoint, then the log
-        saved_epoch = epoch
         write_log(log, loop.history)
     if not config.quiet:
         print(final_summary(config, loop.history, out))
