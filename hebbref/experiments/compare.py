@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, HebbrefError
-from .rundir import lock_folder
+from ..errors import ConfigError
 from .train import LOG, prepare_out, train
+from .rundir import RunsFailed, failure_text, lock_folder  # a failed run, and one comparison per folder
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
 GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
@@ -114,13 +114,6 @@ def _train_one(config):
     config = dataclasses.replace(config, quiet=True)
     history, _ = train(config, resume=True)
     return config.out, history[-1]["test_accuracy"] if history else None
-
-
-def failure_text(error):
-    """One line for a run that failed: hebbref's own message, or the exception's type and text."""
-    if isinstance(error, HebbrefError):
-        return str(error)
-    return f"{type(error).__name__}: {error}".rstrip(": ") + " (an unexpected error)"
 
 
 def _train_one_safely(config):
@@ -462,9 +455,9 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
     plot_alignment(out / "alignment.png", runs)
     parts += ["Plots: `accuracy.png` (test accuracy per epoch), `alignment.png` (corr(W, R) and the angle "
               "between Rᵀδ and Wᵀδ per layer)" + (", `depth.png`" if depths is not None else "") + "."]
-    if failures:
-        parts += ["", failures_section(all_runs, failures)]
     text = "\n".join(parts) + "\n"
+    if failures:
+        text += "\n" + failures_section(all_runs, failures) + "\n"
     (out / "results.md").write_text(text)
     return text
 
@@ -483,10 +476,6 @@ def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("
     if failures:
         raise_for_failures(out, configs, failures)
     return text
-
-
-class RunsFailed(HebbrefError):
-    """Some runs of a comparison failed; the tables of the others are written."""
 
 
 def raise_for_failures(out, configs, failures):

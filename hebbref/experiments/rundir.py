@@ -41,6 +41,17 @@ class TrainingDiverged(HebbrefError):
     """Training diverged (a NaN or infinite loss, non-finite weights, a loss that blew up); what is kept is said."""
 
 
+class RunsFailed(HebbrefError):
+    """Some runs of a comparison failed; the tables of the others are written and list them."""
+
+
+def failure_text(error):
+    """One line for a run that failed: hebbref's own message, or the exception's type and text."""
+    if isinstance(error, HebbrefError):
+        return str(error)
+    return f"{type(error).__name__}: {error}".rstrip(": ") + " (an unexpected error)"
+
+
 # --- one writer per folder ------------------------------------------------------------------
 def lock_folder(out):
     """Take the lock of the run folder ``out`` (which exists); returns the open lock file.
