@@ -62,9 +62,20 @@ def test_compare_keeps_going_when_a_run_fails_and_tabulates_the_others(tmp_path,
     text = (out / "results.md").read_text()
     rows = {line.split("|")[5].strip(): line for line in text.splitlines() if line.startswith("| `")}
     assert rows["bp"].count("±") == 3 and rows["urfb"].count("±") == 3  # two seeds each, tabulated
-    assert "| 0 |" in rows["frfb"]  # no seed of frfb finished
+    assert "frfb" not in rows  # no seed of frfb finished: it is listed, not tabulated
     assert "## Runs that failed" in text and "loss became nan at epoch 1, step 2" in text
     assert (out / "results.csv").exists() and (out / "accuracy.png").exists()
+
+
+def test_a_compare_whose_every_run_fails_still_lists_them(tmp_path, tiny_data, monkeypatch):
+    def diverge(config, **kwargs):
+        raise TrainingDiverged("training diverged: the loss became inf at epoch 1, step 1")
+
+    monkeypatch.setattr(compare_module, "train", diverge)
+    with pytest.raises(compare_module.RunsFailed, match="2 of 2 runs failed"):
+        compare(base(tiny_data), tmp_path / "none", [NET], ["bp", "urfb"])
+    text = (tmp_path / "none" / "results.md").read_text()
+    assert "No run finished" in text and text.count("loss became inf") == 2
 
 
 def test_a_parallel_compare_with_a_run_that_cannot_start_finishes_the_others(tmp_path, tiny_data):

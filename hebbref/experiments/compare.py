@@ -415,25 +415,10 @@ def plot_depth(path, runs, depths, nets):
     plt.close(fig)
 
 
-def failures_section(runs, failures):
-    """The markdown list of the runs that failed: name, epochs they reached, why."""
-    reached = {config.out: len(history) for config, history in runs}
-    lines = ["## Runs that failed (left out of the tables above)", ""]
-    for config, why in failures:
-        lines.append(f"- `{run_name(config)}` after {reached.get(config.out, 0)} epoch(s): {why}")
-    return "\n".join(lines)
-
-
-def summarise(out, configs, title="hebbref compare", command=None, depths=None, nets=None, failures=()):
-    """Write results.csv, results.md and the plots; return the markdown text.
-
-    ``failures``: ``[(config, why)]`` from ``run_grid``; those runs are left out of the
-    tables and plots (their partial logs stay in their folders) and listed at the end.
-    """
+def summarise(out, configs, title="hebbref compare", command=None, depths=None, nets=None):
+    """Write results.csv, results.md and the plots; return the markdown text."""
     out = Path(out)
-    all_runs = collect(configs)
-    failed = {config.out for config, _ in failures}
-    runs = [(config, [] if config.out in failed else history) for config, history in all_runs]
+    runs = collect(configs)
     write_csv(out / "results.csv", runs)
     base = configs[0]
     parts = [f"# {title}", ""]
@@ -456,8 +441,6 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
     parts += ["Plots: `accuracy.png` (test accuracy per epoch), `alignment.png` (corr(W, R) and the angle "
               "between Rᵀδ and Wᵀδ per layer)" + (", `depth.png`" if depths is not None else "") + "."]
     text = "\n".join(parts) + "\n"
-    if failures:
-        text += "\n" + failures_section(all_runs, failures) + "\n"
     (out / "results.md").write_text(text)
     return text
 
@@ -470,11 +453,36 @@ def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("
     lock = lock_folder(out)  # one comparison per folder at a time
     try:
         failures = run_grid(configs, jobs, keep_going=True) or []
-        text = summarise(out, configs, title, command, depths, nets if depths is not None else None, failures)
+        text = summarise_finished_runs(out, configs, failures, title, command, depths,
+                                       nets if depths is not None else None)
     finally:
         lock.close()
     if failures:
         raise_for_failures(out, configs, failures)
+    return text
+
+
+def failures_section(runs, failures):
+    """The markdown list of the runs that failed: name, epochs they reached, why."""
+    reached = {config.out: len(history) for config, history in runs}
+    lines = ["## Runs that failed (left out of the tables above)", ""]
+    for config, why in failures:
+        lines.append(f"- `{run_name(config)}` after {reached.get(config.out, 0)} epoch(s): {why}")
+    return "\n".join(lines)
+
+
+def summarise_finished_runs(out, configs, failures, title="hebbref compare", *args):
+    """``summarise`` on the runs that finished; the runs that failed listed at the end of results.md.
+
+    A failed run's partial log stays in its folder but is left out of the tables, the csv
+    and the plots, which compare runs that finished.
+    """
+    failed = {config.out for config, _ in failures}
+    finished = [config for config in configs if config.out not in failed]
+    text = summarise(out, finished, title, *args) if finished else f"# {title}\n\nNo run finished.\n"
+    if failures:
+        text += "\n" + failures_section(collect(configs), failures) + "\n"
+        (Path(out) / "results.md").write_text(text)
     return text
 
 
