@@ -297,6 +297,37 @@ def ranking_table(runs):
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def failures_section(runs, failures):
+    """The markdown list of the runs that failed: name, epochs they reached, why."""
+    reached = {config.out: len(history) for config, history in runs}
+    lines = ["## Runs that failed (left out of the tables above)", ""]
+    for config, why in failures:
+        lines.append(f"- `{run_name(config)}` after {reached.get(config.out, 0)} epoch(s): {why}")
+    return "\n".join(lines)
+
+
+def summarise_finished_runs(out, configs, failures, title="hebbref compare", *args):
+    """``summarise`` on the runs that finished; the runs that failed listed at the end of results.md.
+
+    A failed run's partial log stays in its folder but is left out of the tables, the csv
+    and the plots, which compare runs that finished.
+    """
+    failed = {config.out for config, _ in failures}
+    finished = [config for config in configs if config.out not in failed]
+    text = summarise(out, finished, title, *args) if finished else f"# {title}\n\nNo run finished.\n"
+    if failures:
+        text += "\n" + failures_section(collect(configs), failures) + "\n"
+        (Path(out) / "results.md").write_text(text)
+    return text
+
+
+def raise_for_failures(out, configs, failures):
+    """One line: how many runs failed, which, and where the tables of the others are."""
+    names = ", ".join(run_name(config) for config, _ in failures[:3]) + (", ..." if len(failures) > 3 else "")
+    raise RunsFailed(f"{len(failures)} of {len(configs)} runs failed ({names}); {out}/results.md holds the "
+                     f"{len(configs) - len(failures)} that finished and lists each failure with its reason")
+
+
 def depth_table(runs, depths, nets):
     """Rows: number of hidden layers; columns: rules; final test accuracy % mean ± std."""
     groups = group_runs(runs)
@@ -460,35 +491,3 @@ def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("
     if failures:
         raise_for_failures(out, configs, failures)
     return text
-
-
-def failures_section(runs, failures):
-    """The markdown list of the runs that failed: name, epochs they reached, why."""
-    reached = {config.out: len(history) for config, history in runs}
-    lines = ["## Runs that failed (left out of the tables above)", ""]
-    for config, why in failures:
-        lines.append(f"- `{run_name(config)}` after {reached.get(config.out, 0)} epoch(s): {why}")
-    return "\n".join(lines)
-
-
-def summarise_finished_runs(out, configs, failures, title="hebbref compare", *args):
-    """``summarise`` on the runs that finished; the runs that failed listed at the end of results.md.
-
-    A failed run's partial log stays in its folder but is left out of the tables, the csv
-    and the plots, which compare runs that finished.
-    """
-    failed = {config.out for config, _ in failures}
-    finished = [config for config in configs if config.out not in failed]
-    text = summarise(out, finished, title, *args) if finished else f"# {title}\n\nNo run finished.\n"
-    if failures:
-        text += "\n" + failures_section(collect(configs), failures) + "\n"
-        (Path(out) / "results.md").write_text(text)
-    return text
-
-
-def raise_for_failures(out, configs, failures):
-    """One line: how many runs failed, which, and where the tables of the others are."""
-    names = ", ".join(run_name(config) for config, _ in failures[:3]) + (", ..." if len(failures) > 3 else "")
-    raise RunsFailed(f"{len(failures)} of {len(configs)} runs failed ({names}); {out}/results.md holds the "
-                     f"{len(configs) - len(failures)} that finished and lists each failure with its reason")
-
