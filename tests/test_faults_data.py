@@ -1,6 +1,7 @@
 """Data that is wrong in ways a user won't notice (FAULTS.md): labels that are not class
 numbers, arrays of different lengths, a truncated IDX set, and how the data is split."""
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -124,6 +125,9 @@ def test_val_size_on_a_dataset_and_the_line_that_says_how_the_data_was_split(tmp
     assert "10000 training images, 0 validation" in capsys.readouterr().err
     assert main(argv[:-1] + [str(tmp_path / "c")]) == 0
     assert "9000 training images, 1000 validation" in capsys.readouterr().err  # the default: a tenth
+    assert main(argv[:-1] + [str(tmp_path / "d"), "--epochs", "1", "--train-size", "100", "--batch-size", "50", "--quiet"]) == 0
+    first = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[0])
+    assert first["data"].startswith("data fashion-mnist-mini: 100 training images (the first 100 of 9000")
 
 
 def test_val_size_on_a_user_file(tmp_path, capsys):

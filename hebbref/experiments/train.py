@@ -339,6 +339,8 @@ def train(config, resume=False, splits=None, stream=None):
         record.update(evaluate(net, xs, config))
         record["seconds"] = time.perf_counter() - start
         record["train_seconds"] = train_seconds
+        if epoch == 1 and splits.description:
+            record["data"] = splits.description  # how the data was split, in log.jsonl's first line
         progress.close(_epoch_summary(record))
         loop.epoch = epoch
         loop.history.append(record)
