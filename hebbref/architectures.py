@@ -13,7 +13,9 @@ A description is a sequence of tokens separated by spaces:
 | ``sum[conv3:16,conv3:16]`` | sum block: a = σ(conv_a x), b = σ(conv_b a), out a + b     |
 | ``out``                  | the linear output layer, one unit per class                 |
 
-A flatten is put in front of the first dense layer by itself. The description must
+Every size (kernel, channels, window, stride, units) must be 1 or more; a network whose
+weights would not fit in memory is refused before anything is allocated
+(``hebbref.validation``). A flatten is put in front of the first dense layer by itself. The description must
 end with ``out``. ``build_network(..., untied=True)`` turns every ``conv`` into ``lc``;
 ``dropout=False`` leaves out every ``drop``.
 
@@ -40,17 +42,23 @@ _TOKENS = [
     (_CONV, lambda m, untied: _conv(m, untied)),
     (re.compile(r"ramp$"), lambda m, untied: Ramp()),
     (re.compile(r"pool(\d+)(?:s(\d+))?$"),
-     lambda m, untied: MaxPool(int(m[1]), int(m[2]) if m[2] else None)),
+     lambda m, untied: MaxPool(_size(m, 1, "window"), _size(m, 2, "stride") if m[2] else None)),
     (re.compile(r"drop(\d*\.?\d+)$"), lambda m, untied: Dropout(float(m[1]))),
-    (re.compile(r"dense(\d+)$"), lambda m, untied: Dense(int(m[1]))),
+    (re.compile(r"dense(\d+)$"), lambda m, untied: Dense(_size(m, 1, "units"))),
 ]
+
+
+def _size(match, group, what):
+    """The number in ``match[group]``, which must be 1 or more (pool0, pool3s0 and dense0 are errors)."""
+    value = int(match[group])
+    if value < 1:
+        raise ConfigError(f"the {what} in {match[0]!r} must be 1 or more, got {value}")
+    return value
 GRAMMAR = "conv<k>:<c>, lc<k>:<c>, ramp, pool<k>[s<t>], drop<p>, dense<n>, sum[<conv>,<conv>], out"
 
 
 def _conv(match, untied):
-    kind, k, c = match[1], int(match[2]), int(match[3])
-    if k < 1 or c < 1:
-        raise ConfigError(f"kernel and channels must be positive in {match[0]!r}")
+    kind, k, c = match[1], _size(match, 2, "kernel size"), _size(match, 3, "number of channels")
     return (LocallyConnected2D if (untied or kind == "lc") else Conv2D)(k, c)
 
 

@@ -49,6 +49,14 @@ def main(argv=None):
     except HebbrefError as error:
         print(f"hebbref {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system refused (disk full, permissions, a missing file): one line
+        where = f" {error.filename}" if error.filename else ""
+        print(f"hebbref {args.command}: error: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"hebbref {args.command}: error: out of memory; try a smaller --batch-size or network",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"hebbref {args.command}: interrupted", file=sys.stderr)
         return 130

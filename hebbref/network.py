@@ -16,6 +16,7 @@ from .architectures import describe_layers
 from .backends import get_backend
 from .errors import ConfigError, InputError, choose
 from .init import check_init
+from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
 from .modules import UNTIED_INITS, Dense, Flatten, Layer
 from .rules import get_rule
@@ -59,6 +60,7 @@ class Network:
                  description=None):
         get_rule(rule)
         check_init(init)
+        check_network(layers, input_shape, n_classes, seed, dtype, slope)  # hebbref.validation
         choose("untied_init", untied_init, {k: k for k in UNTIED_INITS})
         self.dtype = choose("dtype", _dtype_name(dtype), DTYPES)
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -147,6 +149,7 @@ class Network:
     # --- the three passes -----------------------------------------------------------------
     def forward(self, x, train=False):
         """Outputs o = h_L, (N, n_classes). ``train=True`` draws dropout masks and keeps caches."""
+        check_x(x)  # hebbref.validation
         x = self._check_x(x)
         for layer in self.layers:
             x = layer.forward(x, train)
@@ -167,6 +170,7 @@ class Network:
     def train_step(self, x, y, lr=0.1, loss="hinge", mu=1.0):
         """One SGD step on the batch-mean loss; returns the loss before the step."""
         loss_fn = get_loss(loss)
+        check_step(x, y, lr, mu)  # hebbref.validation
         if not (np.isfinite(lr) and lr > 0):
             raise ConfigError(f"lr must be a positive number, got {lr}")
         o = self.forward(x, train=True)
@@ -178,11 +182,13 @@ class Network:
 
     def loss(self, x, y, loss="hinge", mu=1.0):
         """The batch-mean loss at evaluation (no dropout), without any update."""
+        check_loss_args(x, y, mu)  # hebbref.validation
         o = self.forward(x, train=False)
         return get_loss(loss)(o, self._check_y(y, o.shape[0]), mu=mu)[0]
 
     def predict(self, x, batch_size=1000):
         """argmax of the outputs, (N,) int labels, computed in chunks of ``batch_size``."""
+        check_predict(x, batch_size)  # hebbref.validation
         x = self._check_x(x)
         return np.concatenate([
             self.forward(x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)
@@ -190,6 +196,7 @@ class Network:
 
     def accuracy(self, x, y, batch_size=1000):
         """Fraction of examples whose prediction equals the label."""
+        check_y(y)  # hebbref.validation
         y = self._check_y(y, len(x))
         return float((self.predict(x, batch_size) == y).mean()) if len(y) else float("nan")
 
@@ -247,6 +254,7 @@ def build_network(net, input_shape, n_classes, rule="urfb", init="random", untie
     dropout:     False leaves out every dropout layer.
     backend:     "numpy" (the reference) or a compiled backend; default $HEBBREF_BACKEND or the fastest.
     """
+    check_network_args(input_shape, n_classes, seed, slope, untied=untied, dropout=dropout)  # hebbref.validation
     if isinstance(net, (list, tuple)):
         layers, description = list(net), None
     else:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import hebbref
-from hebbref.datasets import catalog, clear_cache, load_dataset, locations
+from hebbref.datasets import catalog, clear_cache, default_val_size, load_dataset, locations
 from hebbref.datasets.idx import read_idx, read_idx_pair
 from hebbref.errors import ConfigError, DataError
 
@@ -55,13 +55,21 @@ def test_idx_splits_equal_the_files(tmp_path, gz):
     assert_split(x, y, test_images, test_labels, (1, 28, 28))
 
 
-def test_default_validation_is_the_last_5000(tmp_path):
+def test_default_validation_is_the_last_5000_or_a_tenth_whichever_is_smaller(tmp_path):
+    assert default_val_size("fashion-mnist", 60000) == 5000  # the paper's split (SPEC §6)
+    assert default_val_size("cifar10", 50000) == 5000
+    assert default_val_size("fashion-mnist-mini", 10000) == 1000
+    assert default_val_size("mnist", 8334) == 833  # not 5,000 (60 % of the set)
     written = write_idx_dataset(tmp_path / "fashion-mnist", n_train=5003, n_test=2)
     images, labels = written["train"]
     x, y = load_dataset("fashion-mnist", "train", data_dir=tmp_path)
-    assert_split(x, y, images[:3], labels[:3], (1, 28, 28))
+    assert_split(x, y, images[:4503], labels[:4503], (1, 28, 28))
     x, y = load_dataset("fashion-mnist", "val", data_dir=tmp_path)
-    assert_split(x, y, images[3:], labels[3:], (1, 28, 28))
+    assert_split(x, y, images[4503:], labels[4503:], (1, 28, 28))
+    x, y = load_dataset("fashion-mnist", "val", data_dir=tmp_path, val_size=0)  # 0: no validation set
+    assert x.shape == (0, 1, 28, 28) and y.shape == (0,)
+    x, y = load_dataset("fashion-mnist", "train", data_dir=tmp_path, val_size=0)
+    assert_split(x, y, images, labels, (1, 28, 28))
 
 
 def test_exported_from_the_package():
@@ -294,8 +302,9 @@ def test_cifar_binary_truncated_and_bad_label(tmp_path):
 @pytest.mark.parametrize("kwargs,error,words", [
     (dict(name="imagenet"), DataError, ["unknown dataset 'imagenet'", "'mnist'", "'fashion-mnist-mini'"]),
     (dict(name="fashion-mnist-mini", split="valid"), ConfigError, ["unknown split 'valid'", "'train+val'"]),
-    (dict(name="fashion-mnist-mini", val_size=10000), ConfigError, ["val_size", "1..9999"]),
-    (dict(name="fashion-mnist-mini", val_size=0), ConfigError, ["val_size"]),
+    (dict(name="fashion-mnist-mini", val_size=10000), ConfigError, ["val_size", "0..9999"]),
+    (dict(name="fashion-mnist-mini", val_size=-1), ConfigError, ["val_size"]),
+    (dict(name="fashion-mnist-mini", val_size=1.5), ConfigError, ["val_size"]),
     (dict(name="fashion-mnist-mini", label_mode="coarse"), ConfigError, ["only for cifar100"]),
     (dict(name="cifar100", label_mode="superclass"), ConfigError, ["unknown label_mode"]),
 ])

@@ -173,9 +173,11 @@ def test_a_failing_run_is_named_and_the_others_finish(tiny_data, cluster, tmp_pa
     assert main(grid(tiny_data, out, "--scheduler", cluster.scheduler_address, epochs=3)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert f"{RUNS[0]}: FAILED: cannot resume" in "\n".join(err)
-    assert err[-1].startswith(f"hebbref compare: error: 1 of 2 runs failed, {RUNS[0]}: cannot resume"), err[-1]
-    assert "lr (checkpoint 0.5, now 0.3)" in err[-1] and "the others are finished" in err[-1]
+    assert err[-1].startswith(f"hebbref compare: error: 1 of 2 runs failed ({RUNS[0]})"), err[-1]
+    assert "results.md holds the 1 that finished" in err[-1]
     assert len((out / "runs" / RUNS[1] / LOG).read_text().splitlines()) == 3
+    results = (out / "results.md").read_text()  # the tables of the run that finished, as with the local pool
+    assert "lr (checkpoint 0.5, now 0.3)" in results
 
 
 def test_a_worker_that_joined_after_the_check_and_cannot_see_the_folder_fails_its_run(tmp_path):

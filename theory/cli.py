@@ -7,6 +7,7 @@ instances and finishes in under 2 minutes on 2 cores.
 """
 import argparse
 import sys
+from pathlib import Path
 
 from hebbref.errors import ConfigError
 
@@ -27,10 +28,28 @@ def run(args):
 
     if not args.out or not args.out.strip():
         raise ConfigError("--out must name a folder")
+    check_out_folder(args.out)
     command = "hebbref theory" + (" --quick" if args.quick else "") + f" --out {args.out}"
-    write_report(args.out, quick=args.quick, command=command,
-                 progress=lambda message: print(message, file=sys.stderr))
+    try:
+        write_report(args.out, quick=args.quick, command=command,
+                     progress=lambda message: print(message, file=sys.stderr))
+    except OSError as error:  # the disk filled up, the folder was removed, ...
+        raise ConfigError(f"cannot write the report into {args.out}: {error.strerror or error}") from None
     return 0
+
+
+def check_out_folder(out):
+    """Create the report's folder, or raise one ConfigError line saying why it cannot be (before any work)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; name a folder for the report")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to the folder {out}: {error.strerror or error}") from None
 
 
 def add_commands(subparsers):

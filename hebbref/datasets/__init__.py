@@ -12,8 +12,9 @@ Splits (SPEC §6: the last 5,000 training images were the validation set):
     train+val  the whole official training set
     test       the official test set
 
-``val_size`` defaults to 5,000, and to a tenth of the training set for
-``fashion-mnist-mini`` (1,000 images, 100 per class). Pixels are divided by 255.
+``val_size`` defaults to 5,000 (the paper's) or a tenth of the training set, whichever is
+smaller: 5,000 for the full sets, 1,000 for ``fashion-mnist-mini``, 833 for an 8,334-image
+set. ``val_size=0`` keeps every training image for training. Pixels are divided by 255.
 
 Files are looked up as ``hebbref.datasets.locations`` describes; the accepted file
 layouts are listed in ``hebbref.datasets.catalog``; ``hebbref data fetch NAME``
@@ -72,7 +73,8 @@ def clear_cache():
 
 
 def default_val_size(name, n_train):
-    return n_train // 10 if name == "fashion-mnist-mini" else DEFAULT_VAL_SIZE
+    """5,000 (SPEC §6) or a tenth of the ``n_train`` training images, whichever is smaller."""
+    return min(DEFAULT_VAL_SIZE, n_train // 10)
 
 
 def load_dataset(name, split, data_dir=None, val_size=None, label_mode="fine"):
@@ -81,8 +83,8 @@ def load_dataset(name, split, data_dir=None, val_size=None, label_mode="fine"):
     name        'mnist', 'fashion-mnist', 'cifar10', 'cifar100' or 'fashion-mnist-mini'
     split       'train', 'val', 'train+val' or 'test'
     data_dir    the data folder (else $HEBBREF_DATA, else the user cache folder)
-    val_size    images held out from the end of the training set (default 5,000;
-                a tenth for fashion-mnist-mini)
+    val_size    images held out from the end of the training set (default: 5,000 or a
+                tenth of the set, whichever is smaller; 0: none)
     label_mode  'fine' (default) or 'coarse' (the 20 superclasses of cifar100)
 
     A missing, truncated or corrupt file raises a DataError (a ValueError) that says
@@ -95,8 +97,8 @@ def load_dataset(name, split, data_dir=None, val_size=None, label_mode="fine"):
     if split in ("train", "val"):
         n_train = len(images)
         n_val = default_val_size(name, n_train) if val_size is None else val_size
-        if not isinstance(n_val, (int, np.integer)) or isinstance(n_val, bool) or not 0 < n_val < n_train:
-            raise ConfigError(f"val_size must be an integer in 1..{n_train - 1} for {name}, got {n_val!r}")
+        if not isinstance(n_val, (int, np.integer)) or isinstance(n_val, bool) or not 0 <= n_val < n_train:
+            raise ConfigError(f"val_size must be an integer in 0..{n_train - 1} for {name}, got {n_val!r}")
         cut = n_train - n_val
         images, labels = (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
     x = np.divide(images, np.float32(255), dtype=np.float32)  # (N, C, H, W) in [0, 1], one pass

@@ -12,17 +12,23 @@ from ..errors import DataError
 from . import DATASETS, load_arrays
 from .catalog import IDX_NAMES, idx_files, locate
 from .fetch import DOWNLOADS, fetch
-from .idx import read_idx_header
+from .idx import check_idx_length
 from .locations import data_folder
 
 
 def count_images(name, data_dir):
     """(train count, test count, where) for a dataset that is present; raises DataError otherwise."""
     path, reader = locate(name, data_dir)
-    if DATASETS[name].layouts and DATASETS[name].layouts[0][0] == "IDX":  # headers only: no decoding
+    if DATASETS[name].layouts and DATASETS[name].layouts[0][0] == "IDX":  # lengths checked, nothing decoded
         found, _ = idx_files(path)
-        train, test = (read_idx_header(found[IDX_NAMES[split][0]])[0] for split in ("train", "test"))
-        return train, test, path
+        counts = {}
+        for split, (images_name, labels_name) in IDX_NAMES.items():
+            images, labels = check_idx_length(found[images_name])[0], check_idx_length(found[labels_name])[0]
+            if images != labels:
+                raise DataError(f"{found[images_name]} holds {images} images but {found[labels_name]} "
+                                f"holds {labels} labels")
+            counts[split] = images
+        return counts["train"], counts["test"], path
     _, splits = load_arrays(name, data_dir)
     return len(splits["train"][0]), len(splits["test"][0]), path
 

@@ -72,7 +72,35 @@ def read_idx_header(path):
             dims = stream.read(4 * head[3])
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"cannot read {path}: {error or type(error).__name__}") from None
+    if len(dims) != 4 * head[3]:
+        raise DataError(f"{path} is truncated: its header ends after {4 + len(dims)} bytes")
     return tuple(int(n) for n in np.frombuffer(dims, dtype=">u4"))
+
+
+def check_idx_length(path):
+    """The dimensions an IDX file's header declares, after checking the file holds exactly that many bytes.
+
+    Reads the file once without keeping it (a gzipped one is decompressed in chunks), so
+    ``hebbref data list`` sees a truncated file without decoding every image.
+    """
+    path = Path(path)
+    shape = read_idx_header(path)
+    expected = 4 + 4 * len(shape) + int(np.prod(shape, dtype=np.int64))
+    if path.name.endswith(".gz"):
+        length = 0
+        try:
+            with gzip.open(path, "rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    length += len(chunk)
+        except (OSError, EOFError, zlib.error) as error:
+            reason = "truncated gzip stream" if isinstance(error, EOFError) else str(error) or type(error).__name__
+            raise DataError(f"cannot read {path}: {reason}") from None
+    else:
+        length = path.stat().st_size
+    if length != expected:
+        what = "truncated" if length < expected else "too long"
+        raise DataError(f"{path} is {what}: {length} bytes, its header {shape} says {expected}")
+    return shape
 
 
 def read_idx_pair(images_path, labels_path, n_classes):

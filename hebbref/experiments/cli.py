@@ -61,6 +61,10 @@ def add_run_arguments(parser, grid=False):
     parser.add_argument("--data-dir", default=None, help="where the dataset files are (default: the library's)")
     parser.add_argument("--train-size", type=positive, default=None,
                         help="train on the first N training images only (default: all)")
+    parser.add_argument("--val-size", type=count, default=None,
+                        help="images held out from the end of the training set for validation (0: none; "
+                             "default 5,000 or a tenth of the set, whichever is smaller; an .npz file's own "
+                             "x_val when it has one)")
     parser.add_argument("--epochs", type=count, default=DEFAULTS.epochs, help=f"default {DEFAULTS.epochs}")
     parser.add_argument("--batch-size", type=positive, default=DEFAULTS.batch_size,
                         help=f"default {DEFAULTS.batch_size} (SPEC §6)")
@@ -85,7 +89,7 @@ def default_out(args):
 def config_from_args(args):
     return TrainConfig(
         net=args.net, rule=args.rule, init=args.init, loss=args.loss, mu=args.mu, untied=args.untied,
-        data=args.data, data_dir=args.data_dir, train_size=args.train_size, epochs=args.epochs,
+        data=args.data, data_dir=args.data_dir, train_size=args.train_size, val_size=args.val_size, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, dtype=args.dtype, dropout=args.dropout,
         probe_size=args.probe_size, train_eval_size=args.train_eval_size, backend=args.backend, out=args.out or default_out(args),
         quiet=args.quiet,

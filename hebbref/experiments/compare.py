@@ -30,12 +30,14 @@ import signal
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 from .train import LOG, prepare_out, train
+from .rundir import RunsFailed, failure_text, lock_folder  # a failed run, and one comparison per folder
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
 GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
@@ -114,28 +116,63 @@ def _train_one(config):
     return config.out, history[-1]["test_accuracy"] if history else None
 
 
-def run_grid(configs, jobs=1, stream=None, scheduler=None):
+def _train_one_safely(config):
+    """Worker of a parallel comparison: (out, test accuracy, None), or (out, None, why it failed)."""
+    try:
+        out, accuracy = _train_one(config)
+    except Exception as error:  # one failed run must not stop the grid
+        return config.out, None, failure_text(error)
+    return out, accuracy, None
+
+
+def run_grid(configs, jobs=1, stream=None, scheduler=None, keep_going=False):
     """Train every configuration: one after another (``jobs=1``), or in ``jobs`` processes.
 
     With ``scheduler`` ('tcp://HOST:PORT' or 'local:N'), as Dask tasks instead (hebbref.experiments.distributed).
+
+    ``keep_going=True`` (what ``compare`` passes): a run that fails (diverges, runs out of
+    memory, finds its folder in use) does not stop the others. Returns ``[(config, why it
+    failed)]``, empty when every run finished; without ``keep_going`` the first failure is raised.
     """
     stream = stream or sys.stderr
     if scheduler is not None:
         from .distributed import run_grid_distributed  # imports Dask only when asked to
 
-        return run_grid_distributed(configs, scheduler, stream)
+        return run_grid_distributed(configs, scheduler, stream, keep_going=keep_going)
     total = len(configs)
+    failures = []
     if jobs <= 1:
         for i, config in enumerate(configs, start=1):
             stream.write(f"[{i}/{total}] {run_name(config)}\n")
-            train(config, resume=True)
-        return
+            try:
+                train(config, resume=True)
+            except Exception as error:  # one failed run must not stop the grid
+                if not keep_going:
+                    raise
+                failures.append((config, failure_text(error)))
+                stream.write(f"[{i}/{total}] {run_name(config)} failed: {failures[-1][1]}\n")
+        return failures
     context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (numba threads)
+    by_out = {config.out: config for config in configs}
+    done = 0
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_end_with_parent,
                              initargs=(os.getpid(),)) as pool:
-        for i, (out, accuracy) in enumerate(pool.map(_train_one, configs), start=1):
-            shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test set"
-            stream.write(f"[{i}/{total}] {Path(out).name}: {shown}\n")
+        try:
+            for out, accuracy, error in pool.map(_train_one_safely, configs):
+                done += 1
+                if error is not None:
+                    if not keep_going:
+                        raise RunsFailed(f"{Path(out).name} failed: {error}")
+                    failures.append((by_out[out], error))
+                    stream.write(f"[{done}/{total}] {Path(out).name} failed: {error}\n")
+                    continue
+                shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test set"
+                stream.write(f"[{done}/{total}] {Path(out).name}: {shown}\n")
+        except BrokenProcessPool:  # a worker was killed (out of memory, a signal): the rest cannot run here
+            why = "a worker process died (killed, or out of memory); run the comparison again to resume it"
+            failures += [(config, why) for config in configs[done:]]
+            stream.write(f"{why}: {total - done} run(s) not finished\n")
+    return failures
 
 
 # --- collecting and summarising -------------------------------------------------------------
@@ -217,14 +254,36 @@ def results_table(runs):
     return "\n".join(lines)
 
 
+TIE = 1e-9  # mean accuracies closer than this are equal (they differ only by rounding)
+
+
+def rank_tiers(means):
+    """{rule: mean} -> the rules best first, rules with equal means joined as one entry 'bp = urfb'.
+
+    A rule whose mean is NaN (no finite accuracy) is left out.
+    """
+    order = sorted((rule for rule in means if np.isfinite(means[rule])), key=lambda rule: -means[rule])
+    tiers = []
+    for rule in order:
+        if tiers and abs(means[tiers[-1][0]] - means[rule]) <= TIE:
+            tiers[-1].append(rule)
+        else:
+            tiers.append([rule])
+    position = {rule: i for i, rule in enumerate(means)}  # within a tie: the grid's order
+    return [" = ".join(sorted(tier, key=position.get)) for tier in tiers]
+
+
 def ranking_by_epoch(by_rule):
-    """[(epoch, [rules, best first])] by mean test accuracy over seeds, on the epochs every seed reached."""
+    """[(epoch, [rules, best first])] by mean test accuracy over seeds, on the epochs every seed reached.
+
+    Rules with equal means are one entry, ``"bp = urfb"``: a tie is not an order.
+    """
     curves = {rule: _by_epoch(histories, lambda r: r.get("test_accuracy") or np.nan)[1]
               for rule, histories in by_rule.items() if histories}
     if len(curves) < 2:
         return []
     n = min(len(mean) for mean in curves.values())
-    return [(epoch + 1, sorted(curves, key=lambda rule: -curves[rule][epoch])) for epoch in range(n)]
+    return [(epoch + 1, rank_tiers({rule: curves[rule][epoch] for rule in curves})) for epoch in range(n)]
 
 
 def ranking_table(runs):
@@ -242,6 +301,37 @@ def ranking_table(runs):
         setting = _panel_title(key).replace("\n", ", ")
         lines.append(f"| {setting} | {' > '.join(last)} | {since} | {last_epoch} |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def failures_section(runs, failures):
+    """The markdown list of the runs that failed: name, epochs they reached, why."""
+    reached = {config.out: len(history) for config, history in runs}
+    lines = ["## Runs that failed (left out of the tables above)", ""]
+    for config, why in failures:
+        lines.append(f"- `{run_name(config)}` after {reached.get(config.out, 0)} epoch(s): {why}")
+    return "\n".join(lines)
+
+
+def summarise_finished_runs(out, configs, failures, title="hebbref compare", *args):
+    """``summarise`` on the runs that finished; the runs that failed listed at the end of results.md.
+
+    A failed run's partial log stays in its folder but is left out of the tables, the csv
+    and the plots, which compare runs that finished.
+    """
+    failed = {config.out for config, _ in failures}
+    finished = [config for config in configs if config.out not in failed]
+    text = summarise(out, finished, title, *args) if finished else f"# {title}\n\nNo run finished.\n"
+    if failures:
+        text += "\n" + failures_section(collect(configs), failures) + "\n"
+        (Path(out) / "results.md").write_text(text)
+    return text
+
+
+def raise_for_failures(out, configs, failures):
+    """One line: how many runs failed, which, and where the tables of the others are."""
+    names = ", ".join(run_name(config) for config, _ in failures[:3]) + (", ..." if len(failures) > 3 else "")
+    raise RunsFailed(f"{len(failures)} of {len(configs)} runs failed ({names}); {out}/results.md holds the "
+                     f"{len(configs) - len(failures)} that finished and lists each failure with its reason")
 
 
 def depth_table(runs, depths, nets):
@@ -397,6 +487,13 @@ def compare(base, out, nets, rules, untied=(False,), losses=("hinge",), inits=("
     """Build the grid, train every run (or resume it), summarise; return the results.md text."""
     out = prepare_out(out)
     configs = grid_configs(base, out, nets, rules, untied, losses, inits, seeds)
-    run_grid(configs, jobs, scheduler=scheduler)
-    return summarise(out, configs, title, command, depths, nets if depths is not None else None)
-
+    lock = lock_folder(out)  # one comparison per folder at a time
+    try:
+        failures = run_grid(configs, jobs, scheduler=scheduler, keep_going=True) or []
+        text = summarise_finished_runs(out, configs, failures, title, command, depths,
+                                       nets if depths is not None else None)
+    finally:
+        lock.close()
+    if failures:
+        raise_for_failures(out, configs, failures)
+    return text

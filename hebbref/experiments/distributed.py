@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, HebbrefError
 from .compare import read_history, run_name, summarise
+from .rundir import RunsFailed
 from .train import TrainConfig
 
 INSTALL = "pip install 'hebbref[distributed]'"
@@ -59,10 +60,6 @@ TOKEN_PREFIX = ".hebbref-shared-storage-"
 
 class SharedStorageError(ConfigError):
     """Some workers cannot read or write the folder the client put the runs in."""
-
-
-class RunsFailed(HebbrefError):
-    """Runs of a distributed grid ended in an error; the others finished."""
 
 
 # --- the scheduler ------------------------------------------------------------------------------
@@ -250,10 +247,11 @@ def executing(dask_worker):
     return len(dask_worker.state.executing)
 
 
-def run_grid_distributed(configs, scheduler, stream=None, retries=RETRIES, poll=1.0):
+def run_grid_distributed(configs, scheduler, stream=None, retries=RETRIES, poll=1.0, keep_going=False):
     """Train every configuration as one task on the Dask cluster ``scheduler``; progress on ``stream``.
 
-    Raises RunsFailed (after every other run has finished) when some runs failed.
+    As ``compare.run_grid``: with ``keep_going`` returns ``[(config, why it failed)]`` (empty when
+    every run finished); without it raises RunsFailed, after every other run has finished.
     """
     stream = stream or sys.stderr
     cwd = os.getcwd()
@@ -279,6 +277,9 @@ def run_grid_distributed(configs, scheduler, stream=None, retries=RETRIES, poll=
         finally:
             for path, _ in tokens:
                 path.unlink(missing_ok=True)
+    if keep_going:
+        by_out = {task.out: config for task, config in zip(tasks, configs)}
+        return [(by_out[out], message) for out, message in failures]
     if failures:
         out, message = failures[0]
         more = f" (and {len(failures) - 1} more, named above)" if len(failures) > 1 else ""

@@ -15,9 +15,10 @@ weights of an uninterrupted run.
 """
 import dataclasses
 import json
-import os
 import sys
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,22 +26,19 @@ import numpy as np
 
 from ..architectures import describe_layers
 from ..backends import get_backend
-from ..errors import ConfigError, HebbrefError, InputError
+from ..errors import ConfigError, InputError
 from ..init import check_init
 from ..losses import get_loss
 from ..network import DTYPES, build_network
 from ..rules import get_rule
 from .data import load_splits
 from .probes import probe
+from .rundir import TrainingDiverged, check_healthy, locked_run, reference_batch, weights_loss, write_atomically
 
 CHECKPOINT = "checkpoint.npz"
 LOG = "log.jsonl"
 # fields that may differ when resuming: they change how long or how fast, not what is computed
 RESUMABLE_CHANGES = ("epochs", "backend", "out", "quiet")
-
-
-class TrainingDiverged(HebbrefError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -56,6 +54,7 @@ class TrainConfig:
     data: str = "fashion-mnist"
     data_dir: str | None = None
     train_size: int | None = None  # the first N training images only (None: all)
+    val_size: int | None = None  # images held out for validation (None: the data's default; 0: none)
     epochs: int = 10
     batch_size: int = 500
     lr: float = 0.1
@@ -81,8 +80,12 @@ class TrainConfig:
         for name in ("epochs", "probe_size", "train_eval_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if not str(self.out).strip():
+            raise ConfigError("--out must name a folder")
         if self.batch_size < 1:
             raise ConfigError(f"batch-size must be at least 1, got {self.batch_size}")
+        if self.val_size is not None and not (isinstance(self.val_size, int) and self.val_size >= 0):
+            raise ConfigError(f"val-size must be a whole number, 0 or more, got {self.val_size!r}")
         if self.train_size is not None and self.train_size < 1:
             raise ConfigError(f"train-size must be at least 1, got {self.train_size}")
         if not (np.isfinite(self.lr) and self.lr > 0):
@@ -132,18 +135,13 @@ def shuffle_generator(seed):
 
 # --- checkpoints ------------------------------------------------------------------------
 def save_checkpoint(path, net, loop, config):
-    """Write the checkpoint to ``path.tmp``, then rename it over ``path`` (atomic on POSIX)."""
+    """Write the checkpoint to a temporary file, then rename it over ``path`` (hebbref.experiments.rundir)."""
     arrays = dict(net.state())
     arrays["loop.epoch"] = np.array(loop.epoch, dtype=np.int64)
     arrays["loop.shuffle_rng"] = np.array(json.dumps(loop.shuffle_rng.bit_generator.state))
     arrays["loop.history"] = np.array(json.dumps(loop.history))
     arrays["config"] = np.array(config.to_json())
-    tmp = Path(f"{path}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def read_checkpoint(path):
@@ -151,17 +149,26 @@ def read_checkpoint(path):
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
+        missing = [k for k in ("config", "loop.epoch", "loop.shuffle_rng", "loop.history") if k not in arrays]
+        if missing:
+            raise KeyError(f"it lacks {', '.join(missing)}")
         return TrainConfig.from_json(str(arrays["config"])), arrays
-    except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"cannot read checkpoint {path}: {error}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        reason = str(error).strip("'\"") or type(error).__name__
+        raise InputError(f"cannot read checkpoint {path} ({type(error).__name__}: {reason}): it is truncated "
+                         "or not a hebbref checkpoint; move it away (or delete it) to start the run afresh") from None
 
 
 def restore(net, config, arrays):
     """Put a checkpoint's weights into ``net`` and return its LoopState."""
     net.load_state(arrays)
     rng = shuffle_generator(config.seed)
-    rng.bit_generator.state = json.loads(str(arrays["loop.shuffle_rng"]))
-    return LoopState(int(arrays["loop.epoch"]), rng, json.loads(str(arrays["loop.history"])))
+    try:
+        rng.bit_generator.state = json.loads(str(arrays["loop.shuffle_rng"]))
+        return LoopState(int(arrays["loop.epoch"]), rng, json.loads(str(arrays["loop.history"])))
+    except (ValueError, TypeError, KeyError) as error:
+        raise InputError(f"cannot resume from {config.out}/{CHECKPOINT}: its loop state is damaged ({error}); "
+                         "move it away (or delete it) to start the run afresh") from None
 
 
 # --- the output folder --------------------------------------------------------------------
@@ -180,9 +187,8 @@ def prepare_out(out):
 
 def write_log(path, history):
     """Rewrite DIR/log.jsonl from the history (atomically), one JSON object per epoch."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("".join(json.dumps(_strict_json(record)) + "\n" for record in history))
-    os.replace(tmp, path)
+    text = "".join(json.dumps(_strict_json(record)) + "\n" for record in history)
+    write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def _strict_json(value):
@@ -249,8 +255,7 @@ def run_epoch(net, x, y, order, config, epoch, progress):
             if not config.quiet:
                 progress.stream.write("\n")
             raise TrainingDiverged(
-                f"the loss became {value} at epoch {epoch}, step {step}; stopped, the last good "
-                f"checkpoint (epoch {epoch - 1}) is kept in {config.out}"
+                f"training diverged: the loss became {value} at epoch {epoch}, step {step}; try a smaller --lr"
             )
         losses.append(value)
         progress.step(value, len(idx))
@@ -271,6 +276,7 @@ def evaluate(net, splits, config):
     return record
 
 
+@locked_run  # one run per folder at a time; stale temporary files removed
 def train(config, resume=False, splits=None, stream=None):
     """Train as ``config`` says; returns (history, network).
 
@@ -297,7 +303,9 @@ def train(config, resume=False, splits=None, stream=None):
             )
         saved = arrays
     if splits is None:
-        splits = load_splits(config.data, config.data_dir, config.train_size)
+        splits = load_splits(config.data, config.data_dir, config.train_size, config.val_size)
+    if splits.description and not config.quiet:
+        stream.write(splits.description + "\n")  # how the data was split
     n = len(splits.x_train)
     if config.batch_size > n:
         raise ConfigError(f"batch-size {config.batch_size} is larger than the {n} training images")
@@ -306,6 +314,8 @@ def train(config, resume=False, splits=None, stream=None):
         untied=config.untied, seed=config.seed, dtype=config.dtype, dropout=config.dropout,
         backend=config.backend,
     )
+    check_batch = reference_batch(splits.x_train, splits.y_train)
+    start_loss = weights_loss(net, check_batch, config.loss, config.mu)  # of the initial weights
     if saved is not None:
         loop = restore(net, config, saved)
         if not config.quiet:
@@ -329,9 +339,12 @@ def train(config, resume=False, splits=None, stream=None):
         record.update(evaluate(net, xs, config))
         record["seconds"] = time.perf_counter() - start
         record["train_seconds"] = train_seconds
+        if epoch == 1 and splits.description:
+            record["data"] = splits.description  # how the data was split, in log.jsonl's first line
         progress.close(_epoch_summary(record))
         loop.epoch = epoch
         loop.history.append(record)
+        check_healthy(net, check_batch, start_loss, config, epoch)  # else no checkpoint (hebbref.experiments.rundir)
         save_checkpoint(checkpoint, net, loop, config)  # first the checkpoint, then the log
         write_log(log, loop.history)
     if not config.quiet:
