@@ -216,11 +216,13 @@ def angle_degrees(a, b):
 print(f"angle between R2ᵀδ2 and W2ᵀδ2 at the start: {angle_degrees(e1_feedback, e1_backprop):.1f}°")
 
 # %% [markdown]
-# A random R sends an error unrelated to back-prop's: its angle to $W^\top\delta$ is
-# anything, about 90° on average in a wide layer. Tutorial 2 shows that learning with a
-# *fixed* random R still works because W comes to align with R; tutorial 3 shows that
-# giving R the very same Hebbian increment as W (the paper's `urfb`) makes the
-# alignment much faster.
+# A random R sends an error unrelated to back-prop's: R is drawn independently of W
+# from a distribution symmetric about 0, so R and −R are equally likely and the cosine
+# between $R^\top\delta$ and $W^\top\delta$ averages 0 over the draws of R (the angle
+# printed above is one draw). Tutorial 2 shows that learning with a *fixed* random R
+# still works because W comes to align with R; tutorial 3 gives R the very same
+# Hebbian increment as W (the paper's `urfb`) and measures how much closer to
+# back-prop's the error sent down gets.
 #
 # The figure: the error each hidden unit receives for example 0, through W2 (back-prop)
 # and through R2 (the feedback synapses).

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import hebbref
+from hebbref.palette import rule_colour, rule_linestyle
 from hebbref.rules import RULES, feedback_matrix, feedback_update
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -52,6 +53,8 @@ assert feedback_matrix(W, R, "frfb") is R and feedback_matrix(W, R, "bp") is W
 N_TRAIN, N_TEST, EPOCHS = (4000, 1000, 5) if FAST else (9000, 2000, 20)
 x_train, y_train = hebbref.load_dataset("fashion-mnist-mini", "train")  # (9000, 1, 28, 28), (9000,)
 x_test, y_test = hebbref.load_dataset("fashion-mnist-mini", "test")  # (2000, 1, 28, 28), (2000,)
+assert x_train.shape == (9000, 1, 28, 28) and x_test.shape == (2000, 1, 28, 28)  # as stated above
+assert 0 <= x_train.min() and x_train.max() <= 1 and np.array_equal(np.unique(y_train), np.arange(10))
 x_train, y_train, x_test, y_test = x_train[:N_TRAIN], y_train[:N_TRAIN], x_test[:N_TEST], y_test[:N_TEST]
 print(x_train.shape, x_test.shape, np.bincount(y_train))
 
@@ -110,19 +113,22 @@ print(f"frfb: angle between R and W as vectors: {weight_angles[0]:.1f}° -> {wei
 # %%
 print(f"mean angle, first 20 steps {angles[:20].mean():.1f}°, last 20 steps {angles[-20:].mean():.1f}°")
 assert angles[-20:].mean() < angles[:20].mean() - 10.0
+assert angles[:20].mean() > 75.0  # near 90° at the start
 top = net_frfb.parameters()[-1]
 np.testing.assert_array_equal(top.R, R_start)
 np.testing.assert_allclose(top.send_down(top.R), top.delta @ top.R, rtol=1e-12)  # Rᵀδ, by hand
 np.testing.assert_allclose(top.send_down(top.W), top.delta @ top.W, rtol=1e-12)  # Wᵀδ, by hand
 
 # %% [markdown]
-# ## Why W aligns with R
+# ## Why W aligns with R (a heuristic sketch, not a proof)
 #
 # Under `frfb` the hidden layer changes by $-\eta\,(R^\top\delta \odot \sigma')\,x_0^\top$, so the
 # hidden activity $x_1$ moves along $-R^\top\delta$. The top layer's increment
 # $\delta\, x_1^\top$ then picks up terms of the form $-\eta\,\delta\,\delta^\top R$: W
 # accumulates a component along R, and $W^\top\delta$ turns toward $R^\top\delta$. The
 # network learns to make its own forward weights useful for the feedback it is given.
+# Lillicrap et al. (2016) named this *feedback alignment* and analysed it for linear
+# networks; here it is only measured.
 #
 # ## Accuracy: frfb against back-prop
 #
@@ -133,19 +139,21 @@ net_bp, _, angles_bp, _, accuracy_bp = train("bp")
 np.testing.assert_allclose(angles_bp, 0.0, atol=1e-5)  # bp sends Wᵀδ itself: zero up to rounding
 print("test accuracy per epoch, bp:  ", np.round(accuracy_bp, 3))
 print("test accuracy per epoch, frfb:", np.round(accuracy_frfb, 3))
+print(f"last epoch: bp {accuracy_bp[-1]:.3f}, frfb {accuracy_frfb[-1]:.3f}, gap {accuracy_bp[-1] - accuracy_frfb[-1]:+.3f}")
+assert abs(accuracy_bp[-1] - accuracy_frfb[-1]) < 0.05  # within 5 points of accuracy
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-left.plot(angles, lw=0.8, label="$\\angle(R^T\\delta, W^T\\delta)$, the error sent down")
-left.plot(weight_angles, lw=1.5, label="$\\angle(R, W)$, the top layer's matrices")
+left.plot(angles, lw=0.8, color=rule_colour("frfb"), label="$\\angle(R^T\\delta, W^T\\delta)$, the error sent down")
+left.plot(weight_angles, lw=1.5, color="k", label="$\\angle(R, W)$, the top layer's matrices")
 left.axhline(90, color="grey", ls=":", lw=0.8)
 left.set_xlabel("SGD step")
 left.set_ylabel("angle (degrees)")
 left.set_title("frfb: the feedback aligns")
 left.legend(fontsize=8)
 epochs = np.arange(EPOCHS + 1)
-right.plot(epochs, accuracy_bp, "o-", label="bp")
-right.plot(epochs, accuracy_frfb, "s-", label="frfb")
+right.plot(epochs, accuracy_bp, marker="o", color=rule_colour("bp"), ls=rule_linestyle("bp"), label="bp")
+right.plot(epochs, accuracy_frfb, marker="s", color=rule_colour("frfb"), ls=rule_linestyle("frfb"), label="frfb")
 right.set_xlabel("epoch")
 right.set_ylabel("test accuracy")
 right.set_title(f"{N_TRAIN} training images")
@@ -155,8 +163,9 @@ fig.savefig(FIGURES / "02_alignment.png", dpi=100)
 print("saved", FIGURES / "02_alignment.png")
 
 # %% [markdown]
-# The angle starts near 90° (R and W are independent) and falls well below it within
-# the first epochs: the error that `frfb` sends down points, on average, in a descent
-# direction. In a network with one hidden layer this is enough to learn nearly as well
-# as back-prop. Tutorial 6 shows what happens further down a deep network, where every
-# layer must align with the R above it; tutorial 3 shows the paper's remedy.
+# The angle starts near 90° (R and W are independent; printed above) and falls by more
+# than 10° (checked): the error that `frfb` sends down comes to make an acute angle with
+# back-prop's. In this network with one hidden layer, `frfb` ended within 5 points of
+# back-prop's test accuracy (checked above). Tutorial 6 shows what happens further down
+# a deep network, where every layer must align with the R above it; tutorial 3 shows
+# the paper's remedy.

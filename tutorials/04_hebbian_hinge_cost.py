@@ -26,6 +26,7 @@ import numpy as np
 import hebbref
 from hebbref.layers import dense_weight_increment
 from hebbref.losses import hinge_loss, softmax_cross_entropy
+from hebbref.palette import rule_colour
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 FIGURES = Path(os.environ.get("HEBBREF_FIGURES", HERE / "figures"))
@@ -146,9 +147,21 @@ fig.savefig(FIGURES / "04_locality.png", dpi=100)
 print("saved", FIGURES / "04_locality.png")
 
 # %% [markdown]
-# In the hinge matrix only the diagonal is lit: each unit's error reacts to its own
-# output only (and only when it crosses its margin). The softmax matrix is full.
-#
+# In the hinge matrix nothing off the diagonal is lit: each unit's error reacts to its
+# own output only. Most of the diagonal is dark too: a unit's error is a step function
+# of its own output, so moving $o_c$ by +1.5 changes $e_c$ only if the move crosses
+# that unit's margin ($o_y$ crossing +1 for the label, $o_c$ crossing −1 for another
+# class). The softmax matrix is full. Counted:
+
+# %%
+lit = np.flatnonzero(np.diag(hinge_change))
+crossed = [c for c in range(C) if (o[0, c] < 1 <= o[0, c] + 1.5 if c == y[0] else o[0, c] <= -1 < o[0, c] + 1.5)]
+print(f"hinge: {len(lit)} of {C} diagonal cells lit, units {lit.tolist()}; units whose move crossed the margin: {crossed}")
+assert lit.tolist() == crossed and len(lit) < C / 2  # most of the diagonal is dark
+print(f"softmax: {np.count_nonzero(softmax_change)} of {C * C} cells lit")
+assert np.count_nonzero(softmax_change) == C * C
+
+# %% [markdown]
 # ## The two costs compared in training
 #
 # The same network and seed trained by `urfb` and by `bp`, once with each cost
@@ -162,6 +175,8 @@ print("saved", FIGURES / "04_locality.png")
 N_TRAIN, N_TEST, EPOCHS = (4000, 1000, 4) if FAST else (9000, 2000, 20)
 x_train, y_train = hebbref.load_dataset("fashion-mnist-mini", "train")  # (9000, 1, 28, 28), (9000,)
 x_test, y_test = hebbref.load_dataset("fashion-mnist-mini", "test")  # (2000, 1, 28, 28), (2000,)
+assert x_train.shape == (9000, 1, 28, 28) and x_test.shape == (2000, 1, 28, 28)  # as stated above
+assert 0 <= x_train.min() and x_train.max() <= 1 and np.array_equal(np.unique(y_train), np.arange(10))
 x_train, y_train, x_test, y_test = x_train[:N_TRAIN], y_train[:N_TRAIN], x_test[:N_TEST], y_test[:N_TEST]
 NET, BATCH, ETA = "dense100 ramp out", 50, 0.1
 
@@ -186,8 +201,8 @@ assert all(accuracy[-1] > 0.5 for accuracy in runs.values())  # every combinatio
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for (rule, loss), accuracy in runs.items():
-    ax.plot(accuracy, "o-" if loss == "hinge" else "s--", color="C0" if rule == "urfb" else "C1",
-            label=f"{rule}, {loss}")
+    ax.plot(accuracy, marker="o" if loss == "hinge" else "s", ls="-" if loss == "hinge" else "--",
+            color=rule_colour(rule), label=f"{rule}, {loss}")  # colour: the rule; line: the cost
 ax.set_xlabel("epoch")
 ax.set_ylabel("test accuracy")
 ax.set_title(f"{NET}, {N_TRAIN} training images")
