@@ -20,6 +20,10 @@ TUTORIALS = ROOT / "tutorials"
 SCRIPTS = sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
 TIME_LIMIT_S = 60  # each tutorial, in FAST mode (the issue's limit)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The linear-theory tutorial was number 07 before the tutorials were put in story order; its
+# content belongs to the theory branch (issue #11), whose figures are still named 07_*.png.
+# Delete this entry once that tutorial names its figures 06_*.png.
+OLD_FIGURE_PREFIX = {"06_linear_theory": "07"}
 
 
 def test_the_tutorials_are_there():
@@ -46,8 +50,8 @@ def test_tutorial_runs_and_saves_its_figures(script, tmp_path):
     env = dict(os.environ, HEBBREF_FAST="1", MPLBACKEND="Agg", HEBBREF_FIGURES=str(figures),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                # the tutorials' arrays are small: extra BLAS or Numba threads only spin against the
-               # other processes on a shared machine (measured: tutorial 6 took 124 s instead of 9 s
-               # with OpenBLAS's default threads; tutorial 8's step 264 ms instead of 74 ms with 2
+               # other processes on a shared machine (measured: the depth tutorial took 124 s instead of 9 s
+               # with OpenBLAS's default threads; the kernels tutorial's step 264 ms instead of 74 ms with 2
                # Numba threads on a busy 2-core machine)
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     start = time.perf_counter()
@@ -57,8 +61,9 @@ def test_tutorial_runs_and_saves_its_figures(script, tmp_path):
     output = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, f"{script.name} exited {result.returncode}:\n{output}"
     assert elapsed < TIME_LIMIT_S, f"{script.name} took {elapsed:.1f} s in FAST mode (limit {TIME_LIMIT_S} s)"
-    saved = sorted(figures.glob(f"{script.stem[:2]}_*.png"))
-    assert saved, f"{script.name} saved no figure named {script.stem[:2]}_*.png in {figures}"
+    prefix = OLD_FIGURE_PREFIX.get(script.stem, script.stem[:2])
+    saved = sorted(figures.glob(f"{prefix}_*.png"))
+    assert saved, f"{script.name} saved no figure named {prefix}_*.png in {figures}"
     for path in saved:
         assert path.read_bytes()[:8] == PNG_MAGIC, f"{path.name} is not a PNG file"
     announced = re.findall(r"^saved (.+\.png)$", result.stdout, flags=re.MULTILINE)

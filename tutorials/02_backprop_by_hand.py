@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 1. Back-propagation by hand, and the weight-transport problem
+# # 2. Back-propagation by hand, and the weight-transport problem
 #
 # This tutorial works one SGD step of a tiny network by hand, line by line, and after
 # every line checks that hebbref's function for that equation gives the same numbers.
@@ -219,8 +219,8 @@ print(f"angle between R2ᵀδ2 and W2ᵀδ2 at the start: {angle_degrees(e1_feed
 # A random R sends an error unrelated to back-prop's: R is drawn independently of W
 # from a distribution symmetric about 0, so R and −R are equally likely and the cosine
 # between $R^\top\delta$ and $W^\top\delta$ averages 0 over the draws of R (the angle
-# printed above is one draw). Tutorial 2 shows that learning with a *fixed* random R
-# still works because W comes to align with R; tutorial 3 gives R the very same
+# printed above is one draw). Tutorial 3 shows that learning with a *fixed* random R
+# still works because W comes to align with R; tutorial 4 gives R the very same
 # Hebbian increment as W (the paper's `urfb`) and measures how much closer to
 # back-prop's the error sent down gets.
 #
@@ -238,5 +238,5 @@ ax.set_ylabel("error $e_{1,j}$ (example 0)")
 ax.set_xticks(units)
 ax.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "01_error_sent_down.png", dpi=100)
-print("saved", FIGURES / "01_error_sent_down.png")
+fig.savefig(FIGURES / "02_error_sent_down.png", dpi=100)
+print("saved", FIGURES / "02_error_sent_down.png")

@@ -1,7 +1,7 @@
 # %% [markdown]
-# # 2. Fixed random feedback: the feedback signal comes to align with back-prop's
+# # 3. Fixed random feedback: the feedback signal comes to align with back-prop's
 #
-# Tutorial 1 ended with the weight-transport problem: back-propagation sends the error
+# Tutorial 2 ended with the weight-transport problem: back-propagation sends the error
 # down through $W^\top$. The simplest way out (Lillicrap et al. 2016, "feedback
 # alignment") is to send it down through a *fixed random* matrix R of the same shape
 # and never change R. In hebbref this is the rule `frfb` (SPEC §1, §3):
@@ -159,13 +159,13 @@ right.set_ylabel("test accuracy")
 right.set_title(f"{N_TRAIN} training images")
 right.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "02_alignment.png", dpi=100)
-print("saved", FIGURES / "02_alignment.png")
+fig.savefig(FIGURES / "03_alignment.png", dpi=100)
+print("saved", FIGURES / "03_alignment.png")
 
 # %% [markdown]
 # The angle starts near 90° (R and W are independent; printed above) and falls by more
 # than 10° (checked): the error that `frfb` sends down comes to make an acute angle with
 # back-prop's. In this network with one hidden layer, `frfb` ended within 5 points of
-# back-prop's test accuracy (checked above). Tutorial 6 shows what happens further down
-# a deep network, where every layer must align with the R above it; tutorial 3 shows
-# the paper's remedy.
+# back-prop's test accuracy (checked above). Tutorial 4 shows the paper's remedy, and
+# tutorial 5 what happens further down a deep network, where every layer must align
+# with the R above it.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 3. Updated random feedback: R learns with the same Hebbian increment as W
+# # 4. Updated random feedback: R learns with the same Hebbian increment as W
 #
 # The paper's method, `urfb` (SPEC §1, §3). The error still goes down through a
 # separate feedback matrix R, but R is no longer fixed: it receives **the very same
@@ -254,8 +254,8 @@ axes[2].set_xlabel("epoch")
 axes[2].set_title("test accuracy")
 axes[2].legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(FIGURES / "03_urfb.png", dpi=100)
-print("saved", FIGURES / "03_urfb.png")
+fig.savefig(FIGURES / "04_urfb.png", dpi=100)
+print("saved", FIGURES / "04_urfb.png")
 
 # %% [markdown]
 # The same Hebbian product that teaches W teaches R, so the difference R − W never
@@ -264,5 +264,5 @@ print("saved", FIGURES / "03_urfb.png")
 # against D. In this short run the cosine of W and R rose but stayed well below 1, and
 # the error each layer sent down was closer to back-prop's than under `frfb` (both
 # printed and checked above); the accuracies printed above show where each rule got to.
-# The linear-theory tutorial studies, for linear networks, how the update of R changes
+# Tutorial 6 (the linear theory) studies, for linear networks, how the update of R changes
 # the decay of the error.

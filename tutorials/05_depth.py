@@ -1,8 +1,8 @@
 # %% [markdown]
-# # 6. Depth: fixed feedback falls behind as the network deepens
+# # 5. Depth: fixed feedback falls behind as the network deepens
 #
 # In a network with one hidden layer, fixed random feedback learns nearly as well as
-# back-propagation (tutorial 2). Deeper down, the error reaching layer l has passed
+# back-propagation (tutorial 3). Deeper down, the error reaching layer l has passed
 # through every feedback matrix above it (SPEC §3):
 #
 # $$\delta_l = \big(R_{l+1}^\top \delta_{l+1}\big) \odot \sigma'(h_l)
@@ -194,8 +194,8 @@ axes[2].set_ylabel("angle to bp's increment (degrees)")
 axes[2].set_title(f"{deepest} hidden layers, over training")
 axes[2].legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(FIGURES / "06_depth.png", dpi=100)
-print("saved", FIGURES / "06_depth.png")
+fig.savefig(FIGURES / "05_depth.png", dpi=100)
+print("saved", FIGURES / "05_depth.png")
 
 # %% [markdown]
 # Under fixed feedback every hidden layer of the deepest network receives an error that

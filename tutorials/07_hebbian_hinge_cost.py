@@ -1,8 +1,8 @@
 # %% [markdown]
-# # 4. The Hebbian hinge cost: a last-layer update that is local
+# # 7. The Hebbian hinge cost: a last-layer update that is local
 #
 # With `urfb` every update inside the network is a product of two activities at the two
-# ends of a synapse (tutorial 3). One signal is left: the error at the output,
+# ends of a synapse (tutorial 4). One signal is left: the error at the output,
 # $e_L = \partial\,\mathrm{loss}/\partial o$. The usual choice, softmax cross-entropy,
 # makes the error at output unit c depend on **every** output. Amit proposes a hinge
 # cost in which each output unit's error depends only on its own output and on whether
@@ -143,8 +143,8 @@ for ax, change, name in ((axes[1], hinge_change, "hinge"), (axes[2], softmax_cha
     ax.set_title(f"{name}: |Δ e_c| when o_k moves")
     fig.colorbar(image, ax=ax, fraction=0.046)
 fig.tight_layout()
-fig.savefig(FIGURES / "04_locality.png", dpi=100)
-print("saved", FIGURES / "04_locality.png")
+fig.savefig(FIGURES / "07_locality.png", dpi=100)
+print("saved", FIGURES / "07_locality.png")
 
 # %% [markdown]
 # In the hinge matrix nothing off the diagonal is lit: each unit's error reacts to its
@@ -208,8 +208,8 @@ ax.set_ylabel("test accuracy")
 ax.set_title(f"{NET}, {N_TRAIN} training images")
 ax.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "04_hinge_vs_softmax.png", dpi=100)
-print("saved", FIGURES / "04_hinge_vs_softmax.png")
+fig.savefig(FIGURES / "07_hinge_vs_softmax.png", dpi=100)
+print("saved", FIGURES / "07_hinge_vs_softmax.png")
 
 # %% [markdown]
 # The paper reports that the local cost performs like the usual one (claim 5, SPEC §7);

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 5. Tied and untied layers: the same connectivity, one filter or one per location
+# # 8. Tied and untied layers: the same connectivity, one filter or one per location
 #
 # A convolutional layer shares ("ties") one filter bank across the whole image. Weight
 # sharing is another thing a brain cannot do: a synapse at one place in the visual field
@@ -206,8 +206,8 @@ for row, channel in enumerate(channels):
             ax.set_title(title, fontsize=8)
     axes[row, 0].set_ylabel(f"channel {channel}", fontsize=8)
 fig.tight_layout()
-fig.savefig(FIGURES / "05_untied_filters.png", dpi=100)
-print("saved", FIGURES / "05_untied_filters.png")
+fig.savefig(FIGURES / "08_untied_filters.png", dpi=100)
+print("saved", FIGURES / "08_untied_filters.png")
 
 # %% [markdown]
 # The spread of the untied filters over training; a map of how far each location's
@@ -229,8 +229,8 @@ right.set_xlabel("epoch")
 right.set_ylabel("test accuracy")
 right.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "05_drift.png", dpi=100)
-print("saved", FIGURES / "05_drift.png")
+fig.savefig(FIGURES / "08_drift.png", dpi=100)
+print("saved", FIGURES / "08_drift.png")
 
 # %% [markdown]
 # The untied layer has H·W times more weights (checked below), learns each location
