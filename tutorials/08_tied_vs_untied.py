@@ -85,6 +85,47 @@ np.testing.assert_allclose(G_untied.sum(axis=(0, 1)), conv_weight_increment(delt
 print("untied with one filter everywhere = conv: forward, error sent down, summed increment")
 
 # %% [markdown]
+# ## The two connectivities, drawn
+#
+# Each output location (i, j) reads the same 3×3 window of the padded input in both
+# layers. The difference is what it multiplies the window by: in the tied (conv) layer
+# one filter, shared by every location; in the untied (locally connected) layer a filter
+# of its own. Below, three locations and the filter each one uses (input channel 0,
+# output channel 0). For the picture the untied filters are drawn independently at
+# random, as `build_network(..., untied_init="independent")` does; with the paper's
+# default they start as copies of one filter and drift apart in training (below).
+
+# %%
+locations_drawn = [(0, 0), (2, 3), (4, 1)]
+edge_colours = ["#E69F00", "#56B4E9", "#CC79A7"]
+W_own = rng.normal(size=W_untied.shape)  # (H, W, C_out, C_in, k, k): one filter bank per location
+fig, axes = plt.subplots(2, 1 + len(locations_drawn), figsize=(10, 5))
+for row, (name, filters) in enumerate((("tied (conv)", [W[0, 0]] * len(locations_drawn)),
+                                       ("untied (locally connected)", [W_own[i, j, 0, 0]
+                                                                       for i, j in locations_drawn]))):
+    axes[row, 0].imshow(xp[0, 0], cmap="Greys")
+    for (i, j), colour in zip(locations_drawn, edge_colours):
+        axes[row, 0].add_patch(plt.Rectangle((j - 0.5, i - 0.5), k, k, fill=False, edgecolor=colour, lw=2.5))
+    axes[row, 0].set_title(f"{name}:\npadded input, three windows", fontsize=9)
+    limit = max(np.abs(f).max() for f in filters)
+    for ax, filt, (i, j), colour in zip(axes[row, 1:], filters, locations_drawn, edge_colours):
+        ax.imshow(filt, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        for side in ax.spines.values():
+            side.set_edgecolor(colour)
+            side.set_linewidth(3)
+        ax.set_title(f"filter used at ({i},{j})", fontsize=9)
+    for ax in axes[row]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+fig.tight_layout()
+fig.savefig(FIGURES / "08_connectivity.png", dpi=100)
+print("saved", FIGURES / "08_connectivity.png")
+tied_drawn = [W[0, 0]] * len(locations_drawn)
+untied_drawn = [W_own[i, j, 0, 0] for i, j in locations_drawn]
+assert all(np.array_equal(f, tied_drawn[0]) for f in tied_drawn)  # one filter everywhere
+assert not np.array_equal(untied_drawn[0], untied_drawn[1]) and not np.array_equal(untied_drawn[1], untied_drawn[2])
+
+# %% [markdown]
 # The increments at different locations differ, because each location sees its own
 # part of the image and its own error. After one step the untied filters are no longer
 # copies of each other; the tied filter moves by their sum.
