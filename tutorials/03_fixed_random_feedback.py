@@ -169,3 +169,45 @@ print("saved", FIGURES / "03_alignment.png")
 # back-prop's test accuracy (checked above). Tutorial 4 shows the paper's remedy, and
 # tutorial 5 what happens further down a deep network, where every layer must align
 # with the R above it.
+
+# %% [markdown]
+# ## Where this sits
+#
+# Feedback alignment (Lillicrap et al. 2016) is the rule above. Nøkland (2016) went
+# further with *direct* feedback alignment: every hidden layer receives the output
+# error through its own fixed random matrix, straight from the top. Liao et al. (2016)
+# kept only the signs of W on the way down, $B = \mathrm{sign}(W)$ ("sign symmetry"),
+# and Xiao et al. (2018) trained ImageNet networks that way with accuracy close to
+# back-propagation's. Sign symmetry still needs the feedback synapses to know something
+# of the forward ones (their signs); `frfb` needs nothing, and `urfb` (tutorial 4)
+# gets its agreement from a local Hebbian update instead.
+#
+# ## Exercises
+#
+# **1. Sign symmetry.** For the trained `frfb` network's top layer and the last batch's
+# δ, send the error down through $\mathrm{sign}(W)$ and measure its angle to $W^\top\delta$.
+# Compare with the angle of $R^\top\delta$. Then compute the angle between W and sign(W)
+# as vectors and explain the number: for entries uniform on $(-a, a)$ the cosine is
+# $\mathbb E|w| / \sqrt{\mathbb E w^2} = (a/2)/(a/\sqrt3) = \sqrt3/2$, i.e. 30°.
+#
+# **2. R never moves.** Check that the `frfb` run's R is bit for bit the one it started
+# with, while W moved (done above); then say why the angle between R and W as
+# vectors can still change.
+#
+# Worked solution to 1 (run by the test suite with the rest of the tutorial):
+
+# %%
+sign_sent = top.send_down(np.sign(top.W))  # sign(W)ᵀ δ, the last batch's δ
+angle_sign = angle_degrees(sign_sent, top.send_down(top.W))
+angle_R = angle_degrees(top.send_down(top.R), top.send_down(top.W))
+print(f"top layer, last batch: sign(W)ᵀδ at {angle_sign:.1f}° to Wᵀδ, Rᵀδ at {angle_R:.1f}°")
+assert angle_sign < angle_R
+
+fresh = hebbref.build_network("dense100 ramp out", input_shape=(1, 28, 28), n_classes=10, rule="frfb",
+                              seed=0, backend="numpy").parameters()[-1].W  # Glorot uniform, not trained
+print(f"untrained W and sign(W): {angle_degrees(fresh, np.sign(fresh)):.2f}° (30° expected for uniform entries)")
+np.testing.assert_allclose(angle_degrees(fresh, np.sign(fresh)), 30.0, atol=1.0)
+
+# %% [markdown]
+# *Answer to 2.* The angle between R and W is a property of both matrices; R is fixed,
+# but W is trained, so the angle changes with W alone.

@@ -266,3 +266,42 @@ print("saved", FIGURES / "04_urfb.png")
 # printed and checked above); the accuracies printed above show where each rule got to.
 # Tutorial 6 (the linear theory) studies, for linear networks, how the update of R changes
 # the decay of the error.
+
+# %% [markdown]
+# ## Where this sits
+#
+# Giving the feedback weights the same increment as the forward ones goes back to
+# Zipser & Rumelhart (1990). Kolen & Pollack (1994) gave both the same weight decay as
+# well, $W \leftarrow W - \eta(G + \lambda W)$ and $R \leftarrow R - \eta(G + \lambda R)$,
+# so that $R - W$ shrinks by the factor $(1 - \eta\lambda)$ every step and the two
+# converge (tutorial 1's exercise checks it); Akrout et al. (2019) trained ImageNet
+# networks with this rule and with "weight mirrors" and came close to back-propagation.
+# `urfb` is the case λ = 0: R − W neither grows nor shrinks (fact 1).
+#
+# ## Exercise
+#
+# Under `urfb`, write the error a layer sends down as back-prop's error plus a
+# correction: $R^\top\delta = W^\top\delta + D^\top\delta$ with $D = R(0) - W(0)$. Check it
+# on a small network after a few training steps, and say what happens to the correction
+# when δ shrinks as the network learns.
+#
+# Worked solution (run by the test suite with the rest of the tutorial):
+
+# %%
+small = hebbref.build_network("dense30 ramp out", input_shape=(1, 28, 28), n_classes=10, rule="urfb",
+                              seed=3, backend="numpy")
+top_small = small.parameters()[-1]
+D_top = top_small.R - top_small.W  # R(0) - W(0)
+for step in range(20):
+    small.train_step(x_train[50 * step:50 * (step + 1)], y_train[50 * step:50 * (step + 1)], lr=ETA)
+_, e_L = hinge_loss(small.forward(x_train[:50], train=True), y_train[:50])
+small.backward(e_L)
+np.testing.assert_allclose(top_small.send_down(top_small.R),
+                           top_small.send_down(top_small.W) + top_small.delta @ D_top, rtol=1e-10, atol=1e-14)
+print("Rᵀδ = Wᵀδ + Dᵀδ after 20 steps of urfb")
+
+# %% [markdown]
+# *Answer.* The correction $D^\top\delta$ is linear in δ: it shrinks with δ, but so does
+# back-prop's part $W^\top\delta$, so the *angle* between $R^\top\delta$ and $W^\top\delta$
+# does not improve just because δ gets small; it improves only as $W^\top\delta$ comes to
+# dominate $D^\top\delta$ (fact 3 above).

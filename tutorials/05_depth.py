@@ -210,3 +210,26 @@ print("saved", FIGURES / "05_depth.png")
 
 # %%
 assert accuracy[deepest, "urfb"] < accuracy[deepest, "bp"]
+
+# %% [markdown]
+# ## Exercise
+#
+# Why is the top layer's angle to back-prop's increment exactly 0 under every rule,
+# while the layer just below it is the first to differ? Check it on the runs above,
+# and find which hidden layer of the deepest `frfb` network ended furthest from
+# back-prop's direction.
+#
+# Worked solution (run by the test suite with the rest of the tutorial): the top
+# layer's increment $G_L = e_L\,x_{L-1}^\top$ uses the output error and the activity below,
+# and neither depends on any feedback matrix; the first feedback matrix used is the top
+# layer's own $B_L$, which carries the error to the layer below.
+
+# %%
+for depth in DEPTHS:
+    for rule in RULES:
+        np.testing.assert_allclose(angles[depth, rule][:, -1], 0.0, atol=1e-5)  # top layer: 0° always
+        if rule != "bp":
+            assert np.all(angles[depth, rule][:, -2] > 1.0)  # the layer below differs from the start
+worst = int(np.argmax(angles[deepest, "frfb"][-1][:-1]))
+print(f"deepest frfb network: hidden layer {worst + 1} (1 = input side) ended furthest from bp's direction, "
+      f"at {angles[deepest, 'frfb'][-1][worst]:.1f}°")

@@ -216,3 +216,28 @@ print("saved", FIGURES / "07_hinge_vs_softmax.png")
 # the accuracies printed above show how close the two come in this run (run without
 # `HEBBREF_FAST` for longer training). With `urfb` and the hinge cost, every update in
 # the network, W and R, in every layer, is a local product of two activities.
+
+# %% [markdown]
+# ## Exercise
+#
+# Softmax's output errors always sum to zero over the classes, $\sum_c (p_c - [c = y]) = 0$.
+# What do the hinge cost's errors of one example sum to, as a function of μ, when every
+# output is on the wrong side of its margin ($o_y < 1$ and $o_c > -1$ for $c \ne y$)?
+# For which μ do they sum to zero, and what does that mean for the total change of the
+# output units' weights?
+#
+# Worked solution (run by the test suite with the rest of the tutorial): with B = 1,
+# $e_y = -1$ and each of the C − 1 others is $\mu/(C-1)$, so the sum is $\mu - 1$; it is
+# zero for μ = 1, the paper's setting, and then $\sum_c G_{L,cj} = 0$ for every hidden
+# unit j: the increments of the output units' weights from any one hidden unit add up to zero.
+
+# %%
+o_wrong = np.zeros((1, C))  # every margin violated: o_y = 0 < 1, o_c = 0 > -1
+for mu_try in (0.5, 1.0, 2.0):
+    _, e_try = hinge_loss(o_wrong, y, mu_try)
+    np.testing.assert_allclose(e_try.sum(), mu_try - 1.0, atol=1e-15)
+    print(f"μ = {mu_try}: errors sum to {e_try.sum():+.3f}")
+_, e_softmax = softmax_cross_entropy(o, y, mu)
+np.testing.assert_allclose(e_softmax.sum(), 0.0, atol=1e-15)
+_, e_wrong = hinge_loss(o_wrong, y, 1.0)
+np.testing.assert_allclose(dense_weight_increment(e_wrong, x_hidden[:1]).sum(axis=0), 0.0, atol=1e-15)

@@ -288,3 +288,22 @@ assert untied_net.parameters()[0].W.size == H_map * W_map * tied_net.parameters(
 assert untied_accuracy[-1] > 0.3
 if FAST:
     assert untied_accuracy[-1] < tied_accuracy[-1]
+
+# %% [markdown]
+# ## Exercise
+#
+# Weight sharing is what a brain cannot do; show that it is *all* the tied layer adds.
+# Take the untied layer whose every location holds the same filter (the copies
+# `W_untied` above), give every location the **mean** of the locations' increments
+# instead of its own, and show that (a) the filters stay copies of each other and
+# (b) the step equals the conv layer's step with the learning rate divided by H·W.
+#
+# Worked solution (run by the test suite with the rest of the tutorial):
+
+# %%
+eta = 0.1
+shared_step = W_untied - eta * G_untied.mean(axis=(0, 1))  # every location: the mean increment
+assert np.all(shared_step == shared_step[0, 0])  # (a) still one filter everywhere
+np.testing.assert_allclose(shared_step[0, 0], W - eta / (H * Wd) * conv_weight_increment(delta, cache),
+                           rtol=1e-12, atol=1e-12)  # (b)
+print(f"mean of the untied increments = conv increment / (H·W), H·W = {H * Wd}")
