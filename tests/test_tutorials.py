@@ -24,6 +24,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # content belongs to the theory branch (issue #11), whose figures are still named 07_*.png.
 # Delete this entry once that tutorial names its figures 06_*.png.
 OLD_FIGURE_PREFIX = {"06_linear_theory": "07"}
+MIN_WITH_EXERCISES = 6  # tutorials that end with exercises and worked solutions (the issue's minimum)
 
 
 def test_the_tutorials_are_there():
@@ -42,6 +43,36 @@ def test_tutorial_is_percent_format_and_listed(script):
     assert code_cells and markdown_cells, f"{script.name}: no percent-format cells"
     readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
     assert script.name in readme, f"tutorials/README.md does not list {script.name}"
+
+
+def exercises_section(text):
+    """The text from an "## Exercise(s)" markdown heading to the end, or None."""
+    match = re.search(r"^# ## Exercises?$", text, flags=re.MULTILINE)
+    return text[match.start():] if match else None
+
+
+def test_enough_tutorials_end_with_exercises_and_runnable_solutions():
+    with_solutions = []
+    for script in SCRIPTS:
+        section = exercises_section(script.read_text(encoding="utf-8"))
+        # a worked solution is code that runs with the tutorial and checks itself
+        if section and re.search(r"^# %%$", section, flags=re.MULTILINE) and re.search(
+                r"^(\s*)(assert |np\.testing\.assert_)", section, flags=re.MULTILINE):
+            with_solutions.append(script.stem)
+    assert len(with_solutions) >= MIN_WITH_EXERCISES, (
+        f"only {with_solutions} end with exercises whose worked solutions run and assert")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
+def test_tutorial_takes_rule_colours_from_the_palette(script):
+    if script.stem in OLD_FIGURE_PREFIX:
+        pytest.skip("content owned by the theory branch (issue #11)")
+    text = script.read_text(encoding="utf-8")
+    cycle = re.findall(r"""color\s*=\s*["'](C\d|tab:\w+)["']""", text)
+    assert not cycle, f"{script.name} colours lines with {cycle}; take a rule's colour from hebbref.palette"
+    for rule in ("bp", "frfb", "urfb"):
+        plotted = re.findall(rf"""label\s*=\s*["']{rule}["']""", text)
+        assert not plotted or "rule_colour" in text, f"{script.name} labels a {rule} line without rule_colour"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
