@@ -213,12 +213,13 @@ if FAST:
     assert applies.sum() == 0  # what the text below says of the FAST run
 assert np.all(urfb["cosine"][-1] > urfb["cosine"][0] + 0.05)  # the cosine rose in both layers ...
 assert np.all(urfb["cosine"][-1] > frfb["cosine"][-1])  # ... and ended above frfb's
-assert np.all(urfb["cosine"][-1] < 0.9)  # ... but far from 1: W and R are still far apart
+if FAST:
+    assert np.all(urfb["cosine"][-1] < 0.9)  # ... but far from 1: W and R are still far apart
 
 # %% [markdown]
 # In the `HEBBREF_FAST` run ‖W‖ stays below ‖D‖ throughout (the count printed above
 # is 0), so the bound says nothing there: the rise of the cosine is measured, not
-# forced by geometry. The cosine ends well below 1 (checked: below 0.9).
+# forced by geometry. There the cosine ends well below 1 (checked: below 0.9).
 
 # %% [markdown]
 # The angle between the error sent down and back-prop's, at the same two layers (mean
@@ -261,11 +262,11 @@ print("saved", FIGURES / "04_urfb.png")
 # The same Hebbian product that teaches W teaches R, so the difference R − W never
 # changes. That alone does not make the feedback become back-prop's: R and W are
 # forced together only if W grows large compared with the fixed D, and W can move
-# against D. In this short run the cosine of W and R rose but stayed well below 1, and
-# the error each layer sent down was closer to back-prop's than under `frfb` (both
-# printed and checked above); the accuracies printed above show where each rule got to.
-# Tutorial 6 (the linear theory) studies, for linear networks, how the update of R changes
-# the decay of the error.
+# against D. In this run the cosine of W and R rose (staying below 0.9 in the
+# `HEBBREF_FAST` run), and the error each layer sent down was closer to back-prop's
+# than under `frfb` (both printed and checked above); the accuracies printed above show
+# where each rule got to. Tutorial 6 (the linear theory) studies, for linear networks,
+# how the update of R changes the decay of the error.
 
 # %% [markdown]
 # ## Where this sits
