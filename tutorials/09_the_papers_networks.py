@@ -24,6 +24,7 @@
 # %%
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -243,3 +244,11 @@ print(f"read from {Path(folder).name}: test accuracy {np.round(accuracy_read, 3)
 # layer has no counterpart; what can still be measured is the angle between the update
 # each hidden layer receives and the update back-propagation would give it, as
 # tutorial 5 does for every layer of a deep network.
+
+# %% [markdown]
+# The comparison's folder was temporary; it is removed here (skip this cell to look at
+# `results.md` and the runs' folders yourself).
+
+# %%
+print("removing", work)
+shutil.rmtree(work)
