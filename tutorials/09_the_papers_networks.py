@@ -83,8 +83,8 @@ print(f"{N_TRAIN} training and {N_TEST} test images in {data}")
 # its own folder under `OUT/runs/`, and writes `OUT/results.md`, `OUT/results.csv` and
 # its own plots. Every run starts from the same seed, so for one network the three
 # rules start from the same W (and `frfb` and `urfb` from the same R) and see the
-# batches in the same order. We use batch 50 (the paper's batch for its untied runs;
-# 500 would leave a few hundred images only one step per epoch). After each epoch a run
+# batches in the same order. We use batch 50, the paper's batch for its untied runs
+# (its batch of 500 is more than the FAST run's training images). After each epoch a run
 # logs its accuracies and, on a fixed probe batch of the first training images, the
 # two alignment probes of every weighted layer.
 
