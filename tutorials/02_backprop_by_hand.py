@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 1. Back-propagation by hand, and the weight-transport problem
+# # 2. Back-propagation by hand, and the weight-transport problem
 #
 # This tutorial works one SGD step of a tiny network by hand, line by line, and after
 # every line checks that hebbref's function for that equation gives the same numbers.
@@ -24,6 +24,7 @@ import hebbref
 from hebbref.activations import ramp, ramp_derivative
 from hebbref.layers import dense_forward, dense_input_error, dense_weight_increment
 from hebbref.losses import hinge_loss
+from hebbref.palette import rule_colour
 from hebbref.rules import feedback_matrix, forward_update
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -216,11 +217,13 @@ def angle_degrees(a, b):
 print(f"angle between R2ᵀδ2 and W2ᵀδ2 at the start: {angle_degrees(e1_feedback, e1_backprop):.1f}°")
 
 # %% [markdown]
-# A random R sends an error unrelated to back-prop's: its angle to $W^\top\delta$ is
-# anything, about 90° on average in a wide layer. Tutorial 2 shows that learning with a
-# *fixed* random R still works because W comes to align with R; tutorial 3 shows that
-# giving R the very same Hebbian increment as W (the paper's `urfb`) makes the
-# alignment much faster.
+# A random R sends an error unrelated to back-prop's: R is drawn independently of W
+# from a distribution symmetric about 0, so R and −R are equally likely and the cosine
+# between $R^\top\delta$ and $W^\top\delta$ averages 0 over the draws of R (the angle
+# printed above is one draw). Tutorial 3 shows that learning with a *fixed* random R
+# still works because W comes to align with R; tutorial 4 gives R the very same
+# Hebbian increment as W (the paper's `urfb`) and measures how much closer to
+# back-prop's the error sent down gets.
 #
 # The figure: the error each hidden unit receives for example 0, through W2 (back-prop)
 # and through R2 (the feedback synapses).
@@ -228,13 +231,59 @@ print(f"angle between R2ᵀδ2 and W2ᵀδ2 at the start: {angle_degrees(e1_feed
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
 units = np.arange(e1_backprop.shape[1])
-ax.bar(units - 0.2, e1_backprop[0], width=0.4, label="back-prop: $W_2^T\\delta_2$")
-ax.bar(units + 0.2, e1_feedback[0], width=0.4, label="feedback: $R_2^T\\delta_2$")
+ax.bar(units - 0.2, e1_backprop[0], width=0.4, color=rule_colour("bp"), label="back-prop: $W_2^T\\delta_2$")
+ax.bar(units + 0.2, e1_feedback[0], width=0.4, color=rule_colour("frfb"), label="feedback: $R_2^T\\delta_2$")
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xlabel("hidden unit j")
 ax.set_ylabel("error $e_{1,j}$ (example 0)")
 ax.set_xticks(units)
 ax.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "01_error_sent_down.png", dpi=100)
-print("saved", FIGURES / "01_error_sent_down.png")
+fig.savefig(FIGURES / "02_error_sent_down.png", dpi=100)
+print("saved", FIGURES / "02_error_sent_down.png")
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. The off-class factor μ.** Redo the output error by hand for μ = 0.5 (each wrong
+# class counts half as much) and check it against `hinge_loss(o, y, mu=0.5)` and
+# against a finite difference of the loss.
+#
+# **2. Saturation stops learning.** Show that a hidden unit that is saturated for an
+# example ($|s\,h| > 1$) gets nothing in its row of $G_1$ from that example, whatever
+# error arrives from above.
+#
+# Worked solutions (run by the test suite with the rest of the tutorial):
+
+# %%
+def output_error_by_hand(o, y, mu):
+    """e_L = ∂loss/∂o of the mean hinge loss, by the cases of SPEC §4."""
+    B, C = o.shape
+    e = np.zeros_like(o)
+    for n in range(B):
+        for c in range(C):
+            if c == y[n]:
+                e[n, c] = -1.0 / B if o[n, c] < 1.0 else 0.0
+            else:
+                e[n, c] = mu / (C - 1) / B if o[n, c] > -1.0 else 0.0
+    return e
+
+
+e_half = output_error_by_hand(o, y, 0.5)
+np.testing.assert_allclose(hinge_loss(o, y, 0.5)[1], e_half, rtol=1e-15)
+step = 1e-6
+numeric = np.zeros_like(o)
+for n, c in np.ndindex(o.shape):
+    bump = np.zeros_like(o)
+    bump[n, c] = step
+    numeric[n, c] = (hinge_loss(o + bump, y, 0.5)[0] - hinge_loss(o - bump, y, 0.5)[0]) / (2 * step)
+np.testing.assert_allclose(numeric, e_half, atol=1e-8)
+print("μ = 0.5: e_L by hand =", e_half.round(4).tolist())
+
+saturated = np.abs(0.5 * h1[0]) > 1.0  # hidden units saturated for example 0, (4,)
+print("hidden units saturated for example 0:", np.flatnonzero(saturated).tolist())
+assert saturated.sum() == 3  # as said above: three of the four
+some_error = np.random.default_rng(2).normal(size=(1, W1.shape[0]))  # any error arriving at the hidden layer
+G1_example0 = dense_weight_increment(some_error * ramp_derivative(h1[:1], 0.5), x0[:1])  # (4, 3)
+np.testing.assert_array_equal(G1_example0[saturated], 0.0)
+assert np.all(G1_example0[~saturated] != 0.0)

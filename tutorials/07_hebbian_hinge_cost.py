@@ -1,8 +1,8 @@
 # %% [markdown]
-# # 4. The Hebbian hinge cost: a last-layer update that is local
+# # 7. The Hebbian hinge cost: a last-layer update that is local
 #
 # With `urfb` every update inside the network is a product of two activities at the two
-# ends of a synapse (tutorial 3). One signal is left: the error at the output,
+# ends of a synapse (tutorial 4). One signal is left: the error at the output,
 # $e_L = \partial\,\mathrm{loss}/\partial o$. The usual choice, softmax cross-entropy,
 # makes the error at output unit c depend on **every** output. Amit proposes a hinge
 # cost in which each output unit's error depends only on its own output and on whether
@@ -26,6 +26,7 @@ import numpy as np
 import hebbref
 from hebbref.layers import dense_weight_increment
 from hebbref.losses import hinge_loss, softmax_cross_entropy
+from hebbref.palette import rule_colour
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 FIGURES = Path(os.environ.get("HEBBREF_FIGURES", HERE / "figures"))
@@ -142,13 +143,25 @@ for ax, change, name in ((axes[1], hinge_change, "hinge"), (axes[2], softmax_cha
     ax.set_title(f"{name}: |Δ e_c| when o_k moves")
     fig.colorbar(image, ax=ax, fraction=0.046)
 fig.tight_layout()
-fig.savefig(FIGURES / "04_locality.png", dpi=100)
-print("saved", FIGURES / "04_locality.png")
+fig.savefig(FIGURES / "07_locality.png", dpi=100)
+print("saved", FIGURES / "07_locality.png")
 
 # %% [markdown]
-# In the hinge matrix only the diagonal is lit: each unit's error reacts to its own
-# output only (and only when it crosses its margin). The softmax matrix is full.
-#
+# In the hinge matrix nothing off the diagonal is lit: each unit's error reacts to its
+# own output only. Most of the diagonal is dark too: a unit's error is a step function
+# of its own output, so moving $o_c$ by +1.5 changes $e_c$ only if the move crosses
+# that unit's margin ($o_y$ crossing +1 for the label, $o_c$ crossing −1 for another
+# class). The softmax matrix is full. Counted:
+
+# %%
+lit = np.flatnonzero(np.diag(hinge_change))
+crossed = [c for c in range(C) if (o[0, c] < 1 <= o[0, c] + 1.5 if c == y[0] else o[0, c] <= -1 < o[0, c] + 1.5)]
+print(f"hinge: {len(lit)} of {C} diagonal cells lit, units {lit.tolist()}; units whose move crossed the margin: {crossed}")
+assert lit.tolist() == crossed and len(lit) < C / 2  # most of the diagonal is dark
+print(f"softmax: {np.count_nonzero(softmax_change)} of {C * C} cells lit")
+assert np.count_nonzero(softmax_change) == C * C
+
+# %% [markdown]
 # ## The two costs compared in training
 #
 # The same network and seed trained by `urfb` and by `bp`, once with each cost
@@ -162,6 +175,8 @@ print("saved", FIGURES / "04_locality.png")
 N_TRAIN, N_TEST, EPOCHS = (4000, 1000, 4) if FAST else (9000, 2000, 20)
 x_train, y_train = hebbref.load_dataset("fashion-mnist-mini", "train")  # (9000, 1, 28, 28), (9000,)
 x_test, y_test = hebbref.load_dataset("fashion-mnist-mini", "test")  # (2000, 1, 28, 28), (2000,)
+assert x_train.shape == (9000, 1, 28, 28) and x_test.shape == (2000, 1, 28, 28)  # as stated above
+assert 0 <= x_train.min() and x_train.max() <= 1 and np.array_equal(np.unique(y_train), np.arange(10))
 x_train, y_train, x_test, y_test = x_train[:N_TRAIN], y_train[:N_TRAIN], x_test[:N_TEST], y_test[:N_TEST]
 NET, BATCH, ETA = "dense100 ramp out", 50, 0.1
 
@@ -186,18 +201,43 @@ assert all(accuracy[-1] > 0.5 for accuracy in runs.values())  # every combinatio
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for (rule, loss), accuracy in runs.items():
-    ax.plot(accuracy, "o-" if loss == "hinge" else "s--", color="C0" if rule == "urfb" else "C1",
-            label=f"{rule}, {loss}")
+    ax.plot(accuracy, marker="o" if loss == "hinge" else "s", ls="-" if loss == "hinge" else "--",
+            color=rule_colour(rule), label=f"{rule}, {loss}")  # colour: the rule; line: the cost
 ax.set_xlabel("epoch")
 ax.set_ylabel("test accuracy")
 ax.set_title(f"{NET}, {N_TRAIN} training images")
 ax.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "04_hinge_vs_softmax.png", dpi=100)
-print("saved", FIGURES / "04_hinge_vs_softmax.png")
+fig.savefig(FIGURES / "07_hinge_vs_softmax.png", dpi=100)
+print("saved", FIGURES / "07_hinge_vs_softmax.png")
 
 # %% [markdown]
 # The paper reports that the local cost performs like the usual one (claim 5, SPEC §7);
 # the accuracies printed above show how close the two come in this run (run without
 # `HEBBREF_FAST` for longer training). With `urfb` and the hinge cost, every update in
 # the network, W and R, in every layer, is a local product of two activities.
+
+# %% [markdown]
+# ## Exercise
+#
+# Softmax's output errors always sum to zero over the classes, $\sum_c (p_c - [c = y]) = 0$.
+# What do the hinge cost's errors of one example sum to, as a function of μ, when every
+# output is on the wrong side of its margin ($o_y < 1$ and $o_c > -1$ for $c \ne y$)?
+# For which μ do they sum to zero, and what does that mean for the total change of the
+# output units' weights?
+#
+# Worked solution (run by the test suite with the rest of the tutorial): with B = 1,
+# $e_y = -1$ and each of the C − 1 others is $\mu/(C-1)$, so the sum is $\mu - 1$; it is
+# zero for μ = 1, the paper's setting, and then $\sum_c G_{L,cj} = 0$ for every hidden
+# unit j: the increments of the output units' weights from any one hidden unit add up to zero.
+
+# %%
+o_wrong = np.zeros((1, C))  # every margin violated: o_y = 0 < 1, o_c = 0 > -1
+for mu_try in (0.5, 1.0, 2.0):
+    _, e_try = hinge_loss(o_wrong, y, mu_try)
+    np.testing.assert_allclose(e_try.sum(), mu_try - 1.0, atol=1e-15)
+    print(f"μ = {mu_try}: errors sum to {e_try.sum():+.3f}")
+_, e_softmax = softmax_cross_entropy(o, y, mu)
+np.testing.assert_allclose(e_softmax.sum(), 0.0, atol=1e-15)
+_, e_wrong = hinge_loss(o_wrong, y, 1.0)
+np.testing.assert_allclose(dense_weight_increment(e_wrong, x_hidden[:1]).sum(axis=0), 0.0, atol=1e-15)
