@@ -194,7 +194,7 @@ class UniformSignFeedback(Rule):
     """
 
     name = "usf"
-    summary = "uniform sign-concordant feedback: B = s·sign(W), ||B|| = ||W||"
+    summary = "uniform sign-concordant feedback: B = s * sign(W), one scale s with ||B|| = ||W||"
     feedback_uses_R = False
 
     def feedback(self, W, R):
