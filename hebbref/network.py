@@ -129,8 +129,8 @@ class Network:
 
     @rule.setter
     def rule(self, rule):
-        rule = make_rule(rule)
-        if getattr(rule, "network", None) is not self:  # set back to a rule it had: keep its state
+        if getattr(rule, "network", None) is not self:  # set back to its own rule: keep its state
+            rule = make_rule(rule)
             rule.bind(self, np.random.default_rng(self._rule_seq))
         self._rule = rule
 

@@ -29,6 +29,8 @@ kernels changes. A network keeps its own instance (``make_rule``), bound to it o
 (``bind``), because some rules hold state: a random generator (brsf, wm) or fixed
 matrices (dfa).
 """
+import copy
+
 import numpy as np
 
 from .errors import ConfigError, choose
@@ -58,13 +60,16 @@ class Rule:
       summary:           one line for ``hebbref rules``;
       feedback_uses_R:   True when the error sent down depends on R (the wiring tests
                          hold every rule to it);
-      direct:            True when hidden layers get their error from the output (dfa).
+      direct:            True when hidden layers get their error from the output (dfa);
+      draws_in_training: True when the rule draws random numbers at every step (brsf,
+                         wm): its stream is then part of the network's state.
     """
 
     name = None
     summary = ""
     feedback_uses_R = True
     direct = False
+    draws_in_training = False
 
     def __init__(self):
         self.network, self.rng = None, None
@@ -101,7 +106,7 @@ class Rule:
 
     # state, for checkpoints: the random stream, if the rule draws from it during training
     def state(self):
-        return None if self.rng is None else self.rng.bit_generator.state
+        return self.rng.bit_generator.state if self.draws_in_training and self.rng is not None else None
 
     def load_state(self, state):
         if self.rng is not None and state is not None:
@@ -227,6 +232,7 @@ class BatchRandomSignFeedback(Rule):
     name = "brsf"
     summary = "batchwise random-magnitude sign feedback: B = sign(W) * |M|, M fresh each batch"
     feedback_uses_R = False
+    draws_in_training = True
 
     def feedback_for(self, layer, rng=None):
         M = glorot_uniform(rng or self.rng, layer.W.shape, *layer.fans, layer.W.dtype)
@@ -275,11 +281,9 @@ class DirectFeedbackAlignment(Rule):
         raise ConfigError("dfa sends no error down a layer; see direct_error")
 
     def direct_error(self, layer, e_L):
-        """e_l = F_l e_L for every example: (N, C) -> (N,) + layer.output_shape."""
+        """e_l = F_l e_L for every example: (N, C) -> (N,) + layer.output_shape.  (F is drawn
+        again, identically, when the network is rebuilt: no state to save.)"""
         return (e_L @ self.F[layer.name].T).reshape((e_L.shape[0],) + tuple(layer.output_shape))
-
-    def state(self):
-        return None  # F is drawn again, identically, when the network is rebuilt
 
 
 class WeightMirror(Rule):
@@ -307,6 +311,7 @@ class WeightMirror(Rule):
 
     name = "wm"
     summary = "weight mirror: B = R, R learns W's direction from noise after each step"
+    draws_in_training = True
 
     def __init__(self, mirror_rate=0.1, mirror_decay=1.0, noise=1.0, mirror_batch=16):
         super().__init__()
@@ -359,9 +364,10 @@ def get_rule(name):
 
 
 def make_rule(rule):
-    """A fresh rule instance from a name, a Rule subclass, or an instance (used as it is)."""
+    """A fresh rule instance from a name, a Rule subclass, or an instance (used as it is,
+    unless it is bound to a network already: then a copy, since rules hold per-network state)."""
     if isinstance(rule, Rule):
-        return rule
+        return copy.copy(rule) if rule.network is not None else rule
     if isinstance(rule, type) and issubclass(rule, Rule):
         return rule()
     return get_rule(rule)()

@@ -272,3 +272,13 @@ def test_the_mirror_product_estimates_sigma_squared_W_on_every_used_tap(text, sh
     else:
         R, W = p.R, p.W
     assert_close(R, 0.25 * W, 0.06, f"{text}: the mirror's estimate of σ² W", atol=0.03 * 0.25 * np.abs(W).max())
+
+
+def test_one_rule_object_given_to_two_networks_is_copied_for_the_second():
+    rule = RULES["dfa"]()
+    a = hebbref.build_network("dense4 ramp out", (3,), 2, rule=rule, seed=0, backend="numpy")
+    F = a.rule.F["dense1"].copy()
+    b = hebbref.build_network("dense4 ramp out", (3,), 2, rule=rule, seed=5, backend="numpy")
+    assert a.rule is rule and b.rule is not rule and b.rule.network is b
+    np.testing.assert_array_equal(a.rule.F["dense1"], F)
+    assert not np.array_equal(b.rule.F["dense1"], F)
