@@ -34,7 +34,7 @@ import copy
 import numpy as np
 
 from .errors import ConfigError, choose
-from .init import glorot_uniform
+from .init import glorot_limit, glorot_uniform
 
 
 # --- the two updates every rule shares --------------------------------------------------
@@ -70,6 +70,10 @@ class Rule:
     feedback_uses_R = True
     direct = False
     draws_in_training = False
+    # the two flags of the three-rule table, kept for code written against it (theory/flow.py):
+    # B = W, and R -= factor·η·G in the SGD step
+    feedback_is_forward = False
+    feedback_rate_factor = 0.0
 
     def __init__(self):
         self.network, self.rng = None, None
@@ -127,6 +131,7 @@ class BackPropagation(Rule):
     name = "bp"
     summary = "back-propagation: B = W; R unused"
     feedback_uses_R = False
+    feedback_is_forward = True
 
     def feedback(self, W, R):
         return W
@@ -157,6 +162,7 @@ class UpdatedRandomFeedback(Rule):
 
     name = "urfb"
     summary = "updated random feedback (the paper's method): B = R, R gets W's increment"
+    feedback_rate_factor = 1.0
 
     def feedback(self, W, R):
         return R
@@ -203,7 +209,9 @@ class UniformSignFeedback(Rule):
     feedback_uses_R = False
 
     def feedback(self, W, R):
-        return (sign_scale(W) * np.sign(W)).astype(W.dtype, copy=False)
+        B = np.sign(W)  # W's dtype
+        B *= sign_scale(W)
+        return B
 
 
 class FixedRandomSignFeedback(Rule):
@@ -218,7 +226,9 @@ class FixedRandomSignFeedback(Rule):
     summary = "fixed random-magnitude sign feedback: B = sign(W) * |R|, R fixed"
 
     def feedback(self, W, R):
-        return np.copysign(R, W) * (W != 0)  # sign(W) ⊙ |R|, 0 where W is 0
+        B = np.abs(R)
+        B *= np.sign(W)  # sign(W) ⊙ |R|, 0 where W is 0
+        return B
 
 
 class BatchRandomSignFeedback(Rule):
@@ -235,8 +245,10 @@ class BatchRandomSignFeedback(Rule):
     draws_in_training = True
 
     def feedback_for(self, layer, rng=None):
-        M = glorot_uniform(rng or self.rng, layer.W.shape, *layer.fans, layer.W.dtype)
-        return np.copysign(M, layer.W) * (layer.W != 0)
+        magnitude = (rng or self.rng).random(layer.W.shape, dtype=layer.W.dtype)  # |M| / a, uniform on [0, 1)
+        magnitude *= glorot_limit(*layer.fans)  # |M|, uniform on [0, a): M Glorot uniform
+        magnitude *= np.sign(layer.W)
+        return magnitude
 
     def feedback(self, W, R):
         raise ConfigError("brsf draws its magnitudes per layer: use feedback_for(layer)")

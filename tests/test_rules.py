@@ -105,3 +105,9 @@ def test_rule_decides_which_matrix_carries_the_error():
     b.train_step(x, y)
     assert not np.allclose(a.parameters()[0].W, b.parameters()[0].W)
     np.testing.assert_array_equal(a.parameters()[1].W, b.parameters()[1].W)
+
+
+def test_the_three_rule_flags_still_describe_the_paper_rules():
+    """feedback_is_forward and feedback_rate_factor, which code written for the three-rule table reads."""
+    assert [RULES[n].feedback_is_forward for n in ("bp", "frfb", "urfb")] == [True, False, False]
+    assert [RULES[n].feedback_rate_factor for n in ("bp", "frfb", "urfb", "kp")] == [0.0, 0.0, 1.0, 1.0]
