@@ -341,12 +341,12 @@ class WeightMirror(Rule):
         """R ← R + η_m (⟨y ξᵀ⟩ - λ_m R) with ξ noise at the layer's input and y = W ξ."""
         n, dtype = self.mirror_batch, layer.W.dtype
         if layer.kind == "dense":
-            xi = self.noise * self.rng.standard_normal((n, layer.W.shape[1])).astype(dtype)  # (n, D_in)
+            xi = self.noise * self.rng.standard_normal((n, layer.W.shape[1]), dtype=dtype)  # (n, D_in)
             y, cache = layer._forward(xi, layer.W)  # (n, D_out)
             count = n
         elif layer.kind == "conv":
             c_out, c_in, k, _ = layer.W.shape
-            xi = self.noise * self.rng.standard_normal((n, c_in, k, k)).astype(dtype)  # (n, C_in, k, k)
+            xi = self.noise * self.rng.standard_normal((n, c_in, k, k), dtype=dtype)  # (n, C_in, k, k)
             y, cache = layer._forward(xi, layer.W)  # (n, C_out, k, k)
             inside = (k - 1) // 2  # the output position whose window is all noise, no padding
             mask = np.zeros_like(y)
@@ -355,11 +355,14 @@ class WeightMirror(Rule):
             count = n
         else:  # locally connected: (H, W, C_out, C_in, k, k)
             H, Wd, c_out, c_in, k, _ = layer.W.shape
-            xi = self.noise * self.rng.standard_normal((n, c_in, H, Wd)).astype(dtype)
+            xi = self.noise * self.rng.standard_normal((n, c_in, H, Wd), dtype=dtype)
             y, cache = layer._forward(xi, layer.W)  # (n, C_out, H, W)
             count = n
-        mirror_product = layer._weight_increment(y, cache) / count  # ⟨y ξᵀ⟩, W's shape
-        layer.R += self.mirror_rate * (mirror_product - self.mirror_decay * layer.R)
+        mirror_product = layer._weight_increment(y, cache)  # Σ y ξᵀ = count · ⟨y ξᵀ⟩, W's shape
+        # R + η_m (⟨y ξᵀ⟩ - λ_m R) = (1 - η_m λ_m) R + (η_m / count) Σ y ξᵀ, in two passes
+        layer.R *= 1.0 - self.mirror_rate * self.mirror_decay
+        mirror_product *= self.mirror_rate / count
+        layer.R += mirror_product
 
 
 # --- the table -----------------------------------------------------------------------------
