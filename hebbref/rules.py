@@ -311,7 +311,9 @@ class WeightMirror(Rule):
           R ← R + η_m ( ⟨y ξᵀ⟩ - λ_m R ),
       ⟨·⟩ the mean over the products summed into the increment. Since
       E⟨y ξᵀ⟩ = σ² W, R relaxes toward (σ²/λ_m) W: a positive multiple of W, with
-      the decay keeping it bounded (Akrout et al.'s ΔB = η_B y xᵀ - λ_WM B);
+      the decay keeping it bounded. This is the form of Akrout et al.'s mirror
+      update: a Hebbian product of the noise and the response it causes, plus a
+      decay; their feedback matrix has Wᵀ's shape where our R has W's, hence y ξᵀ;
     - for a tied conv the noise is one k×k patch per sample and only the one output
       position whose window lies wholly inside it counts, so that every tap of R
       sees the same σ² W; for a locally connected layer the noise fills the layer's
