@@ -282,3 +282,18 @@ def test_one_rule_object_given_to_two_networks_is_copied_for_the_second():
     assert a.rule is rule and b.rule is not rule and b.rule.network is b
     np.testing.assert_array_equal(a.rule.F["dense1"], F)
     assert not np.array_equal(b.rule.F["dense1"], F)
+
+
+def test_probing_a_brsf_network_does_not_move_its_random_stream():
+    from hebbref.experiments.probes import probe
+
+    kwargs = dict(input_shape=(5,), n_classes=3, rule="brsf", seed=2, backend="numpy")
+    rng = np.random.default_rng(1)
+    batches = [random_batch(rng, (5,), 3, batch=4) for _ in range(3)]
+    plain, probed = (hebbref.build_network("dense6 ramp dense4 ramp out", **kwargs) for _ in range(2))
+    for x, y in batches:
+        plain.train_step(x, y)
+        probed.train_step(x, y)
+        probe(probed, x, y)
+    for p, q in zip(plain.parameters(), probed.parameters()):
+        np.testing.assert_array_equal(p.W, q.W)

@@ -57,6 +57,7 @@ def probe(net, x, y, loss="hinge", mu=1.0):
     forward (no dropout) → e_L from the loss → backward (fills every δ, no update) →
     for each weighted layer, the error sent down through B and through W.
     """
+    rule_state = net.rule.state()  # brsf draws its B in the backward pass: training's stream stays put
     with np.errstate(all="ignore"):
         o = net.forward(x, train=False)  # (B, C)
         _, e = get_loss(loss)(o, y, mu=mu)
@@ -64,6 +65,7 @@ def probe(net, x, y, loss="hinge", mu=1.0):
         if net.rule.direct:
             return _probe_direct(net, e)
         net.backward(e)
+    net.rule.load_state(rule_state)
     result = {}
     for layer in net.parameters():
         B = net.rule.probe_feedback(layer)
