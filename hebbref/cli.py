@@ -27,6 +27,9 @@ def make_parser():
     )
     parser.add_argument("--version", action="version", version=f"hebbref {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    rules = subparsers.add_parser("rules", help="list the learning rules, one line each",
+                                  description="The learning rules of hebbref.rules, one line each.")
+    rules.set_defaults(func=list_rules)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -36,6 +39,15 @@ def make_parser():
             raise
         module.add_commands(subparsers)
     return parser
+
+
+def list_rules(args):
+    """``hebbref rules``: name and summary of every rule."""
+    from .rules import RULES
+
+    for name, rule in RULES.items():
+        print(f"{name:5s} {rule.summary}")
+    return 0
 
 
 def main(argv=None):

@@ -5,7 +5,11 @@ the pure functions of ``hebbref.layers`` (or of a compiled backend) for the math
 
     forward(x, train)  -> output                  (SPEC §2)
     backward(e)        -> error for the layer below (SPEC §3)
-    update(eta)        -> applies the rule's W and R updates (SPEC §3, hebbref.rules)
+
+A weighted layer does only math: its increment ``G = Σ δ xᵀ`` and the error it sends
+down through the feedback matrix ``B`` that the network's rule handed it
+(``self.feedback``, set by ``Network.backward`` before each pass). Which B, and how W
+and R change, is the rule's business (``hebbref.rules``).
 
 The activation is its own layer (``Ramp``): its backward turns the incoming error
 into ``δ = e ⊙ σ'(h)``, so a weighted layer's backward always receives δ. The output
@@ -25,7 +29,6 @@ from .layers import (
     dropout_forward,
     dropout_mask,
 )
-from .rules import feedback_matrix, feedback_update, forward_update
 
 UNTIED_INITS = ("tied", "independent")
 
@@ -48,9 +51,6 @@ class Layer:
     def parameters(self):
         return []
 
-    def update(self, eta):
-        pass
-
     def describe(self):
         return self.kind
 
@@ -59,20 +59,23 @@ class WeightedLayer(Layer):
     """A layer with a forward matrix ``W`` and a feedback matrix ``R`` of the same shape.
 
     After ``backward``: ``self.delta`` is the δ it received and ``self.G`` the increment
-    ``Σ δ xᵀ``; ``update(η)`` applies ``W -= η G`` and the rule's ``R -= η_R G``.
+    ``Σ δ xᵀ``. The rule then updates W and R (``hebbref.rules``). ``self.feedback`` is
+    the matrix B the error goes down through, set by the network's rule before each
+    backward pass; ``self.fans`` the (fan_in, fan_out) of the Glorot draw and
+    ``self.output_shape`` the shape of the field h (without the batch axis).
     """
 
     sends_error = True  # the network turns this off for the first layer (nothing below it)
 
     def _set_weights(self, W, R, ctx):
-        self.W, self.R, self.G, self.delta = W, R, None, None
-        self.rule = ctx.rule
+        self.W, self.R, self.G, self.delta, self.feedback = W, R, None, None, None
 
     def _draw_pair(self, shape, fan_in, fan_out, ctx, copies=None):
         """Draw W (and R independently, or R = W for the symmetric init).
 
         ``copies``: a shape to tile one draw over (the untied layer's default init).
         """
+        self.fans = (fan_in, fan_out)
         W = glorot_uniform(ctx.weight_rng, shape, fan_in, fan_out, ctx.dtype)
         R = glorot_uniform(ctx.feedback_rng, shape, fan_in, fan_out, ctx.dtype)
         if ctx.init == "symmetric":
@@ -98,21 +101,20 @@ class WeightedLayer(Layer):
         h, self.cache = self._forward(x, self.W)
         return h
 
-    def backward(self, delta):
+    def learn(self, delta):
+        """Keep δ and the increment G = Σ δ xᵀ (the Hebbian product of the two ends)."""
         self.delta = delta
         self.G = self._weight_increment(delta, self.cache)  # G = Σ δ xᵀ
+
+    def backward(self, delta):
+        self.learn(delta)
         if not self.sends_error:
             return None
-        B = feedback_matrix(self.W, self.R, self.rule)  # W for bp, R for frfb/urfb
-        return self._input_error(delta, self.cache, B)  # e_below = Bᵀ δ, before the update
+        return self._input_error(delta, self.cache, self.feedback)  # e_below = Bᵀ δ, before the update
 
     def send_down(self, B):
         """The error this layer would send down through ``B`` for the last δ (for probes)."""
         return self._input_error(self.delta, self.cache, B)
-
-    def update(self, eta):
-        forward_update(self.W, self.G, eta)  # W -= η G
-        feedback_update(self.R, self.G, eta, self.rule)  # R -= η_R G
 
     def parameters(self):
         return [self]
@@ -131,7 +133,8 @@ class Dense(WeightedLayer):
             raise ConfigError(f"dense layer needs a flat input, got shape {input_shape}")
         (d_in,) = input_shape
         self._set_weights(*self._draw_pair((self.units, d_in), d_in, self.units, ctx), ctx)
-        return (self.units,)
+        self.output_shape = (self.units,)
+        return self.output_shape
 
     def _forward(self, x, W):
         return dense_forward(x, W)
@@ -162,7 +165,8 @@ class Conv2D(WeightedLayer):
         self.ops = ctx.backend
         shape = (self.channels, c_in, k, k)
         self._set_weights(*self._draw_pair(shape, k * k * c_in, k * k * self.channels, ctx), ctx)
-        return (self.channels, H, W)
+        self.output_shape = (self.channels, H, W)
+        return self.output_shape
 
     def _forward(self, x, W):
         return self.ops.conv_forward(x, W)
@@ -200,7 +204,8 @@ class LocallyConnected2D(Conv2D):
         else:
             pair = self._draw_pair((H, W) + filter_shape, fan_in, fan_out, ctx)
         self._set_weights(*pair, ctx)
-        return (self.channels, H, W)
+        self.output_shape = (self.channels, H, W)
+        return self.output_shape
 
     def _forward(self, x, W):
         return self.ops.locally_connected_forward(x, W)
@@ -354,9 +359,9 @@ class SumBlock(Layer):
     def parameters(self):
         return [self.conv_a, self.conv_b]
 
-    def update(self, eta):
-        self.conv_a.update(eta)
-        self.conv_b.update(eta)
+    def activations(self):
+        """(weighted layer, its Ramp) for both convolutions."""
+        return [(self.conv_a, self.ramp_a), (self.conv_b, self.ramp_b)]
 
     def describe(self):
         return f"sum[{self.conv_a.describe()},{self.conv_b.describe()}]"

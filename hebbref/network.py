@@ -2,9 +2,15 @@
 
     o = forward(x)                       # SPEC §2
     loss, e_L = loss_fn(o, y)            # SPEC §4, e_L carries 1/B
+    for each weighted layer: B = rule.feedback_for(layer)   # the rule decides (hebbref.rules)
     for each layer, top to bottom:       # SPEC §3
         e = layer.backward(e)            #   δ = e ⊙ σ'(h);  G = Σ δ xᵀ;  e_below = Bᵀ δ
-    for each layer: layer.update(η)      #   W -= η G;  R -= η_R G  (after all errors are sent)
+    for each weighted layer:             # after all errors are sent
+        rule.update(layer, η, λ)         #   W -= η (G + λW);  R as the rule says
+    rule.after_update(network)           # the weight mirror's step, for wm
+
+A rule with direct feedback (dfa) replaces the backward pass: the output layer gets
+δ_L = e_L, and every hidden layer δ_l = rule.direct_error(layer, e_L) ⊙ σ'(h_l).
 """
 import json
 from dataclasses import dataclass
@@ -18,8 +24,8 @@ from .errors import ConfigError, InputError, choose
 from .init import check_init
 from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
-from .modules import UNTIED_INITS, Dense, Flatten, Layer
-from .rules import get_rule
+from .modules import UNTIED_INITS, Dense, Flatten, Layer, Ramp, WeightedLayer
+from .rules import make_rule
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -29,7 +35,6 @@ class BuildContext:
     """What layers need to know when they draw their weights."""
 
     dtype: type
-    rule: str
     init: str
     untied_init: str
     slope: float
@@ -47,7 +52,7 @@ def _dtype_name(dtype):
 
 
 class Network:
-    """A feed-forward network trained by ``bp``, ``frfb`` or ``urfb``.
+    """A feed-forward network trained by a learning rule (``hebbref.rules``: bp, frfb, urfb, ...).
 
     Use ``build_network`` rather than this constructor. Random streams: W, R and the
     dropout masks each come from their own generator spawned from ``seed``, so two
@@ -58,7 +63,7 @@ class Network:
     def __init__(self, layers, input_shape, n_classes, rule="urfb", init="random", seed=0,
                  dtype="float64", backend=None, slope=DEFAULT_SLOPE, untied_init="tied",
                  description=None):
-        get_rule(rule)
+        rule = make_rule(rule)
         check_init(init)
         check_network(layers, input_shape, n_classes, seed, dtype, slope)  # hebbref.validation
         choose("untied_init", untied_init, {k: k for k in UNTIED_INITS})
@@ -71,9 +76,11 @@ class Network:
             raise ConfigError(f"input_shape must be positive sizes such as (1, 28, 28), got {input_shape}")
         self.init, self.seed, self.description = init, seed, description
         self.backend = get_backend(backend)
-        weight_seq, feedback_seq, dropout_seq = np.random.SeedSequence(seed).spawn(3)
+        # the first three streams are those of the three-rule code: its networks are unchanged
+        weight_seq, feedback_seq, dropout_seq, rule_seq = np.random.SeedSequence(seed).spawn(4)
+        self._rule_seq = rule_seq
         ctx = BuildContext(
-            dtype=self.dtype, rule=rule, init=init, untied_init=untied_init, slope=slope,
+            dtype=self.dtype, init=init, untied_init=untied_init, slope=slope,
             backend=self.backend,
             weight_rng=np.random.default_rng(weight_seq),
             feedback_rng=np.random.default_rng(feedback_seq),
@@ -95,7 +102,18 @@ class Network:
         self._name_parameters()
         # below the first weighted layer nothing learns: its error need not be computed
         self.parameters()[0].sends_error = False
-        self._rule = rule
+        self._activations = self._find_activations()
+        self.rule = rule
+
+    def _find_activations(self):
+        """{weighted layer name: the Ramp right after it, or None (σ' = 1)}, for direct feedback."""
+        found = {}
+        for layer, after in zip(self.layers, self.layers[1:] + [None]):
+            if hasattr(layer, "activations"):  # a sum block knows its own
+                found.update({p.name: ramp for p, ramp in layer.activations()})
+            elif isinstance(layer, WeightedLayer):
+                found[layer.name] = after if isinstance(after, Ramp) else None
+        return found
 
     def _name_parameters(self):
         counts = {}
@@ -108,14 +126,15 @@ class Network:
     # --- the rule -------------------------------------------------------------------
     @property
     def rule(self):
+        """The rule object (``hebbref.rules``); set it with a name, a class or an instance."""
         return self._rule
 
     @rule.setter
-    def rule(self, name):
-        get_rule(name)
-        self._rule = name
-        for p in self.parameters():
-            p.rule = name
+    def rule(self, rule):
+        if getattr(rule, "network", None) is not self:  # set back to its own rule: keep its state
+            rule = make_rule(rule)
+            rule.bind(self, np.random.default_rng(self._rule_seq))
+        self._rule = rule
 
     def parameters(self):
         """Every weighted layer, input to output; each has ``.name``, ``.W``, ``.R``."""
@@ -155,29 +174,53 @@ class Network:
             x = layer.forward(x, train)
         return x
 
-    def backward(self, e):
-        """Send the output error e_L down through the layers, filling each weighted layer's G."""
+    def backward(self, e, rule=None):
+        """Send the output error e_L down through the layers, filling each weighted layer's G.
+
+        The rule (the network's own, or ``rule`` for this pass only, e.g. bp for a
+        probe) hands every weighted layer the matrix B its error goes down through.
+        """
+        rule = self.rule if rule is None else rule
+        if rule.direct:
+            return self._backward_direct(e, rule)
+        for p in self.parameters():
+            p.feedback = rule.feedback_for(p) if p.sends_error else None
         for layer in reversed(self.layers):
             e = layer.backward(e)
             if e is None:  # the first weighted layer sends nothing further down
                 break
 
-    def update(self, eta):
-        """W -= η G and the rule's R update, in every weighted layer."""
-        for p in self.parameters():
-            p.update(eta)
+    def _backward_direct(self, e_L, rule):
+        """Direct feedback: δ_L = e_L at the output; δ_l = e_l ⊙ σ'(h_l), e_l = rule.direct_error(l, e_L)."""
+        *hidden, output = self.parameters()
+        output.learn(e_L)  # the output layer is linear: δ_L = e_L
+        for p in hidden:
+            e = rule.direct_error(p, e_L)  # (N,) + p.output_shape
+            ramp = self._activations[p.name]
+            p.learn(e if ramp is None else ramp.backward(e))  # δ_l = e_l ⊙ σ'(h_l)
 
-    def train_step(self, x, y, lr=0.1, loss="hinge", mu=1.0):
-        """One SGD step on the batch-mean loss; returns the loss before the step."""
+    def update(self, eta, weight_decay=0.0):
+        """W -= η (G + λ W) and the rule's R update in every weighted layer, then the rule's own step."""
+        for p in self.parameters():
+            self.rule.update(p, eta, weight_decay)
+        self.rule.after_update(self)
+
+    def train_step(self, x, y, lr=0.1, loss="hinge", mu=1.0, weight_decay=0.0):
+        """One SGD step on the batch-mean loss; returns the loss before the step.
+
+        weight_decay: λ ≥ 0; W -= η (G + λ W) under every rule, R too where the rule says (kp).
+        """
         loss_fn = get_loss(loss)
         check_step(x, y, lr, mu)  # hebbref.validation
         if not (np.isfinite(lr) and lr > 0):
             raise ConfigError(f"lr must be a positive number, got {lr}")
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be 0 or more, got {weight_decay}")
         o = self.forward(x, train=True)
         y = self._check_y(y, o.shape[0])
         value, e = loss_fn(o, y, mu=mu)
         self.backward(e.astype(self.dtype, copy=False))
-        self.update(lr)
+        self.update(lr, weight_decay)
         return value
 
     def loss(self, x, y, loss="hinge", mu=1.0):
@@ -202,11 +245,14 @@ class Network:
 
     # --- state, for checkpoints --------------------------------------------------------
     def state(self):
-        """All that changes in training, as plain arrays: every W and R, and the dropout generator."""
+        """All that changes in training, as plain arrays: every W and R, the dropout generator and the rule's."""
         arrays = {}
         for p in self.parameters():
             arrays[f"{p.name}.W"], arrays[f"{p.name}.R"] = p.W.copy(), p.R.copy()
         arrays["dropout_rng"] = np.array(json.dumps(self.dropout_rng.bit_generator.state))
+        rule_state = self.rule.state()
+        if rule_state is not None:
+            arrays["rule_rng"] = np.array(json.dumps(rule_state))
         return arrays
 
     def load_state(self, arrays):
@@ -222,6 +268,8 @@ class Network:
                 getattr(p, which)[...] = value
         if "dropout_rng" in arrays:
             self.dropout_rng.bit_generator.state = json.loads(str(arrays["dropout_rng"]))
+        if "rule_rng" in arrays:
+            self.rule.load_state(json.loads(str(arrays["rule_rng"])))
 
     def summary(self):
         """One line per layer: name, output shape (filled after a forward pass), weights."""
@@ -234,7 +282,7 @@ class Network:
 
     def __repr__(self):
         body = " ".join(layer.describe() for layer in self.layers)
-        return f"Network({body!r}, rule={self.rule!r}, init={self.init!r}, dtype={np.dtype(self.dtype).name})"
+        return f"Network({body!r}, rule={self.rule.name!r}, init={self.init!r}, dtype={np.dtype(self.dtype).name})"
 
 
 def build_network(net, input_shape, n_classes, rule="urfb", init="random", untied=False, seed=0,
@@ -246,7 +294,8 @@ def build_network(net, input_shape, n_classes, rule="urfb", init="random", untie
                  "conv5:32 ramp pool2 dense100 ramp out" (see ``hebbref.architectures``),
                  or a list of ``hebbref.modules`` layers ending in ``Dense(n_classes)``.
     input_shape: (C, H, W) of one example (or (D,) for a dense-only network).
-    rule:        "bp", "frfb" or "urfb" (SPEC §1).
+    rule:        a name from ``hebbref.rules.RULES`` ("bp", "frfb", "urfb", "kp", "usf",
+                 "frsf", "brsf", "dfa", "wm"; SPEC §1, §9), or a ``hebbref.rules.Rule``.
     init:        "random" (W and R independent Glorot uniform) or "symmetric" (R = W).
     untied:      turn every conv layer into a locally connected one (SPEC §5).
     untied_init: "tied" (one filter copied to every location, the paper's default) or "independent".

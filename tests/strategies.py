@@ -54,3 +54,31 @@ def random_batch(rng, input_shape, n_classes, batch, dtype=np.float64):
     x = rng.random((batch,) + tuple(input_shape)).astype(dtype)
     y = rng.integers(0, n_classes, size=batch)
     return x, y
+
+
+ALL_RULES = st.sampled_from(["bp", "frfb", "urfb", "kp", "usf", "frsf", "brsf", "dfa", "wm"])
+LAYER_KINDS = ("dense", "conv", "lc", "sum")
+
+
+@st.composite
+def layer_stacks(draw, kind=None, max_size=6, max_kernel=4):
+    """(description, input_shape, n_classes) with a layer of ``kind`` on top of a conv layer.
+
+    The bottom conv layer is there so that the layer under test has someone to send its
+    error to; ``kind`` is dense, conv, lc or sum (drawn when None); kernels odd or even.
+    """
+    kind = kind or draw(st.sampled_from(LAYER_KINDS))
+    k = draw(st.integers(1, max_kernel))
+    c = draw(st.integers(1, 3))
+    size = draw(st.integers(2, max_size))
+    bottom = f"conv{draw(st.integers(1, 3))}:{draw(st.integers(1, 2))} ramp"
+    middle = {
+        "dense": f"dense{draw(st.integers(2, 6))} ramp",
+        "conv": f"conv{k}:{c} ramp",
+        "lc": f"lc{k}:{c} ramp",
+        "sum": f"sum[{draw(st.sampled_from(['conv', 'lc']))}{k}:{c},{draw(st.sampled_from(['conv', 'lc']))}{k}:{c}]",
+    }[kind]
+    tops = ["", f"dense{draw(st.integers(2, 5))} ramp "] + ([] if kind == "dense" else ["pool2 "])
+    top = draw(st.sampled_from(tops))
+    n_classes = draw(st.integers(2, 4))
+    return f"{bottom} {middle} {top}out", (draw(st.integers(1, 2)), size, size), n_classes

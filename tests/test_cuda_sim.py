@@ -83,3 +83,13 @@ def test_training_steps_agree_between_numpy_and_cuda(net, rule):
 def test_the_simulator_is_never_the_default_backend(monkeypatch):
     monkeypatch.delenv(hebbref.backends.ENVIRONMENT_VARIABLE, raising=False)
     assert hebbref.backends.default_backend_name() != "cuda"
+
+
+@pytest.mark.parametrize("net", ["conv2:2 ramp conv3:2 ramp out", "conv1:1 ramp lc2:2 ramp out",
+                                 "conv1:1 ramp sum[conv2:1,lc3:1] out"])
+@pytest.mark.parametrize("rule", ["bp", "frfb", "usf", "frsf", "dfa"])
+def test_the_cuda_backend_is_wired_as_the_rule_says(net, rule):
+    """The wiring property of tests/test_rules_wiring.py, on the simulated GPU kernels."""
+    from test_rules_wiring import check_wiring
+
+    check_wiring(net, (1, 3, 3), 2, rule, seed=7, backend="cuda")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, choose
+from ..rules import RULES
 from .compare import compare, dense_stack, grid_configs, split_list
 from .demo import run_demo
 from .train import TrainConfig, train
@@ -51,7 +52,8 @@ def add_run_arguments(parser, grid=False):
     parser.add_argument("--net", default=DEFAULTS.net,
                         help=f"'simple', 'deep' or a description such as \"dense100 ramp out\"{many}; "
                              f"default {DEFAULTS.net}" + ("; in a list separate with ';'" if grid else ""))
-    parser.add_argument("--rule", default=DEFAULTS.rule, help=f"bp, frfb or urfb{many}; default {DEFAULTS.rule}")
+    parser.add_argument("--rule", default=DEFAULTS.rule,
+                        help=f"{', '.join(RULES)}{many}; default {DEFAULTS.rule} (see hebbref rules)")
     parser.add_argument("--init", default=DEFAULTS.init, help=f"random or symmetric{many}; default {DEFAULTS.init}")
     parser.add_argument("--loss", default=DEFAULTS.loss, help=f"hinge, softmax or squared{many}; default {DEFAULTS.loss}")
     parser.add_argument("--mu", type=float, default=DEFAULTS.mu, help="hinge off-class factor μ (default 1)")
@@ -69,6 +71,8 @@ def add_run_arguments(parser, grid=False):
     parser.add_argument("--batch-size", type=positive, default=DEFAULTS.batch_size,
                         help=f"default {DEFAULTS.batch_size} (SPEC §6)")
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"step η, default {DEFAULTS.lr} (SPEC §6)")
+    parser.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
+                        help="λ: W -= η (G + λ W) under every rule, R too under kp (default 0; SPEC §9)")
     parser.add_argument("--dtype", default=DEFAULTS.dtype, help=f"float32 or float64 (default {DEFAULTS.dtype})")
     parser.add_argument("--no-dropout", dest="dropout", action="store_false", help="leave out every dropout layer")
     parser.add_argument("--probe-size", type=count, default=DEFAULTS.probe_size,
@@ -90,7 +94,8 @@ def config_from_args(args):
     return TrainConfig(
         net=args.net, rule=args.rule, init=args.init, loss=args.loss, mu=args.mu, untied=args.untied,
         data=args.data, data_dir=args.data_dir, train_size=args.train_size, val_size=args.val_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, dtype=args.dtype, dropout=args.dropout,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, dtype=args.dtype,
+        dropout=args.dropout,
         probe_size=args.probe_size, train_eval_size=args.train_eval_size, backend=args.backend, out=args.out or default_out(args),
         quiet=args.quiet,
     )
@@ -105,7 +110,7 @@ def add_commands(subparsers):
     """Add ``train``, ``compare`` and ``demo`` to the ``hebbref`` command."""
     p = _one_line_errors(subparsers.add_parser(
         "train", help="train one network; log, checkpoints, resume",
-        description="Train one network with bp, frfb or urfb. Writes DIR/log.jsonl (one JSON line "
+        description="Train one network with a learning rule (hebbref rules lists them). Writes DIR/log.jsonl (one JSON line "
                     "per epoch) and DIR/checkpoint.npz after every epoch."))
     add_run_arguments(p)
     p.add_argument("--untied", action="store_true", help="locally connected layers instead of conv (SPEC §5)")

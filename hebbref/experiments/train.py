@@ -58,6 +58,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 500
     lr: float = 0.1
+    weight_decay: float = 0.0  # λ: W -= η (G + λ W), R too where the rule says (hebbref.rules)
     seed: int = 0
     dtype: str = "float32"
     dropout: bool = True
@@ -90,6 +91,8 @@ class TrainConfig:
             raise ConfigError(f"train-size must be at least 1, got {self.train_size}")
         if not (np.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight-decay must be 0 or more, got {self.weight_decay}")
         if not (np.isfinite(self.mu) and self.mu >= 0):
             raise ConfigError(f"mu must be 0 or more, got {self.mu}")
         return self
@@ -250,7 +253,8 @@ def run_epoch(net, x, y, order, config, epoch, progress):
     """One pass over the training set in the given order; returns the mean batch loss."""
     losses = []
     for step, idx in enumerate(_batches(order, config.batch_size), start=1):
-        value = net.train_step(x[idx], y[idx], lr=config.lr, loss=config.loss, mu=config.mu)
+        value = net.train_step(x[idx], y[idx], lr=config.lr, loss=config.loss, mu=config.mu,
+                               weight_decay=config.weight_decay)
         if not np.isfinite(value):
             if not config.quiet:
                 progress.stream.write("\n")

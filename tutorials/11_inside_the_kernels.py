@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 10. Inside the kernels: one equation, three implementations
+# # 11. Inside the kernels: one equation, three implementations
 #
 # Most of a training step of the paper's networks is spent in three sums of the
 # convolutional layer (SPEC §2, §3, §5), with xp the zero-padded input and p the padding
@@ -333,8 +333,8 @@ ax.set_ylabel("milliseconds per call")
 ax.set_title(f"batch {BATCH}, float64, this machine")
 ax.legend()
 fig.tight_layout()
-fig.savefig(FIGURES / "10_speeds.png", dpi=100)
-print("saved", FIGURES / "10_speeds.png")
+fig.savefig(FIGURES / "11_speeds.png", dpi=100)
+print("saved", FIGURES / "11_speeds.png")
 
 # %% [markdown]
 # These are this machine's numbers at this moment: on a small batch, or on cores busy
