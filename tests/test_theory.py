@@ -443,6 +443,8 @@ def test_T3_times_from_the_closed_form_match_the_solver_in_the_scalar_chain(seed
         e = np.sqrt(eps) * tau
         assert scalar_time_to_error("urfb", tau, r0, e) < scalar_time_to_error("frfb", tau, r0, e)
     assert scalar_asymptotic_rate("urfb", tau, r0) > scalar_asymptotic_rate("frfb", tau, r0)
+    # frfb's rate in closed form: U* = (2τ/r0²)^{1/3} gives 2 r0² s'(U*) = 3·2^{2/3} (|r0| τ)^{2/3}
+    assert abs(scalar_asymptotic_rate("frfb", tau, r0) - 3 * 2 ** (2 / 3) * (abs(r0) * tau) ** (2 / 3)) <= 1e-12 * tau
 
 
 def test_T3_dominance_at_every_time_over_many_aligned_instances():
@@ -536,3 +538,16 @@ def test_conjecture_C1_dominance_over_random_feedback_from_zero_forward_weights(
                             rtol=1e-10, atol=1e-12)
             V[rule] = np.array([run.flow.loss(z) for z in run.z.T])
         assert np.all(V["urfb"] <= V["frfb"] * (1 + 1e-8)), inst.describe()
+
+
+def test_T4_the_ensemble_reports_the_stalled_urfb_run_and_its_rank_loss():
+    from theory.ensemble import faster_every_way, run_instance
+
+    result = run_instance(random_instance(181))
+    stalled = result.stuck["urfb"]
+    assert stalled is not None and stalled["rank_Q1_end"] < stalled["rank_Q1_start"], stalled
+    assert result.stuck["frfb"] is None
+    assert np.isinf(result.t_by_eps["urfb"][0.01]) and np.isfinite(result.t_by_eps["frfb"][0.01])
+    summary = faster_every_way([result])
+    assert summary["stalled_runs"]["urfb"]["n_with_rank_loss_of_Q1"] == 1
+    assert summary["frac_urfb_faster_by_eps"]["0.01"] == 0.0  # a run that never arrives is not faster
