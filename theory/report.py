@@ -137,7 +137,10 @@ def plot_curves(results, path, title):
     axes[3].set_title("||M - M_bp|| / ||T|| (where bp learns)")
     for ax in axes:
         ax.set_xlabel("t / t_eps(urfb)")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # from W(0) = 0 bp never moves (P6): no distance to its path to show
+            ax.text(0.5, 0.5, "bp does not learn here (P6)", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
