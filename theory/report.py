@@ -396,7 +396,7 @@ def conjectures(entries, all_results):
         worst = min(results, key=lambda r: r.dominance_margin)
         out.append({
             "name": "C1 dominance from zero forward weights",
-            "statement": "L = 2, W0(0) = W(0) = 0, any R(0) of full rank: V_urfb(t) <= V_frfb(t) for all t >= 0",
+            "statement": "L = 2, W0(0) = W(0) = 0, any teacher T and any R(0): V_urfb(t) <= V_frfb(t) for all t >= 0",
             "setting": entry["name"], "n_instances": len(results), "n_dominated": len(results) - len(bad),
             "n_counterexamples": len(bad),
             "counterexamples": [f"{r.description}: (V_frfb - V_urfb)/V_frfb = {r.dominance_margin:.4g} at "
