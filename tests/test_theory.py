@@ -256,7 +256,7 @@ def test_report_writes_summary_of_the_documented_form(tmp_path, monkeypatch):
     import theory.report as report
     from theory.ensemble import Setting, run_setting
 
-    tiny = Setting("tiny", "three instances", n_quick=3, first_seed=90_000)
+    tiny = Setting("tiny", "three instances", n_quick=3, first_seed=90_000, norm_matched=True)
     monkeypatch.setattr(report, "SETTINGS", [tiny])
     monkeypatch.setattr(report, "SGD_SETTINGS", [SGDSetting("tiny_sgd", "two instances", n_quick=2, max_steps=800)])
     monkeypatch.setattr(report, "IDENTITY_SEEDS_QUICK", range(1))
@@ -272,9 +272,22 @@ def test_report_writes_summary_of_the_documented_form(tmp_path, monkeypatch):
     assert summary["settings"][0]["frac_urfb_faster"] == again["frac_urfb_faster"]
     assert summary["settings"][0]["median_time_ratio_frfb_over_urfb"] == again["median_time_ratio_frfb_over_urfb"]
     assert max(summary["identities"]["max_relative_error"].values()) <= MACHINE
+    # issue 11: the theorems with their checks, and "faster" measured every way in every setting
+    names = [t["name"] for t in summary["theorems"]]
+    for needed in ("T1 urfb conservation law", "T2 frfb bottom layer", "T3 closed forms", "T3 dominance"):
+        assert needed in names, names
+    for t in summary["theorems"]:
+        assert set(t) >= {"name", "statement", "max_check_error", "n_checked"} and t["n_checked"] > 0
+        assert t["max_check_error"] <= CLOSED_FORM_TOLERANCE, t
+    for entry in summary["settings"]:
+        assert set(entry["frac_urfb_faster_by_eps"]) == {"0.1", "0.01", "0.001"}, entry["name"]
+        assert 0.0 <= entry["frac_all_time_dominance"] <= 1.0
+        assert 0.0 <= entry["frac_higher_asymptotic_rate"] <= 1.0
+    assert "norm_matched" in summary["settings"][0]
     text = (tmp_path / "report.md").read_text()
     assert "| tiny | 3 |" in text
-    for name in ("time_ratio_histograms.png", "curves_tiny.png", "sgd_tiny_sgd.png"):
+    for name in ("time_ratio_histograms.png", "curves_tiny.png", "sgd_tiny_sgd.png", "theorem_scalar_chain.png",
+                 "dominance_margins.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
 
 
@@ -300,3 +313,241 @@ def test_sgd_symmetric_init_urfb_is_bp_bit_for_bit(seed):
     for p, q in zip(bp.parameters(), urfb.parameters()):
         assert np.array_equal(p.W, q.W) and np.array_equal(q.R, q.W)
     assert not np.array_equal(bp.parameters()[0].W, inst.W0s[0])  # it did learn
+
+
+# --- the theorems of theory/README.md §3 (T1-T4) and the conjecture C1 ------------------------------------
+from theory.instances import aligned_instance  # noqa: E402
+from theory.theorems import (  # noqa: E402
+    aligned_asymptotic_rate,
+    aligned_closed_form_errors,
+    conservation_drift,
+    frfb_invariant_error,
+    numerical_rank,
+    scalar_asymptotic_rate,
+    scalar_product,
+    scalar_product_derivative,
+    scalar_time_to_error,
+    sgd_conservation_step_error,
+    trace_corollary_error,
+)
+
+THEOREM_TOLERANCE = 1e-10  # what the issue asks of the conservation law along trajectories
+CLOSED_FORM_TOLERANCE = 1e-8  # ... and of the closed forms against the ODE solver
+
+
+def _accurate(inst, rule, **options):
+    return integrate(inst.T, inst.W0s, inst.R0s, rule, rtol=1e-12, atol=1e-14, method="DOP853", **options)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_T1_urfb_conserves_W_l_W_lT_minus_R_next_T_R_next(seed):
+    inst = random_instance(2000 + seed, scales=(0.0, 0.3, 1.0))
+    result = _accurate(inst, "urfb", eps=1e-3, t_max=200)
+    assert result.t.size > 20
+    W_start, R_start = result.flow.unpack(result.z[:, 0])
+    worst = max(conservation_drift(W_start, R_start, *result.flow.unpack(z)) for z in result.z.T)
+    assert worst <= THEOREM_TOLERANCE, (inst.describe(), worst)
+    # the law is urfb's: under frfb (R fixed) the same matrices move by O(1)
+    frfb = _accurate(inst, "frfb", eps=1e-3, t_max=200)
+    W_start, R_start = frfb.flow.unpack(frfb.z[:, 0])
+    assert conservation_drift(W_start, R_start, *frfb.flow.unpack(frfb.z[:, -1])) > 1e-3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_T1_trace_corollary_feedback_gain_grows_with_the_layer_below(seed):
+    inst = random_instance(2100 + seed, scales=(0.0,))
+    result = _accurate(inst, "urfb", eps=1e-3, t_max=200)
+    W_start, R_start = result.flow.unpack(result.z[:, 0])
+    worst = max(trace_corollary_error(W_start, R_start, *result.flow.unpack(z)) for z in result.z.T)
+    assert worst <= THEOREM_TOLERANCE
+    Ws, Rs = result.flow.unpack(result.z[:, -1])
+    for l in range(inst.depth - 1):  # R_{l+1}ᵀR_{l+1} − R_{l+1}(0)ᵀR_{l+1}(0) = W_l W_lᵀ ⪰ 0, and W did grow
+        assert np.sum(Rs[l + 1] ** 2) > np.sum(R_start[l + 1] ** 2) + 0.5 * np.sum(Ws[l] ** 2)
+
+
+@settings(max_examples=20, deadline=None)
+@given(linear_instances(scales=(0.0, 0.3, 1.0)), SEEDS, st.sampled_from([0.01, 0.1]))
+def test_T1_discrete_sgd_step_moves_the_law_by_exactly_eta_squared_terms(inst, seed, eta):
+    """C_l ← C_l + η² (G_l G_lᵀ − G_{l+1}ᵀ G_{l+1}) through hebbref's own Dense layers."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((6, inst.widths[0]))
+    y = rng.standard_normal((6, inst.widths[-1]))
+    for rule, holds in (("urfb", True), ("frfb", False)):
+        net = linear_network(inst, rule)
+        Ws = [p.W.copy() for p in net.parameters()]
+        Rs = [p.R.copy() for p in net.parameters()]
+        sgd_step(net, x, y, eta)
+        Gs = [p.G.copy() for p in net.parameters()]
+        error = sgd_conservation_step_error(Ws, Rs, Gs, eta, [p.W for p in net.parameters()],
+                                            [p.R for p in net.parameters()])
+        if holds:
+            assert error <= MACHINE, error
+        elif max(np.abs(G).max() for G in Gs[1:]) > 1e-4:  # (at W = 0 the upper G vanish)
+            assert error > MACHINE  # frfb does not move R: the first-order terms no longer cancel
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_T2_frfb_bottom_layer_is_Q1_times_the_integrated_error(seed):
+    inst = random_instance(2200 + seed, scales=(0.0, 0.3, 1.0))
+    assert frfb_invariant_error(inst.T, inst.W0s, inst.R0s, np.linspace(0.0, 10.0, 21)) <= THEOREM_TOLERANCE
+    # ... and it is frfb's: urfb's bottom layer is not R(0)ᵀ U
+    from theory.theorems import integrate_with_U
+
+    _, states = integrate_with_U(inst.T, inst.W0s, inst.R0s, "urfb", np.linspace(0.0, 10.0, 3))
+    Ws, _, U = states[-1]
+    Q1 = inst.R0s[1].T if inst.depth == 2 else None
+    if Q1 is not None:
+        assert np.abs(Ws[0] - inst.W0s[0] - Q1 @ U).max() > 1e-3
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("rule", ["frfb", "urfb"])
+def test_T3_closed_forms_match_the_ODE_solver(seed, rule):
+    inst = aligned_instance(2300 + seed, widths=[1, 1, 1] if seed < 3 else None)  # 3 scalar chains
+    errors = aligned_closed_form_errors(inst, rule, np.linspace(0.0, 12.0, 25))
+    assert errors["weights"] <= CLOSED_FORM_TOLERANCE, errors
+    assert errors["reduction"] <= CLOSED_FORM_TOLERANCE, errors
+
+
+def test_T3_key_inequality_urfb_grows_its_product_faster_at_every_level():
+    """At equal product q = r² s(U), dq/dU is larger for urfb: (s^{1/3})' > 2^{-1/3} for U > 0."""
+    U = np.linspace(1e-3, 6.0, 2000)
+    cube_root_slope = np.gradient(np.cbrt(scalar_product("urfb", U)), U)
+    assert np.all(cube_root_slope[1:-1] > 2 ** (-1 / 3))
+    np.testing.assert_allclose(np.cbrt(scalar_product("frfb", U)), 2 ** (-1 / 3) * U, rtol=1e-14)
+    for q in np.linspace(0.01, 5.0, 50):
+        U_u = brentq_root(lambda V: scalar_product("urfb", V) - q)
+        U_f = brentq_root(lambda V: scalar_product("frfb", V) - q)
+        assert scalar_product_derivative("urfb", U_u) > scalar_product_derivative("frfb", U_f)
+    # the identity sinh U (cosh U − 1) = 4 sinh³(U/2) cosh(U/2) used in the proof
+    np.testing.assert_allclose(scalar_product("urfb", U), 4 * np.sinh(U / 2) ** 3 * np.cosh(U / 2),
+                               rtol=1e-8)  # cosh U − 1 loses digits to cancellation near U = 0
+
+
+def brentq_root(f):
+    from scipy.optimize import brentq
+
+    return brentq(f, 0.0, 50.0, xtol=1e-14)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_T3_times_from_the_closed_form_match_the_solver_in_the_scalar_chain(seed):
+    inst = aligned_instance(2400 + seed, widths=[1, 1, 1])
+    tau, r0 = inst.tau[0], inst.rho_modes[0]
+    for rule in ("frfb", "urfb"):
+        for eps in (0.1, 0.01, 0.001):
+            solver = _accurate(inst, rule, eps=eps, t_max=500).t_eps
+            closed = scalar_time_to_error(rule, tau, r0, np.sqrt(eps) * tau)  # V = ½ e²
+            assert abs(solver - closed) <= 1e-8 * closed, (rule, eps, solver, closed)
+    for eps in (0.5, 0.1, 0.01, 0.001, 1e-6):
+        e = np.sqrt(eps) * tau
+        assert scalar_time_to_error("urfb", tau, r0, e) < scalar_time_to_error("frfb", tau, r0, e)
+    assert scalar_asymptotic_rate("urfb", tau, r0) > scalar_asymptotic_rate("frfb", tau, r0)
+    # frfb's rate in closed form: U* = (2τ/r0²)^{1/3} gives 2 r0² s'(U*) = 3·2^{2/3} (|r0| τ)^{2/3}
+    assert abs(scalar_asymptotic_rate("frfb", tau, r0) - 3 * 2 ** (2 / 3) * (abs(r0) * tau) ** (2 / 3)) <= 1e-12 * tau
+
+
+def test_T3_dominance_at_every_time_over_many_aligned_instances():
+    """V_urfb(t) ≤ V_frfb(t) on a fine grid, strictly once the two are resolvably apart;
+    every level reached sooner; the measured late rate close to the closed form's and higher."""
+    for seed in range(40):
+        inst = aligned_instance(2500 + seed)
+        t_end = 1.2 * _accurate(inst, "frfb", eps=1e-4, t_max=2000).t_eps
+        grid = np.linspace(0.0, t_end, 301)
+        V = {}
+        for rule in ("frfb", "urfb"):
+            run = _accurate(inst, rule, eps=0.5, t_max=t_end, stop_at_eps=False, t_eval=grid)
+            V[rule] = np.array([run.flow.loss(z) for z in run.z.T])
+        V0 = V["frfb"][0]
+        assert np.all(V["urfb"] <= V["frfb"] + 1e-12 * V0), inst.describe()
+        late = grid >= 0.2 * t_end
+        assert np.all(V["urfb"][late] < V["frfb"][late]), inst.describe()
+        for eps in (0.1, 0.01, 0.001):
+            t = {rule: _accurate(inst, rule, eps=eps, t_max=2000).t_eps for rule in ("frfb", "urfb")}
+            assert t["urfb"] < t["frfb"], (inst.describe(), eps, t)
+        assert aligned_asymptotic_rate(inst, "urfb") > aligned_asymptotic_rate(inst, "frfb")
+
+
+def test_T4_stuck_urfb_instance_has_lost_the_rank_of_its_feedback_path():
+    """seed 181 of `main`: urfb settles with E ≠ 0 where Q_1 = R_2ᵀR_3ᵀR_4ᵀ has lost a rank;
+    at that state bp's velocity is not zero, and frfb's constant Q_1 has full rank."""
+    from theory.flow import feedback_products, forward_products
+
+    inst = random_instance(181)
+    run = integrate(inst.T, inst.W0s, inst.R0s, "urfb", eps=0.01, t_max=500)
+    assert run.status == "t_max"
+    Ws, Rs = run.flow.unpack(run.z[:, -1])
+    E = inst.T - forward_products(Ws)[-1]
+    Q1 = feedback_products(Rs)[0]
+    m = inst.widths[-1]
+    assert np.linalg.norm(E) > 0.1 * np.linalg.norm(inst.T)
+    assert numerical_rank(Q1) < m == numerical_rank(feedback_products(inst.R0s)[0])
+    assert np.linalg.norm(Q1 @ E) < 1e-5 * np.linalg.norm(Q1) * np.linalg.norm(E)  # v_1 = Q_1 E ≈ 0
+    g1 = products_above(Ws)[0].T @ E
+    assert np.linalg.norm(g1) > 0.1 * np.linalg.norm(E)  # bp's v_1 is far from zero there
+
+
+def test_theorem_setting_dominates_in_every_instance_and_summaries_are_consistent():
+    """T3's setting as the report runs it: dominance, every ε sooner and a higher rate in every
+    instance; the median ratio lies between the quantiles (item 7)."""
+    import dataclasses
+
+    from theory.ensemble import SETTINGS, run_setting
+
+    setting = dataclasses.replace(next(s for s in SETTINGS if s.name == "theorem_aligned"), n_quick=10)
+    _, entry = run_setting(setting, quick=True)
+    assert entry["must_dominate"] and entry["frac_all_time_dominance"] == 1.0, entry["dominance_failures"]
+    assert all(v == 1.0 for v in entry["frac_urfb_faster_by_eps"].values()), entry["frac_urfb_faster_by_eps"]
+    assert entry["frac_higher_asymptotic_rate"] == 1.0
+    q = entry["time_ratio_frfb_over_urfb_quantiles"]
+    assert q["p10"] <= entry["median_time_ratio_frfb_over_urfb"] <= q["p90"]
+
+
+def test_summary_median_and_quantiles_come_from_one_set_with_runs_that_never_arrive():
+    from theory.ensemble import _order_statistic, _quantiles
+
+    ratios = np.array([1.1, 1.2, np.inf, np.inf, np.inf])  # frfb never arrives in three instances
+    assert _order_statistic(ratios, 50) == np.inf
+    q = _quantiles(ratios)
+    assert q["p10"] == 1.1 and q["p90"] == "inf"  # the quantiles keep the +inf ratios, as the median does
+
+
+def test_norm_matched_control_has_urfbs_feedback_norm_law():
+    """The control's feedback norm at its own state is urfb's: ‖B_{l+1}‖² = ‖R(0)‖² + ‖W_l‖² − ‖W_l(0)‖²."""
+    inst = random_instance(4000, depths=(3,), scales=(0.3,))
+    run = integrate(inst.T, inst.W0s, inst.R0s, "frfb", eps=0.01, t_max=100, norm_matched=True)
+    Ws, _ = run.flow.unpack(run.z[:, -1])
+    Bs = run.flow.norm_matched_feedback(Ws)
+    for l in range(inst.depth - 1):
+        want = np.sum(inst.R0s[l + 1] ** 2) + np.sum(Ws[l] ** 2) - np.sum(inst.W0s[l] ** 2)
+        assert abs(np.sum(Bs[l + 1] ** 2) - want) <= 1e-12 * want
+        cos = np.sum(Bs[l + 1] * inst.R0s[l + 1]) / np.linalg.norm(Bs[l + 1]) / np.linalg.norm(inst.R0s[l + 1])
+        assert cos > 1 - 1e-12  # the direction stays R(0)'s
+    assert np.sum(Ws[0] ** 2) > np.sum(inst.W0s[0] ** 2)  # the gain did change
+
+
+def test_conjecture_C1_dominance_over_random_feedback_from_zero_forward_weights():
+    """Evidence, not proof: L = 2, W(0) = 0, random R(0), 30 instances at rtol 1e-10."""
+    for seed in range(30):
+        inst = random_instance(5000 + seed, depths=(2,), scales=(0.0,))
+        t_end = 1.2 * integrate(inst.T, inst.W0s, inst.R0s, "frfb", eps=1e-3, t_max=500).t_eps
+        grid = np.linspace(0.0, t_end, 201)
+        V = {}
+        for rule in ("frfb", "urfb"):
+            run = integrate(inst.T, inst.W0s, inst.R0s, rule, eps=0.5, t_max=t_end, stop_at_eps=False, t_eval=grid,
+                            rtol=1e-10, atol=1e-12)
+            V[rule] = np.array([run.flow.loss(z) for z in run.z.T])
+        assert np.all(V["urfb"] <= V["frfb"] * (1 + 1e-8)), inst.describe()
+
+
+def test_T4_the_ensemble_reports_the_stalled_urfb_run_and_its_rank_loss():
+    from theory.ensemble import faster_every_way, run_instance
+
+    result = run_instance(random_instance(181))
+    stalled = result.stuck["urfb"]
+    assert stalled is not None and stalled["rank_Q1_end"] < stalled["rank_Q1_start"], stalled
+    assert result.stuck["frfb"] is None
+    assert np.isinf(result.t_by_eps["urfb"][0.01]) and np.isfinite(result.t_by_eps["frfb"][0.01])
+    summary = faster_every_way([result])
+    assert summary["stalled_runs"]["urfb"]["n_with_rank_loss_of_Q1"] == 1
+    assert summary["frac_urfb_faster_by_eps"]["0.01"] == 0.0  # a run that never arrives is not faster

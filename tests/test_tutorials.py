@@ -23,7 +23,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # The linear-theory tutorial was number 07 before the tutorials were put in story order; its
 # content belongs to the theory branch (issue #11), whose figures are still named 07_*.png.
 # Delete this entry once that tutorial names its figures 06_*.png.
-OLD_FIGURE_PREFIX = {"06_linear_theory": "07"}
 MIN_WITH_EXERCISES = 6  # tutorials that end with exercises and worked solutions (the issue's minimum)
 
 
@@ -65,8 +64,6 @@ def test_enough_tutorials_end_with_exercises_and_runnable_solutions():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
 def test_tutorial_takes_rule_colours_from_the_palette(script):
-    if script.stem in OLD_FIGURE_PREFIX:
-        pytest.skip("content owned by the theory branch (issue #11)")
     text = script.read_text(encoding="utf-8")
     cycle = re.findall(r"""color\s*=\s*["'](C\d|tab:\w+)["']""", text)
     assert not cycle, f"{script.name} colours lines with {cycle}; take a rule's colour from hebbref.palette"
@@ -92,7 +89,7 @@ def test_tutorial_runs_and_saves_its_figures(script, tmp_path):
     output = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, f"{script.name} exited {result.returncode}:\n{output}"
     assert elapsed < TIME_LIMIT_S, f"{script.name} took {elapsed:.1f} s in FAST mode (limit {TIME_LIMIT_S} s)"
-    prefix = OLD_FIGURE_PREFIX.get(script.stem, script.stem[:2])
+    prefix = script.stem[:2]
     saved = sorted(figures.glob(f"{prefix}_*.png"))
     assert saved, f"{script.name} saved no figure named {prefix}_*.png in {figures}"
     for path in saved:

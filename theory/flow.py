@@ -98,10 +98,14 @@ class LinearFlow:
     T: np.ndarray  # (m, d)
     R0s: list  # the feedback matrices at t = 0
     rule: str
+    W_start: list = None  # W_l(0); needed only by the norm-matched control
+    norm_matched: bool = False  # frfb whose feedback gains follow urfb's trace law (below)
     shapes: list = field(init=False)
 
     def __post_init__(self):
         get_rule(self.rule)
+        if self.norm_matched and (self.rule != "frfb" or self.W_start is None):
+            raise ConfigError("the norm-matched control is frfb with W_start given")
         self.shapes = [R.shape for R in self.R0s]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.moves_R = get_rule(self.rule).feedback_rate_factor != 0.0
@@ -127,9 +131,24 @@ class LinearFlow:
         Rs = arrays[L:] if self.moves_R else self.R0s
         return Ws, Rs
 
+    def norm_matched_feedback(self, Ws):
+        """R_l(0) rescaled to the norm urfb's conservation law would give it at this state.
+
+        Under urfb, ‖R_{l+1}‖² − ‖W_l‖² is constant (theory/theorems.py, T1), so the control
+        uses B_{l+1} = R_{l+1}(0) · sqrt(max(0, ‖R_{l+1}(0)‖² + ‖W_l‖² − ‖W_l(0)‖²)) / ‖R_{l+1}(0)‖:
+        urfb's feedback gain, frfb's fixed direction. (B_1 carries nothing and stays R_1(0).)
+        """
+        Bs = [self.R0s[0]]
+        for R0, W, W_begin in zip(self.R0s[1:], Ws[:-1], self.W_start[:-1]):
+            norm0 = float(np.sum(R0 * R0))
+            gain2 = max(0.0, norm0 + float(np.sum(W * W)) - float(np.sum(W_begin * W_begin)))
+            Bs.append(R0 * np.sqrt(gain2 / norm0) if norm0 > 0 else R0)
+        return Bs
+
     def velocities(self, Ws, Rs):
         """(dW_l/dt, dR_l/dt) lists at a state."""
-        dWs = weight_velocities(self.T, Ws, feedback_matrices(Ws, Rs, self.rule))
+        Bs = self.norm_matched_feedback(Ws) if self.norm_matched else feedback_matrices(Ws, Rs, self.rule)
+        dWs = weight_velocities(self.T, Ws, Bs)
         dRs = dWs if self.moves_R else [np.zeros_like(R) for R in Rs]
         return dWs, dRs
 
@@ -150,6 +169,7 @@ class FlowResult:
     V0: float
     t_eps: float  # first time V(t) <= eps · V0; inf if not reached by t_max
     status: str  # "reached", "t_max", "diverged" or "failed"
+    t_levels: dict  # level q -> first time V(t) <= q · V0 (inf if not before the run ended), for q in levels
     t: np.ndarray
     z: np.ndarray  # (n_state, n_times)
     sol: object
@@ -158,17 +178,21 @@ class FlowResult:
 
 
 def integrate(T, W0s, R0s, rule, eps=0.01, t_max=500.0, rtol=1e-7, atol=1e-10, method="RK45",
-              dense_output=False, stop_at_eps=True, t_eval=None, diverge_factor=1e4):
+              dense_output=False, stop_at_eps=True, t_eval=None, diverge_factor=1e4, levels=(),
+              norm_matched=False):
     """Integrate the flow from (W0s, R0s) until V <= eps · V(0), t_max, or divergence.
 
     Returns a ``FlowResult``. ``stop_at_eps=False`` keeps going to ``t_max`` (the time of
-    reaching eps is still recorded, from a non-terminal event).
+    reaching eps is still recorded, from a non-terminal event). ``levels`` (each above
+    eps) get their first-crossing times recorded too, in ``t_levels``. ``norm_matched``
+    integrates the control of ``LinearFlow.norm_matched_feedback`` (rule must be frfb).
     """
     if not 0.0 < eps < 1.0:
         raise ConfigError(f"eps must lie in (0, 1), got {eps}")
     if len(W0s) != len(R0s) or any(W.shape != R.shape for W, R in zip(W0s, R0s)):
         raise ConfigError("W0s and R0s must be lists of matching shapes")
-    flow = LinearFlow(np.asarray(T, dtype=float), [np.array(R, dtype=float) for R in R0s], rule)
+    flow = LinearFlow(np.asarray(T, dtype=float), [np.array(R, dtype=float) for R in R0s], rule,
+                      W_start=[np.array(W, dtype=float) for W in W0s], norm_matched=norm_matched)
     z0 = flow.pack([np.array(W, dtype=float) for W in W0s])
     V0 = flow.loss(z0)
     if V0 == 0.0:
@@ -186,10 +210,21 @@ def integrate(T, W0s, R0s, rule, eps=0.01, t_max=500.0, rtol=1e-7, atol=1e-10, m
     diverged.terminal = True
     diverged.direction = 1
 
+    def crossing(q):
+        def event(t, z):
+            return flow.loss(z) - q * V0
+
+        event.terminal, event.direction = False, -1
+        return event
+
+    levels = [float(q) for q in levels if q != eps]
     with np.errstate(over="ignore", invalid="ignore"):  # a rejected trial step may overflow; divergence is reported
         sol = solve_ivp(flow, (0.0, t_max), z0, method=method, rtol=rtol, atol=atol,
-                        events=(reached, diverged), dense_output=dense_output, t_eval=t_eval)
+                        events=(reached, diverged, *map(crossing, levels)), dense_output=dense_output,
+                        t_eval=t_eval)
     t_eps = float(sol.t_events[0][0]) if len(sol.t_events[0]) else np.inf
+    t_levels = {q: (float(times[0]) if len(times) else np.inf) for q, times in zip(levels, sol.t_events[2:])}
+    t_levels[float(eps)] = t_eps
     if not sol.success:
         status = "failed"
     elif len(sol.t_events[1]):
@@ -198,4 +233,4 @@ def integrate(T, W0s, R0s, rule, eps=0.01, t_max=500.0, rtol=1e-7, atol=1e-10, m
         status = "reached"
     else:
         status = "t_max"
-    return FlowResult(rule, V0, t_eps, status, sol.t, sol.y, sol.sol, flow, sol.nfev)
+    return FlowResult(rule, V0, t_eps, status, t_levels, sol.t, sol.y, sol.sol, flow, sol.nfev)

@@ -84,3 +84,48 @@ def random_instance(seed, depths=(2, 3, 4), scales=(0.0, 0.1, 0.3, 1.0), rho=1.0
     hidden = [int(rng.integers(max(rank, 2), hidden_max + 1)) for _ in range(depth - 1)]
     scale = float(rng.choice(scales))
     return make_instance(seed, [d] + hidden + [m], rank, scale, rho)
+
+
+@dataclass
+class AlignedInstance(Instance):
+    """A two-layer instance under the hypotheses of theorem T1 (theory/README.md §3).
+
+    T = Σ_i τ_i u_i v_iᵀ and R(0) = Σ_i ρ_i u_i z_iᵀ share the left singular vectors u_i
+    (columns of ``modes_u``, (m, k)); v_i (``modes_v``, (d, k)) and z_i (``modes_z``,
+    (n, k)) are orthonormal; τ_i > 0, ρ_i ≠ 0; both forward weights start at zero.
+    """
+
+    tau: np.ndarray = None  # (k,)
+    rho_modes: np.ndarray = None  # (k,) the feedback gains ρ_i (either sign)
+    modes_u: np.ndarray = None  # (m, k)
+    modes_v: np.ndarray = None  # (d, k)
+    modes_z: np.ndarray = None  # (n, k)
+
+    def describe(self):
+        return f"aligned seed={self.seed} widths={'-'.join(map(str, self.widths))} modes={self.rank}"
+
+
+def _orthonormal(rng, n, k):
+    return np.linalg.qr(rng.standard_normal((n, k)))[0]  # (n, k)
+
+
+def aligned_instance(seed, widths=None, d_range=(1, 8), m_range=(1, 6), hidden_range=(1, 10)):
+    """T1's hypotheses: L = 2, W(0) = 0, R(0) with the teacher's left singular vectors.
+
+    The number of modes k is drawn in [1, min(d, n, m)]; τ_i ~ U[0.5, 2], |ρ_i| ~ U[0.3, 1.5]
+    with a random sign. widths = [d, n, m] may be given; widths [1, 1, 1] is the scalar chain.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
+    if widths is None:
+        widths = [int(rng.integers(lo, hi + 1)) for lo, hi in (d_range, hidden_range, m_range)]
+    d, n, m = (int(w) for w in widths)
+    k = int(rng.integers(1, min(d, n, m) + 1))
+    tau = rng.uniform(0.5, 2.0, size=k)
+    rho = rng.uniform(0.3, 1.5, size=k) * rng.choice([-1.0, 1.0], size=k)
+    u, v, z = _orthonormal(rng, m, k), _orthonormal(rng, d, k), _orthonormal(rng, n, k)
+    T = (u * tau) @ v.T  # (m, d)
+    R_top = (u * rho) @ z.T  # (m, n)
+    R_bottom = glorot_uniform(rng, (n, d), d, n, np.float64)  # never used at L = 2
+    return AlignedInstance(seed, [d, n, m], k, 0.0, float(np.max(np.abs(rho))), T,
+                           [np.zeros((n, d)), np.zeros((m, n))], [R_bottom, R_top],
+                           tau=tau, rho_modes=rho, modes_u=u, modes_v=v, modes_z=z)

@@ -2,9 +2,11 @@
 
     write_report(out_dir, quick)   ->  the summary dict (also written as summary.json)
 
-summary.json: {"settings": [{"name", "n_instances", "frac_urfb_faster",
-"median_time_ratio_frfb_over_urfb", ...}, ...], "identities": {...}, ...}: one entry per
-setting measured (theory.ensemble.SETTINGS, then theory.sgd.SGD_SETTINGS).
+summary.json: {"theorems": [{"name", "statement", "max_check_error", "n_checked", "check"}, ...],
+"conjectures": [...], "settings": [{"name", "n_instances", "frac_urfb_faster",
+"frac_urfb_faster_by_eps", "frac_all_time_dominance", "frac_higher_asymptotic_rate",
+["norm_matched"], ...}, ...], "identities": {...}, ...}: one settings entry per setting
+measured (theory.ensemble.SETTINGS, then theory.sgd.SGD_SETTINGS).
 """
 import json
 import os
@@ -13,15 +15,17 @@ import time
 import numpy as np
 
 from hebbref.errors import ConfigError
+from hebbref.palette import rule_colour, rule_linestyle
 
-from .ensemble import GRID, SETTINGS, run_setting
+from .ensemble import EPS_LEVELS, GRID, SETTINGS, run_setting
 from .flow import integrate
 from .identities import dissipation_terms, trajectory_identity_errors, urfb_decomposition
-from .instances import random_instance
+from .instances import aligned_instance, random_instance
 from .sgd import SGD_SETTINGS, run_sgd_setting
+from .theorems import scalar_closed_form, theorem_checks
 
 IDENTITY_SEEDS_QUICK, IDENTITY_SEEDS_FULL = range(3), range(20)
-COLORS = {"bp": "black", "frfb": "tab:red", "urfb": "tab:blue"}
+CONJECTURE_SETTING = "conjecture_zero_forward"
 
 
 # --- (1) identities along trajectories ---------------------------------------------------------------
@@ -93,12 +97,12 @@ def plot_ratio_histograms(all_results, path):
     for ax, (name, results) in zip(axes[0], all_results.items()):
         ratios = np.array([r.t_eps["frfb"] / r.t_eps["urfb"] for r in results])
         finite = ratios[np.isfinite(ratios) & (ratios > 0)]
-        ax.hist(np.log2(finite), bins=25, color="tab:blue", alpha=0.8)
+        ax.hist(np.log2(finite), bins=25, color=rule_colour("urfb"), alpha=0.8)
         ax.axvline(0.0, color="black", lw=1)
         only_urfb = int(np.sum(np.isinf(ratios)))  # frfb never reached eps
         only_frfb = int(np.sum(ratios == 0))  # urfb never reached eps
         neither = int(np.sum(np.isnan(ratios)))
-        ax.set_title(f"{name} (n={len(results)}; not shown: only urfb reached {only_urfb}, "
+        ax.set_title(f"{name} (n={len(results)}; not shown: only urfb reached {only_urfb},\n"
                      f"only frfb {only_frfb}, neither {neither})", fontsize=8)
         ax.set_xlabel("log2 t_eps(frfb) / t_eps(urfb)")
     axes[0][0].set_ylabel("instances")
@@ -113,24 +117,30 @@ def plot_curves(results, path, title):
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for rule in ("bp", "frfb", "urfb"):
         mid, lo, hi = _median_band([r.loss[rule] for r in results])
-        axes[0].plot(GRID, mid, color=COLORS[rule], label=rule)
-        axes[0].fill_between(GRID, lo, hi, color=COLORS[rule], alpha=0.15)
+        axes[0].plot(GRID, mid, color=rule_colour(rule), ls=rule_linestyle(rule), label=rule)
+        axes[0].fill_between(GRID, lo, hi, color=rule_colour(rule), alpha=0.15)
     axes[0].set_yscale("log")
     axes[0].set_title("V(t) / V(0)")
     for rule in ("frfb", "urfb"):
         for ax, key in ((axes[1], "weight_alignment"), (axes[2], "path_alignment")):
             mid, lo, hi = _median_band([getattr(r, key)[rule] for r in results])
-            ax.plot(GRID, mid, color=COLORS[rule], label=rule)
-            ax.fill_between(GRID, lo, hi, color=COLORS[rule], alpha=0.15)
-        mid, lo, hi = _median_band([r.distance_to_bp[rule] for r in results if np.isfinite(r.t_eps["bp"])])
-        axes[3].plot(GRID, mid, color=COLORS[rule], label=rule)
-        axes[3].fill_between(GRID, lo, hi, color=COLORS[rule], alpha=0.15)
+            ax.plot(GRID, mid, color=rule_colour(rule), ls=rule_linestyle(rule), label=rule)
+            ax.fill_between(GRID, lo, hi, color=rule_colour(rule), alpha=0.15)
+        learns = [r.distance_to_bp[rule] for r in results if np.isfinite(r.t_eps["bp"])]
+        if not learns:  # from W(0) = 0 bp never moves (P6)
+            continue
+        mid, lo, hi = _median_band(learns)
+        axes[3].plot(GRID, mid, color=rule_colour(rule), ls=rule_linestyle(rule), label=rule)
+        axes[3].fill_between(GRID, lo, hi, color=rule_colour(rule), alpha=0.15)
     axes[1].set_title("W-R alignment: mean_l cos(W_l, R_l)")
     axes[2].set_title("feedback path: cos(Q_1, A_1^T)")
     axes[3].set_title("||M - M_bp|| / ||T|| (where bp learns)")
     for ax in axes:
         ax.set_xlabel("t / t_eps(urfb)")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # from W(0) = 0 bp never moves (P6): no distance to its path to show
+            ax.text(0.5, 0.5, "bp does not learn here (P6)", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -143,14 +153,73 @@ def plot_sgd(rows, path, title, n_show=4):
     for ax, row in zip(axes[0], rows[:n_show]):
         for rule, run in row["runs"].items():
             res = run["result"]
-            ax.plot(res.steps, res.train_loss / res.train_loss[0], color=COLORS[rule], label=f"{rule} (train)")
-            ax.plot(res.steps, res.population_loss / res.population_loss[0], color=COLORS[rule], ls=":")
+            ax.plot(res.steps, res.train_loss / res.train_loss[0], color=rule_colour(rule), label=f"{rule} (train)")
+            ax.plot(res.steps, res.population_loss / res.population_loss[0], color=rule_colour(rule), ls=":")
         ax.set_yscale("log")
         ax.set_xlabel("SGD step")
         ax.set_title(row["description"], fontsize=7)
     axes[0][0].set_ylabel("loss / initial  (dotted: population)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_theorem(path, seed=0):
+    """T3 in one picture: the scalar chain's weights and error from the ODE solver (lines)
+    against the closed forms in U(t) (dots), both rules; and V_urfb / V_frfb over time."""
+    plt = _plt()
+    inst = aligned_instance(seed, widths=[1, 1, 1])
+    tau, r0 = inst.tau[0], inst.rho_modes[0]
+    from .theorems import integrate_with_U
+
+    t_end = 1.5 * integrate(inst.T, inst.W0s, inst.R0s, "frfb", eps=1e-3, t_max=500).t_eps
+    grid = np.linspace(0.0, t_end, 121)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    V = {}
+    for rule in ("frfb", "urfb"):
+        _, states = integrate_with_U(inst.T, inst.W0s, inst.R0s, rule, grid)
+        w0 = np.array([Ws[0][0, 0] for Ws, _, _ in states])
+        w = np.array([Ws[1][0, 0] for Ws, _, _ in states])
+        U = np.array([u[0, 0] for _, _, u in states])
+        c0, c, _ = scalar_closed_form(rule, U, r0)
+        colour = rule_colour(rule)
+        axes[0].plot(grid, w0, color=colour, ls="-", label=f"{rule} w0 (ODE)")
+        axes[0].plot(grid, w, color=colour, ls="--", label=f"{rule} w (ODE)")
+        axes[0].plot(grid[::6], c0[::6], "o", color=colour, ms=3)
+        axes[0].plot(grid[::6], c[::6], "s", color=colour, ms=3)
+        V[rule] = 0.5 * (tau - w * w0) ** 2
+        axes[1].semilogy(grid, V[rule] / V[rule][0], color=colour, ls=rule_linestyle(rule), label=rule)
+        axes[1].semilogy(grid[::6], 0.5 * (tau - c[::6] * c0[::6]) ** 2 / V[rule][0], "o", color=colour, ms=3)
+    axes[0].set_title(f"scalar chain tau={tau:.2f}, r0={r0:.2f}: lines ODE, dots closed forms", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].set_title("V(t)/V(0): ODE (lines), closed forms (dots)", fontsize=9)
+    axes[1].legend(fontsize=8)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        axes[2].plot(grid[1:], V["urfb"][1:] / V["frfb"][1:], color=rule_colour("urfb"))
+    axes[2].axhline(1.0, color="grey", lw=0.8)
+    axes[2].set_title("V_urfb(t) / V_frfb(t) (T3: < 1 for t > 0)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("t")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_dominance(all_results, path):
+    """Histogram per setting of min_t (V_frfb − V_urfb) / V_frfb on the dominance window (≥ 0: dominance)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(all_results), figsize=(3.2 * len(all_results), 3.0), squeeze=False)
+    for ax, (name, results) in zip(axes[0], all_results.items()):
+        margins = np.array([r.dominance_margin for r in results])
+        shown = np.clip(margins, -1.0, 1.0)
+        ax.hist(shown, bins=np.linspace(-1.0, 1.0, 41), color=rule_colour("urfb"), alpha=0.8)
+        ax.axvline(0.0, color="black", lw=1)
+        ax.set_title(f"{name}\n(n={len(results)}, below 0: {int(np.sum(margins < -1e-5))}; clipped to [-1, 1])",
+                     fontsize=8)
+        ax.set_xlabel("min_t (V_frfb - V_urfb) / V_frfb")
+    axes[0][0].set_ylabel("instances")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -163,6 +232,11 @@ def _fmt(x, digits=3):
     if isinstance(x, float):
         return f"{x:.{digits}g}"
     return str(x)
+
+
+def _cell(text):
+    """Text for a Markdown table cell (a norm's bars would end the cell)."""
+    return text.replace("|", "\\|")
 
 
 def _setting_row(entry):
@@ -186,6 +260,20 @@ def markdown(summary, figures):
         f"Command: `{summary['command']}`; {'quick' if summary['quick'] else 'full'} run, "
         f"{summary['elapsed_s']:.0f} s. What is proved and how is in theory/README.md; "
         "everything below is measured.",
+        "",
+        "## 0. Theorems: numerical checks (statements and proofs in theory/README.md §3)",
+        "",
+        "| theorem | statement | max check error | n checked | check |",
+        "|---|---|---|---|---|",
+        *[f"| {c['name']} | {_cell(c['statement'])} | {c['max_check_error']:.2e} | {c['n_checked']} | {_cell(c['check'])} |"
+          for c in summary["theorems"]],
+        "",
+        "## 0'. Conjecture C1 (L = 2, W(0) = 0, general random R(0): V_urfb(t) <= V_frfb(t) for all t)",
+        "",
+        *[f"{c['n_instances']} instances ({c['setting']}): dominance in {c['n_dominated']}; counterexamples "
+          f"{c['n_counterexamples']}" + ("".join(f"; {x}" for x in c["counterexamples"])) +
+          f". Smallest margin min_t (V_frfb - V_urfb)/V_frfb: {c['min_margin']:.3g} ({c['min_margin_instance']})."
+          for c in summary["conjectures"]],
         "",
         "## 1. Identities along whole trajectories (should be ~1e-15)",
         "",
@@ -232,7 +320,47 @@ def markdown(summary, figures):
             for value, sub in by.items():
                 lines.append(_setting_row(dict(sub, name=f"{key} = {value}")))
             lines.append("")
-    lines += ["## 4. Discrete SGD through hebbref's Dense layers", "",
+    lines += ["## 2'. Faster, measured every way", "",
+              "Fraction of instances where urfb reaches eps V(0) strictly first (a run that never arrives counts "
+              "as +inf), at each eps; never arrived (frfb / urfb); all-time dominance; higher rate "
+              "-d ln V/dt at V = 0.001 V(0). Definitions in summary.json.", "",
+              "| setting | n | " + " | ".join(f"faster to {q:g}" for q in EPS_LEVELS)
+              + " | never arrive at 0.001: frfb / urfb | all-time dominance | higher rate | min margin |",
+              "|---|---|" + "---|" * len(EPS_LEVELS) + "---|---|---|---|"]
+    for entry in summary["settings"]:
+        if "frac_urfb_faster_by_eps" not in entry:
+            continue
+        never = entry["n_never_reached_by_eps"][str(min(EPS_LEVELS))]
+        margin = entry.get("min_dominance_margin", {}).get("margin")
+        lines.append(f"| {entry['name']} | {entry['n_instances']} | "
+                     + " | ".join(_fmt(entry["frac_urfb_faster_by_eps"][str(q)]) for q in EPS_LEVELS)
+                     + f" | {never['frfb']} / {never['urfb']} | {_fmt(entry['frac_all_time_dominance'])} | "
+                     f"{_fmt(entry['frac_higher_asymptotic_rate'])} | {_fmt(margin)} |")
+    lines += ["", "**Norm-matched control** (frfb with urfb's feedback gain, frfb's direction):", "",
+              "| setting | control faster than frfb to " + " / ".join(f"{q:g}" for q in EPS_LEVELS)
+              + " | urfb faster than control to " + " / ".join(f"{q:g}" for q in EPS_LEVELS)
+              + " | median share of ln(t_frfb/t_urfb) from gain (p25 - p75, n) |", "|---|---|---|---|"]
+    for entry in summary["settings"]:
+        nm = entry.get("norm_matched")
+        if not nm:
+            continue
+        q = nm["share_quantiles"]
+        lines.append(f"| {entry['name']} | "
+                     + " / ".join(_fmt(nm["frac_faster_than_frfb_by_eps"][str(e)]) for e in EPS_LEVELS) + " | "
+                     + " / ".join(_fmt(nm["frac_urfb_faster_than_control_by_eps"][str(e)]) for e in EPS_LEVELS)
+                     + f" | {_fmt(nm['median_share_of_log_speedup_from_gain'])} ({_fmt(q['p25'])} - "
+                     f"{_fmt(q['p75'])}, {nm['n_share']}) |")
+    lines += ["", "**Stalled runs** (ended at t_max above 0.001 V(0), V changed < 1 % over the second half; "
+              "T4: rank of Q_1 at the end against at t = 0):", ""]
+    for entry in summary["settings"]:
+        for rule, st in entry.get("stalled_runs", {}).items():
+            if st["n"]:
+                lines.append(f"- {entry['name']}, {rule}: {st['n']} stalled, {st['n_with_rank_loss_of_Q1']} with "
+                             "rank loss of Q_1: " + "; ".join(
+                                 f"{x['instance']} (V = {x['V_end_over_V0']:.3g} V0, rank Q_1 {x['rank_Q1_start']} -> "
+                                 f"{x['rank_Q1_end']}, |Q_1 E|/(|Q_1||E|) = {x['rel_Q1_E']:.1e})"
+                                 for x in st["instances"]))
+    lines += ["", "## 4. Discrete SGD through hebbref's Dense layers", "",
               "| setting | n | eta | frac urfb faster (ties) | median t(frfb)/t(urfb) | reached bp / frfb / urfb | "
               "diverged bp / frfb / urfb | median t_SGD / t_flow (bp, frfb, urfb) |",
               "|---|---|---|---|---|---|---|---|"]
@@ -245,9 +373,39 @@ def markdown(summary, figures):
                      f"{_fmt(entry['median_time_ratio_frfb_over_urfb'])} | {_fmt(r['bp'])} / {_fmt(r['frfb'])} / "
                      f"{_fmt(r['urfb'])} | {_fmt(dv['bp'])} / {_fmt(dv['frfb'])} / {_fmt(dv['urfb'])} | "
                      f"{_fmt(ag['bp'])}, {_fmt(ag['frfb'])}, {_fmt(ag['urfb'])} |")
+    lines += ["", "urfb's conservation law under SGD (T1 is exact only in the flow; each step adds "
+              "eta^2 (G_l G_l^T - G_{l+1}^T G_{l+1})): drift at the end of the urfb runs, median / max: "
+              + "; ".join(f"{e['name']} {_fmt(e['urfb_conservation_drift']['median'])} / "
+                          f"{_fmt(e['urfb_conservation_drift']['max'])}"
+                          for e in summary["settings"] if "urfb_conservation_drift" in e) + "."]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+def conjectures(entries, all_results):
+    """C1's evidence: the conjecture setting's instances, every counterexample in full."""
+    out = []
+    for entry in entries:
+        if entry["name"] != CONJECTURE_SETTING:
+            continue
+        results = all_results[entry["name"]]
+        from .ensemble import DOMINANCE_RTOL
+
+        bad = [r for r in results if r.dominance_margin < -DOMINANCE_RTOL]
+        worst = min(results, key=lambda r: r.dominance_margin)
+        out.append({
+            "name": "C1 dominance from zero forward weights",
+            "statement": "L = 2, W0(0) = W(0) = 0, any teacher T and any R(0): V_urfb(t) <= V_frfb(t) for all t >= 0",
+            "setting": entry["name"], "n_instances": len(results), "n_dominated": len(results) - len(bad),
+            "n_counterexamples": len(bad),
+            "counterexamples": [f"{r.description}: (V_frfb - V_urfb)/V_frfb = {r.dominance_margin:.4g} at "
+                                f"t = {r.dominance_worst_time:.5g}, window {r.dominance_window:.5g}, t_0.01 frfb "
+                                f"{r.t_eps['frfb']:.5g} urfb {r.t_eps['urfb']:.5g}" for r in bad],
+            "min_margin": worst.dominance_margin, "min_margin_instance": worst.description,
+            "tolerance": DOMINANCE_RTOL,
+        })
+    return out
 
 
 def write_report(out_dir, quick=False, command="python -m theory", progress=print):
@@ -256,6 +414,8 @@ def write_report(out_dir, quick=False, command="python -m theory", progress=prin
         raise ConfigError(f"out_dir must be a folder path, got {out_dir!r}")
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
+    progress(f"theorem checks ({'quick' if quick else 'full'})")
+    theorems = theorem_checks(quick)
     progress(f"identities along trajectories ({'quick' if quick else 'full'})")
     identities, _ = identity_checks(IDENTITY_SEEDS_QUICK if quick else IDENTITY_SEEDS_FULL)
     entries, all_results, figures = [], {}, []
@@ -268,7 +428,9 @@ def write_report(out_dir, quick=False, command="python -m theory", progress=prin
         plot_curves(results, os.path.join(out_dir, name), f"{setting.name}: {setting.description}")
         figures.append(name)
     plot_ratio_histograms(all_results, os.path.join(out_dir, "time_ratio_histograms.png"))
-    figures.insert(0, "time_ratio_histograms.png")
+    plot_dominance(all_results, os.path.join(out_dir, "dominance_margins.png"))
+    plot_theorem(os.path.join(out_dir, "theorem_scalar_chain.png"))
+    figures[:0] = ["theorem_scalar_chain.png", "time_ratio_histograms.png", "dominance_margins.png"]
     for setting in SGD_SETTINGS:
         progress(f"SGD {setting.name}")
         rows, entry = run_sgd_setting(setting, quick=quick)
@@ -276,8 +438,8 @@ def write_report(out_dir, quick=False, command="python -m theory", progress=prin
         name = f"sgd_{setting.name}.png"
         plot_sgd(rows, os.path.join(out_dir, name), f"{setting.name}: {setting.description}")
         figures.append(name)
-    summary = {"settings": entries, "identities": identities, "quick": bool(quick), "command": command,
-               "elapsed_s": time.time() - start}
+    summary = {"theorems": theorems, "conjectures": conjectures(entries, all_results), "settings": entries,
+               "identities": identities, "quick": bool(quick), "command": command, "elapsed_s": time.time() - start}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(out_dir, "report.md"), "w") as f:

@@ -24,6 +24,7 @@ from hebbref.errors import ConfigError
 
 from .flow import integrate, population_loss
 from .instances import random_instance
+from .theorems import conservation_drift
 
 RULE_NAMES = ("bp", "frfb", "urfb")
 
@@ -76,6 +77,12 @@ class SGDResult:
     steps: np.ndarray  # the recorded steps
     train_loss: np.ndarray  # ½ mean ‖o - y‖² on the whole sample, at those steps
     population_loss: np.ndarray  # ½ ‖T - M‖², the whitened-population loss, at those steps
+    conservation_drift: float = np.nan  # urfb: T1's C_l at the end against at step 0 (relative; 0 in the flow)
+
+    def steps_to(self, q):
+        """First recorded step with training loss <= q · initial (inf if never)."""
+        below = np.nonzero(self.train_loss <= q * self.train_loss[0])[0]
+        return float(self.steps[below[0]]) if below.size else np.inf
 
 
 def run_sgd(inst, rule, X, Y, eta=0.02, batch=10, max_steps=10000, eps=0.01, record_every=1, seed=0,
@@ -116,7 +123,10 @@ def _run_sgd(inst, rule, X, Y, eta, batch, max_steps, eps, record_every, seed, d
                 status = "reached"
                 break
     steps_eps = float(steps[-1]) if status == "reached" else np.inf
-    return SGDResult(rule, steps_eps, status, np.array(steps), np.array(losses), np.array(population))
+    drift = np.nan
+    if rule == "urfb" and status != "diverged":
+        drift = conservation_drift(inst.W0s, inst.R0s, network_weights(net), [p.R for p in net.parameters()])
+    return SGDResult(rule, steps_eps, status, np.array(steps), np.array(losses), np.array(population), drift)
 
 
 @dataclass
@@ -133,6 +143,7 @@ class SGDSetting:
     n_quick: int = 10
     first_seed: int = 50_000
     eps: float = 0.01
+    eps_levels: tuple = (0.1, 0.01, 0.001)  # each run goes on to the smallest
     scales: tuple = (0.0, 0.1, 0.3, 1.0)
 
 
@@ -154,12 +165,28 @@ def run_sgd_setting(setting, quick=False):
         row = {"description": inst.describe(), "depth": inst.depth, "scale": inst.scale, "runs": {}}
         for rule in RULE_NAMES:
             result = run_sgd(inst, rule, X, Y, eta=setting.eta, batch=setting.batch, max_steps=setting.max_steps,
-                             eps=setting.eps, seed=k)
+                             eps=min(setting.eps_levels), seed=k)
             flow = integrate(inst.T, inst.W0s, inst.R0s, rule, eps=setting.eps,
                              t_max=setting.eta * setting.max_steps)
-            row["runs"][rule] = {"result": result, "t_sgd": setting.eta * result.steps_eps, "t_flow": flow.t_eps}
+            row["runs"][rule] = {"result": result, "t_sgd": setting.eta * result.steps_to(setting.eps),
+                                 "t_flow": flow.t_eps}
         rows.append(row)
     return rows, summarise_sgd(setting, rows)
+
+
+def _sgd_dominates(urfb, frfb, rtol=1e-5):
+    """urfb's population loss ≤ frfb's at every recorded step both runs share (same batches)."""
+    n = min(len(urfb.population_loss), len(frfb.population_loss))
+    return bool(np.all(urfb.population_loss[:n] <= frfb.population_loss[:n] * (1 + rtol)))
+
+
+def _sgd_rate(result, setting):
+    """ln 10 over the time from 10·ε_min to ε_min of the initial training loss (0 if never there)."""
+    lowest = min(setting.eps_levels)
+    start, end = result.steps_to(10 * lowest), result.steps_to(lowest)
+    if not np.isfinite(end):
+        return 0.0
+    return np.log(10.0) / max(setting.eta * (end - start), setting.eta)
 
 
 def summarise_sgd(setting, rows):
@@ -172,12 +199,30 @@ def summarise_sgd(setting, rows):
     for rule in RULE_NAMES:
         ok = np.isfinite(t[rule]) & np.isfinite(flow[rule])
         agree[rule] = float(np.median(t[rule][ok] / flow[rule][ok])) if ok.any() else None
+    results = [{rule: row["runs"][rule]["result"] for rule in RULE_NAMES} for row in rows]
+    lowest = min(setting.eps_levels)
+    drifts = [r["urfb"].conservation_drift for r in results if np.isfinite(r["urfb"].conservation_drift)]
     return {
         "name": setting.name,
         "description": setting.description,
         "n_instances": len(rows),
         "eps": setting.eps,
         "eta": setting.eta,
+        "frac_urfb_faster_by_eps": {str(q): float(np.mean([r["urfb"].steps_to(q) < r["frfb"].steps_to(q)
+                                                           for r in results])) for q in setting.eps_levels},
+        "n_never_reached_by_eps": {str(q): {rule: int(sum(not np.isfinite(r[rule].steps_to(q)) for r in results))
+                                            for rule in RULE_NAMES} for q in setting.eps_levels},
+        "frac_all_time_dominance": float(np.mean([_sgd_dominates(r["urfb"], r["frfb"]) for r in results])),
+        "dominance_definition": ("population loss of urfb <= frfb's (1 + 1e-5) at every step up to the earlier "
+                                 f"end of the two runs (each stops at training loss {lowest:g} x initial)"),
+        "frac_higher_asymptotic_rate": float(np.mean([_sgd_rate(r["urfb"], setting) > _sgd_rate(r["frfb"], setting)
+                                                      for r in results])),
+        "asymptotic_rate_definition": (f"ln(10) / time from training loss {10 * lowest:g} to {lowest:g} x initial "
+                                       "(0 if the run never gets there)"),
+        "urfb_conservation_drift": {"median": float(np.median(drifts)) if drifts else None,
+                                    "max": float(np.max(drifts)) if drifts else None, "n": len(drifts),
+                                    "definition": "max_l max|C_l(end) - C_l(0)| / max(|W_l W_l^T|, |R_{l+1}^T R_{l+1}|), "
+                                                  "C_l = W_l W_l^T - R_{l+1}^T R_{l+1}, at the end of each urfb run"},
         "frac_urfb_faster": float(np.mean(t["urfb"] < t["frfb"])),
         "frac_tie": float(np.mean(t["urfb"] == t["frfb"])),
         "median_time_ratio_frfb_over_urfb": float(np.median(ratio)) if ratio.size else None,
