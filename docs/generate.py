@@ -116,11 +116,11 @@ def rewrite_markdown(text, source, docname, demote=0):
 
 
 def link_tutorial_names(line, docname):
-    """`` `NN_x.py` `` naming a tutorial becomes a link to its page."""
+    """`` `NN_x.py` `` naming a tutorial (other than this page) becomes a link to its page."""
     def link(match):
         name = match[1]
         page = TUTORIAL_PAGES.get(f"tutorials/{name}")
-        return f"[`{name}`]({page_path(page, docname)})" if page else match[0]
+        return f"[`{name}`]({page_path(page, docname)})" if page and page != docname else match[0]
     return re.sub(r"(?<!\[)`(?:tutorials/)?([0-9][0-9]_\w+\.py)`", link, line)
 
 
@@ -131,9 +131,10 @@ def escape_dollars(line):
 
 
 def write_markdown_page(source, docname, title=None, extra=""):
+    """``source`` as the page ``docname``; ``title`` replaces its first heading (the menu's entry)."""
     text = rewrite_markdown((ROOT / source).read_text(encoding="utf-8"), source, docname)
     if title:
-        text = f"# {title}\n\n{text}"
+        text = re.sub(r"^# .*$", lambda _: f"# {title}", text, count=1, flags=re.MULTILINE)
     (DOCS / f"{docname}.md").write_text(text + extra, encoding="utf-8")
 
 
@@ -166,6 +167,9 @@ def write_tutorials_index():
     write_markdown_page("tutorials/README.md", "tutorials/index", extra=extra)
 
 
+THEORY_TITLE = "Theory: the linear case, stated, derived and checked"
+
+
 # --- theory -------------------------------------------------------------------------------
 def run_theory_report(out):
     """``hebbref theory --quick`` (or the full run) into ``out``; returns the report's text.
@@ -176,7 +180,8 @@ def run_theory_report(out):
     if earlier:
         shutil.copytree(earlier, out, dirs_exist_ok=True)
         return (out / "report.md").read_text(encoding="utf-8")
-    command = [sys.executable, "-m", "theory", "--out", str(out)] + (["--quick"] if fast() else [])
+    relative = os.path.relpath(out, ROOT)  # the report names its command: no absolute paths
+    command = [sys.executable, "-m", "theory", "--out", relative] + (["--quick"] if fast() else [])
     env = dict(os.environ, MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     subprocess.run(command, cwd=ROOT, env=env, check=True)
@@ -194,7 +199,7 @@ def write_theory_page():
     extra = (f"\n\n## The report of `{command}`\n\nWhat follows is the report and the plots that "
              f"`{command} --out DIR` wrote while this site was built, unedited.\n\n"
              + escape_dollars_block(report))
-    write_markdown_page("theory/README.md", "theory", extra=extra)
+    write_markdown_page("theory/README.md", "theory", title=THEORY_TITLE, extra=extra)
 
 
 def escape_dollars_block(text):
@@ -216,13 +221,13 @@ def write_pages(theory=True):
     for script in tutorial_scripts():
         write_tutorial(script)
     write_tutorials_index()
-    write_markdown_page("RESULTS.md", "results")
-    write_markdown_page("BENCHMARKS.md", "benchmarks")
-    write_markdown_page("hebbref/datasets/README.md", "data")
+    write_markdown_page("RESULTS.md", "results", title="Results: the paper's claims, measured")
+    write_markdown_page("BENCHMARKS.md", "benchmarks", title="Benchmarks: speed against PyTorch")
+    write_markdown_page("hebbref/datasets/README.md", "data", title="Data: the datasets and their formats")
     if theory:
         write_theory_page()
     else:
-        write_markdown_page("theory/README.md", "theory")
+        write_markdown_page("theory/README.md", "theory", title=THEORY_TITLE)
     return json.dumps(sorted(TUTORIAL_PAGES.values()))
 
 
