@@ -7,7 +7,6 @@ with MyST-NB: docs/about.md.
 """
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -20,10 +19,10 @@ import generate  # noqa: E402
 
 import hebbref  # noqa: E402
 
-# The notebooks' kernels inherit this environment: figures go to a scratch folder (the
-# notebook shows them inline), and the small arrays of the tutorials get one BLAS and one
+# The notebooks' kernels inherit this environment: figures are saved in the scratch folder
+# each notebook runs in (the page shows them inline), and the small arrays of the tutorials get one BLAS and one
 # Numba thread each, as in tests/test_tutorials.py.
-os.environ.setdefault("HEBBREF_FIGURES", tempfile.mkdtemp(prefix="hebbref-docs-figures-"))
+os.environ["HEBBREF_FIGURES"] = "figures"  # inside the scratch folder each notebook runs in
 for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(name, "1")
 os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend shows the figures in place

@@ -92,3 +92,32 @@ def test_check_links_finds_each_kind_of_broken_link(tmp_path, link, why):
     found, _ = check_links.problems(tmp_path)
     assert len(found) == 1 and why in found[0], found
     assert check_links.main([str(tmp_path)]) == 1
+
+
+generate = load(DOCS / "generate.py")
+
+
+def test_repository_links_become_site_links(tmp_path, monkeypatch):
+    monkeypatch.setattr(generate, "DOCS", tmp_path)
+    monkeypatch.setattr(generate, "FIGURES", tmp_path / "figures")
+    monkeypatch.setitem(generate.TUTORIAL_PAGES, "tutorials/01_x.py", "tutorials/01_x")
+    text = ("See [the theory](theory/README.md#3-identities), ![acc](results/1-simple/accuracy.png), "
+            "[`scripts/results.sh`](scripts/results.sh), [gone](no/such/file.md), "
+            "[web](https://example.org), `01_x.py` and $HEBBREF_DATA.\n"
+            "```\n[kept](theory/README.md) $x\n```")
+    out = generate.rewrite_markdown(text, "RESULTS.md", "results")
+    assert "[the theory](theory.md#3-identities)" in out
+    assert "![acc](figures/results__1-simple__accuracy.png)" in out
+    assert (tmp_path / "figures" / "results__1-simple__accuracy.png").is_file()
+    assert "`scripts/results.sh`" in out and "](scripts/results.sh)" not in out
+    assert "[gone](no/such/file.md)" in out  # left broken, for the build to fail on
+    assert "[web](https://example.org)" in out
+    assert "[`01_x.py`](tutorials/01_x.ipynb)" in out
+    assert r"\$HEBBREF_DATA" in out
+    assert "[kept](theory/README.md) $x" in out  # code blocks are left alone
+
+
+def test_the_tutorials_are_found_by_their_names():
+    names = [path.name for path in generate.tutorial_scripts()]
+    assert names and all(name[:2].isdigit() and name[2] == "_" for name in names)
+    assert names == sorted(names)
