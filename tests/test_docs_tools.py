@@ -121,3 +121,13 @@ def test_the_tutorials_are_found_by_their_names():
     names = [path.name for path in generate.tutorial_scripts()]
     assert names and all(name[:2].isdigit() and name[2] == "_" for name in names)
     assert names == sorted(names)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("W ← W - η G, in place.  # SPEC §3", r":math:`W \leftarrow  W - \eta  G`, in place. (SPEC §3)"),
+    ("x = σ(h) = clip(s·h, -1, 1); backward", r":math:`x = \sigma (h) = \operatorname{clip}(s\cdot h, -1, 1)`; backward"),
+    ("e_below = Bᵀ δ as a transposed convolution: shapes", "e_below = Bᵀ δ as a transposed convolution: shapes"),
+    ("B, the matrix whose transpose sends the error down.", "B, the matrix whose transpose sends the error down."),
+])
+def test_a_summary_line_opening_with_an_equation(line, expected):
+    assert docstrings.rewrite([line])[0] == expected

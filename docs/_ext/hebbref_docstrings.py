@@ -114,6 +114,32 @@ def inline(text):
     return "".join(out)
 
 
+SPEC_TAG = re.compile(r"\s+#\s*(SPEC\s*§[^#]*?)\s*$")
+PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
+
+
+def leading_equation(line):
+    """(equation, rest) when ``line`` opens with an equation ended by , ; : or . outside brackets."""
+    depth = 0
+    for i, c in enumerate(line):
+        depth += c in "([{"
+        depth -= c in ")]}"
+        if depth == 0 and c in ",;:" or (c == "." and line[i + 1:i + 2] in ("", " ")):
+            if depth == 0:
+                return line[:i], line[i:]
+    return None
+
+
+def summary_line(line):
+    """The first line: a leading equation (``W ← W - η G, in place.``) becomes math."""
+    split = leading_equation(line)
+    if split and is_equation(split[0], inline=True) and not PROSE.search(split[0]) and "`" not in split[0]:
+        tex = to_tex(split[0])
+        if tex:
+            return f":math:`{tex}`" + inline(split[1])
+    return inline(line)
+
+
 def is_table_row(line):
     stripped = line.strip()
     return len(stripped) > 1 and stripped.startswith("|") and stripped.endswith("|")
@@ -203,7 +229,8 @@ def rewrite(lines):
         base = len(indent)
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if line.strip() and not line.rstrip().endswith("::") and not line.lstrip().startswith(".. "):
-            out.append(inline(line))
+            line = SPEC_TAG.sub(r" (\1)", line)  # "...  # SPEC §3" -> "... (SPEC §3)"
+            out.append(summary_line(line) if i == 0 else inline(line))
             i += 1
             continue
         if not line.strip() and nxt.strip() and out:
