@@ -7,6 +7,10 @@ from ._threads import quiet_blas_threads
 
 quiet_blas_threads()  # before anything imports NumPy: see hebbref/_threads.py
 
+from .logs import install_null_handler
+
+install_null_handler()  # hebbref reports through logging and prints nothing: hebbref/logs.py
+
 from .architectures import PRESETS
 from .backends import backend_names, get_backend
 from .datasets import load_dataset

@@ -11,6 +11,7 @@ import sys
 
 from . import __version__
 from .errors import HebbrefError
+from .logs import show_messages
 
 # modules that add sub-commands; one that is missing (not built yet) is skipped
 COMMAND_MODULES = (
@@ -53,6 +54,7 @@ def list_rules(args):
 def main(argv=None):
     parser = make_parser()
     args = parser.parse_args(argv)
+    show_messages()  # the library's log messages, one line each, as the command prints them
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -15,6 +15,7 @@ weights of an uninterrupted run.
 """
 import dataclasses
 import json
+import logging
 import sys
 import time
 import zipfile
@@ -39,6 +40,7 @@ CHECKPOINT = "checkpoint.npz"
 LOG = "log.jsonl"
 # fields that may differ when resuming: they change how long or how fast, not what is computed
 RESUMABLE_CHANGES = ("epochs", "backend", "out", "quiet")
+logger = logging.getLogger(__name__)  # the final summary; the command line shows it (hebbref/logs.py)
 
 
 @dataclass
@@ -352,7 +354,7 @@ def train(config, resume=False, splits=None, stream=None):
         save_checkpoint(checkpoint, net, loop, config)  # first the checkpoint, then the log
         write_log(log, loop.history)
     if not config.quiet:
-        print(final_summary(config, loop.history, out))
+        logger.info(final_summary(config, loop.history, out))
     return loop.history, net
 
 
