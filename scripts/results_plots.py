@@ -60,7 +60,7 @@ def redraw(folder):
     if all(history for _, history in runs):
         plots.plot_accuracy(folder / "accuracy.png", runs)
         aligned = plots.plot_alignment(folder / "alignment.png", runs)
-        done.append("accuracy.png" + (" and alignment.png" if aligned else "") + " from logs/")
+        done.append("accuracy.png" + (" and alignment.png" if aligned is not None else "") + " from logs/")
     else:
         missing = sum(not history for _, history in runs)
         done.append(f"accuracy.png and alignment.png NOT redrawn: {missing} of {len(runs)} runs have no log in "

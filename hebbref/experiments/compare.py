@@ -301,7 +301,7 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
     aligned = plots.plot_alignment(out / "alignment.png", runs)
     parts += ["Plots: `accuracy.png` (test accuracy per epoch)"
               + (", `alignment.png` (per layer whose error is used, the angle between the error the feedback "
-                 "sends down, Rᵀδ, and back-propagation's, Wᵀδ)" if aligned else "")
+                 "sends down, Rᵀδ, and back-propagation's, Wᵀδ)" if aligned is not None else "")
               + (", `depth.png`" if depths is not None else "") + " (hebbref.experiments.plots)."]
     text = "\n".join(parts) + "\n"
     (out / "results.md").write_text(text)

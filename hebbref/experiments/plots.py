@@ -108,9 +108,10 @@ def _seed_counts(panels):
 
 
 def _save(fig, path):
-    """Save with the legends and titles that sit outside the panels, then free the figure."""
+    """Save with the legends and titles that sit outside the panels, free it; return it (for tests)."""
     fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
     _pyplot().close(fig)
+    return fig
 
 
 # --- hebbref compare: accuracy.png -----------------------------------------------------------------
@@ -138,7 +139,7 @@ def plot_accuracy(path, runs):
         ax.set_ylabel("test accuracy (%)")
     fig.legend(handles=_rule_handles(sorted_rules(rules), _seed_counts(panels)), loc="outside lower center",
                ncol=2, fontsize=8, frameon=False)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 # --- hebbref compare: alignment.png ----------------------------------------------------------------
@@ -158,7 +159,7 @@ def _probe_value(record, layer, field):
 def plot_alignment(path, runs):
     """∠(Rᵀδ, Wᵀδ) per epoch: a row per setting, a panel per layer whose error is used, a line per rule.
 
-    Returns False (and writes nothing) when no run has a feedback rule and probes.
+    Returns the figure, or None (and writes nothing) when no run has a feedback rule and probes.
     """
     plt = _pyplot()
     rows = []
@@ -168,7 +169,7 @@ def plot_alignment(path, runs):
         if feedback and layers:
             rows.append((key, feedback, layers))
     if not rows:
-        return False
+        return None
     columns = max(len(layers) for _, _, layers in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns + 1.0, 2.4 * len(rows) + 0.8),
                              squeeze=False, sharey=True, layout="constrained")
@@ -203,8 +204,7 @@ def plot_alignment(path, runs):
                  "back-propagation would send (Wᵀδ), panel 'a → b' for layer a sending to layer b.\n"
                  "Only the layers whose error is used (the first layer's goes to the input); "
                  "bp not drawn: it sends Wᵀδ, 0° by definition.", fontsize=8)
-    _save(fig, path)
-    return True
+    return _save(fig, path)
 
 
 # --- hebbref compare --study depth: depth.png -----------------------------------------------------
@@ -240,7 +240,7 @@ def plot_depth_values(path, accuracies):
     handles.append(Line2D([], [], color="0.4", marker="_", markersize=14, label=f"mean ± 1 std over {seeds} seeds"))
     handles.append(dots)
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 def plot_depth(path, runs, depths, nets):
@@ -251,7 +251,7 @@ def plot_depth(path, runs, depths, nets):
         if net in nets:
             values = [h[-1]["test_accuracy"] for h in histories if h and h[-1].get("test_accuracy") is not None]
             accuracies.setdefault(rule, {})[depths[nets.index(net)]] = values
-    plot_depth_values(path, accuracies)
+    return plot_depth_values(path, accuracies)
 
 
 # --- hebbref demo: the summary figure -------------------------------------------------------------
@@ -310,9 +310,8 @@ def plot_summary(path, networks, claims=(), title=""):
                 angle_ax.plot(steps, np.zeros(len(steps)), color=rule_colour(rule), linestyle=rule_linestyle(rule))
         accuracy_ax.set_title(f"{label}\ntest accuracy", fontsize=9, loc="left")
         accuracy_ax.set_ylabel("accuracy (%)")
-        over = f"mean over the {len(used)} layers whose error is used" if len(used) > 1 else "the layer whose error is used"
-        angle_ax.set_title(f"{label}\nangle between the error sent down and back-prop's ({over})", fontsize=9,
-                           loc="left")
+        over = f"mean of the {len(used)} layers whose error is used" if len(used) > 1 else "the layer whose error is used"
+        angle_ax.set_title(f"{label}\nangle to back-prop's error, {over}", fontsize=9, loc="left")
         angle_ax.set_ylabel("angle (°)")
         angle_ax.set_ylim(-3, 100)
         angle_ax.axhline(90, color="0.5", linewidth=0.8, linestyle=":")
@@ -330,4 +329,4 @@ def plot_summary(path, networks, claims=(), title=""):
                loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    return _save(fig, path)
