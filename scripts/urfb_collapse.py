@@ -11,6 +11,12 @@ one JSON line to OUT/RULE-lrETA-seedS.jsonl:
 
 with layers from the bottom up. It changes nothing in hebbref; it drives the network's
 own ``train_step`` and reads the layers' W, R, G and the error each sends down.
+
+    PYTHONPATH=. python scripts/urfb_collapse.py --summary runs/collapse/*.jsonl
+
+prints, per file, the held-out accuracy at the end of every epoch, the largest drop
+between two measurements 10 steps apart, the mean size of those changes, the largest
+batch loss and relative update per layer after the first epoch, and ‖R‖/‖W‖ at the end.
 """
 import argparse
 import json
@@ -56,6 +62,29 @@ def run(rule, lr, seed, epochs, depth, out, batch=100):
     return path
 
 
+def summary(path, steps_per_epoch=90):
+    """The numbers the report quotes, from one file written by ``run``."""
+    records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    measured = [(r["step"], r["accuracy"]) for r in records if "accuracy" in r]
+    accuracy = np.array([a for _, a in measured])
+    changes = np.diff(accuracy)
+    worst = int(np.argmin(changes))
+    later = records[steps_per_epoch:]
+    update = np.max([r["update"] for r in later], axis=0)
+    ratio = np.array(records[-1]["R"]) / np.array(records[-1]["W"])
+    return "\n".join([
+        f"{Path(path).name}: {len(records)} steps",
+        "  accuracy at each epoch's end: " + " ".join(f"{100 * a:.1f}" for s, a in measured
+                                                        if s % steps_per_epoch == 0),
+        f"  largest drop in 10 steps: {100 * -changes[worst]:.1f} points (steps {measured[worst][0]}-"
+        f"{measured[worst + 1][0]}); mean |change| per 10 steps {100 * np.abs(changes).mean():.1f} points",
+        f"  after epoch 1: largest batch loss {max(r['loss'] for r in later):.2f}; largest ‖ηG‖/‖W‖ per layer "
+        + " ".join(f"{u:.3f}" for u in update),
+        "  ‖R‖/‖W‖ at the end per layer: " + " ".join(f"{v:.2f}" for v in ratio),
+        f"  mean ‖error sent to layer 1‖: {np.mean([r['error'][1] for r in records]):.3f}",
+    ])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rule", default="urfb")
@@ -64,7 +93,11 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--depth", type=int, default=6)
     parser.add_argument("--out", default="runs/collapse")
+    parser.add_argument("--summary", nargs="+", metavar="FILE", help="summarise files written before; train nothing")
     args = parser.parse_args()
+    if args.summary:
+        print("\n".join(summary(path) for path in args.summary))
+        return
     print(run(args.rule, args.lr, args.seed, args.epochs, args.depth, args.out))
 
 
