@@ -56,6 +56,17 @@ def test_accuracy_one_line_per_rule_in_the_palette_colours_integer_epochs_legend
     assert "band: ± 1 std over 3 seeds" in labels
 
 
+def test_compare_plots_use_the_curve_when_every_run_has_one_and_epochs_otherwise(tmp_path):
+    with_curves = runs()
+    without = [(c, [{k: v for k, v in r.items() if k != "curve"} for r in h]) for c, h in with_curves]
+    for these, label, x in ((with_curves, "SGD steps", [0, 4, 7, 10, 14, 17, 20, 24, 27, 30]),
+                            (without, "epoch", [1, 2, 3])):
+        for fig in (plots.plot_accuracy(tmp_path / "a.png", these), plots.plot_alignment(tmp_path / "b.png", these)):
+            ax = fig.axes[0]
+            assert ax.get_xlabel() == label
+            assert [list(line.get_xdata()) for line in data_lines(ax)] == [x] * len(data_lines(ax))
+
+
 def test_alignment_draws_no_bp_and_no_first_layer(tmp_path):
     fig = plots.plot_alignment(tmp_path / "b.png", runs())
     panels = [ax for ax in fig.axes if ax.axison]

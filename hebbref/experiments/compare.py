@@ -10,8 +10,9 @@ Afterwards (``summarise``):
 - ``OUT/results.csv``: one row per run (its configuration and its last epoch);
 - ``OUT/results.md``: one row per configuration, the final accuracies as
   mean ± standard deviation over seeds (sample std, n - 1 in the denominator);
-- ``OUT/accuracy.png``: test accuracy per epoch, one line per rule (mean over seeds,
-  shaded ± std), one panel per setting;
+- ``OUT/accuracy.png``: test accuracy per epoch (against SGD steps when the runs
+  measured several times per epoch, ``--evals-per-epoch``), one line per rule (mean
+  over seeds, shaded ± std), one panel per setting;
 - ``OUT/alignment.png``: the angle between ``Rᵀδ`` and ``Wᵀδ`` over training, one
   panel per layer whose error is used (hebbref.experiments.probes), for the rules
   with feedback (not ``bp``);
@@ -299,7 +300,7 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
         plots.plot_depth(out / "depth.png", runs, depths, nets)
     plots.plot_accuracy(out / "accuracy.png", runs)
     aligned = plots.plot_alignment(out / "alignment.png", runs)
-    parts += ["Plots: `accuracy.png` (test accuracy per epoch)"
+    parts += ["Plots: `accuracy.png` (test accuracy during training)"
               + (", `alignment.png` (per layer whose error is used, the angle between the error the feedback "
                  "sends down, Rᵀδ, and back-propagation's, Wᵀδ)" if aligned is not None else "")
               + (", `depth.png`" if depths is not None else "") + " (hebbref.experiments.plots)."]

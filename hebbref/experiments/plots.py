@@ -114,6 +114,16 @@ def _save(fig, path):
     return fig
 
 
+def over_training(histories, record_value, point_value):
+    """(x, mean, std, x label) over seeds: against SGD steps from the learning curves when every
+    run has one (``evals_per_epoch`` > 0), else against epochs from the per-epoch records."""
+    if all(curve_points(h) for h in histories):
+        steps, mean, std = curve_band(histories, point_value)
+        return steps, mean, std, "SGD steps"
+    epochs, mean, std = compare._by_epoch(histories, record_value)
+    return epochs, mean, std, "epoch"
+
+
 # --- hebbref compare: accuracy.png -----------------------------------------------------------------
 def plot_accuracy(path, runs):
     """Test accuracy per epoch: one panel per setting, one line per rule (mean ± std over seeds)."""
@@ -129,10 +139,11 @@ def plot_accuracy(path, runs):
     for ax, (key, by_rule) in zip(axes.flat, panels.items()):
         for rule, histories in by_rule.items():
             rules.add(rule)
-            epochs, mean, std = compare._by_epoch(histories, lambda r: r.get("test_accuracy") or np.nan)
-            _line(ax, epochs, 100 * mean, 100 * std, rule, marker="o")
+            x, mean, std, x_label = over_training(histories, lambda r: r.get("test_accuracy") or np.nan,
+                                                  lambda p: p["test_accuracy"])
+            _line(ax, x, 100 * mean, 100 * std, rule, marker="o" if x_label == "epoch" else None)
         ax.set_title(setting_title(key), fontsize=8)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x_label)
         _integer_ticks(ax)
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
@@ -184,8 +195,9 @@ def plot_alignment(path, runs):
             layer = layers[column]
             for rule, histories in feedback.items():
                 rules.add(rule)
-                epochs, mean, std = compare._by_epoch(histories, lambda r: _probe_value(r, layer, "angle_RW"))
-                _line(ax, epochs, mean, std, rule, marker="o")
+                x, mean, std, x_label = over_training(histories, lambda r: _probe_value(r, layer, "angle_RW"),
+                                                      lambda p: _probe_value(p, layer, "angle_RW"))
+                _line(ax, x, mean, std, rule, marker="o" if x_label == "epoch" else None)
             ax.axhline(90, color="0.5", linewidth=0.8, linestyle=":")
             below = names[names.index(layer) - 1]
             heading = setting_title(key).replace("\n", ", ") + "\n" if column == 0 else ""
@@ -194,7 +206,7 @@ def plot_alignment(path, runs):
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if row == len(rows) - 1 or column >= len(rows[row + 1][2]):
-                ax.set_xlabel("epoch")
+                ax.set_xlabel(x_label)
         axes[row, 0].set_ylabel("angle (°)")
     from matplotlib.lines import Line2D
     note = Line2D([], [], color="0.5", linestyle=":", label="90°: nothing of back-propagation's error")
