@@ -14,6 +14,7 @@ These points are kept in the epoch's record of DIR/log.jsonl, under ``"curve"``.
 
 Measuring changes no weight and draws from no generator, so a run with curves
 trains exactly the weights of the same run without them, and resumes bit for bit.
+Its time is counted in the epoch's ``train_seconds`` (it happens between steps).
 """
 from .probes import probe
 
