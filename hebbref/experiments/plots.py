@@ -41,8 +41,12 @@ def _pyplot():
 
 
 def _integer_ticks(ax):
+    """Whole numbers on the x axis (epochs, steps); a single point gets its own tick, not 0.95 ... 1.05."""
     from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.dataLim.width == 0 and np.isfinite(ax.dataLim.x0):
+        ax.set_xticks([ax.dataLim.x0])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
 
 
 def rule_name(rule):
