@@ -213,9 +213,11 @@ def summary_figure(path, configs, shown, not_shown=()):
     for claim in shown or ["none at these settings (see the terminal)"]:
         wrapped += textwrap.wrap(claim, 58, initial_indent="• ", subsequent_indent="  ") + [""]
     if not_shown:
-        wrapped += textwrap.wrap("Not shown by these short runs: " + "; ".join(
-            sorted({claim.split(",")[0].split(" (")[0] for claim in not_shown if claim.startswith("Claim")}))
-            + " (numbers in the terminal).", 60) + [""]
+        names = sorted({claim.split("), ")[0] + ")" for claim in not_shown if claim.startswith("Claim")})
+        wrapped += textwrap.wrap("Not shown by these short runs: " + "; ".join(names)
+                                 + " (numbers in the terminal).", 60) + [""]
+    wrapped += textwrap.wrap("The dips of the dense network's curves are the noise of SGD at η = 0.3, "
+                             "bp's too, larger under urfb (hebbref demo --help).", 60) + [""]
     wrapped += textwrap.wrap(f"Accuracy: on the first {DEMO.curve_size} test images, measured "
                              f"{DEMO.evals_per_epoch} times per epoch; the table in the terminal is on all 2,000 "
                              "after the last epoch.", 60)
