@@ -25,6 +25,7 @@ and why the demo keeps it: ``hebbref demo --help``.
 import dataclasses
 import itertools
 import math
+import re
 import sys
 import textwrap
 import time
@@ -213,7 +214,8 @@ def summary_figure(path, configs, shown, not_shown=()):
     for claim in shown or ["none at these settings (see the terminal)"]:
         wrapped += textwrap.wrap(claim, 58, initial_indent="• ", subsequent_indent="  ") + [""]
     if not_shown:
-        names = sorted({claim.split("), ")[0] + ")" for claim in not_shown if claim.startswith("Claim")})
+        names = sorted({re.match(r"Claim \d+ \([^)]*\)", claim).group(0) for claim in not_shown
+                        if claim.startswith("Claim")})
         wrapped += textwrap.wrap("Not shown by these short runs: " + "; ".join(names)
                                  + " (numbers in the terminal).", 60) + [""]
     wrapped += textwrap.wrap("The dips of the dense network's curves are the noise of SGD at η = 0.3, "
