@@ -213,7 +213,7 @@ def test_the_claims_are_judged_on_the_numbers(tmp_path):
     shown, not_shown = claims_shown(final_accuracies(configs), final_angles(configs))
     assert any(c.startswith("Claim 2, frfb falls behind") for c in shown)
     assert sum(c.startswith("Claim 1, urfb is comparable to bp") for c in shown) == 2
-    assert any(c.startswith("Why urfb keeps up") and "urfb's error ends 31° from back-prop's, frfb's 81°" in c
+    assert any(c.startswith("urfb's feedback turns toward back-prop's") and "urfb's error ends 31° from back-prop's, frfb's 81°" in c
                for c in shown)
     assert not not_shown
     # at chance, nothing is claimed
