@@ -30,7 +30,6 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
