@@ -26,6 +26,11 @@ table() {  # table NAME FOLDER ARGS...: run one compare into runs/results/FOLDER
     "$HEBBREF" compare "$@" --jobs "$JOBS" --quiet --out "$RUNS/$folder" > /dev/null
     mkdir -p "results/$name"
     cp "$RUNS/$folder/results.md" "$RUNS/$folder/results.csv" "$RUNS/$folder"/*.png "results/$name/"
+    # every run's per-epoch log, so that scripts/results_plots.py can redraw the plots without training
+    for run in "$RUNS/$folder"/runs/*/; do
+        mkdir -p "results/$name/logs/$(basename "$run")"
+        cp "$run/log.jsonl" "results/$name/logs/$(basename "$run")/"
+    done
     echo "results/$name: $(grep -c '^| `' "results/$name/results.md") rows"
 }
 

@@ -1,8 +1,10 @@
 """hebbref compare and hebbref demo: the grid, the tables against the logs, the plots, the depth study."""
 import csv
 import dataclasses
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,7 +18,11 @@ from hebbref.errors import ConfigError
 from hebbref.experiments.compare import (
     collect, compare, dense_stack, grid_configs, mean_std, percent, ranking_by_epoch, ranking_table, split_list,
 )
-from hebbref.experiments.demo import DEEPER, DEMO, demo_configs, rule_table
+from hebbref.experiments import demo
+from hebbref.experiments.demo import (
+    DEEPER, DEMO, NETWORKS, SEEDS, claims_shown, compare_pair, demo_configs, differences_in_words, final_accuracies,
+    final_angles, rule_table,
+)
 from hebbref.experiments.train import LOG, TrainConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -149,22 +155,87 @@ def test_bad_compare_and_demo_arguments_are_one_line(tmp_path, capsys, argv, wor
     assert code != 0 and len(err.strip().splitlines()) == 1 and words in err, err
 
 
-def test_demo_runs_three_rules_on_three_networks_and_tabulates_their_logs(tmp_path):
+def fake_log(config, accuracy, angle):
+    """A finished run's log written by hand: two epochs, a learning curve with probes."""
+    layers = {name: {"corr_WR": 0.5, "angle_RW": angle} for name in ("layer1", "layer2", "layer3")}
+    records = [{"epoch": epoch, "test_accuracy": accuracy, "train_loss": 0.5, "val_accuracy": accuracy,
+                "train_accuracy": accuracy, "seconds": 1.0, "layers": layers,
+                "curve": [{"step": 10 * epoch + k, "test_accuracy": accuracy, "layers": layers} for k in (0, 5)]}
+               for epoch in (1, 2)]
+    Path(config.out).mkdir(parents=True, exist_ok=True)
+    (Path(config.out) / LOG).write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+# made-up final accuracies (rule, network) and angles: urfb keeps up with bp, frfb falls behind when deep
+FAKE_ACCURACY = {"bp": (0.80, 0.80, 0.80), "frfb": (0.78, 0.74, 0.50), "urfb": (0.80, 0.79, 0.79)}
+FAKE_ANGLE = {"bp": 90.0, "frfb": 80.0, "urfb": 30.0}
+
+
+def write_fake_demo(configs):
+    for config in configs:
+        network = [n.net == config.net and n.untied == config.untied for n in NETWORKS].index(True)
+        accuracy = FAKE_ACCURACY[config.rule][network] + 0.01 * (config.seed % 3)  # std 1 point over 3 seeds
+        fake_log(config, accuracy, FAKE_ANGLE[config.rule] + config.seed % 3)
+
+
+def test_demo_runs_three_rules_on_three_networks_with_three_seeds_and_tabulates_their_logs(tmp_path):
     configs = demo_configs(tmp_path)
-    assert {(c.net, c.untied, c.rule) for c in configs} == {
-        (n, u, r) for n, u in (("simple", False), ("simple", True), (DEEPER, False)) for r in ("bp", "frfb", "urfb")}
-    assert all(c.data == "fashion-mnist-mini" and c.batch_size == DEMO.batch_size for c in configs)
-    assert {c.net: c.epochs for c in configs} == {"simple": 2, DEEPER: 8}
-    # write a log by hand for each run; the table must show exactly those numbers
-    for i, config in enumerate(configs):
-        Path(config.out).mkdir(parents=True)
-        (Path(config.out) / LOG).write_text(json.dumps({"epoch": 1, "test_accuracy": 0.5 + i / 100}) + "\n")
-    assert [row["test_accuracy"] for _, history in collect(configs) for row in history] == [
-        0.5 + i / 100 for i in range(9)]
+    assert {(c.net, c.untied, c.rule, c.seed) for c in configs} == {
+        (n, u, r, s) for n, u in (("simple", False), ("simple", True), (DEEPER, False)) for r in ("bp", "frfb", "urfb")
+        for s in SEEDS}
+    assert len(SEEDS) >= 3
+    assert all(c.data == "fashion-mnist-mini" and c.batch_size == DEMO.batch_size and c.evals_per_epoch > 0
+               for c in configs)
+    assert {(c.net, c.untied): (c.train_size, c.epochs) for c in configs} == {
+        (n.net, n.untied): (n.train_size, n.epochs) for n in NETWORKS}
+    write_fake_demo(configs)
     table = rule_table(configs).splitlines()
-    assert table[2] == "| simple, tied conv | 2 | 50.00 | 51.00 | 52.00 |"
-    assert table[3] == "| simple, untied (locally connected) | 2 | 53.00 | 54.00 | 55.00 |"
-    assert table[4] == "| 6 dense hidden layers | 8 | 56.00 | 57.00 | 58.00 |"
+    assert table[2] == "| simple, tied conv | 3000 | 2 | 3 | 81.00 ± 1.00 | 79.00 ± 1.00 | 81.00 ± 1.00 |".replace(
+        "3000 | 2", f"{NETWORKS[0].train_size} | {NETWORKS[0].epochs}")
+    assert table[4].endswith("| 81.00 ± 1.00 | 51.00 ± 1.00 | 80.00 ± 1.00 |")
+    words = differences_in_words(final_accuracies(configs))
+    # 81 vs 79 with stds 1 and 1: 2.0 points apart, combined spread √2 = 1.4: larger
+    assert "bp above frfb by 2.0 points, more than the spread (1.4)" in words[0]
+    assert "bp and urfb within the spread (0.0 points apart, spread 1.4)" in words[0]
+    assert "bp and urfb within the spread (1.0 points apart, spread 1.4)" in words[2]
+
+
+def test_compare_pair_is_the_difference_of_means_against_the_combined_std():
+    difference, spread, larger = compare_pair([0.80, 0.82, 0.84], [0.70, 0.71, 0.72])
+    assert difference == pytest.approx(0.11) and spread == pytest.approx(np.sqrt(0.02 ** 2 + 0.01 ** 2))
+    assert larger
+    assert not compare_pair([0.80, 0.90], [0.84, 0.85])[2]
+
+
+def test_the_claims_are_judged_on_the_numbers(tmp_path):
+    configs = demo_configs(tmp_path)
+    write_fake_demo(configs)
+    shown, not_shown = claims_shown(final_accuracies(configs), final_angles(configs))
+    assert any(c.startswith("Claim 2, frfb falls behind") for c in shown)
+    assert sum(c.startswith("Claim 1, urfb is comparable to bp") for c in shown) == 2
+    assert any(c.startswith("urfb's feedback turns toward back-prop's") and "urfb's error ends 31° from back-prop's, frfb's 81°" in c
+               for c in shown)
+    assert not not_shown
+    # at chance, nothing is claimed
+    for config in configs:
+        fake_log(config, 0.1 + 0.01 * (config.seed % 3), 89.0)
+    shown, not_shown = claims_shown(final_accuracies(configs), final_angles(configs))
+    assert not any(c.startswith("Claim") for c in shown)
+    assert any("too little training" in c for c in not_shown)
+
+
+def test_the_demo_output_ends_with_what_was_shown_the_time_and_the_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "run_grid", lambda configs, jobs, stream: write_fake_demo(configs))
+    out = tmp_path / "demo"
+    text = demo.run_demo(out=out, stream=io.StringIO())
+    lines = text.splitlines()
+    assert re.fullmatch(r"Done in \d+ min \d+ s \(27 runs, 2 at a time\)\.", lines[-2]), lines[-2]
+    assert lines[-1] == (f"Figures: {out}/summary.png (start here), {out}/accuracy.png, {out}/alignment.png; "
+                         f"tables: {out}/results.md, {out}/demo.md.")
+    assert "What this run shows of the paper's claims (SPEC §7):" in lines
+    for name in ("summary.png", "accuracy.png", "alignment.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+    assert (out / "demo.md").read_text() == text + "\n"
 
 
 def test_urfb_with_symmetric_init_compares_equal_to_bp(tmp_path, tiny_data):

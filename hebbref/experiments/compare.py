@@ -10,10 +10,12 @@ Afterwards (``summarise``):
 - ``OUT/results.csv``: one row per run (its configuration and its last epoch);
 - ``OUT/results.md``: one row per configuration, the final accuracies as
   mean ± standard deviation over seeds (sample std, n - 1 in the denominator);
-- ``OUT/accuracy.png``: test accuracy per epoch, one line per rule (mean over seeds,
-  shaded ± std), one panel per network;
-- ``OUT/alignment.png``: corr(W, R) and the angle between ``Rᵀδ`` and ``Wᵀδ`` per
-  layer over training (hebbref.experiments.probes);
+- ``OUT/accuracy.png``: test accuracy per epoch (against SGD steps when the runs
+  measured several times per epoch, ``--evals-per-epoch``), one line per rule (mean
+  over seeds, shaded ± std), one panel per setting;
+- ``OUT/alignment.png``: the angle between ``Rᵀδ`` and ``Wᵀδ`` over training, one
+  panel per layer whose error is used (hebbref.experiments.probes), for the rules
+  with feedback (not ``bp``);
 - with ``--study depth``: ``OUT/depth.png`` and a table of final test accuracy
   against the number of hidden layers.
 """
@@ -36,12 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from . import plots
 from .train import LOG, prepare_out, train
 from .rundir import RunsFailed, failure_text, lock_folder  # a failed run, and one comparison per folder
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
 GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
-RULE_COLOURS = {"bp": "tab:blue", "frfb": "tab:red", "urfb": "tab:green"}
 
 
 def split_list(text):
@@ -348,14 +350,7 @@ def depth_table(runs, depths, nets):
     return "\n".join(lines)
 
 
-# --- plots -------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
+# --- what the plots and the ranking share -------------------------------------------------------
 def _panels(groups):
     """{(net, untied, init, loss): {rule: [histories]}}: one panel per setting, one line per rule."""
     panels = {}
@@ -379,79 +374,6 @@ def _by_epoch(histories, value):
             np.nanstd(matrix, axis=0, ddof=1) if len(histories) > 1 else np.zeros(n))
 
 
-def plot_accuracy(path, runs):
-    """Test accuracy per epoch, one line per rule (mean over seeds, shaded ± std)."""
-    plt = _pyplot()
-    panels = _panels(group_runs(runs))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (key, by_rule) in zip(axes[0], panels.items()):
-        for rule, histories in by_rule.items():
-            if not histories:
-                continue
-            epochs, mean, std = _by_epoch(histories, lambda r: r.get("test_accuracy") or np.nan)
-            colour = RULE_COLOURS.get(rule)
-            ax.plot(epochs, 100 * mean, color=colour, label=f"{rule} ({len(histories)} seeds)", marker=".")
-            ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.2)
-        ax.set_title(_panel_title(key), fontsize=8)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_alignment(path, runs):
-    """Per layer over training: corr(W, R) (top row) and ∠(Rᵀδ, Wᵀδ) (bottom row); mean over seeds."""
-    plt = _pyplot()
-    panels = _panels(group_runs(runs))
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.4), squeeze=False)
-    for column, (key, by_rule) in enumerate(panels.items()):
-        for rule, histories in by_rule.items():
-            if not histories or "layers" not in histories[0][0]:
-                continue
-            names = list(histories[0][0]["layers"])
-            for depth, name in enumerate(names):
-                shade = 0.35 + 0.65 * (depth + 1) / len(names)  # deeper layers darker
-                for row, field in enumerate(("corr_WR", "angle_RW")):
-                    epochs, mean, _ = _by_epoch(histories, lambda r: r["layers"][name][field]
-                                                if r["layers"][name][field] is not None else np.nan)
-                    axes[row, column].plot(epochs, mean, color=RULE_COLOURS.get(rule), alpha=shade,
-                                           label=f"{rule} {name}")
-        axes[0, column].set_title(_panel_title(key), fontsize=8)
-        axes[0, column].set_ylabel("corr(W, R)")
-        axes[1, column].set_ylabel("angle between Rᵀδ and Wᵀδ (°)")
-        axes[1, column].set_xlabel("epoch")
-        for row in (0, 1):
-            axes[row, column].grid(alpha=0.3)
-        axes[0, column].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_depth(path, runs, depths, nets):
-    """Final test accuracy against the number of hidden layers, one line per rule (± std)."""
-    plt = _pyplot()
-    groups = group_runs(runs)
-    rules = list(dict.fromkeys(key[4] for key in groups))
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    for rule in rules:
-        stats = [mean_std([h[-1]["test_accuracy"] for key, hs in groups.items()
-                           if key[0] == net and key[4] == rule for h in hs if h]) for net in nets]
-        mean, std = np.array(stats).T
-        ax.errorbar(depths, 100 * mean, yerr=100 * np.nan_to_num(std), color=RULE_COLOURS.get(rule),
-                    marker="o", capsize=3, label=rule)
-    ax.set_xlabel("hidden layers")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def summarise(out, configs, title="hebbref compare", command=None, depths=None, nets=None):
     """Write results.csv, results.md and the plots; return the markdown text."""
     out = Path(out)
@@ -472,11 +394,13 @@ def summarise(out, configs, title="hebbref compare", command=None, depths=None, 
         parts += ["## Ranking of the rules by mean test accuracy, epoch by epoch", "", ranking, ""]
     if depths is not None:
         parts += ["## Test accuracy (%) against depth", "", depth_table(runs, depths, nets), ""]
-        plot_depth(out / "depth.png", runs, depths, nets)
-    plot_accuracy(out / "accuracy.png", runs)
-    plot_alignment(out / "alignment.png", runs)
-    parts += ["Plots: `accuracy.png` (test accuracy per epoch), `alignment.png` (corr(W, R) and the angle "
-              "between Rᵀδ and Wᵀδ per layer)" + (", `depth.png`" if depths is not None else "") + "."]
+        plots.plot_depth(out / "depth.png", runs, depths, nets)
+    plots.plot_accuracy(out / "accuracy.png", runs)
+    aligned = plots.plot_alignment(out / "alignment.png", runs)
+    parts += ["Plots: `accuracy.png` (test accuracy during training)"
+              + (", `alignment.png` (per layer whose error is used, the angle between the error the feedback "
+                 "sends down, Rᵀδ, and back-propagation's, Wᵀδ)" if aligned is not None else "")
+              + (", `depth.png`" if depths is not None else "") + " (hebbref.experiments.plots)."]
     text = "\n".join(parts) + "\n"
     (out / "results.md").write_text(text)
     return text

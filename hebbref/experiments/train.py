@@ -32,6 +32,7 @@ from ..init import check_init
 from ..losses import get_loss
 from ..network import DTYPES, build_network
 from ..rules import get_rule
+from .curve import HeldOutCurve
 from .data import load_splits
 from .probes import probe
 from .rundir import TrainingDiverged, check_healthy, locked_run, reference_batch, weights_loss, write_atomically
@@ -66,6 +67,8 @@ class TrainConfig:
     dropout: bool = True
     probe_size: int = 500  # the fixed probe batch: the first images of the training set
     train_eval_size: int = 5000  # train accuracy is measured on the first images of the training set
+    evals_per_epoch: int = 0  # held-out accuracy and probes this many times per epoch (hebbref.experiments.curve)
+    curve_size: int = 1000  # ... on the first images of the test set
     backend: str | None = None  # None: the library's default
     out: str = "runs/run"
     quiet: bool = False
@@ -80,7 +83,7 @@ class TrainConfig:
             raise ConfigError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(map(repr, DTYPES))}")
         if self.backend is not None:
             get_backend(self.backend)
-        for name in ("epochs", "probe_size", "train_eval_size"):
+        for name in ("epochs", "probe_size", "train_eval_size", "evals_per_epoch", "curve_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if not str(self.out).strip():
@@ -251,8 +254,11 @@ def _batches(order, batch_size):
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def run_epoch(net, x, y, order, config, epoch, progress):
-    """One pass over the training set in the given order; returns the mean batch loss."""
+def run_epoch(net, x, y, order, config, epoch, progress, curve=None):
+    """One pass over the training set in the given order; returns the mean batch loss.
+
+    ``curve`` (a ``HeldOutCurve``) measures the held-out subset after the steps it is given.
+    """
     losses = []
     for step, idx in enumerate(_batches(order, config.batch_size), start=1):
         value = net.train_step(x[idx], y[idx], lr=config.lr, loss=config.loss, mu=config.mu,
@@ -265,6 +271,8 @@ def run_epoch(net, x, y, order, config, epoch, progress):
             )
         losses.append(value)
         progress.step(value, len(idx))
+        if curve is not None:
+            curve.after_step(step)
     return float(np.mean(losses))
 
 
@@ -339,10 +347,12 @@ def train(config, resume=False, splits=None, stream=None):
         start = time.perf_counter()
         order = loop.shuffle_rng.permutation(n)  # (N,) this epoch's order
         progress = Progress(epoch, config.epochs, n_batches, config.quiet, stream)
-        train_loss = run_epoch(net, x, splits.y_train, order, config, epoch, progress)
+        curve = HeldOutCurve(net, xs, config, epoch, n_batches) if config.evals_per_epoch else None
+        train_loss = run_epoch(net, x, splits.y_train, order, config, epoch, progress, curve)
         train_seconds = time.perf_counter() - start
         record = {"epoch": epoch, "train_loss": train_loss}
         record.update(evaluate(net, xs, config))
+        record.update(curve.record() if curve else {})
         record["seconds"] = time.perf_counter() - start
         record["train_seconds"] = train_seconds
         if epoch == 1 and splits.description:

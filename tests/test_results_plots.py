@@ -1,0 +1,54 @@
+"""scripts/results_plots.py: redraw results/ from results.csv and the kept logs, and say what it could not."""
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from hebbref.experiments.compare import dense_stack, run_name
+from hebbref.experiments.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+spec = importlib.util.spec_from_file_location("results_plots", ROOT / "scripts" / "results_plots.py")
+results_plots = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results_plots)
+
+
+def write_table(folder, nets, with_logs):
+    """A results.csv as compare writes it, and (if asked) each run's log under folder/logs/RUN/."""
+    folder.mkdir(parents=True)
+    fields = ["net", "untied", "rule", "init", "loss", "seed", "epochs", "train_loss", "train_accuracy",
+              "val_accuracy", "test_accuracy", "seconds"]
+    with open(folder / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for net in nets:
+            for rule in ("bp", "frfb", "urfb"):
+                for seed in (0, 1):
+                    accuracy = 0.8 - (0.1 if rule == "frfb" else 0) * net.count("ramp") + 0.01 * seed
+                    writer.writerow([net, False, rule, "random", "hinge", seed, 2, 0.3, accuracy, accuracy, accuracy, 1.0])
+                    if with_logs:
+                        run = folder / "logs" / run_name(TrainConfig(net=net, rule=rule, seed=seed))
+                        run.mkdir(parents=True)
+                        layers = {f"dense{i}": {"corr_WR": 0.5, "angle_RW": 40.0} for i in range(1, 4)}
+                        records = [{"epoch": e, "test_accuracy": accuracy, "layers": layers} for e in (1, 2)]
+                        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_depth_from_the_csv_and_the_other_plots_only_from_logs(tmp_path):
+    depth = tmp_path / "3-depth"
+    write_table(depth, [dense_stack(2, 4), dense_stack(4, 4)], with_logs=False)
+    line = results_plots.redraw(depth)
+    assert "depth.png from results.csv" in line and "NOT redrawn: 12 of 12 runs have no log" in line
+    assert (depth / "depth.png").read_bytes()[:8] == PNG
+    assert not (depth / "accuracy.png").exists()
+    assert results_plots.depth_accuracies(results_plots.configs_of(depth))["frfb"][4] == pytest.approx([0.4, 0.41])
+
+    rules = tmp_path / "1-rules"
+    write_table(rules, ["dense4 ramp dense4 ramp out"], with_logs=True)
+    assert results_plots.redraw(rules).endswith("accuracy.png and alignment.png from logs/")
+    for name in ("accuracy.png", "alignment.png"):
+        assert (rules / name).read_bytes()[:8] == PNG
+    assert not (rules / "depth.png").exists()
