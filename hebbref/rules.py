@@ -19,8 +19,8 @@ through a matrix ``B`` they are handed, the increment ``G``). A rule answers:
 | urfb | R | same increment as W | Amit 2019; Zipser & Rumelhart 1990 |
 | kp   | R | same increment as W, and the same weight decay | Kolen & Pollack 1994; Akrout et al. 2019 |
 | usf  | s·sign(W), s = ‖W‖/√(nonzeros of W) | none | Liao et al. 2016; Xiao et al. 2018 |
-| frsf | sign(W) ⊙ \\|R\\|, R fixed | none | Moskovitz et al. 2018 |
-| brsf | sign(W) ⊙ \\|M\\|, M fresh each batch | none | Moskovitz et al. 2018 |
+| frsf | sign(W) ⊙ abs(R), R fixed | none | Moskovitz et al. 2018 |
+| brsf | sign(W) ⊙ abs(M), M fresh each batch | none | Moskovitz et al. 2018 |
 | dfa  | output error sent to each hidden layer through a fixed random F_l | none | Nøkland 2016 |
 | wm   | R | a weight-mirror step after each SGD step | Akrout et al. 2019 |
 
@@ -56,13 +56,14 @@ class Rule:
     """A learning rule: the base class is back-propagation's frame with nothing in it.
 
     Attributes a subclass sets:
-      name:              the name ``build_network(rule=...)`` and ``--rule`` take;
-      summary:           one line for ``hebbref rules``;
-      feedback_uses_R:   True when the error sent down depends on R (the wiring tests
-                         hold every rule to it);
-      direct:            True when hidden layers get their error from the output (dfa);
-      draws_in_training: True when the rule draws random numbers at every step (brsf,
-                         wm): its stream is then part of the network's state.
+
+    - ``name``: the name ``build_network(rule=...)`` and ``--rule`` take;
+    - ``summary``: one line for ``hebbref rules``;
+    - ``feedback_uses_R``: True when the error sent down depends on R (the wiring tests
+      hold every rule to it);
+    - ``direct``: True when hidden layers get their error from the output (dfa);
+    - ``draws_in_training``: True when the rule draws random numbers at every step
+      (brsf, wm): its stream is then part of the network's state.
     """
 
     name = None
@@ -307,8 +308,7 @@ class WeightMirror(Rule):
     - the SGD step moves W as every rule does and leaves R alone;
     - then, per layer, the mirror step: noise ξ ~ N(0, σ²) at the layer's input
       (a batch of ``mirror_batch`` samples), the field it causes y = W ξ (linear: the
-      mirror uses the layer's field, not σ(h)), and
-          R ← R + η_m ( ⟨y ξᵀ⟩ - λ_m R ),
+      mirror uses the layer's field, not σ(h)), and R ← R + η_m ( ⟨y ξᵀ⟩ - λ_m R ),
       ⟨·⟩ the mean over the products summed into the increment. Since
       E⟨y ξᵀ⟩ = σ² W, R relaxes toward (σ²/λ_m) W: a positive multiple of W, with
       the decay keeping it bounded. This is the form of Akrout et al.'s mirror

@@ -332,7 +332,7 @@ NEGATED_FLAGS = {"dropout": "--no-dropout"}  # boolean fields given by a flag wh
 
 
 def train_command(config):
-    """The ``hebbref train ... --resume`` line that trains ``config``: every field, explicitly."""
+    """The ``hebbref train OPTIONS --resume`` line that trains ``config``: every field, explicitly."""
     words = ["hebbref", "train"]
     for field in dataclasses.fields(TrainConfig):
         value = getattr(config, field.name)
@@ -346,7 +346,7 @@ def train_command(config):
 
 
 def emit_commands(configs, stream=None):
-    """Print one ``hebbref train ... --resume`` line per run of the grid."""
+    """Print one ``hebbref train OPTIONS --resume`` line per run of the grid."""
     stream = stream or sys.stdout
     for config in configs:
         stream.write(train_command(config) + "\n")
