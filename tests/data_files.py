@@ -161,3 +161,24 @@ def write_cifar100_python(folder, n_train=6, n_test=4, as_tar=True, seed=0):
     members["meta"] = python2_pickle({b"fine_label_names": [b"apple"], b"coarse_label_names": [b"fish"]})
     path = write_members(folder, "cifar-100-python", members, as_tar, "cifar-100-python.tar.gz")
     return path, written
+
+
+def write_tiny_separable(path, cyclic_labels=False, seed=0):
+    """Three separable classes of 4×4 images in a user ``.npz``: enough to learn something in one epoch.
+
+    Class c lights row c of the image. Splits of 120 / 30 / 60 images; labels drawn at
+    random, or ``cyclic_labels`` (0, 1, 2, 0, ...) so that every split holds every class.
+    Returns ``str(path)``.
+    """
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = np.arange(n) % 3 if cyclic_labels else rng.integers(0, 3, n)
+        x = 0.3 * rng.random((n, 1, 4, 4), dtype=np.float32)
+        for c in range(3):
+            x[y == c, 0, c, :] += 0.7
+        return x, y
+
+    (xt, yt), (xv, yv), (xs, ys) = split(120), split(30), split(60)
+    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+    return str(path)

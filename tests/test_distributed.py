@@ -21,6 +21,7 @@ from hebbref.cli import main, make_parser
 from hebbref.experiments import distributed as dist
 from hebbref.experiments.cli import config_from_args
 from hebbref.experiments.train import LOG, TrainConfig
+from data_files import write_tiny_separable
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 60  # long enough for a worker to be killed in the middle of a run
@@ -33,19 +34,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """Three separable classes of 4×4 images (as in test_experiments_compare.py)."""
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        y = rng.integers(0, 3, n)
-        x = 0.3 * rng.random((n, 1, 4, 4), dtype=np.float32)
-        for c in range(3):
-            x[y == c, 0, c, :] += 0.7
-        return x, y
-
-    (xt, yt), (xv, yv), (xs, ys) = split(120), split(30), split(60)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
-    return str(path)
+    return write_tiny_separable(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 def grid(data, out, *extra, rules="bp,urfb", epochs=EPOCHS):

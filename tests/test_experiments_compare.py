@@ -24,6 +24,7 @@ from hebbref.experiments.demo import (
     final_angles, rule_table,
 )
 from hebbref.experiments.train import LOG, TrainConfig
+from data_files import write_tiny_separable
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,19 +32,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """Three separable classes of 4×4 images: enough to learn something in one epoch."""
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        y = rng.integers(0, 3, n)
-        x = 0.3 * rng.random((n, 1, 4, 4), dtype=np.float32)
-        for c in range(3):
-            x[y == c, 0, c, :] += 0.7
-        return x, y
-
-    (xt, yt), (xv, yv), (xs, ys) = split(120), split(30), split(60)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
-    return str(path)
+    return write_tiny_separable(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 def base(data, **changes):

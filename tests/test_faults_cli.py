@@ -13,6 +13,7 @@ from hebbref.experiments import compare as compare_module
 from hebbref.experiments import rundir
 from hebbref.experiments.compare import compare, grid_configs, ranking_by_epoch, ranking_table, run_name
 from hebbref.experiments.train import TrainConfig, TrainingDiverged
+from data_files import write_tiny_separable
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = "dense6 ramp out"
@@ -21,19 +22,7 @@ NET = "dense6 ramp out"
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """Three separable classes of 4×4 images."""
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        y = np.arange(n) % 3
-        x = 0.3 * rng.random((n, 1, 4, 4), dtype=np.float32)
-        for c in range(3):
-            x[y == c, 0, c, :] += 0.7
-        return x, y
-
-    (xt, yt), (xv, yv), (xs, ys) = split(120), split(30), split(60)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
-    return str(path)
+    return write_tiny_separable(tmp_path_factory.mktemp("data") / "tiny.npz", cyclic_labels=True)
 
 
 def base(data, **changes):

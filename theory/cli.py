@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from hebbref.errors import ConfigError
+from hebbref.experiments.train import prepare_out
 
 DESCRIPTION = "Linear-case theory of bp, frfb and urfb (SPEC §8): identities, ensembles, SGD; writes a report."
 
@@ -40,16 +41,9 @@ def run(args):
 
 def check_out_folder(out):
     """Create the report's folder, or raise one ConfigError line saying why it cannot be (before any work)."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
+    if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; name a folder for the report")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"cannot write to the folder {out}: {error.strerror or error}") from None
+    prepare_out(out)
 
 
 def add_commands(subparsers):
