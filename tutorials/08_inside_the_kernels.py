@@ -233,11 +233,12 @@ print("one urfb step of `simple`: numba and numpy weights agree; loss", round(lo
 #
 # The `cuda` backend runs the readable tier's bodies as device functions: thread t
 # decodes its output index (n, o, i, j) from t and runs the body, the same Python
-# function the CPU loops call. The kernel, from `compiled_three_ways.cuda` (building
-# it needs `numba.cuda`, so it is read here, not built):
+# function the CPU loops call. `hebbref/kernels/readable_cuda.py` builds the kernel
+# (importing it needs `numba.cuda`, so its source is read here, not imported):
 
 # %%
-print(inspect.getsource(readable.compiled_three_ways.cuda.fget))
+cuda_source = (Path(readable.__file__).parent / "readable_cuda.py").read_text(encoding="utf-8")
+print(cuda_source[cuda_source.index("def kernel_for"):cuda_source.index("def flat_kernel_for")])
 
 # %% [markdown]
 # Without a GPU, Numba can *simulate* one: with `NUMBA_ENABLE_CUDASIM=1` set before

@@ -8,6 +8,8 @@ Readable tier, to read and to check against:
                                 njit(parallel=True) with prange, and a numba.cuda device
                                 function; the conv input error composed once from the
                                 forward body (``transposed_convolution``)
+    readable_cuda.py            the CUDA compilation: kernel builders and host driver,
+                                imported only when a body first runs on a GPU
 
 Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
 

@@ -24,7 +24,7 @@ the other way round with B flipped in space and its channel axes swapped
     .serial     ``njit``: the output's loops, one after another
     .parallel   ``njit(parallel=True)``: the same loops, the outermost one a ``prange``
     .cuda       a ``numba.cuda`` kernel, one GPU thread per output element, calling the
-                body compiled as a device function (built on first use)
+                body compiled as a device function (``readable_cuda.py``, built on first use)
 
 each called as ``f(out, A, B, params)``: it fills ``out`` with body(index, A, B, params).
 ``params`` is a tuple of integers (the pooling window), ``(0,)`` when a body needs none.
@@ -39,8 +39,6 @@ The public functions at the end have the signatures of the NumPy reference
 tuned tier (``hebbref.kernels.tuned``) is tested against, beside the NumPy reference.
 Shapes as in the reference.
 """
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -50,7 +48,6 @@ from ..layers.pooling import pool_padding
 
 NO_PARAMS = (0,)
 HOW = ("serial", "parallel", "cuda")
-THREADS_PER_BLOCK = 128  # GPU threads per block of the cuda kernels
 
 
 # --- the bodies: one output element each --------------------------------------------------
@@ -202,21 +199,11 @@ class compiled_three_ways:
 
     @property
     def cuda(self):
-        """The CUDA kernel, compiled on first use (importing numba.cuda only then)."""
+        """The CUDA kernel (``readable_cuda.kernel_for``), built on first use: numba.cuda is imported only then."""
         if self._cuda is None:
-            from numba import cuda
+            from . import readable_cuda
 
-            at = cuda.jit(device=True)(self.body)
-
-            @cuda.jit
-            def kernel(out, A, B, params):
-                P, Q, R, S = out.shape
-                t = cuda.grid(1)  # this thread's output element, in row-major order
-                if t < P * Q * R * S:
-                    p, q, r, s = t // (Q * R * S), t // (R * S) % Q, t // S % R, t % S
-                    out[p, q, r, s] = at(p, q, r, s, A, B, params)
-
-            self._cuda = kernel
+            self._cuda = readable_cuda.kernel_for(self.body)
         return self._cuda
 
 
@@ -242,17 +229,9 @@ class compiled_three_ways_flat(compiled_three_ways):
     @property
     def cuda(self):
         if self._cuda is None:
-            from numba import cuda
+            from . import readable_cuda
 
-            at = cuda.jit(device=True)(self.body)
-
-            @cuda.jit
-            def kernel(out, A, B, s):
-                m = cuda.grid(1)
-                if m < out.size:
-                    out[m] = at(m, A, B, s)
-
-            self._cuda = kernel
+            self._cuda = readable_cuda.flat_kernel_for(self.body)
         return self._cuda
 
 
@@ -273,12 +252,9 @@ def run(compiled, how, shape, dtype, A, B, params=NO_PARAMS):
     """A new array of ``shape`` and ``dtype`` filled by ``compiled`` run ``how``; NumPy in, NumPy out."""
     A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
     if how == "cuda":
-        from numba import cuda
+        from .readable_cuda import run_on_device
 
-        out = cuda.device_array(shape, dtype=dtype)
-        blocks = max(1, math.ceil(math.prod(shape) / THREADS_PER_BLOCK))
-        compiled.cuda[blocks, THREADS_PER_BLOCK](out, cuda.to_device(A), cuda.to_device(B), params)
-        return out.copy_to_host()
+        return run_on_device(compiled.cuda, shape, dtype, A, B, params)
     if how not in HOW:
         raise ValueError(f"how must be one of {HOW}, not {how!r}")
     out = np.empty(shape, dtype=dtype)
