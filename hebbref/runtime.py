@@ -181,6 +181,7 @@ def info(backend=None):
         "threads": {"numba": numba.get_num_threads(), "threading layer": layer},
         "process settings changed": list(CHANGES),
         "plans": {"timing": plan.timing_enabled(), "cache file": str(plan.cache_file()),
+                  "machine": plan.machine(), "stored for this machine": len(plan.stored_plans()),
                   "chosen in this process": plan.chosen_in_this_process()},
         "environment": {name: os.environ[name] for name in watched if name in os.environ},
     }

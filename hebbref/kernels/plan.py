@@ -251,8 +251,13 @@ def _load():
         return {}
 
 
+def stored_plans():
+    """{key: plan as stored} for this machine, from the plan file."""
+    return _load().get(machine(), {})
+
+
 def _read_plan(key):
-    stored = _load().get(machine(), {}).get(key)
+    stored = stored_plans().get(key)
     if not stored:
         return None
     try:
