@@ -13,7 +13,8 @@ and the compile cost (first step in a fresh process, with an empty and with a fi
 Numba cache). Above the tables: the CPU model, the versions, the thread counts, and
 the process settings the ``numba`` backend made (``hebbref.runtime``); below them, the
 plan ``hebbref.kernels.plan.choose`` took for every layer shape (measured on this
-machine during the warm-up steps unless ``HEBBREF_TUNE=0``).
+machine during the warm-up steps, into a fresh plan file unless ``--reuse-plans``;
+the default from the shapes with ``HEBBREF_TUNE=0``).
 
 All contenders run interleaved, one step each in turn, ``--repeats`` times; the table
 gives the best (least disturbed) time of each, in milliseconds, and the median. PyTorch
@@ -195,7 +196,11 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
+    parser.add_argument("--reuse-plans", action="store_true",
+                        help="take the plans already in the plan file (default: measure them afresh, in this run)")
     args = parser.parse_args(argv)
+    if not args.reuse_plans:  # plans measured now, on this machine as it is during the run
+        os.environ[plan.CACHE_VARIABLE] = tempfile.mkdtemp(prefix="hebbref-plans-")
     backends.get_backend("numba")  # loads the kernels and applies hebbref.runtime's process settings
     threads = numba.get_num_threads()
     if torch:

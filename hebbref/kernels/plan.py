@@ -19,7 +19,8 @@ candidate on those very arguments (one warm-up, then the best of ``REPEATS``) an
 the fastest. The choice is cached in memory and on disk, in a small JSON file
 (``cache_file()``: ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
 ``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
-on the same machine reuses it and another CPU measures its own.
+on the same machine reuses it and another CPU measures its own. Delete the file to
+measure again (a plan timed while other work loaded the cores may be a poor one).
 
 **Timing is off** when ``HEBBREF_TUNE=0``, and under pytest unless ``HEBBREF_TUNE=1``
 (the tests of the plans themselves): then ``default_plan`` gives
