@@ -27,9 +27,10 @@ the other way round with B flipped in space and its channel axes swapped
                 body compiled as a device function (``readable_cuda.py``, built on first use)
 
 each called as ``f(out, A, B, params)``: it fills ``out`` with body(index, A, B, params).
-``params`` is a tuple of integers (the pooling window), ``(0,)`` when a body needs none.
-The bodies add in float64 whatever the arrays' dtype; the result is stored in the
-output's dtype. The compiled loops are built when first called and are not cached on
+``params`` is a tuple of integers (the pooling window), ``(0,)`` when a body needs none;
+the elementwise bodies of the ramp (``compiled_three_ways_flat``) take the slope s
+instead. The sums of products run in float64 whatever the arrays' dtype; the result is
+stored in the output's dtype. The compiled loops are built when first called and are not cached on
 disk (Numba does not cache closures): a first call in a process compiles.
 
 The public functions at the end have the signatures of the NumPy reference
