@@ -30,12 +30,19 @@ import sys
 import tempfile
 import time
 
-import numba
-import numpy as np
+# NumPy's OpenBLAS reads this once, as NumPy loads: its idle threads then sleep at once instead
+# of spinning ~0.1 s against Numba's after every product (hebbref/runtime.py). Importing hebbref
+# no longer sets it, so this script does, for its own process, as BENCHMARKS.md's earlier runs had
+# it; --no-blas-timeout leaves the environment as it is (a value already set always wins).
+if "--no-blas-timeout" not in sys.argv:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import hebbref
-from hebbref import backends, runtime
-from hebbref.kernels import plan
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import hebbref  # noqa: E402
+from hebbref import backends, runtime  # noqa: E402
+from hebbref.kernels import plan  # noqa: E402
 
 try:
     import torch
@@ -196,6 +203,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
+    parser.add_argument("--no-blas-timeout", action="store_true",
+                        help="do not set OPENBLAS_THREAD_TIMEOUT=4 for this process (see the top of this file)")
     parser.add_argument("--reuse-plans", action="store_true",
                         help="take the plans already in the plan file (default: measure them afresh, in this run)")
     args = parser.parse_args(argv)
