@@ -1,59 +1,31 @@
-"""The tied conv kernels' two paths, direct loops and shifted products, on every conv layer of ``simple`` and ``deep``.
+"""Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
     python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2]
 
-``hebbref.kernels.numba_conv`` computes a conv layer either by direct loops or by k·k
-matrix products on shifted views of the channel-major input (``numba_conv_shifted``),
-choosing by the number of terms per output (``SHIFTED_FROM``). This script times both paths on each layer and each equation
-(forward h, input error e = Bᵀδ, weight increment G), interleaved in one process,
-float32, Numba on ``--threads`` threads with the settings the ``numba`` backend makes
-when it loads, and prints which path the thresholds pick. GFLOP/s count the useful
-multiply-adds N·H·W·C_out·C_in·k² as 2 flops each. Above the table: NumPy's 2048²
-float32 product, the machine's limit at the time of the run.
+``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
+pass (with the weight increment it implies, which reads its cache) by direct loops or
+by k·k matrix products on shifted views, and the input error e = Bᵀδ by direct loops,
+by the shifted correlation or by the shifted scatter. This script times every path on
+each layer, interleaved in one process, float32, Numba on ``--threads`` threads with
+the process settings of the ``numba`` backend (``hebbref.runtime``), and prints next to
+them what ``plan.choose`` picks here: the measured plan (timing on), and the default
+from the shape (what ``HEBBREF_TUNE=0`` and the tests use). GFLOP/s count the useful
+multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the forward row: forward and weight
+increment, twice that). Above the table: the CPU model and NumPy's 2048² float32
+product, the machine's limit at the time of the run.
 """
 import argparse
-import contextlib
 import time
 
-import hebbref  # first, before NumPy loads: hebbref/_threads.py tells OpenBLAS's idle threads to sleep
 import numba
 import numpy as np
-from hebbref import backends
-from hebbref.kernels import numba_conv
+
+from hebbref import backends, runtime
+from hebbref.kernels import plan
 
 # (name, C_in, C_out, H = W, k): simple on 28×28×1 and deep on 32×32×3
 LAYERS = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 16, 16, 32, 3),
           ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
-PATHS = ("direct", "shifted")
-
-
-@contextlib.contextmanager
-def path_forced(path):
-    """``numba_conv`` takes ``path`` for every layer inside the block."""
-    before = numba_conv.SHIFTED_FROM
-    numba_conv.SHIFTED_FROM = 1 if path == "shifted" else 10**9
-    try:
-        yield
-    finally:
-        numba_conv.SHIFTED_FROM = before
-
-
-def equations(path, x, W, delta):
-    """The three calls of one conv layer on ``path``, each a no-argument callable."""
-    with path_forced(path):
-        _, cache = numba_conv.conv_forward(x, W)
-
-    def forced(call):
-        def run():
-            with path_forced(path):
-                return call()
-        return run
-
-    return {
-        "forward h": forced(lambda: numba_conv.conv_forward(x, W)),
-        "input error e": forced(lambda: numba_conv.conv_input_error(delta, cache, W)),
-        "weight increment G": forced(lambda: numba_conv.conv_weight_increment(delta, cache)),
-    }
 
 
 def best_times(calls, repeats):
@@ -69,38 +41,50 @@ def best_times(calls, repeats):
     return best
 
 
+def forward_and_increment(path, x, W, delta):
+    def call():
+        _, (tag, cache) = plan.PATHS["conv_forward"][path](x, W)
+        plan.CONV_WEIGHT_INCREMENT[tag](delta, cache)
+    return call
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    backends.get_backend("numba")  # as in training: idle threads sleep, freed memory is kept
+    backends.get_backend("numba")  # as in training: the runtime's process settings
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
 
-    print(f"batch {args.batch}, float32, Numba {args.threads} threads, best of {args.repeats}, interleaved\n")
+    print(f"CPU: {runtime.cpu_model()}; batch {args.batch}, float32, Numba {args.threads} threads, "
+          f"best of {args.repeats}, interleaved; plans timed: {plan.timing_enabled()}\n")
     square = rng.standard_normal((2048, 2048), dtype=np.float32)
     matmul = best_times({"matmul": lambda: square @ square}, args.repeats)["matmul"]
     print(f"NumPy float32 2048² matmul: {2 * 2048**3 / matmul / 1e6:.0f} GFLOP/s\n")
-    print("| layer (N, C_in→C_out, H×W, k) | equation | path taken | direct ms | shifted ms "
-          "| direct GFLOP/s | shifted GFLOP/s | direct / shifted |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| layer (N, C_in→C_out, H×W, k) | equation | path | ms | GFLOP/s | plan's choice | default |")
+    print("|---|---|---|---:|---:|---|---|")
     for name, c_in, c_out, size, k in LAYERS:
         x = rng.standard_normal((args.batch, c_in, size, size), dtype=np.float32)
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
         delta = rng.standard_normal((args.batch, c_out, size, size), dtype=np.float32)
         flops = 2 * args.batch * size * size * c_out * c_in * k * k
-        calls = {path: equations(path, x, W, delta) for path in PATHS}
-        taken = {"forward h": numba_conv.uses_shifted(c_in * k * k),
-                 "input error e": numba_conv.uses_shifted(c_out * k * k)}
-        taken["weight increment G"] = taken["forward h"]  # G follows the forward pass's cache
-        for equation in calls["direct"]:
-            best = best_times({path: calls[path][equation] for path in PATHS}, args.repeats)
-            print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} "
-                  f"| {'shifted' if taken[equation] else 'direct'} | {best['direct']:.1f} | {best['shifted']:.1f} "
-                  f"| {flops / best['direct'] / 1e6:.0f} | {flops / best['shifted'] / 1e6:.0f} "
-                  f"| {best['direct'] / best['shifted']:.2f} |")
+        rows = {
+            "forward h + increment G": ({path: forward_and_increment(path, x, W, delta)
+                                         for path in plan.PATHS["conv_forward"]}, 2 * flops,
+                                        ("conv_forward", (x, W))),
+            "input error e": ({path: (lambda f=f: f(delta, None, W)) for path, f in plan.PATHS["conv_input_error"].items()},
+                              flops, ("conv_input_error", (delta, None, W))),
+        }
+        for equation, (calls, work, (plan_name, arguments)) in rows.items():
+            best = best_times(calls, args.repeats)
+            chosen = plan.choose(plan_name, *arguments)
+            default = plan.default_plan(plan_name, arguments)
+            for path, ms in best.items():
+                print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {path} "
+                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {chosen.path + ' /' + str(chosen.threads) if path == chosen.path else ''} "
+                      f"| {'default' if path == default.path else ''} |")
 
 
 if __name__ == "__main__":

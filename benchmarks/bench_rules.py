@@ -18,8 +18,9 @@ import argparse
 import statistics
 import time
 
-import hebbref  # first, before NumPy loads (hebbref/_threads.py)
 import numpy as np
+
+import hebbref
 from hebbref.rules import RULES
 
 BATCH = [500]  # set by main: the batch whose output error dfa sends down

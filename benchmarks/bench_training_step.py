@@ -10,7 +10,11 @@ Prints one Markdown table per measurement of issue 3:
 4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update);
 5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit);
 and the compile cost (first step in a fresh process, with an empty and with a filled
-Numba cache).
+Numba cache). Above the tables: the CPU model, the versions, the thread counts, and
+the process settings the ``numba`` backend made (``hebbref.runtime``); below them, the
+plan ``hebbref.kernels.plan.choose`` took for every layer shape (measured on this
+machine during the warm-up steps, into a fresh plan file unless ``--reuse-plans``;
+the default from the shapes with ``HEBBREF_TUNE=0``).
 
 All contenders run interleaved, one step each in turn, ``--repeats`` times; the table
 gives the best (least disturbed) time of each, in milliseconds, and the median. PyTorch
@@ -26,10 +30,19 @@ import sys
 import tempfile
 import time
 
-import hebbref  # first, before NumPy loads: hebbref/_threads.py tells OpenBLAS's idle threads to sleep
-import numba
-import numpy as np
-from hebbref import backends, layers
+# NumPy's OpenBLAS reads this once, as NumPy loads: its idle threads then sleep at once instead
+# of spinning ~0.1 s against Numba's after every product (hebbref/runtime.py). Importing hebbref
+# no longer sets it, so this script does, for its own process, as BENCHMARKS.md's earlier runs had
+# it; --no-blas-timeout leaves the environment as it is (a value already set always wins).
+if "--no-blas-timeout" not in sys.argv:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import hebbref  # noqa: E402
+from hebbref import backends, runtime  # noqa: E402
+from hebbref.kernels import plan  # noqa: E402
 
 try:
     import torch
@@ -159,20 +172,30 @@ print(time.perf_counter() - t)
 """
 
 
+def plans_table():
+    """The plan of every equation and shape this process met: path and threads, measured or default."""
+    print("\n### plans taken (hebbref.kernels.plan.choose), this machine\n")
+    print("| equation and argument shapes | plan |")
+    print("|---|---|")
+    for key, choice in plan.chosen_in_this_process().items():
+        print(f"| `{key}` | {choice} |")
+
+
 def compile_table():
     """First step of a fresh process, with an empty Numba cache (compiles) and with the cache filled."""
     print("\n### compile cost: build + first training step (batch 8, urfb, float32) in a fresh process\n")
     print("| network | empty cache (s) | filled cache (s) |")
     print("|---|---:|---:|")
     with tempfile.TemporaryDirectory() as cache_dir:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, HEBBREF_CACHE=cache_dir)  # plans timed in the first
         for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
                                         ("deep", (3, 32, 32), False)]:
             code = FIRST_STEP.format(net=net_name, shape=shape, untied=untied)
             seconds = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                             capture_output=True, text=True).stdout) for _ in range(2)]
             print(f"| `{net_name}`{' untied' if untied else ''} | {seconds[0]:.1f} | {seconds[1]:.1f} |")
-    print("\n(the cache is shared: the rows after the first reuse kernels the earlier ones compiled)")
+    print("\n(the caches are shared: the rows after the first reuse kernels the earlier ones compiled; the "
+          "empty-cache column includes timing the plans of the network's layers at batch 8)")
 
 
 def main(argv=None):
@@ -180,26 +203,35 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
+    parser.add_argument("--no-blas-timeout", action="store_true",
+                        help="do not set OPENBLAS_THREAD_TIMEOUT=4 for this process (see the top of this file)")
+    parser.add_argument("--reuse-plans", action="store_true",
+                        help="take the plans already in the plan file (default: measure them afresh, in this run)")
     args = parser.parse_args(argv)
-    backends.get_backend("numba")  # loads the kernels, keeps freed memory, starts Numba's threads quiet
+    if not args.reuse_plans:  # plans measured now, on this machine as it is during the run
+        os.environ[plan.CACHE_VARIABLE] = tempfile.mkdtemp(prefix="hebbref-plans-")
+    backends.get_backend("numba")  # loads the kernels and applies hebbref.runtime's process settings
     threads = numba.get_num_threads()
     if torch:
         torch.set_num_threads(threads)
     print(f"## hebbref benchmark: batch {args.batch}, float32, best and median of {args.repeats} interleaved runs\n")
-    print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+    print(f"- machine: {runtime.cpu_model()} ({platform.machine()}), {os.cpu_count()} CPUs visible, "
           f"load average before the run {os.getloadavg()[0]:.2f}")
     print(f"- threads: Numba {threads}, PyTorch {torch.get_num_threads() if torch else 'absent'}")
-    print(f"- versions: numpy {np.__version__}, numba {numba.__version__}, "
+    print(f"- versions: hebbref {hebbref.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}, Python {platform.python_version()}")
-    from hebbref._threads import applied
-    from hebbref.kernels.allocator import ENVIRONMENT_VARIABLE, keep_freed_memory
-
-    print(f"- glibc keeps freed memory for reuse (hebbref.kernels.allocator): {keep_freed_memory()} "
-          f"(${ENVIRONMENT_VARIABLE}=0 turns it off; it holds for PyTorch's tensors too, same process)")
-    print(f"- idle threads sleep at once (hebbref._threads): OpenBLAS {applied['openblas']}, "
-          f"Numba {applied['numba']} ($HEBBREF_QUIET_THREADS=0 turns it off; PyTorch's threads keep their defaults)")
+    print(f"- plans: timed on this machine: {plan.timing_enabled()} (${plan.TUNE_VARIABLE}=0 takes the default "
+          f"from the shapes); plan file {plan.cache_file()}")
+    print(f"- process settings of the numba backend (hebbref.runtime; ${runtime.ENVIRONMENT_VARIABLE}=0 turns them "
+          "off; PyTorch, in the same process, shares the allocator setting):")
+    for change in runtime.CHANGES:
+        print(f"  - {'applied' if change['applied'] else 'not applied'}: {change['what']} ({change['detail']})")
+    blas_environment = {name: os.environ.get(name) for name in
+                        ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    print(f"- environment: {blas_environment}")
     network_tables(args.batch, args.repeats)
     kernel_table(args.batch, args.repeats)
+    plans_table()
     if not args.skip_compile:
         compile_table()
     print(f"\nNumba threading layer: {numba.threading_layer()}; load average after the run: "

@@ -3,10 +3,6 @@
 A reference implementation of Y. Amit, "Deep learning with asymmetric connections and
 Hebbian updates", Frontiers in Computational Neuroscience 13:18 (2019), arXiv 1812.07965.
 """
-from ._threads import quiet_blas_threads
-
-quiet_blas_threads()  # before anything imports NumPy: see hebbref/_threads.py
-
 from .logs import install_null_handler
 
 install_null_handler()  # hebbref reports through logging and prints nothing: hebbref/logs.py

@@ -9,10 +9,18 @@ same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
 
-    numpy   the reference, pure NumPy (hebbref.layers, hebbref.activations)
-    numba   CPU kernels compiled by Numba, parallel over the cores (hebbref.kernels.numba_*)
-    cuda    GPU kernels compiled by numba.cuda (hebbref.kernels.cuda_*); needs a CUDA GPU
-            (or NUMBA_ENABLE_CUDASIM=1, the slow simulator used by the tests)
+    numpy     the reference, pure NumPy (hebbref.layers, hebbref.activations)
+    numba     the tuned tier: CPU kernels compiled by Numba (hebbref.kernels.tuned); which
+              kernel and how many threads run each call is decided in ONE function,
+              hebbref.kernels.plan.choose, by timing the candidates once per layer shape
+              on this machine (cached on disk), or by a default from the shape when
+              timing is off (HEBBREF_TUNE=0, tests). Its first use applies the process
+              settings of hebbref.runtime (printed by `hebbref info`).
+    readable  the readable tier: one plain loop body per equation (hebbref.kernels.readable),
+              compiled with njit(parallel=True); slower, for reading and checking
+    cuda      the readable tier's bodies compiled as numba.cuda device functions, one GPU
+              thread per output element; needs a CUDA GPU (or NUMBA_ENABLE_CUDASIM=1, the
+              slow simulator used by the tests). Pooling and the ramp stay on the CPU (numba).
 
 The default is the first of cuda, numba, numpy that loads, where cuda counts only
 with a real GPU (never the simulator).
@@ -60,33 +68,49 @@ def _load_numpy():
 
 def _load_numba():
     try:
-        from .kernels import (
-            numba_activations,
-            numba_conv,
-            numba_locally_connected,
-            numba_pooling,
-        )
+        from .kernels import tuned
     except ImportError as error:  # numba missing or broken
         raise ConfigError(f"backend 'numba' cannot load: {error}") from error
-    from ._threads import quiet_numba_threads
-    from .kernels.allocator import keep_freed_memory
+    from . import runtime
 
-    keep_freed_memory()  # reuse a step's large arrays instead of page-faulting them in again
-    quiet_numba_threads()  # idle Numba threads sleep instead of spinning against OpenBLAS's
+    runtime.prepare()  # the tuned kernels' process settings, once (hebbref/runtime.py)
     return Backend(
         "numba",
-        numba_conv.conv_forward,
-        numba_conv.conv_input_error,
-        numba_conv.conv_weight_increment,
-        numba_locally_connected.locally_connected_forward,
-        numba_locally_connected.locally_connected_input_error,
-        numba_locally_connected.locally_connected_weight_increment,
-        numba_pooling.maxpool_forward,
-        numba_pooling.maxpool_backward,
-        numba_activations.ramp,
-        numba_activations.ramp_derivative,
-        numba_activations.ramp_backward,
+        tuned.conv_forward,
+        tuned.conv_input_error,
+        tuned.conv_weight_increment,
+        tuned.locally_connected_forward,
+        tuned.locally_connected_input_error,
+        tuned.locally_connected_weight_increment,
+        tuned.maxpool_forward,
+        tuned.maxpool_backward,
+        tuned.ramp,
+        tuned.ramp_derivative,
+        tuned.ramp_backward,
     )
+
+
+def _readable_functions(how):
+    """The readable tier's functions run ``how`` ("parallel" or "cuda"), in the Backend's order."""
+    from functools import partial
+
+    from .kernels import readable
+
+    names = ("conv_forward", "conv_input_error", "conv_weight_increment", "locally_connected_forward",
+             "locally_connected_input_error", "locally_connected_weight_increment")
+    return [partial(getattr(readable, name), how=how) for name in names]
+
+
+def _load_readable():
+    try:
+        from .kernels import readable
+    except ImportError as error:
+        raise ConfigError(f"backend 'readable' cannot load: {error}") from error
+    from functools import partial
+
+    extra = [partial(getattr(readable, name), how="parallel")
+             for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward")]
+    return Backend("readable", *_readable_functions("parallel"), *extra)
 
 
 def _simulated_cuda():
@@ -104,20 +128,10 @@ def _load_cuda():
             "backend 'cuda' needs a CUDA GPU and driver, and numba finds none on this machine; "
             "use backend 'numba' (CPU) or set NUMBA_ENABLE_CUDASIM=1 to simulate one (slow)"
         )
-    try:
-        from .kernels import cuda_conv, cuda_locally_connected
-    except ImportError as error:
-        raise ConfigError(f"backend 'cuda' cannot load its kernels: {error}") from error
-
     numba_backend = _load_numba()  # pooling and the ramp stay on the CPU kernels
     return Backend(
         "cuda",
-        cuda_conv.conv_forward,
-        cuda_conv.conv_input_error,
-        cuda_conv.conv_weight_increment,
-        cuda_locally_connected.locally_connected_forward,
-        cuda_locally_connected.locally_connected_input_error,
-        cuda_locally_connected.locally_connected_weight_increment,
+        *_readable_functions("cuda"),
         numba_backend.maxpool_forward,
         numba_backend.maxpool_backward,
         numba_backend.ramp,
@@ -128,7 +142,7 @@ def _load_cuda():
 
 # name -> loader; a loader imports its kernels only when asked for, and raises
 # ConfigError with the reason when the backend cannot run on this machine.
-_LOADERS = {"numpy": _load_numpy, "numba": _load_numba, "cuda": _load_cuda}
+_LOADERS = {"numpy": _load_numpy, "numba": _load_numba, "readable": _load_readable, "cuda": _load_cuda}
 # the order in which the default is chosen: the first one that loads
 _PREFERENCE = ("cuda", "numba", "numpy")
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "hebbref.datasets.cli",
     "hebbref.experiments.cli",
     "theory.cli",
+    "hebbref.runtime",
 )
 
 

@@ -1,32 +1,105 @@
-"""One comparison of a kernel module's untied functions with the NumPy reference,
-shared by the Numba tests and the CUDA-simulator tests."""
+"""One comparison of a kernel module's conv or untied functions with the NumPy reference,
+shared by the readable-tier, tuned-tier and CUDA-simulator tests."""
 import numpy as np
+from hypothesis import strategies as st
 
-from hebbref import layers
+from hebbref import activations, layers
+from hebbref.kernels import readable
 
-from comparisons import assert_close
+from comparisons import assert_close, tolerance
 
 
-def check(ours, reference, rtol, what):
-    """Same dtype as the reference, and the same numbers up to ``rtol``."""
+class Readable:
+    """The readable tier's functions run one way ("serial", "parallel", "cuda"), under the reference's names."""
+
+    def __init__(self, how):
+        self.how = how
+
+    def __getattr__(self, name):
+        function = getattr(readable, name)
+        return lambda *arguments: function(*arguments, how=self.how)
+
+
+def check(ours, reference, what, rtol=None):
+    """Same dtype as the reference, and the same numbers up to ``rtol`` (default 10 × one operation's)."""
+    rtol = 10 * tolerance(reference.dtype) if rtol is None else rtol
     assert ours.dtype == reference.dtype, f"{what}: dtype {ours.dtype} vs reference {reference.dtype}"
     assert_close(ours, reference, rtol, what)
 
 
-def check_locally_connected_module(module, shape, dtype, seed, rtol, label):
-    """forward, input error through W and through R, and weight increment of ``module`` vs the reference."""
+def conv_case(shape, dtype, seed):
+    """x, W, R, δ for a tied conv layer of ``shape`` = (N, C_in, C_out, H, W, k)."""
+    n, c_in, c_out, h, w, k = shape
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
+    W, R = (rng.normal(size=(c_out, c_in, k, k)).astype(dtype) for _ in range(2))
+    delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
+    return x, W, R, delta
+
+
+def check_conv_module(module, shape, dtype, seed, rtol, label, reference=layers):
+    """forward, input error through W and through R, and weight increment of ``module`` vs ``reference``."""
+    x, W, R, delta = conv_case(shape, dtype, seed)
+    h_ours, cache = module.conv_forward(x, W)
+    h_ref, cache_ref = reference.conv_forward(x, W)
+    check(h_ours, h_ref, f"{label}conv_forward {shape}", rtol)
+    for name, B in (("W", W), ("R", R)):
+        check(module.conv_input_error(delta, cache, B), reference.conv_input_error(delta, cache_ref, B),
+              f"{label}conv_input_error through {name} {shape}", rtol)
+    check(module.conv_weight_increment(delta, cache), reference.conv_weight_increment(delta, cache_ref),
+          f"{label}conv_weight_increment {shape}", rtol)
+
+
+def check_locally_connected_module(module, shape, dtype, seed, rtol, label, reference=layers):
+    """forward, input error through W and through R, and weight increment of ``module`` vs ``reference``."""
     n, c_in, c_out, h, w, k = shape
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
     W, R = (rng.normal(size=(h, w, c_out, c_in, k, k)).astype(dtype) for _ in range(2))
     delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
     h_ours, cache = module.locally_connected_forward(x, W)
-    h_ref, cache_ref = layers.locally_connected_forward(x, W)
-    check(h_ours, h_ref, rtol, f"{label}locally_connected_forward {shape}")
+    h_ref, cache_ref = reference.locally_connected_forward(x, W)
+    check(h_ours, h_ref, f"{label}locally_connected_forward {shape}", rtol)
     for name, B in (("W", W), ("R", R)):
         check(module.locally_connected_input_error(delta, cache, B),
-              layers.locally_connected_input_error(delta, cache_ref, B), rtol,
-              f"{label}locally_connected_input_error through {name} {shape}")
+              reference.locally_connected_input_error(delta, cache_ref, B),
+              f"{label}locally_connected_input_error through {name} {shape}", rtol)
     check(module.locally_connected_weight_increment(delta, cache),
-          layers.locally_connected_weight_increment(delta, cache_ref), rtol,
-          f"{label}locally_connected_weight_increment {shape}")
+          reference.locally_connected_weight_increment(delta, cache_ref),
+          f"{label}locally_connected_weight_increment {shape}", rtol)
+
+
+@st.composite
+def pool_cases(draw):
+    """(N, C, H, W, k, t): disjoint (k = t), overlapping (t < k) and gapped (t > k) windows."""
+    k = draw(st.integers(1, 4))
+    t = draw(st.integers(1, 4))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 9)),
+            draw(st.integers(1, 9)), k, t)
+
+
+def check_maxpool_module(module, case, dtype, seed, ties, label):
+    """Also with many ties (small integers): the first maximum in row-major order wins."""
+    n, c, h, w, k, t = case
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(-2, 3, size=(n, c, h, w)) if ties else rng.normal(size=(n, c, h, w))).astype(dtype)
+    y_ours, cache = module.maxpool_forward(x, k, t)
+    y_ref, cache_ref = layers.maxpool_forward(x, k, t)
+    check(y_ours, y_ref, f"{label}maxpool_forward {case}")
+    dy = rng.normal(size=y_ref.shape).astype(dtype)
+    # a sum of at most k·k errors per cell, in another order: exact up to rounding
+    check(module.maxpool_backward(dy, cache), layers.maxpool_backward(dy, cache_ref), f"{label}maxpool_backward {case}")
+
+
+def check_ramp_module(module, dtype, seed, slope, label):
+    """The same arithmetic, so the same bits, the two kinks |s·h| = 1 included."""
+    rng = np.random.default_rng(seed)
+    h = (rng.normal(size=(3, 2, 5, 4)) * 4).astype(dtype)
+    h.flat[:4] = [1 / slope, -1 / slope, 0.0, 10.0]
+    for name in ("ramp", "ramp_derivative"):
+        got, want = getattr(module, name)(h, slope), getattr(activations, name)(h, slope)
+        assert got.dtype == want.dtype and got.shape == want.shape, f"{label}{name}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
+        np.testing.assert_array_equal(got, want, err_msg=f"{label}{name}, slope {slope}, {np.dtype(dtype).name}")
+    e = rng.normal(size=h.shape).astype(dtype)
+    np.testing.assert_array_equal(module.ramp_backward(e, h, slope), activations.ramp_backward(e, h, slope),
+                                  err_msg=f"{label}ramp_backward = e * ramp_derivative, slope {slope}")

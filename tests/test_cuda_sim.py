@@ -1,4 +1,5 @@
-"""The numba.cuda kernels equal the NumPy reference, under the CUDA simulator.  # SPEC §2, §3, §5
+"""The readable tier's bodies compiled as numba.cuda device functions equal the NumPy reference,
+under the CUDA simulator.  # SPEC §2, §3, §5
 
 The simulator must be switched on before numba.cuda is first imported, so this file
 runs in a pytest process of its own:
@@ -21,11 +22,11 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import hebbref  # noqa: E402
-from hebbref import layers  # noqa: E402
-from hebbref.kernels import cuda_conv, cuda_locally_connected  # noqa: E402
 
 from comparisons import assert_close, tolerance  # noqa: E402
-from kernel_checks import check_locally_connected_module  # noqa: E402
+from kernel_checks import (  # noqa: E402
+    Readable, check_conv_module, check_locally_connected_module, check_maxpool_module, check_ramp_module, pool_cases,
+)
 from strategies import SEEDS, conv_shapes, random_batch  # noqa: E402
 
 pytestmark = pytest.mark.cudasim
@@ -33,33 +34,39 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 TINY = conv_shapes(max_batch=2, max_channels=2, max_size=4, max_kernel=3)
 
 
-def check(ours, reference, what):
-    assert ours.dtype == reference.dtype, f"{what}: dtype {ours.dtype} vs reference {reference.dtype}"
-    assert_close(ours, reference, 10 * tolerance(reference.dtype), what)
+GPU = Readable("cuda")
 
 
 @settings(max_examples=10, deadline=None)
 @given(shape=TINY, dtype=DTYPES, seed=SEEDS)
 def test_cuda_conv_kernels_equal_the_reference(shape, dtype, seed):
-    n, c_in, c_out, h, w, k = shape
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
-    W, R = (rng.normal(size=(c_out, c_in, k, k)).astype(dtype) for _ in range(2))
-    delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
-    h_ours, cache = cuda_conv.conv_forward(x, W)
-    h_ref, cache_ref = layers.conv_forward(x, W)
-    check(h_ours, h_ref, f"cuda conv_forward {shape}")
-    for name, B in (("W", W), ("R", R)):
-        check(cuda_conv.conv_input_error(delta, cache, B), layers.conv_input_error(delta, cache_ref, B),
-              f"cuda conv_input_error through {name} {shape}")
-    check(cuda_conv.conv_weight_increment(delta, cache), layers.conv_weight_increment(delta, cache_ref),
-          f"cuda conv_weight_increment {shape}")
+    check_conv_module(GPU, shape, dtype, seed, 10 * tolerance(np.dtype(dtype)), "cuda ")
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_cuda_kernels_on_odd_and_even_kernels(k):
+    check_conv_module(GPU, (2, 2, 3, 4, 3, k), np.float64, k, 10 * tolerance(np.dtype(np.float64)), f"cuda k={k} ")
+    check_locally_connected_module(GPU, (1, 2, 2, 3, 4, k), np.float64, k, 10 * tolerance(np.dtype(np.float64)),
+                                   f"cuda k={k} ")
+
+
+@settings(max_examples=8, deadline=None)
+@given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, ties=st.booleans())
+def test_cuda_maxpool_equals_the_reference(case, dtype, seed, ties):
+    n, c, h, w, k, t = case
+    check_maxpool_module(GPU, (1, min(c, 2), min(h, 5), min(w, 5), k, t), dtype, seed, ties, "cuda ")
+
+
+@pytest.mark.parametrize("slope", [0.5, 0.25])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_ramp_equals_the_reference_bit_for_bit(dtype, slope):
+    check_ramp_module(GPU, dtype, 3, slope, "cuda ")
 
 
 @settings(max_examples=10, deadline=None)
 @given(shape=TINY, dtype=DTYPES, seed=SEEDS)
 def test_cuda_locally_connected_kernels_equal_the_reference(shape, dtype, seed):
-    check_locally_connected_module(cuda_locally_connected, shape, dtype, seed,
+    check_locally_connected_module(GPU, shape, dtype, seed,
                                    10 * tolerance(np.dtype(dtype)), "cuda ")
 
 

@@ -5,8 +5,6 @@ three rules: after a few SGD steps every W and R, and every loss, is the same up
 rounding. Dropout masks come from the network's own generator, so both backends draw
 the same masks.
 """
-import os
-
 import numpy as np
 import pytest
 
@@ -78,15 +76,24 @@ def test_unknown_backend_is_a_config_error():
         backends.get_backend("fortran")
 
 
-def test_loading_numba_keeps_freed_memory_on_glibc():
-    """The numba backend raises glibc's mmap/trim thresholds (hebbref.kernels.allocator)."""
-    import platform
+def test_the_readable_backend_trains_like_the_reference():
+    """The readable tier as a backend: one urfb step of a small untied-and-tied network, same weights."""
+    kwargs = dict(input_shape=(1, 6, 6), n_classes=3, rule="urfb", seed=3)
+    reference = hebbref.build_network("conv3:2 ramp pool2 lc2:2 ramp out", backend="numpy", **kwargs)
+    loops = hebbref.build_network("conv3:2 ramp pool2 lc2:2 ramp out", backend="readable", **kwargs)
+    x, y = random_batch(np.random.default_rng(1), (1, 6, 6), 3, batch=4)
+    assert_close(loops.train_step(x, y, lr=0.2), reference.train_step(x, y, lr=0.2), 1e-9, "readable: loss")
+    for ours, ref in zip(loops.parameters(), reference.parameters()):
+        for which in ("W", "R"):
+            assert_close(getattr(ours, which), getattr(ref, which), 1e-9, f"readable: {ref.name}.{which}")
 
-    from hebbref.kernels import allocator
+
+def test_loading_numba_applies_the_runtime_settings_once():
+    """The numba backend asks hebbref.runtime for its process settings, once per process."""
+    from hebbref import runtime
 
     backends.get_backend("numba")
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc only")
-    if os.environ.get(allocator.ENVIRONMENT_VARIABLE) == "0":
-        pytest.skip("turned off by $HEBBREF_KEEP_FREED_MEMORY=0")
-    assert allocator.keep_freed_memory() is True
+    changes = list(runtime.CHANGES)
+    assert changes, "the tuned backend recorded what it changed (or why not)"
+    backends.get_backend("numba")
+    assert runtime.CHANGES == changes

@@ -12,19 +12,19 @@
 # $$G[o,c,a,b] = \sum_{n,i,j} \delta[n,o,i,j]\; xp[n,c,i+a,j+b] \qquad\text{(Hebbian increment)}$$
 #
 # and their untied twins (one filter per location). hebbref computes them in up to
-# three ways, chosen by the network's `backend`:
+# four ways, chosen by the network's `backend`:
 #
 # | backend | where | how |
 # |---|---|---|
 # | `numpy` | `hebbref/layers/conv.py` | the reference: a sliding-window view and one `tensordot` |
-# | `numba` | `hebbref/kernels/numba_conv.py` | compiled loops with `prange` over the batch, or k·k BLAS products on shifted views (`numba_conv_shifted.py`) |
-# | `cuda`  | `hebbref/kernels/cuda_*.py` | `numba.cuda` kernels, one GPU thread per output |
+# | `readable` | `hebbref/kernels/readable.py` | one plain loop body per equation, compiled by Numba with `prange` |
+# | `cuda`  | `hebbref/kernels/readable.py` | the same bodies as `numba.cuda` device functions, one GPU thread per output |
+# | `numba` | `hebbref/kernels/tuned*.py`, `plan.py` | the tuned tier: reordered, unrolled loops or k·k BLAS products on shifted views, whichever `plan.choose` measured fastest for the layer's shape |
 #
 # The reference is never replaced: it is the specification each kernel is tested
 # against. This tutorial checks the agreement itself and measures the speeds.
 
 # %%
-import ast
 import inspect
 import json
 import os
@@ -40,8 +40,7 @@ from numba import cuda
 
 import hebbref
 from hebbref.backends import get_backend
-from hebbref import kernels
-from hebbref.kernels import numba_conv, numba_conv_shifted
+from hebbref.kernels import plan, readable, tuned_conv_direct, tuned_conv_shifted
 from hebbref.layers import conv
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -95,32 +94,66 @@ xp_tiny = conv.pad_spatial(x_tiny, 1, 1)  # (2, 3, 8, 8)
 print("windows:", conv.windows(xp_tiny, 3).shape, "= (N, C_in, H, W, k, k)")
 
 # %% [markdown]
-# ## The Numba CPU kernel
+# ## The readable tier: one loop body, compiled three ways
 #
-# `hebbref/kernels/numba_conv.py` says in its docstring how it splits the work:
+# `hebbref/kernels/readable.py` writes each equation once, as the body that computes
+# *one* output element from its index, in plain Python that Numba can compile for a
+# CPU and for a GPU (the way minitorch and umap write kernels). The forward field's
+# body is the innermost part of the loops above:
 
 # %%
-print(numba_conv.__doc__)
+print(inspect.getsource(readable.conv_forward_at))
 
 # %% [markdown]
-# Its direct forward field is the loop above with the loops reordered: the batch is
-# split across cores with `prange`, and the innermost loop is one long multiply-add over
-# contiguous memory, which the compiler vectorises. The function Numba compiles, and the
-# inner loop it calls (eight window terms into two output planes per pass, so that each
-# value loaded from memory serves sixteen multiply-adds):
+# `compiled_three_ways` wraps a body in the output's loops: once as plain `njit` loops,
+# once with the outermost loop a `prange` (its iterations shared by the cores), and, on
+# first use, as a `numba.cuda` kernel that gives each GPU thread one output element and
+# calls the body compiled as a device function:
 
 # %%
-print(inspect.getsource(numba_conv.correlate_valid_direct.py_func))
-print(inspect.getsource(numba_conv.add_terms.py_func))
+print(inspect.getsource(readable.compiled_three_ways))
 
 # %% [markdown]
-# With many terms per output (deep's layers with 16 and 64 channels), the same sum is
-# instead k·k matrix products, one per tap (a, b), on shifted views of the input laid
-# out channel-major; no window is ever copied. `hebbref/kernels/numba_conv_shifted.py`
+# The error sent down has no body of its own: it is the forward body applied to δ
+# padded the other way round, with B flipped in space and its channel axes swapped,
+# which is how the NumPy reference computes it too. That composition is written once:
+
+# %%
+print(inspect.getsource(readable.transposed_convolution))
+for how in ("serial", "parallel"):
+    for W_case in (W_tiny, W_even):
+        np.testing.assert_allclose(readable.conv_forward(x_tiny, W_case, how=how)[0],
+                                   conv_forward_loops(x_tiny, W_case), rtol=1e-12, atol=1e-12)
+print("readable tier, serial and parallel: the loops' numbers, odd and even kernels")
+
+# %% [markdown]
+# ## The tuned tier, and how it chooses
+#
+# The `numba` backend runs the tuned tier: the same sums reordered for the machine.
+# For a few terms per output, direct loops whose innermost loop runs along the
+# flattened image (it vectorises) and which handle eight window terms and two output
+# planes per pass, so that each value loaded serves sixteen multiply-adds:
+
+# %%
+print(inspect.getsource(tuned_conv_direct.add_terms.py_func))
+
+# %% [markdown]
+# For many terms, k·k matrix products on shifted views of the input laid out
+# channel-major; no window is ever copied. `hebbref/kernels/tuned_conv_shifted.py`
 # explains it:
 
 # %%
-print(numba_conv_shifted.__doc__)
+print(tuned_conv_shifted.__doc__)
+
+# %% [markdown]
+# Which of these runs, and on how many threads, is decided in one function,
+# `hebbref.kernels.plan.choose`: the first time a layer shape comes, it times every
+# candidate on this machine and keeps the fastest, in a small file under the CPU's
+# model name (`HEBBREF_TUNE=0` skips the timing and takes a default from the shape):
+
+# %%
+print(inspect.getsource(plan.choose))
+print("plan file:", plan.cache_file(), "| timing", "on" if plan.timing_enabled() else "off")
 
 # %% [markdown]
 # ## Agreement, for all six functions
@@ -134,8 +167,8 @@ print(numba_conv_shifted.__doc__)
 reference, compiled = get_backend("numpy"), get_backend("numba")
 DTYPES = (np.float64,) if FAST else (np.float64, np.float32)
 SHAPES = [  # (N, C_in, H, W, C_out, k)
-    (3, 1, 12, 10, 8, 5),  # few terms per output: direct loops
-    (2, 16, 7, 7, 8, 3),  # many terms: shifted products
+    (3, 1, 12, 10, 8, 5),  # few terms per output: direct loops by default
+    (2, 16, 7, 7, 8, 3),  # many terms: shifted products by default
     (2, 3, 6, 6, 4, 2),  # even kernel
 ]
 
@@ -198,15 +231,14 @@ print("one urfb step of `simple`: numba and numpy weights agree; loss", round(lo
 # %% [markdown]
 # ## The CUDA kernel, on a GPU or on the simulator
 #
-# `hebbref/kernels/cuda_conv.py` gives one GPU thread to each output element: thread t
-# decodes its (n, o, i, j) from its index and runs the sum over (c, a, b) itself. The
-# kernel, read from the file (importing it needs `numba.cuda`):
+# The `cuda` backend runs the readable tier's bodies as device functions: thread t
+# decodes its output index (n, o, i, j) from t and runs the body, the same Python
+# function the CPU loops call. `hebbref/kernels/readable_cuda.py` builds the kernel
+# (importing it needs `numba.cuda`, so its source is read here, not imported):
 
 # %%
-cuda_source = (Path(kernels.__file__).parent / "cuda_conv.py").read_text(encoding="utf-8")
-kernel_node = next(node for node in ast.parse(cuda_source).body
-                   if isinstance(node, ast.FunctionDef) and node.name == "correlate_valid_kernel")
-print("@cuda.jit\n" + ast.get_source_segment(cuda_source, kernel_node))
+cuda_source = (Path(readable.__file__).parent / "readable_cuda.py").read_text(encoding="utf-8")
+print(cuda_source[cuda_source.index("def kernel_for"):cuda_source.index("def flat_kernel_for")])
 
 # %% [markdown]
 # Without a GPU, Numba can *simulate* one: with `NUMBA_ENABLE_CUDASIM=1` set before

@@ -25,10 +25,11 @@ the workers on it, so a task runs Numba's kernels and OpenBLAS on
 ``cores // slots`` threads (at least one): ``--scheduler local:2`` on two cores gives one
 thread per run, a lone ``dask worker --nthreads 1`` on 16 cores gives a run 16. The
 Numba kernels order their sums by thread count, so the count a run started with is kept
-in its folder (``threads``) and a resumed run uses it again wherever it lands. Idle
-threads are told to sleep as the ``hebbref`` command does (hebbref/_threads.py): Numba's
-here, OpenBLAS's through ``OPENBLAS_THREAD_TIMEOUT``, which a LocalCluster's workers
-inherit from the client and ``dask worker`` must be given (it loads NumPy first).
+in its folder (``threads``) and a resumed run uses it again wherever it lands. Each task
+applies the tuned backend's process settings (``hebbref.runtime.prepare``) before Numba
+starts its threads, so that idle ones sleep; NumPy's OpenBLAS threads sleep only with
+``OPENBLAS_THREAD_TIMEOUT`` set, which a LocalCluster's workers inherit from the client
+and ``dask worker`` must be given.
 
 Dask is imported only here, and only when ``--scheduler`` is used:
 ``pip install 'hebbref[distributed]'``.
@@ -187,7 +188,7 @@ def task_threads(folder, slots, host, worker_threads):
     """The threads of a run on this worker: the count it started with, else cores // slots of this host."""
     import numba
 
-    from .._threads import quiet_numba_threads
+    from .. import runtime
 
     record = Path(folder) / THREADS_FILE
     if record.exists():
@@ -201,7 +202,7 @@ def task_threads(folder, slots, host, worker_threads):
             "%s started on %d threads, this worker has %d: its last bits may differ from an uninterrupted run",
             folder, count, numba.config.NUMBA_NUM_THREADS)
         count = numba.config.NUMBA_NUM_THREADS
-    quiet_numba_threads()  # before set_num_threads starts Numba's threads: idle ones sleep (hebbref/_threads.py)
+    runtime.prepare()  # before set_num_threads starts Numba's threads: idle ones sleep (hebbref/runtime.py)
     numba.set_num_threads(count)  # for this thread only
     set_blas_threads(count)
     return count

@@ -1,17 +1,32 @@
-"""Compiled kernels: the same equations as the NumPy reference in ``hebbref.layers``.
+"""Compiled kernels: the same equations as the NumPy reference in ``hebbref.layers``, in two tiers.
 
-    numba_conv.py               tied convolution (SPEC §2, §3, §5), CPU, ``prange``
-    numba_locally_connected.py  untied (locally connected) layer (SPEC §5), CPU
-    numba_pooling.py            max pooling forward and backward (SPEC §2, §3), CPU
-    numba_activations.py        the ramp σ, its derivative σ', δ = e ⊙ σ'(h) (SPEC §2, §3), CPU
-    numba_threads.py            one thread for small calls, all of Numba's for big ones
-    allocator.py                glibc keeps freed memory, so a step's big arrays are reused
-    cuda_conv.py                tied convolution on a GPU (numba.cuda)
-    cuda_locally_connected.py   untied layer on a GPU (numba.cuda)
+Readable tier, to read and to check against:
+
+    readable.py                 one plain loop body per equation (conv forward, weight
+                                increment, the untied three, max pooling forward and
+                                backward, the ramp, σ', e ⊙ σ'), each compiled as njit,
+                                njit(parallel=True) with prange, and a numba.cuda device
+                                function; the conv input error composed once from the
+                                forward body (``transposed_convolution``)
+    readable_cuda.py            the CUDA compilation: kernel builders and host driver,
+                                imported only when a body first runs on a GPU
+
+Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
+
+    tuned.py                    the ``numba`` backend's functions: ask the plan, run the path
+    plan.py                     ``choose``: the one place that picks a path and a thread
+                                count, by timing the candidates once per shape (cached on
+                                disk per CPU model) or by a default when timing is off
+    tuned_conv_direct.py        tied conv by direct, hand-unrolled loops
+    tuned_conv_shifted.py       tied conv by k·k gemm on shifted views of the input
+    tuned_locally_connected.py  untied layer, location by location, by tiles of images
+    tuned_pooling.py            max pooling
+    tuned_activations.py        the ramp and its derivative
 
 Every public function takes and returns exactly what its NumPy twin takes and returns
 (same shapes, same dtype); the cache a forward returns is private to its backend.
-The CPU modules are imported by ``hebbref.backends`` when the ``numba`` backend is
-asked for; the CUDA modules only when a GPU (or ``NUMBA_ENABLE_CUDASIM=1``) is there.
-Each kernel is tested against its reference in ``tests/test_kernels*.py``.
+The process settings the tuned tier wants (threads, allocator, SciPy's BLAS) are made
+by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on import.
+Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
+(tuned vs readable and reference), ``tests/test_cuda_sim.py`` (device functions, simulator).
 """

@@ -1,4 +1,4 @@
-"""The saturated ramp and its derivative: Numba CPU kernels.  # SPEC §2, §3
+"""TUNED TIER. The saturated ramp and its derivative: Numba CPU kernels.  # SPEC §2, §3
 
     x = σ(h) = clip(s·h, -1, 1)          σ'(h) = s  where |s·h| <= 1, else 0
     δ = e ⊙ σ'(h)                                                       ramp_backward (fused)
@@ -10,7 +10,6 @@ import numpy as np
 from numba import njit, prange
 
 from ..activations import DEFAULT_SLOPE
-from .numba_threads import one_thread_if_small
 
 
 @njit(parallel=True, cache=True)
@@ -40,19 +39,16 @@ def ramp_backward_flat(e, h, s):
 def ramp(h, slope=DEFAULT_SLOPE):
     """σ(h) = clip(s·h, -1, 1).  # SPEC §2"""
     h = np.ascontiguousarray(h)
-    with one_thread_if_small(h.size):
-        return ramp_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+    return ramp_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
 
 
 def ramp_derivative(h, slope=DEFAULT_SLOPE):
     """σ'(h) = s where |s·h| <= 1, else 0.  # SPEC §3"""
     h = np.ascontiguousarray(h)
-    with one_thread_if_small(h.size):
-        return ramp_derivative_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+    return ramp_derivative_flat(h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
 
 
 def ramp_backward(e, h, slope=DEFAULT_SLOPE):
     """δ = e ⊙ σ'(h) in one pass, without forming σ'(h).  # SPEC §3"""
     e, h = np.ascontiguousarray(e), np.ascontiguousarray(h)
-    with one_thread_if_small(h.size):
-        return ramp_backward_flat(e.reshape(-1), h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+    return ramp_backward_flat(e.reshape(-1), h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)

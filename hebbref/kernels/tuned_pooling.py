@@ -1,4 +1,4 @@
-"""Max pooling with "same" padding: Numba CPU kernels.  # SPEC §2, §3
+"""TUNED TIER. Max pooling with "same" padding: Numba CPU kernels.  # SPEC §2, §3
 
 The equations of ``hebbref.layers.pooling``: window k×k, stride t, output ceil(n/t)
 wide, TensorFlow's padding (padded cells never win). Each window's error goes to its
@@ -16,7 +16,6 @@ import numpy as np
 from numba import njit, prange
 
 from ..layers.pooling import pool_padding
-from .numba_threads import one_thread_if_small
 
 
 @njit(parallel=True, cache=True)
@@ -67,13 +66,11 @@ def maxpool_forward(x, k, t):
     H, W = x.shape[2:]
     top, _, Ho = pool_padding(H, k, t)
     left, _, Wo = pool_padding(W, k, t)
-    with one_thread_if_small(x.size * k * k // (t * t)):
-        y, winner = maxpool_windows(np.ascontiguousarray(x), k, t, top, left, Ho, Wo)
+    y, winner = maxpool_windows(np.ascontiguousarray(x), k, t, top, left, Ho, Wo)
     return y, (winner, (H, W))
 
 
 def maxpool_backward(dy, cache):
     """Route each window's error to its maximum: (N, C, Ho, Wo) -> (N, C, H, W)."""
     winner, (H, W) = cache
-    with one_thread_if_small(dy.size):
-        return scatter_to_winners(np.ascontiguousarray(dy), winner, H, W)
+    return scatter_to_winners(np.ascontiguousarray(dy), winner, H, W)

@@ -1,4 +1,4 @@
-"""Tied convolution, stride 1, "same" padding: Numba CPU kernels.  # SPEC §2, §3, §5
+"""TUNED TIER. Tied convolution, stride 1, "same" padding, by direct loops: Numba CPU kernels.  # SPEC §2, §3, §5
 
 The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding before):
 
@@ -6,37 +6,30 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
     e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
     G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
-The input error is, as in the reference, itself a "same" correlation: of δ padded the
-other way round with B flipped in space and its two channel axes swapped.
+The input error is the forward correlation of δ padded the other way round with B
+flipped and its channel axes swapped (``readable.transposed_convolution``).
 
-Two ways to compute each, chosen by the length of the sum that makes one output:
-- few terms (C·k·k < ``SHIFTED_FROM``, e.g. the first layer on a grey or colour image):
-  direct loops, ``prange`` over the batch, the innermost loop running along the
-  flattened image so that it vectorises;
-- many terms: k·k matrix products on shifted views of the channel-major padded input
-  (``numba_conv_shifted``), each block of images on one thread with single-threaded BLAS.
-``benchmarks/bench_conv_paths.py`` times both on every conv layer of ``simple`` and
-``deep``: below 64 terms the direct loops win (1.2 to 2.4 times faster); from 144 terms
-up the products win the forward pass and the input error (1.1 to 1.7 times), and the
-weight increment, which follows the forward pass because it reads its cache, wins on
-the 64-channel layers (1.3 to 1.7 times) and is level or 10 % slower on the 16-channel ones.
+The loops are the readable tier's (``hebbref.kernels.readable``) reordered for speed:
+``prange`` over the batch, the innermost loop running along the flattened image so
+that it vectorises, and eight window terms and two output planes per pass over the
+image (``add_terms``, ``add_products``: each loaded input value serves 16
+multiply-adds). They win when a sum has few terms (the first layer on a grey or colour
+image); ``hebbref.kernels.plan.choose`` decides, per layer shape, between them and the
+shifted products of ``tuned_conv_shifted``. Tested against the readable tier and the
+NumPy reference in ``tests/test_kernels_tuned.py``.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache is ``("direct", xp)`` with the padded input, or ``("shifted", cache)`` with
-the shifted kernels' own.
+The cache of ``forward`` is the padded input xp (N, C_in, H+k-1, W+k-1).
 """
 import numba
 import numpy as np
 from numba import njit, prange
 
 from ..layers.conv import same_padding
-from . import numba_conv_shifted
-from .numba_threads import one_thread_if_small
+from .readable import transposed_convolution
 
 # every fast-math flag except "no NaN" and "no inf": sums may be reassociated (vectorised)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-# a sum of at least this many terms per output goes through the shifted products
-SHIFTED_FROM = 64
 
 
 @njit(parallel=True, cache=True)
@@ -219,49 +212,24 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
     return partial.sum(axis=0).reshape(O, C, k, k)
 
 
-def uses_shifted(terms):
-    """True when a sum of ``terms`` products per output is done by shifted products."""
-    return terms >= SHIFTED_FROM
-
-
-def conv_forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache as in the module's docstring."""
+def forward(x, W):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x."""
     x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
-    C_out, C_in, k, _ = W.shape
-    N, _, H, Wd = x.shape
-    if uses_shifted(C_in * k * k):
-        h, cache = numba_conv_shifted.conv_forward(x, W)
-        return h, ("shifted", cache)
-    before, after = same_padding(k)
-    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
-        xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-        return correlate_valid_direct(xp, W), ("direct", xp)
+    before, after = same_padding(W.shape[-1])
+    xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
+    return correlate_valid_direct(xp, W), xp
 
 
-def conv_input_error(delta, cache, B):
+def input_error(delta, B):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
-    delta, B = np.ascontiguousarray(delta), np.ascontiguousarray(B)
-    C_out, C_in, k, _ = B.shape
-    N, _, H, Wd = delta.shape
-    if uses_shifted(C_out * k * k):
-        return numba_conv_shifted.conv_input_error(delta, None, B)
-    before, after = same_padding(k)
-    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
-        delta_p = pad_spatial(delta, after, before)  # padding mirrored
-        B_transposed = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, k, k)
-        return correlate_valid_direct(delta_p, B_transposed)
+    padding, B_flipped = transposed_convolution(B)
+    delta_p = pad_spatial(np.ascontiguousarray(delta), *padding)  # (N, C_out, H+k-1, W+k-1)
+    return correlate_valid_direct(delta_p, np.ascontiguousarray(B_flipped))
 
 
-def conv_weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k)."""
-    path, saved = cache
-    if path == "shifted":
-        return numba_conv_shifted.conv_weight_increment(delta, saved)
-    xp = saved
+def weight_increment(delta, xp):
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); xp from ``forward``."""
     delta = np.ascontiguousarray(delta)
-    N, C_out, H, Wd = delta.shape
-    C_in = xp.shape[1]
-    k = xp.shape[-1] - Wd + 1
-    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k):
-        chunks = min(N, numba.get_num_threads())
-        return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0))
+    k = xp.shape[-1] - delta.shape[-1] + 1
+    chunks = min(delta.shape[0], numba.get_num_threads())
+    return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0))

@@ -1,4 +1,4 @@
-"""Tied convolution, stride 1, "same" padding, by shifted matrix products (no im2col).  # SPEC §2, §3, §5
+"""TUNED TIER. Tied convolution, stride 1, "same" padding, by shifted matrix products (no im2col).  # SPEC §2, §3, §5
 
 The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding before):
 
@@ -19,13 +19,16 @@ way, zeros at the padding positions. Columns that fall in the padding are comput
 dropped (Hp·Wp / (H·W) times the useful work: 1.4× on 11×11 with k = 3), in exchange
 for im2col's k·k times larger copy of the input. The input error is, as in the
 reference, the forward equation applied to δ padded the other way round, with B flipped
-in space and its two channel axes swapped; with fewer input than output channels it is
-instead one product per block, Bᵀ δ (C_in·k·k rows), whose rows are added back shifted.
+in space and its two channel axes swapped (``readable.transposed_convolution``:
+``input_error_correlation``), or one product per block, Bᵀ δ (C_in·k·k rows), whose
+rows are added back shifted (``input_error_scatter``, faster with fewer input than
+output channels). ``hebbref.kernels.plan.choose`` picks the path per layer shape.
 
 The columns are cut into blocks of whole images (about ``COLUMNS_PER_BLOCK``), and
 ``prange`` runs over blocks: each block lays out its own images (while they are in the
-L2 cache), calls the single-threaded gemm of SciPy's OpenBLAS once per tap
-(``scipy.linalg.cython_blas`` through ctypes) on its columns up to its last output
+L2 cache), calls the gemm of SciPy's OpenBLAS once per tap (``scipy.linalg.cython_blas``,
+whose address Numba hands over; ``hebbref.runtime`` loads that library on one thread,
+and says there why the gemm is reached this way) on its columns up to its last output
 position, so that no block reads another's images, and writes its images of the
 result. Each public function is one parallel region: on a machine whose cores are busy
 with other work, waking the second thread costs milliseconds each time.
@@ -34,19 +37,14 @@ Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (
 The cache is ``(X, k)``: the padded input X (C_in, N·Hp·Wp) that the forward pass laid
 out (k·k times smaller than im2col's rows), read again by the weight increment.
 """
-import contextlib
 import ctypes
-import glob
-import os
 
 import numba
 import numpy as np
-import scipy.linalg.cython_blas  # noqa: F401  (loads the library whose gemm we call)
 from numba import njit, prange
-from numba.extending import get_cython_function_address
 
 from ..layers.conv import same_padding
-from .numba_threads import one_thread_if_small
+from .readable import transposed_convolution
 
 # a block holds whole images, about this many columns: with 64 input and 64 output channels
 # in float32 its input and output take 2 × 64 × 2048 × 4 bytes = 1 MiB, half an L2 (2 MiB
@@ -54,40 +52,23 @@ from .numba_threads import one_thread_if_small
 # 1024 and 2048 were within noise of each other, 4096 up to 10 % and 8192 up to 25 % slower
 COLUMNS_PER_BLOCK = 2048
 
-# Fortran gemm, every argument a pointer: C = alpha op(A) op(B) + beta C, column-major
-_POINTERS = [ctypes.c_void_p] * 13
-sgemm = ctypes.CFUNCTYPE(None, *_POINTERS)(get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
-dgemm = ctypes.CFUNCTYPE(None, *_POINTERS)(get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
-# the kernels take the gemm as an argument, not as a global, so that Numba can cache them on disk
-BLAS = {np.dtype(np.float32): sgemm, np.dtype(np.float64): dgemm}
 NO_TRANSPOSE, TRANSPOSE = ord("N"), ord("T")
+_BLAS = {}  # dtype -> SciPy's sgemm or dgemm as a ctypes function, filled on first use
 
 
-def _scipy_openblas():
-    """SciPy's bundled OpenBLAS (the library behind cython_blas), to set its thread count; None if not found."""
-    site_packages = os.path.dirname(os.path.dirname(scipy.__file__))
-    for path in sorted(glob.glob(os.path.join(site_packages, "scipy.libs", "libscipy_openblas*.so*"))):
-        library = ctypes.CDLL(path)
-        if hasattr(library, "scipy_openblas_set_num_threads"):
-            return library
-    return None
+def blas_for(dtype):
+    """SciPy's Fortran gemm for ``dtype`` (float32: sgemm, float64: dgemm), loaded by hebbref.runtime.
 
+    The kernels take the gemm as an argument, not as a global, so that Numba can cache them on disk.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in _BLAS:
+        from .. import runtime
 
-OPENBLAS = _scipy_openblas()
-
-
-@contextlib.contextmanager
-def blas_on_one_thread():
-    """Each gemm call runs on its caller's thread: the parallelism is ours (``prange`` over blocks)."""
-    if OPENBLAS is None:
-        yield
-        return
-    before = OPENBLAS.scipy_openblas_get_num_threads()
-    OPENBLAS.scipy_openblas_set_num_threads(1)
-    try:
-        yield
-    finally:
-        OPENBLAS.scipy_openblas_set_num_threads(before)
+        address = runtime.scipy_gemm_address("sgemm" if dtype == np.float32 else "dgemm")
+        # C = alpha op(A) op(B) + beta C, column-major, every argument a pointer
+        _BLAS[dtype] = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(address)
+    return _BLAS[dtype]
 
 
 @njit(cache=True)
@@ -273,7 +254,7 @@ def images_per_block(N, plane):
     return -(-N // blocks)
 
 
-def conv_forward(x, W):
+def forward(x, W):
     """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (X, k), X the padded x."""
     x = np.ascontiguousarray(x)
     W = np.ascontiguousarray(W, dtype=x.dtype)  # gemm reads both through bare pointers: one dtype
@@ -283,40 +264,43 @@ def conv_forward(x, W):
     plane = (H + k - 1) * (Wd + k - 1)
     taps = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)  # [a·k+b] = W[:, :, a, b]
     X = np.empty((C_in, N * plane), dtype=x.dtype)  # filled in by the blocks
-    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
-        h = shifted_products(BLAS[x.dtype], x, taps, before, after, images_per_block(N, plane), X)
+    h = shifted_products(blas_for(x.dtype), x, taps, before, after, images_per_block(N, plane), X)
     return h, (X, k)  # (N, C_out, H, W), ((C_in, N·Hp·Wp), k)
 
 
-def conv_input_error(delta, cache, B):
-    """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
+def input_error_correlation(delta, B):
+    """e_below = Bᵀ δ as the forward correlation of δ padded the other way round: -> (N, C_in, H, W)."""
     delta = np.ascontiguousarray(delta)
     B = np.ascontiguousarray(B, dtype=delta.dtype)  # gemm reads both through bare pointers: one dtype
     C_out, C_in, k, _ = B.shape
     N, _, H, Wd = delta.shape
-    before, after = same_padding(k)
     plane = (H + k - 1) * (Wd + k - 1)
-    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
-        blocking = images_per_block(N, plane)
-        if C_in < C_out:
-            # one product with C_in·k·k rows per block beats k·k products with C_in rows each
-            B_rows = np.ascontiguousarray(B.reshape(C_out, C_in * k * k).T)  # (C_in·k·k, C_out)
-            return shifted_scatter(BLAS[delta.dtype], delta, B_rows, k, before, blocking)
-        # the forward equation on δ padded the other way round, B flipped and its channel axes swapped
-        taps = np.ascontiguousarray(B[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(k * k, C_in, C_out)
-        D = np.empty((C_out, N * plane), dtype=delta.dtype)
-        return shifted_products(BLAS[delta.dtype], delta, taps, after, before, blocking, D)
+    (before, after), B_flipped = transposed_convolution(B)  # padding of δ, (C_in, C_out, k, k)
+    taps = np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
+    D = np.empty((C_out, N * plane), dtype=delta.dtype)
+    return shifted_products(blas_for(delta.dtype), delta, taps, before, after, images_per_block(N, plane), D)
 
 
-def conv_weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k)."""
+def input_error_scatter(delta, B):
+    """e_below = Bᵀ δ by one product with C_in·k·k rows per block and shifted adds: -> (N, C_in, H, W)."""
+    delta = np.ascontiguousarray(delta)
+    B = np.ascontiguousarray(B, dtype=delta.dtype)
+    C_out, C_in, k, _ = B.shape
+    N, _, H, Wd = delta.shape
+    before, _ = same_padding(k)
+    B_rows = np.ascontiguousarray(B.reshape(C_out, C_in * k * k).T)  # (C_in·k·k, C_out)
+    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+    return shifted_scatter(blas_for(delta.dtype), delta, B_rows, k, before, blocking)
+
+
+def weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache from ``forward``."""
     X, k = cache
     delta = np.ascontiguousarray(delta, dtype=X.dtype)  # gemm reads both through bare pointers: one dtype
     N, C_out, H, Wd = delta.shape
     C_in = X.shape[0]
-    with one_thread_if_small(N * C_out * H * Wd * C_in * k * k), blas_on_one_thread():
-        blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
-        partial = shifted_weight_products(BLAS[delta.dtype], delta, X, k, blocking)
+    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+    partial = shifted_weight_products(blas_for(delta.dtype), delta, X, k, blocking)
     # partial (blocks, k·k, C_out, C_in): one G per block, G[:, :, a, b] at a·k+b
     G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]
     return np.ascontiguousarray(G.transpose(2, 3, 0, 1))  # (C_out, C_in, k, k)

@@ -1,4 +1,4 @@
-"""Locally connected ("untied") layer: Numba CPU kernels.  # SPEC §5
+"""TUNED TIER. Locally connected ("untied") layer: Numba CPU kernels.  # SPEC §5
 
 The equations of ``hebbref.layers.locally_connected`` (xp is x zero-padded, p the padding before):
 
@@ -18,8 +18,8 @@ h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1)
 import numpy as np
 from numba import njit, prange
 
-from .numba_conv import FASTMATH, pad_spatial, same_padding
-from .numba_threads import one_thread_if_small
+from ..layers.conv import same_padding
+from .tuned_conv_direct import FASTMATH, pad_spatial
 
 # images per tile in the forward pass and the input error: a location's filter (C_in·k·k·C_out
 # numbers) is read once per tile, not once per image (when this was written, 1.1 to 2.2 times
@@ -151,10 +151,9 @@ def locally_connected_forward(x, W):
     H, Wd, C_out, C_in, k, _ = W.shape
     N = x.shape[0]
     before, after = same_padding(k)
-    with one_thread_if_small(W.size * N):
-        xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-        hT = forward_by_location(xp, channels_last(W))  # (N, H, W, C_out)
-        return rows_to_images(hT.reshape(N * H * Wd, C_out), N, H, Wd), xp  # (N, C_out, H, W)
+    xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
+    hT = forward_by_location(xp, channels_last(W))  # (N, H, W, C_out)
+    return rows_to_images(hT.reshape(N * H * Wd, C_out), N, H, Wd), xp  # (N, C_out, H, W)
 
 
 def locally_connected_input_error(delta, cache, B):
@@ -163,9 +162,8 @@ def locally_connected_input_error(delta, cache, B):
     N, C_out, H, Wd = delta.shape
     k = B.shape[-1]
     before, _ = same_padding(k)
-    with one_thread_if_small(B.size * N):
-        dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
-        e_padded = input_error_by_location(dT, channels_last(B), delta.dtype.type(0))
+    dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
+    e_padded = input_error_by_location(dT, channels_last(B), delta.dtype.type(0))
     return np.ascontiguousarray(e_padded[:, :, before : before + H, before : before + Wd])
 
 
@@ -176,7 +174,6 @@ def locally_connected_weight_increment(delta, cache):
     N, C_out, H, Wd = delta.shape
     k = xp.shape[-1] - Wd + 1
     C_in, Hp, Wp = xp.shape[1:]
-    with one_thread_if_small(C_in * k * k * delta.size):
-        delta_last = batch_last(delta.reshape(N, -1)).reshape(C_out, H, Wd, N)
-        x_last = batch_last(xp.reshape(N, -1)).reshape(C_in, Hp, Wp, N)
-        return weight_increment_by_location(delta_last, x_last, k, delta.dtype.type(0))
+    delta_last = batch_last(delta.reshape(N, -1)).reshape(C_out, H, Wd, N)
+    x_last = batch_last(xp.reshape(N, -1)).reshape(C_in, Hp, Wp, N)
+    return weight_increment_by_location(delta_last, x_last, k, delta.dtype.type(0))

@@ -1,0 +1,283 @@
+"""TUNED TIER. Which path computes an equation, and on how many threads: plans by measurement.
+
+Every choice the tuned backend makes between ways of computing the same numbers is made
+in one function, ``choose(equation, *arguments)``, and nowhere else. The candidates,
+per equation (``PATHS``):
+
+    conv_forward        "direct" (tuned_conv_direct: loops) or "shifted" (tuned_conv_shifted:
+                        k·k gemm on shifted views); the weight increment follows, since it
+                        reads the forward pass's cache, and is timed with it
+    conv_input_error    "direct", "shifted-correlation" or "shifted-scatter"
+    every other one     one path ("loops")
+
+and, for each, one thread or all of Numba's (waking the other threads costs little on
+an idle machine, but more than a small layer's work on a busy one).
+
+**A plan is measured, not guessed** (like FFTW's plans or cuDNN's benchmark mode): the
+first time an equation meets arguments of a new shape and dtype, ``choose`` runs every
+candidate on those very arguments (one warm-up, then the best of ``REPEATS``) and keeps
+the fastest. The choice is cached in memory and on disk, in a small JSON file
+(``cache_file()``: ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
+``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
+on the same machine reuses it and another CPU measures its own. Delete the file to
+measure again (a plan timed while other work loaded the cores may be a poor one).
+
+**Timing is off** when ``HEBBREF_TUNE=0``, and under pytest unless ``HEBBREF_TUNE=1``
+(the tests of the plans themselves): then ``default_plan`` gives
+a sound choice from the shape alone (nothing measured, nothing written), the one
+benchmarks/bench_conv_paths.py supported on the 2-core Xeon of BENCHMARKS.md: direct
+loops below 64 terms per output sum, shifted products from there on (the input error
+by scatter when there are fewer input than output channels), and one thread below
+2^18 units of work.
+"""
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from . import tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_locally_connected, tuned_pooling
+
+TUNE_VARIABLE = "HEBBREF_TUNE"
+CACHE_VARIABLE = "HEBBREF_CACHE"
+REPEATS = 3  # timed runs per candidate, after one warm-up
+# the default plan's two thresholds (used only when timing is off)
+SHIFTED_FROM = 64  # terms per output sum from which the shifted products are the default
+PARALLEL_FROM = 1 << 18  # units of work (multiply-adds or elements) from which all threads are the default
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: str
+    threads: int
+    measured_ms: dict = None  # candidate "path/threads" -> best ms, when measured; None for a default plan
+
+
+# --- the paths ------------------------------------------------------------------------------
+def _conv_forward_direct(x, W):
+    h, xp = tuned_conv_direct.forward(x, W)
+    return h, ("direct", xp)
+
+
+def _conv_forward_shifted(x, W):
+    h, cache = tuned_conv_shifted.forward(x, W)
+    return h, ("shifted", cache)
+
+
+PATHS = {  # equation -> {path: function with the reference's signature}
+    "conv_forward": {"direct": _conv_forward_direct, "shifted": _conv_forward_shifted},
+    "conv_input_error": {
+        "direct": lambda delta, cache, B: tuned_conv_direct.input_error(delta, B),
+        "shifted-correlation": lambda delta, cache, B: tuned_conv_shifted.input_error_correlation(delta, B),
+        "shifted-scatter": lambda delta, cache, B: tuned_conv_shifted.input_error_scatter(delta, B),
+    },
+    "locally_connected_forward": {"loops": tuned_locally_connected.locally_connected_forward},
+    "locally_connected_input_error": {"loops": tuned_locally_connected.locally_connected_input_error},
+    "locally_connected_weight_increment": {"loops": tuned_locally_connected.locally_connected_weight_increment},
+    "maxpool_forward": {"loops": tuned_pooling.maxpool_forward},
+    "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
+    "ramp": {"loops": tuned_activations.ramp},
+    "ramp_derivative": {"loops": tuned_activations.ramp_derivative},
+    "ramp_backward": {"loops": tuned_activations.ramp_backward},
+}
+CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment}
+
+
+# --- the one choice -------------------------------------------------------------------------
+_chosen = {}  # key -> Plan, for this process
+
+
+def choose(equation, *arguments):
+    """The path and thread count for ``equation`` on ``arguments`` (those of the call about to be made).
+
+    From memory if this process chose already; else from the plan file if timing is on
+    and this machine measured these shapes before; else measured now (timing on) or
+    ``default_plan`` (timing off).
+    """
+    key = plan_key(equation, arguments)
+    if key in _chosen:
+        return _chosen[key]
+    if timing_enabled():
+        plan = _read_plan(key) or _measure(equation, arguments, key)
+    else:
+        plan = default_plan(equation, arguments)
+    _chosen[key] = plan
+    return plan
+
+
+def default_plan(equation, arguments):
+    """The plan from the shapes alone, when nothing is measured (see the module docstring)."""
+    path = next(iter(PATHS[equation]))
+    if equation == "conv_forward":
+        x, W = arguments
+        C_out, C_in, k, _ = W.shape
+        path = "shifted" if C_in * k * k >= SHIFTED_FROM else "direct"
+    elif equation == "conv_input_error":
+        delta, _, B = arguments
+        C_out, C_in, k, _ = B.shape
+        if C_out * k * k < SHIFTED_FROM:
+            path = "direct"
+        else:  # one product with C_in·k·k rows beats k·k products with C_in rows each when C_in < C_out
+            path = "shifted-scatter" if C_in < C_out else "shifted-correlation"
+    threads = numba.get_num_threads() if work(equation, arguments) >= PARALLEL_FROM else 1
+    return Plan(path, threads)
+
+
+def work(equation, arguments):
+    """Multiply-adds (conv, untied) or elements touched (pooling, ramp) of one call."""
+    first = arguments[0]
+    if equation in ("conv_forward", "conv_input_error"):  # (N, ·, H, W) positions times the filter bank
+        return first.shape[0] * first.shape[2] * first.shape[3] * arguments[-1].size
+    if equation in ("locally_connected_forward", "locally_connected_input_error"):
+        return first.shape[0] * arguments[-1].size
+    if equation == "locally_connected_weight_increment":
+        delta, xp = arguments
+        return delta.size * xp.shape[1] * (xp.shape[-1] - delta.shape[-1] + 1) ** 2
+    if equation == "maxpool_forward":
+        x, k, t = arguments
+        return x.size * k * k // (t * t)
+    return first.size
+
+
+def timing_enabled():
+    """$HEBBREF_TUNE=1: plans are measured; =0: never; unset: measured, except under pytest."""
+    setting = os.environ.get(TUNE_VARIABLE)
+    if setting is not None:
+        return setting != "0"
+    return "PYTEST_CURRENT_TEST" not in os.environ
+
+
+def forget():
+    """Forget this process's plans (the plan file stays)."""
+    _chosen.clear()
+
+
+def chosen_in_this_process():
+    """{key: "path on n threads"} for every plan this process used."""
+    return {key: f"{plan.path} on {plan.threads} thread{'s' if plan.threads > 1 else ''}"
+            + ("" if plan.measured_ms is None else " (measured)") for key, plan in _chosen.items()}
+
+
+# --- measuring --------------------------------------------------------------------------------
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype}{list(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(_describe(v) for v in value) + ")"
+    if isinstance(value, str):
+        return value
+    return repr(value)
+
+
+def plan_key(equation, arguments):
+    """The equation and every argument's dtype and shape (scalars by value): what a plan depends on."""
+    return f"{equation} " + " ".join(_describe(a) for a in arguments)
+
+
+def _candidate(equation, path, arguments):
+    """A call of one path on the arguments; the conv forward pass is timed with the weight increment it implies."""
+    function = PATHS[equation][path]
+    if equation != "conv_forward":
+        return lambda: function(*arguments)
+    x, W = arguments
+    delta = np.random.default_rng(0).standard_normal((x.shape[0], W.shape[0]) + x.shape[2:]).astype(x.dtype)
+
+    def forward_and_increment():
+        _, (tag, cache) = function(x, W)
+        CONV_WEIGHT_INCREMENT[tag](delta, cache)
+
+    return forward_and_increment
+
+
+def _measure(equation, arguments, key):
+    times = {}
+    all_threads = numba.get_num_threads()
+    for path in PATHS[equation]:
+        call = _candidate(equation, path, arguments)
+        for threads in sorted({1, all_threads}):
+            with on_threads(threads):
+                call()  # warm-up: compiles or loads the kernel, touches the memory
+                best = float("inf")
+                for _ in range(REPEATS):
+                    start = time.perf_counter()
+                    call()
+                    best = min(best, time.perf_counter() - start)
+            times[f"{path}/{threads}"] = round(1e3 * best, 3)
+    fastest = min(times, key=times.get)
+    path, threads = fastest.rsplit("/", 1)
+    plan = Plan(path, int(threads), times)
+    _write_plan(key, plan)
+    return plan
+
+
+class on_threads:
+    """Run a block with Numba's thread count set to ``threads``, then restore it."""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def __enter__(self):
+        self.before = numba.get_num_threads()
+        if self.threads != self.before:
+            numba.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        if self.threads != self.before:
+            numba.set_num_threads(self.before)
+
+
+# --- the plan file ----------------------------------------------------------------------------
+def cache_file():
+    """Where plans are kept: $HEBBREF_CACHE/plans.json, else the user's cache directory."""
+    folder = os.environ.get(CACHE_VARIABLE)
+    if not folder:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hebbref"
+    return Path(folder) / "plans.json"
+
+
+def machine():
+    """Plans hold for one CPU model and one thread count."""
+    from ..runtime import cpu_model
+
+    return f"{cpu_model()}, {numba.get_num_threads()} threads"
+
+
+def _load():
+    try:
+        return json.loads(cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no file yet, or a damaged one: measure again
+        return {}
+
+
+def stored_plans():
+    """{key: plan as stored} for this machine, from the plan file."""
+    return _load().get(machine(), {})
+
+
+def _read_plan(key):
+    stored = stored_plans().get(key)
+    if not stored:
+        return None
+    try:
+        plan = Plan(stored["path"], int(stored["threads"]), stored.get("measured_ms"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    equation = key.split(" ", 1)[0]
+    return plan if plan.path in PATHS.get(equation, {}) else None
+
+
+def _write_plan(key, plan):
+    """Add one plan to the file (read again just before, so other processes' plans stay); never fails the step."""
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plans = _load()
+        plans.setdefault(machine(), {})[key] = asdict(plan)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(plans, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:  # a read-only home: the plan holds for this process only
+        pass

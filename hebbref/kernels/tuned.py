@@ -1,0 +1,83 @@
+"""TUNED TIER: the ``numba`` backend's functions, with the signatures of the NumPy reference.
+
+Each one asks ``plan.choose`` (the one place where the tuned backend chooses between
+paths and thread counts, by measurement or by a sound default) and runs the path it
+names, from the tuned kernel modules:
+
+    tuned_conv_direct.py        tied conv by direct loops (few terms per output)
+    tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
+    tuned_locally_connected.py  untied layer, location by location, by tiles of images
+    tuned_pooling.py            max pooling, one plane per thread
+    tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
+
+Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
+the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
+conv cache is ``(path, cache of that path)``: the weight increment follows the path
+and thread count of the forward pass, whose cache it reads.
+"""
+from ..activations import DEFAULT_SLOPE
+from .plan import CONV_WEIGHT_INCREMENT, PATHS, choose, on_threads
+
+
+def _run(equation, *arguments, plan_arguments=None):
+    plan = choose(equation, *(arguments if plan_arguments is None else plan_arguments))
+    with on_threads(plan.threads):
+        return PATHS[equation][plan.path](*arguments), plan
+
+
+def conv_forward(x, W):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (path, its cache, threads)."""
+    (h, (path, cache)), plan = _run("conv_forward", x, W)
+    return h, (path, cache, plan.threads)
+
+
+def conv_input_error(delta, cache, B):
+    """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
+    return _run("conv_input_error", delta, cache, B, plan_arguments=(delta, None, B))[0]
+
+
+def conv_weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ: -> (C_out, C_in, k, k), by the forward pass's path."""
+    path, saved, threads = cache
+    with on_threads(threads):
+        return CONV_WEIGHT_INCREMENT[path](delta, saved)
+
+
+def locally_connected_forward(x, W):
+    """h = W ⊛_untied x: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x."""
+    return _run("locally_connected_forward", x, W)[0]
+
+
+def locally_connected_input_error(delta, cache, B):
+    """e_below = Bᵀ δ location by location: -> (N, C_in, H, W)."""
+    return _run("locally_connected_input_error", delta, cache, B)[0]
+
+
+def locally_connected_weight_increment(delta, cache):
+    """G[i,j] = Σ_n δ[:, :, i, j] x_windowᵀ: -> (H, W, C_out, C_in, k, k)."""
+    return _run("locally_connected_weight_increment", delta, cache)[0]
+
+
+def maxpool_forward(x, k, t):
+    """y = max over each k×k window at stride t: (N, C, H, W) -> (N, C, Ho, Wo)."""
+    return _run("maxpool_forward", x, k, t)[0]
+
+
+def maxpool_backward(dy, cache):
+    """Route each window's error to its maximum: (N, C, Ho, Wo) -> (N, C, H, W)."""
+    return _run("maxpool_backward", dy, cache)[0]
+
+
+def ramp(h, slope=DEFAULT_SLOPE):
+    """σ(h) = clip(s·h, -1, 1).  # SPEC §2"""
+    return _run("ramp", h, slope)[0]
+
+
+def ramp_derivative(h, slope=DEFAULT_SLOPE):
+    """σ'(h) = s where |s·h| <= 1, else 0.  # SPEC §3"""
+    return _run("ramp_derivative", h, slope)[0]
+
+
+def ramp_backward(e, h, slope=DEFAULT_SLOPE):
+    """δ = e ⊙ σ'(h) in one pass.  # SPEC §3"""
+    return _run("ramp_backward", e, h, slope)[0]

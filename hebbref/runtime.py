@@ -1,0 +1,213 @@
+"""Process-wide settings for the tuned kernels: applied once, when the tuned backend is first used.
+
+Importing hebbref changes no environment variable and no setting of the process. The
+first time the ``numba`` backend (the tuned tier) loads, ``prepare()`` makes three
+changes, records each in ``CHANGES``, and ``hebbref info`` prints them:
+
+1. **Numba's threads start passive.** A training step alternates between Numba's
+   parallel loops and BLAS products; libgomp's idle threads (Numba's ``omp`` threading
+   layer) otherwise spin for a while after each loop and take the cores from the BLAS
+   threads. ``OMP_WAIT_POLICY=passive`` is set only while Numba starts its threads
+   (libgomp reads it then, once) and removed again, so other OpenMP runtimes in the
+   process (PyTorch's) keep their defaults.
+2. **SciPy's OpenBLAS loads on one thread.** The shifted products
+   (``hebbref.kernels.tuned_conv_shifted``) call its gemm from inside Numba's parallel
+   blocks, one block per thread, so each call must run on its caller's thread.
+   ``OPENBLAS_NUM_THREADS=1`` is set only while ``scipy.linalg.cython_blas`` loads
+   (OpenBLAS reads it then) and the variable put back as it was. NumPy's own OpenBLAS,
+   a separate library loaded with NumPy, keeps its threads (a user's
+   ``OPENBLAS_NUM_THREADS`` still governs it). If SciPy's BLAS was loaded before (by the user's
+   ``import scipy.linalg``), this cannot apply: the gemm then uses SciPy's own thread
+   count inside our blocks, which is correct but may be slower, and the plans
+   (``hebbref.kernels.plan``) measure the paths as they are.
+3. **glibc keeps freed memory.** A step allocates and frees the same large arrays
+   every step (tens of MB at batch 500); by default glibc returns blocks over 32 MB to
+   the system, so the next step page-faults them in again, zeroed. Raising the mmap
+   and trim thresholds (``mallopt``) keeps them for reuse, as PyTorch's caching
+   allocator does for its tensors; the process keeps its peak memory. glibc only.
+
+``HEBBREF_RUNTIME=0`` switches all three off; a user's ``OMP_WAIT_POLICY`` is left as it is.
+
+Not changed, because it can only be set before NumPy loads: NumPy's OpenBLAS lets its
+idle threads spin about 0.1 s after each product. ``OPENBLAS_THREAD_TIMEOUT=4`` in the
+environment, set before Python starts, makes them sleep at once; ``hebbref info`` says
+whether it is set.
+
+**Why SciPy's gemm is reached through its address** (``scipy.linalg.cython_blas``, via
+``numba.extending.get_cython_function_address``), the one place this is explained: the
+shifted products multiply *views* of the padded input whose row stride is the BLAS
+leading dimension, and add k·k products into one output (beta = 1), inside one Numba
+parallel region. ``np.dot`` inside ``njit`` copies such non-contiguous views and
+allocates a new output for every product; ``scipy.linalg.blas.sgemm`` called from
+Python would leave the compiled region at every product, so the blocks could no longer
+run in parallel on Numba's threads. Neither keeps the speed, so the raw gemm stays.
+"""
+import ctypes
+import ctypes.util
+import os
+import platform
+import sys
+
+ENVIRONMENT_VARIABLE = "HEBBREF_RUNTIME"
+CHANGES = []  # one dict per setting prepare() considered: what, applied (bool), how or why not
+_prepared = False
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers
+M_MMAP_THRESHOLD = -3
+MALLOC_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap and stay there when freed
+
+
+def enabled():
+    return os.environ.get(ENVIRONMENT_VARIABLE, "1") != "0"
+
+
+def _record(what, applied, detail):
+    CHANGES.append({"what": what, "applied": bool(applied), "detail": detail})
+
+
+class _environment_variable_while:
+    """Set an environment variable for the duration of a ``with`` block, then put back what was there."""
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __enter__(self):
+        self.before = os.environ.get(self.name)
+        os.environ[self.name] = self.value
+
+    def __exit__(self, *exc):
+        if self.before is None:
+            del os.environ[self.name]
+        else:
+            os.environ[self.name] = self.before
+
+
+def _start_numba_threads_passive():
+    import numba
+
+    what = "Numba's OpenMP threads started with OMP_WAIT_POLICY=passive"
+    if "OMP_WAIT_POLICY" in os.environ:
+        return _record(what, False, f"left to the user's OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+    try:
+        numba.threading_layer()  # answers only once the threads have started: too late then
+        return _record(what, False, "Numba's threads had already started")
+    except ValueError:
+        pass
+    with _environment_variable_while("OMP_WAIT_POLICY", "passive"):
+        numba.get_num_threads()  # starts the threads
+    layer = numba.threading_layer()
+    _record(what, layer == "omp", f"threading layer {layer!r}" + ("" if layer == "omp" else ": not libgomp, no effect"))
+
+
+def _load_scipy_blas_on_one_thread():
+    what = "SciPy's OpenBLAS (the shifted products' gemm) loaded with OPENBLAS_NUM_THREADS=1"
+    if "scipy.linalg.cython_blas" in sys.modules:
+        return _record(what, False, "SciPy's BLAS was already loaded: it keeps its own thread count")
+    with _environment_variable_while("OPENBLAS_NUM_THREADS", "1"):
+        import scipy.linalg.cython_blas  # noqa: F401  (OpenBLAS reads the variable as it loads)
+    _record(what, True, "NumPy's OpenBLAS, loaded with NumPy, keeps its threads")
+
+
+def _keep_freed_memory():
+    what = f"glibc mallopt: mmap and trim thresholds raised to {MALLOC_THRESHOLD >> 20} MiB"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return _record(what, False, "not glibc: the allocator is left alone")
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError) as error:
+        return _record(what, False, f"mallopt not found: {error}")
+    done = bool(mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD))
+    _record(what, done, "freed blocks stay in the process for reuse" if done else "mallopt refused")
+
+
+def prepare():
+    """Apply the tuned backend's process settings once (see the module docstring); returns CHANGES."""
+    global _prepared
+    if _prepared:
+        return CHANGES
+    _prepared = True
+    if not enabled():
+        _record("all process settings", False, f"switched off by ${ENVIRONMENT_VARIABLE}=0")
+        return CHANGES
+    _start_numba_threads_passive()
+    _load_scipy_blas_on_one_thread()
+    _keep_freed_memory()
+    return CHANGES
+
+
+def scipy_gemm_address(name):
+    """The address of SciPy's Fortran ``sgemm`` or ``dgemm``, its library loaded as ``prepare`` arranges."""
+    prepare()
+    from numba.extending import get_cython_function_address
+
+    return get_cython_function_address("scipy.linalg.cython_blas", name)
+
+
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def info(backend=None):
+    """Everything ``hebbref info`` prints, as a dict: versions, backend, threads, CPU, what was changed."""
+    import numba
+    import numpy
+    import scipy
+
+    from . import __version__
+    from .backends import get_backend
+    from .kernels import plan
+
+    chosen = get_backend(backend)  # loading the backend applies its process settings
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "not started"
+    watched = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+               "NUMBA_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "HEBBREF_BACKEND",
+               ENVIRONMENT_VARIABLE, plan.TUNE_VARIABLE, plan.CACHE_VARIABLE)
+    return {
+        "versions": {"hebbref": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                     "numba": numba.__version__, "scipy": scipy.__version__},
+        "backend": chosen.name,
+        "cpu": {"model": cpu_model(), "cores visible": os.cpu_count()},
+        "threads": {"numba": numba.get_num_threads(), "threading layer": layer},
+        "process settings changed": list(CHANGES),
+        "plans": {"timing": plan.timing_enabled(), "cache file": str(plan.cache_file()),
+                  "machine": plan.machine(), "stored for this machine": len(plan.stored_plans()),
+                  "chosen in this process": plan.chosen_in_this_process()},
+        "environment": {name: os.environ[name] for name in watched if name in os.environ},
+    }
+
+
+def print_info(args):
+    report = info(args.backend)
+    for key, value in report.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for name, item in value.items():
+                print(f"  {name}: {item}")
+        elif isinstance(value, list):
+            print(f"{key}:" + ("" if value else " none"))
+            for change in value:
+                print(f"  [{'applied' if change['applied'] else 'not applied'}] {change['what']}: {change['detail']}")
+        else:
+            print(f"{key}: {value}")
+    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        print("note: NumPy's OpenBLAS threads spin after each product; OPENBLAS_THREAD_TIMEOUT=4 set before "
+              "Python starts makes them sleep (hebbref does not set it)")
+    return 0
+
+
+def add_commands(subparsers):
+    """``hebbref info``: versions, backend, threads, CPU model, and what the backend changed in the process."""
+    parser = subparsers.add_parser("info", help="versions, backend, threads, CPU, and the process settings changed")
+    parser.add_argument("--backend", default=None, help="backend to load and report (default: the default one)")
+    parser.set_defaults(func=print_info)

@@ -1,0 +1,122 @@
+"""hebbref.kernels.plan: paths chosen by measurement, cached on disk per CPU model, a default when timing is off."""
+import json
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+from hebbref import runtime
+from hebbref.kernels import plan
+
+
+@pytest.fixture
+def timing_on(monkeypatch, tmp_path):
+    """Timing on ($HEBBREF_TUNE=1 overrides pytest's default), with the plan file in a temporary folder."""
+    monkeypatch.setenv(plan.TUNE_VARIABLE, "1")
+    monkeypatch.setenv(plan.CACHE_VARIABLE, str(tmp_path))
+    plan.forget()
+    yield tmp_path / "plans.json"
+    plan.forget()
+
+
+def conv_arguments(c_in=2, c_out=3, k=3, n=2, size=6):
+    rng = np.random.default_rng(0)
+    return rng.random((n, c_in, size, size), dtype=np.float32), rng.random((c_out, c_in, k, k), dtype=np.float32)
+
+
+def test_timing_is_off_under_pytest_and_gives_the_default_without_writing(monkeypatch, tmp_path):
+    monkeypatch.delenv(plan.TUNE_VARIABLE, raising=False)
+    monkeypatch.setenv(plan.CACHE_VARIABLE, str(tmp_path))
+    plan.forget()
+    assert not plan.timing_enabled()
+    x, W = conv_arguments()
+    chosen = plan.choose("conv_forward", x, W)
+    assert chosen == plan.default_plan("conv_forward", (x, W)) and chosen.measured_ms is None
+    assert not (tmp_path / "plans.json").exists()
+    plan.forget()
+
+
+def test_hebbref_tune_turns_timing_off_and_on(monkeypatch):
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # as outside pytest (until the next test phase)
+    monkeypatch.delenv(plan.TUNE_VARIABLE, raising=False)
+    assert plan.timing_enabled()
+    monkeypatch.setenv(plan.TUNE_VARIABLE, "0")
+    assert not plan.timing_enabled()
+    monkeypatch.setenv(plan.TUNE_VARIABLE, "1")
+    assert plan.timing_enabled()
+
+
+def test_a_measured_plan_is_the_fastest_candidate_and_is_kept_on_disk(timing_on, monkeypatch):
+    """Two fake paths, one slower: the faster is chosen, on the thread count that measured fastest."""
+    def path(seconds):
+        return lambda delta, cache, B: time.sleep(seconds)
+
+    monkeypatch.setitem(plan.PATHS, "conv_input_error", {"slow": path(0.004), "fast": path(0.0005)})
+    delta, W = conv_arguments(c_in=3, c_out=2)
+    chosen = plan.choose("conv_input_error", delta, None, W)
+    assert chosen.path == "fast"
+    threads = sorted({1, numba.get_num_threads()})
+    assert set(chosen.measured_ms) == {f"{p}/{t}" for p in ("slow", "fast") for t in threads}
+    assert chosen.measured_ms[f"fast/{chosen.threads}"] == min(chosen.measured_ms.values())
+    stored = json.loads(timing_on.read_text())
+    assert stored[plan.machine()][plan.plan_key("conv_input_error", (delta, None, W))]["path"] == "fast"
+
+    plan.forget()  # a new process: the plan comes from the file, nothing is timed again
+    monkeypatch.setattr(plan, "_measure", lambda *a: pytest.fail("measured again although the plan is on disk"))
+    assert plan.choose("conv_input_error", delta, None, W).path == "fast"
+
+
+def test_plans_are_kept_per_cpu_model_and_per_shape(timing_on, monkeypatch):
+    measured = []
+    real_measure = plan._measure
+    monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
+    x, W = conv_arguments()
+    first = plan.choose("conv_forward", x, W)
+    assert first.path in plan.PATHS["conv_forward"] and first.measured_ms
+    plan.choose("conv_forward", x, W)
+    assert len(measured) == 1, "one measurement per shape and process"
+    plan.choose("conv_forward", *conv_arguments(n=3))
+    assert len(measured) == 2, "another batch size is another shape"
+    plan.forget()
+    monkeypatch.setattr(runtime, "cpu_model", lambda: "Another CPU(R)")
+    plan.choose("conv_forward", x, W)
+    assert len(measured) == 3, "another CPU model measures its own plan"
+    assert len(json.loads(timing_on.read_text())) == 2
+
+
+def test_a_damaged_plan_file_is_measured_again(timing_on):
+    timing_on.parent.mkdir(parents=True, exist_ok=True)
+    timing_on.write_text("{not json")
+    x, W = conv_arguments()
+    assert plan.choose("conv_forward", x, W).measured_ms
+    assert json.loads(timing_on.read_text())  # rewritten whole
+
+
+def test_the_default_plan_from_the_shapes():
+    threads = numba.get_num_threads()
+    small = conv_arguments(c_in=1, c_out=32, k=5)  # 25 terms per output: direct loops
+    assert plan.default_plan("conv_forward", small) == plan.Plan("direct", 1)
+    wide = conv_arguments(c_in=64, c_out=64, k=3, n=50, size=11)  # 576 terms, 1.8e8 multiply-adds
+    assert plan.default_plan("conv_forward", wide) == plan.Plan("shifted", threads)
+    x, W = conv_arguments(c_in=16, c_out=64, k=3)
+    delta = np.zeros((2, 64, 6, 6), dtype=np.float32)
+    assert plan.default_plan("conv_input_error", (delta, None, W)).path == "shifted-scatter"  # C_in < C_out
+    x, W = conv_arguments(c_in=64, c_out=16, k=3)
+    delta = np.zeros((2, 16, 6, 6), dtype=np.float32)
+    assert plan.default_plan("conv_input_error", (delta, None, W)).path == "shifted-correlation"
+    x, W = conv_arguments(c_in=3, c_out=4, k=3)
+    delta = np.zeros((2, 4, 6, 6), dtype=np.float32)
+    assert plan.default_plan("conv_input_error", (delta, None, W)).path == "direct"  # 36 terms
+    assert plan.default_plan("ramp", (np.zeros(10), 0.5)).threads == 1
+    assert plan.default_plan("ramp", (np.zeros(1 << 18), 0.5)).threads == threads
+
+
+def test_every_choice_between_paths_is_made_in_plan_py():
+    """No tuned module but plan.py sets thread counts or holds a path threshold."""
+    folder = Path(plan.__file__).parent
+    for module in sorted(folder.glob("tuned*.py")):
+        text = module.read_text(encoding="utf-8")
+        for forbidden in ("set_num_threads", "SHIFTED_FROM", "PARALLEL_FROM", "if C_in < C_out"):
+            assert forbidden not in text, f"{module.name} contains {forbidden!r}: choices belong in plan.choose"

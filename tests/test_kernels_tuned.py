@@ -1,0 +1,136 @@
+"""The tuned tier equals the readable tier and the NumPy reference, path by path.  # SPEC §2, §3, §5
+
+Every path ``hebbref.kernels.plan.PATHS`` lists (the two ways to compute the conv
+forward pass and its weight increment, the three ways to compute its input error, the
+untied, pooling and ramp kernels) is run directly, on all of Numba's threads, on odd
+and even kernels, and compared with ``hebbref.kernels.readable`` (parallel loops) and
+with ``hebbref.layers``. Then the ``numba`` backend's functions, which go through
+``plan.choose``, are compared the same way on one thread and on all.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hebbref import activations, layers
+from hebbref.kernels import plan, tuned
+
+from comparisons import tolerance
+from kernel_checks import (
+    Readable, check_conv_module, check_locally_connected_module, check_maxpool_module, check_ramp_module, pool_cases,
+)
+from strategies import SEEDS, conv_shapes
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+REFERENCES = {"the NumPy reference": layers, "the readable tier": Readable("parallel")}
+# (N, C_in, C_out, H, W, k): odd and even kernels, fewer and more input than output channels
+SHAPES = [
+    (2, 3, 5, 7, 6, 3),
+    (3, 5, 2, 5, 8, 4),  # even k pads 1 before, 2 after
+    (1, 4, 4, 6, 6, 2),  # even k pads 0 before, 1 after
+    (2, 2, 3, 1, 1, 3),  # 1×1 images: every tap but the centre reads padding
+    (4, 1, 1, 3, 5, 5),  # kernel wider than the image
+    (5, 3, 2, 4, 3, 1),  # 1×1 kernel: no padding
+]
+
+
+def rtol(dtype):
+    return 10 * tolerance(dtype)
+
+
+class ConvPaths:
+    """The tied conv computed by one forward path (its weight increment follows) and one input-error path."""
+
+    def __init__(self, forward_path, error_path):
+        self.forward_path, self.error_path = forward_path, error_path
+
+    def conv_forward(self, x, W):
+        return plan.PATHS["conv_forward"][self.forward_path](x, W)
+
+    def conv_input_error(self, delta, cache, B):
+        return plan.PATHS["conv_input_error"][self.error_path](delta, cache, B)
+
+    def conv_weight_increment(self, delta, cache):
+        path, saved = cache
+        return plan.CONV_WEIGHT_INCREMENT[path](delta, saved)
+
+
+FORWARD_PATHS = list(plan.PATHS["conv_forward"])
+ERROR_PATHS = list(plan.PATHS["conv_input_error"])
+
+
+@pytest.mark.parametrize("against", list(REFERENCES))
+@pytest.mark.parametrize("error_path", ERROR_PATHS)
+@pytest.mark.parametrize("forward_path", FORWARD_PATHS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_conv_path_on_odd_and_even_kernels(shape, forward_path, error_path, against):
+    for dtype in (np.float64, np.float32):
+        check_conv_module(ConvPaths(forward_path, error_path), shape, dtype, sum(shape), rtol(np.dtype(dtype)),
+                          f"{forward_path}/{error_path} vs {against}: ", REFERENCES[against])
+
+
+@pytest.mark.parametrize("forward_path", FORWARD_PATHS)
+@settings(max_examples=15, deadline=None)
+@given(shape=conv_shapes(max_batch=3, max_channels=5, max_size=8, max_kernel=5), dtype=DTYPES, seed=SEEDS,
+       error_path=st.sampled_from(ERROR_PATHS))
+def test_conv_paths_equal_the_reference_on_drawn_shapes(forward_path, error_path, shape, dtype, seed):
+    check_conv_module(ConvPaths(forward_path, error_path), shape, dtype, seed, rtol(np.dtype(dtype)),
+                      f"{forward_path}/{error_path}: ")
+
+
+@pytest.mark.parametrize("against", list(REFERENCES))
+@settings(max_examples=10, deadline=None)
+@given(shape=conv_shapes(max_batch=3, max_channels=4, max_size=7, max_kernel=4), dtype=DTYPES, seed=SEEDS)
+def test_tuned_untied_kernels_equal_the_references(against, shape, dtype, seed):
+    check_locally_connected_module(tuned, shape, dtype, seed, rtol(np.dtype(dtype)), f"tuned vs {against}: ",
+                                   REFERENCES[against])
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_the_numba_backend_through_its_plans_on_one_thread_and_on_all(k, monkeypatch):
+    """tuned.* ask plan.choose; its default puts small layers on one thread, PARALLEL_FROM = 0 on all."""
+    for parallel_from in (plan.PARALLEL_FROM, 0):
+        monkeypatch.setattr(plan, "PARALLEL_FROM", parallel_from)
+        plan.forget()
+        for against, reference in REFERENCES.items():
+            for shape in ((3, 2, 5, 6, 7, k), (2, 8, 16, 5, 5, k)):  # both default conv paths
+                check_conv_module(tuned, shape, np.float32, k, rtol(np.dtype(np.float32)),
+                                  f"tuned (threads from {parallel_from}) vs {against}: ", reference)
+            check_locally_connected_module(tuned, (2, 2, 3, 5, 4, k), np.float64, k, rtol(np.dtype(np.float64)),
+                                           f"tuned vs {against}: ", reference)
+    plan.forget()
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, ties=st.booleans())
+def test_tuned_maxpool_equals_the_reference_and_the_readable_tier(case, dtype, seed, ties):
+    check_maxpool_module(tuned, case, dtype, seed, ties, "tuned: ")
+    n, c, h, w, k, t = case
+    x = np.random.default_rng(seed).normal(size=(n, c, h, w)).astype(dtype)
+    ours, readable_tier = tuned.maxpool_forward(x, k, t), Readable("parallel").maxpool_forward(x, k, t)
+    np.testing.assert_array_equal(ours[0], readable_tier[0])
+    dy = np.ones_like(ours[0])
+    np.testing.assert_array_equal(tuned.maxpool_backward(dy, ours[1]),
+                                  Readable("parallel").maxpool_backward(dy, readable_tier[1]))
+
+
+@settings(max_examples=10, deadline=None)
+@given(dtype=DTYPES, seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
+def test_tuned_ramp_equals_the_reference_and_the_readable_tier_bit_for_bit(dtype, seed, slope):
+    check_ramp_module(tuned, dtype, seed, slope, "tuned: ")
+    h = np.random.default_rng(seed).normal(size=(4, 7)).astype(dtype) * 4
+    for name in ("ramp", "ramp_derivative"):
+        np.testing.assert_array_equal(getattr(tuned, name)(h, slope), getattr(Readable("parallel"), name)(h, slope))
+
+
+def test_tuned_kernels_accept_views_that_are_not_contiguous():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 5, 2, 3)).transpose(2, 3, 0, 1)  # (2, 3, 5, 5), not contiguous
+    W = rng.normal(size=(4, 3, 3, 3))
+    for path in FORWARD_PATHS:
+        np.testing.assert_allclose(plan.PATHS["conv_forward"][path](x, W)[0], layers.conv_forward(x, W)[0],
+                                   rtol=1e-10, atol=1e-12, err_msg=path)
+    W_untied = rng.normal(size=(5, 5, 4, 3, 3, 3))
+    np.testing.assert_allclose(tuned.locally_connected_forward(x, W_untied)[0],
+                               layers.locally_connected_forward(x, W_untied)[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(tuned.ramp(x), activations.ramp(x))
