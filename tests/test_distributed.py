@@ -83,9 +83,16 @@ def cluster():
 
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=logging.ERROR) as local:
+    with dist.environment_kept(), LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                               dashboard_address=None, silence_logs=logging.ERROR) as local:
         yield local
+
+
+def test_a_local_cluster_leaves_the_environment_as_it_was(tiny_data, tmp_path):
+    """Dask's nannies set one BLAS thread in the process that runs them; hebbref puts the environment back."""
+    before = dict(os.environ)
+    assert main(grid(tiny_data, tmp_path / "out", "--scheduler", "local:1", epochs=1)) == 0
+    assert dict(os.environ) == before
 
 
 @linux_only

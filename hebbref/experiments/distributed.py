@@ -86,13 +86,30 @@ def import_dask():
 
 
 @contextlib.contextmanager
+def environment_kept():
+    """Put ``os.environ`` back as it was on leaving the block.
+
+    Dask's nannies write the variables they give the workers they spawn (one BLAS and
+    OpenMP thread, ``MALLOC_TRIM_THRESHOLD_``, ...) into the environment of the process
+    that runs them, where they would change every process it starts later.
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@contextlib.contextmanager
 def connect(scheduler):
     """A Dask client of the scheduler at ``scheduler`` (or of a new LocalCluster), with a worker."""
     kind, value = parse_scheduler(scheduler)
     distributed = import_dask()
     if kind == "local":
-        with distributed.LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        with environment_kept(), distributed.LocalCluster(
+                n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                silence_logs=logging.ERROR) as cluster:
             with distributed.Client(cluster) as client:
                 yield client
         return
