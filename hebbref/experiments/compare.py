@@ -19,6 +19,7 @@ Afterwards (``summarise``):
 - with ``--study depth``: ``OUT/depth.png`` and a table of final test accuracy
   against the number of hidden layers.
 """
+import contextlib
 import csv
 import ctypes
 import ctypes.util
@@ -111,6 +112,30 @@ def _end_with_parent(parent):
         os._exit(1)
 
 
+@contextlib.contextmanager
+def _threads_per_worker(jobs):
+    """Share the cores among ``jobs`` worker processes: each starts with cores // jobs BLAS and Numba threads.
+
+    Set in the environment the spawned workers inherit (the libraries read it as they
+    load), and put back afterwards; a thread count the user set is left alone. Without
+    it each worker starts as many threads as there are cores, and the idle ones spin
+    against the other workers' (the demo's two workers took 1.6x as long on 2 cores).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    threads = str(max(1, cores // jobs))
+    before = dict(os.environ)
+    for name in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 def _train_one(config):
     """Worker of a parallel comparison: one quiet run, resumed if it was started before."""
     config = dataclasses.replace(config, quiet=True)
@@ -157,8 +182,8 @@ def run_grid(configs, jobs=1, stream=None, scheduler=None, keep_going=False):
     context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (numba threads)
     by_out = {config.out: config for config in configs}
     done = 0
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_end_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    with _threads_per_worker(jobs), ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                                        initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
         try:
             for out, accuracy, error in pool.map(_train_one_safely, configs):
                 done += 1
