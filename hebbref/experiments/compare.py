@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import plots
 from .train import LOG, prepare_out, train
-from .rundir import RunsFailed, failure_text, lock_folder  # a failed run, and one comparison per folder
+from .rundir import RunsFailed, available_cores, environment_kept, failure_text, lock_folder
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
 GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
@@ -121,19 +121,11 @@ def _threads_per_worker(jobs):
     it each worker starts as many threads as there are cores, and the idle ones spin
     against the other workers' (the demo's two workers took 1.6x as long on 2 cores).
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    threads = str(max(1, cores // jobs))
-    before = dict(os.environ)
-    for name in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(name, threads)
-    try:
+    threads = str(max(1, available_cores() // jobs))
+    with environment_kept():
+        for name in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
 
 
 def _train_one(config):

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, HebbrefError
 from .compare import read_history, run_name, summarise
-from .rundir import RunsFailed
+from .rundir import RunsFailed, available_cores, environment_kept
 from .train import TrainConfig
 
 INSTALL = "pip install 'hebbref[distributed]'"
@@ -83,22 +83,6 @@ def import_dask():
     except ImportError:
         raise ConfigError(f"--scheduler needs Dask, which is not installed: {INSTALL}") from None
     return distributed
-
-
-@contextlib.contextmanager
-def environment_kept():
-    """Put ``os.environ`` back as it was on leaving the block.
-
-    Dask's nannies write the variables they give the workers they spawn (one BLAS and
-    OpenMP thread, ``MALLOC_TRIM_THRESHOLD_``, ...) into the environment of the process
-    that runs them, where they would change every process it starts later.
-    """
-    before = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
 
 
 @contextlib.contextmanager
@@ -176,13 +160,6 @@ def slots_per_host(client):
     for worker in workers_of(client).values():
         slots[worker["host"]] = slots.get(worker["host"], 0) + worker["nthreads"]
     return slots
-
-
-def available_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def set_blas_threads(count):

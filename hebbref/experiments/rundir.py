@@ -12,6 +12,7 @@
   the loss of the weights on a fixed batch has not blown up to more than
   ``BLOWUP_FACTOR`` times its value at the start of training.
 """
+import contextlib
 import errno
 import functools
 import os
@@ -184,3 +185,29 @@ def check_healthy(net, batch, start_loss, config, epoch):
         raise TrainingDiverged(f"training diverged: after epoch {epoch} the {config.loss} loss of the weights is "
                           f"{value:.3g}, over {BLOWUP_FACTOR:g} times its {start_loss:.3g} at the start; "
                           f"try a smaller --lr")
+
+
+# --- the process a grid runs in ---------------------------------------------------------------
+def available_cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def environment_kept():
+    """Put ``os.environ`` back as it was on leaving the block.
+
+    For settings given to worker processes through the environment they inherit:
+    compare's pool sets their thread counts this way, and Dask's nannies write the variables they give the workers they spawn (one BLAS and
+    OpenMP thread, ``MALLOC_TRIM_THRESHOLD_``, ...) into the environment of the process
+    that runs them, where they would change every process it starts later.
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
