@@ -83,7 +83,7 @@ def main():
             default = plan.default_plan(plan_name, arguments)
             for path, ms in best.items():
                 print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {path} "
-                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {chosen.path + ' /' + str(chosen.threads) if path == chosen.path else ''} "
+                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if path == chosen.path else ''} "
                       f"| {'default' if path == default.path else ''} |")
 
 

@@ -99,7 +99,7 @@ def test_the_default_plan_from_the_shapes():
     small = conv_arguments(c_in=1, c_out=32, k=5)  # 25 terms per output: direct loops
     assert plan.default_plan("conv_forward", small) == plan.Plan("direct", 1)
     wide = conv_arguments(c_in=64, c_out=64, k=3, n=50, size=11)  # 576 terms, 1.8e8 multiply-adds
-    assert plan.default_plan("conv_forward", wide) == plan.Plan("shifted", threads)
+    assert plan.default_plan("conv_forward", wide) == plan.Plan("shifted", threads, block=2048)
     x, W = conv_arguments(c_in=16, c_out=64, k=3)
     delta = np.zeros((2, 64, 6, 6), dtype=np.float32)
     assert plan.default_plan("conv_input_error", (delta, None, W)).path == "shifted-scatter"  # C_in < C_out
@@ -120,3 +120,50 @@ def test_every_choice_between_paths_is_made_in_plan_py():
         text = module.read_text(encoding="utf-8")
         for forbidden in ("set_num_threads", "SHIFTED_FROM", "PARALLEL_FROM", "if C_in < C_out"):
             assert forbidden not in text, f"{module.name} contains {forbidden!r}: choices belong in plan.choose"
+
+
+def test_a_blocked_path_is_timed_at_each_block_size_and_runs_at_the_fastest(timing_on, monkeypatch):
+    """The block size is part of the plan: measured, stored, and bound to the function that runs."""
+    calls = []
+
+    def path(delta, cache, B, columns=None):
+        calls.append(columns)
+        time.sleep(0.0005 if columns == 100 else 0.004)
+
+    monkeypatch.setitem(plan.PATHS, "conv_input_error", {"shifted-scatter": path})
+    monkeypatch.setitem(plan.BLOCKS, "shifted-scatter", ("columns per block", "columns", (40, 100, 400)))
+    delta, W = conv_arguments(c_in=3, c_out=2)
+    chosen = plan.choose("conv_input_error", delta, None, W)
+    assert (chosen.path, chosen.block) == ("shifted-scatter", 100)
+    threads = sorted({1, numba.get_num_threads()})
+    assert set(chosen.measured_ms) == {f"shifted-scatter:{b}/{t}" for b in (40, 100, 400) for t in threads}
+    assert set(calls) == {40, 100, 400}
+    calls.clear()
+    plan.path_function("conv_input_error", chosen)(delta, None, W)
+    assert calls == [100]
+    assert "100 columns per block" in plan.describe(chosen)
+    plan.forget()  # a new process reads the block size back from the file
+    assert plan.choose("conv_input_error", delta, None, W).block == 100
+
+
+def test_a_stored_plan_that_lacks_its_block_size_is_measured_again(timing_on, monkeypatch):
+    """Plans written before block sizes were measured name a blocked path without one: not trusted."""
+    x, W = conv_arguments(c_in=8, c_out=8)
+    key = plan.plan_key("conv_forward", (x, W))
+    timing_on.parent.mkdir(parents=True, exist_ok=True)
+    timing_on.write_text(json.dumps({plan.machine(): {key: {"path": "shifted", "threads": 1, "measured_ms": None}}}))
+    measured = []
+    real_measure = plan._measure
+    monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
+    chosen = plan.choose("conv_forward", x, W)
+    assert measured == [key] and chosen.measured_ms
+    assert (chosen.block is None) == (chosen.path not in plan.BLOCKS)
+
+
+def test_the_default_plan_takes_each_blocked_path_at_its_default_size():
+    wide = conv_arguments(c_in=64, c_out=64, k=3, n=50, size=11)
+    assert plan.default_plan("conv_forward", wide).block == plan.tuned_conv_shifted.COLUMNS_PER_BLOCK
+    rng = np.random.default_rng(0)
+    x, W_untied = rng.random((2, 1, 6, 6)), rng.random((6, 6, 4, 1, 3, 3))
+    assert plan.default_plan("locally_connected_forward", (x, W_untied)) == plan.Plan(
+        "loops-tiled", 1, block=plan.tuned_locally_connected.IMAGES_PER_TILE)

@@ -134,3 +134,46 @@ def test_tuned_kernels_accept_views_that_are_not_contiguous():
     np.testing.assert_allclose(tuned.locally_connected_forward(x, W_untied)[0],
                                layers.locally_connected_forward(x, W_untied)[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(tuned.ramp(x), activations.ramp(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_candidate_plan_computes_the_reference(dtype, monkeypatch):
+    """Every path at every block size and thread count a measured plan may pick (``plan.candidates``).
+
+    The block sizes are made small here, so that the batch spans several blocks or tiles
+    and the last one is short; the weight increment follows its forward pass's block size.
+    """
+    for path in ("shifted", "shifted-correlation", "shifted-scatter"):
+        monkeypatch.setitem(plan.BLOCKS, path, ("columns per block", "columns", (40, 100, 4096)))
+    monkeypatch.setitem(plan.BLOCKS, "loops-tiled", ("images per tile", "tile_size", (1, 4, 16)))
+    rng = np.random.default_rng(7)
+    tolerance_ = rtol(np.dtype(dtype))
+    for n, c_in, c_out, h, w, k in [(9, 3, 4, 6, 7, 3), (7, 4, 2, 5, 5, 4)]:
+        x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
+        W, R = (rng.normal(size=(c_out, c_in, k, k)).astype(dtype) for _ in range(2))
+        delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
+        h_ref, cache_ref = layers.conv_forward(x, W)
+        G_ref = layers.conv_weight_increment(delta, cache_ref)
+        e_ref = layers.conv_input_error(delta, cache_ref, R)
+        for name, candidate in plan.candidates("conv_forward").items():
+            with plan.on_threads(candidate.threads):
+                h_ours, (tag, cache) = plan.path_function("conv_forward", candidate)(x, W)
+                G_ours = plan.CONV_WEIGHT_INCREMENT[tag](delta, cache)
+            np.testing.assert_allclose(h_ours, h_ref, rtol=tolerance_, atol=tolerance_, err_msg=f"h {name}")
+            np.testing.assert_allclose(G_ours, G_ref, rtol=tolerance_, atol=tolerance_ * n, err_msg=f"G {name}")
+        for name, candidate in plan.candidates("conv_input_error").items():
+            with plan.on_threads(candidate.threads):
+                e_ours = plan.path_function("conv_input_error", candidate)(delta, None, R)
+            np.testing.assert_allclose(e_ours, e_ref, rtol=tolerance_, atol=tolerance_, err_msg=f"e {name}")
+
+        W_untied, R_untied = (rng.normal(size=(h, w, c_out, c_in, k, k)).astype(dtype) for _ in range(2))
+        h_ref, cache_ref = layers.locally_connected_forward(x, W_untied)
+        e_ref = layers.locally_connected_input_error(delta, cache_ref, R_untied)
+        for name, candidate in plan.candidates("locally_connected_forward").items():
+            with plan.on_threads(candidate.threads):
+                h_ours, cache = plan.path_function("locally_connected_forward", candidate)(x, W_untied)
+            np.testing.assert_allclose(h_ours, h_ref, rtol=tolerance_, atol=tolerance_, err_msg=f"untied h {name}")
+        for name, candidate in plan.candidates("locally_connected_input_error").items():
+            with plan.on_threads(candidate.threads):
+                e_ours = plan.path_function("locally_connected_input_error", candidate)(delta, cache, R_untied)
+            np.testing.assert_allclose(e_ours, e_ref, rtol=tolerance_, atol=tolerance_, err_msg=f"untied e {name}")

@@ -148,8 +148,10 @@ print(tuned_conv_shifted.__doc__)
 # %% [markdown]
 # Which of these runs, and on how many threads, is decided in one function,
 # `hebbref.kernels.plan.choose`: the first time a layer shape comes, it times every
-# candidate on this machine and keeps the fastest, in a small file under the CPU's
-# model name (`HEBBREF_TUNE=0` skips the timing and takes a default from the shape):
+# candidate on this machine (each path, at each of its block sizes where it works in
+# cache-sized blocks, on one thread and on all) and keeps the fastest, in a small file
+# under the CPU's model name (`HEBBREF_TUNE=0` skips the timing and takes a default
+# from the shape):
 
 # %%
 print(inspect.getsource(plan.choose))

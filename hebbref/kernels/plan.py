@@ -8,10 +8,15 @@ per equation (``PATHS``):
                         k·k gemm on shifted views); the weight increment follows, since it
                         reads the forward pass's cache, and is timed with it
     conv_input_error    "direct", "shifted-correlation" or "shifted-scatter"
+    locally_connected_forward, locally_connected_input_error
+                        one path ("loops-tiled": location by location, by tiles of images)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
-an idle machine, but more than a small layer's work on a busy one).
+an idle machine, but more than a small layer's work on a busy one). The paths that work
+in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
+shifted products' columns per block, the untied layer's images per tile. The best size
+depends on the CPU's caches, so it is measured with the rest, never fixed for all CPUs.
 
 **A plan is measured, not guessed** (like FFTW's plans or cuDNN's benchmark mode): the
 first time an equation meets arguments of a new shape and dtype, ``choose`` runs every
@@ -27,9 +32,11 @@ measure again (a plan timed while other work loaded the cores may be a poor one)
 a sound choice from the shape alone (nothing measured, nothing written), the one
 benchmarks/bench_conv_paths.py supported on the 2-core Xeon of BENCHMARKS.md: direct
 loops below 64 terms per output sum, shifted products from there on (the input error
-by scatter when there are fewer input than output channels), and one thread below
-2^18 units of work.
+by scatter when there are fewer input than output channels), one thread below
+2^18 units of work, and each blocked path's default block size (the first of its
+``BLOCKS``).
 """
+import functools
 import json
 import os
 import time
@@ -53,7 +60,15 @@ PARALLEL_FROM = 1 << 18  # units of work (multiply-adds or elements) from which 
 class Plan:
     path: str
     threads: int
-    measured_ms: dict = None  # candidate "path/threads" -> best ms, when measured; None for a default plan
+    measured_ms: dict = None  # candidate "path/threads" or "path:block/threads" -> best ms, when measured
+    block: int = None  # the block size of a blocked path (BLOCKS); None: the path has none
+
+
+def describe(plan):
+    """'shifted, 2048 columns per block, on 2 threads (measured)'."""
+    block = "" if plan.block is None else f", {plan.block} {BLOCKS[plan.path][0]}"
+    threads = f"{plan.threads} thread{'s' if plan.threads > 1 else ''}"
+    return f"{plan.path}{block} on {threads}" + ("" if plan.measured_ms is None else " (measured)")
 
 
 # --- the paths ------------------------------------------------------------------------------
@@ -62,8 +77,8 @@ def _conv_forward_direct(x, W):
     return h, ("direct", xp)
 
 
-def _conv_forward_shifted(x, W):
-    h, cache = tuned_conv_shifted.forward(x, W)
+def _conv_forward_shifted(x, W, columns=None):
+    h, cache = tuned_conv_shifted.forward(x, W, columns)
     return h, ("shifted", cache)
 
 
@@ -71,11 +86,13 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "conv_forward": {"direct": _conv_forward_direct, "shifted": _conv_forward_shifted},
     "conv_input_error": {
         "direct": lambda delta, cache, B: tuned_conv_direct.input_error(delta, B),
-        "shifted-correlation": lambda delta, cache, B: tuned_conv_shifted.input_error_correlation(delta, B),
-        "shifted-scatter": lambda delta, cache, B: tuned_conv_shifted.input_error_scatter(delta, B),
+        "shifted-correlation": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_correlation(
+            delta, B, columns),
+        "shifted-scatter": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_scatter(
+            delta, B, columns),
     },
-    "locally_connected_forward": {"loops": tuned_locally_connected.locally_connected_forward},
-    "locally_connected_input_error": {"loops": tuned_locally_connected.locally_connected_input_error},
+    "locally_connected_forward": {"loops-tiled": tuned_locally_connected.locally_connected_forward},
+    "locally_connected_input_error": {"loops-tiled": tuned_locally_connected.locally_connected_input_error},
     "locally_connected_weight_increment": {"loops": tuned_locally_connected.locally_connected_weight_increment},
     "maxpool_forward": {"loops": tuned_pooling.maxpool_forward},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
@@ -84,6 +101,23 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_backward": {"loops": tuned_activations.ramp_backward},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment}
+# path -> (what its block counts, the keyword its function takes it by, the candidate sizes, the default first)
+_COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
+_TILE = tuned_locally_connected.IMAGES_PER_TILE
+BLOCKS = {
+    "shifted": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
+    "shifted-correlation": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
+    "shifted-scatter": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
+    "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
+}
+
+
+def path_function(equation, plan):
+    """The function that computes ``equation`` by ``plan``: its path, with the plan's block size bound."""
+    function = PATHS[equation][plan.path]
+    if plan.block is None:
+        return function
+    return functools.partial(function, **{BLOCKS[plan.path][1]: plan.block})
 
 
 # --- the one choice -------------------------------------------------------------------------
@@ -123,7 +157,7 @@ def default_plan(equation, arguments):
         else:  # one product with C_in·k·k rows beats k·k products with C_in rows each when C_in < C_out
             path = "shifted-scatter" if C_in < C_out else "shifted-correlation"
     threads = numba.get_num_threads() if work(equation, arguments) >= PARALLEL_FROM else 1
-    return Plan(path, threads)
+    return Plan(path, threads, block=BLOCKS[path][2][0] if path in BLOCKS else None)
 
 
 def work(equation, arguments):
@@ -157,8 +191,7 @@ def forget():
 
 def chosen_in_this_process():
     """{key: "path on n threads"} for every plan this process used."""
-    return {key: f"{plan.path} on {plan.threads} thread{'s' if plan.threads > 1 else ''}"
-            + ("" if plan.measured_ms is None else " (measured)") for key, plan in _chosen.items()}
+    return {key: describe(plan) for key, plan in _chosen.items()}
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -177,9 +210,9 @@ def plan_key(equation, arguments):
     return f"{equation} " + " ".join(_describe(a) for a in arguments)
 
 
-def _candidate(equation, path, arguments):
+def _candidate(equation, plan, arguments):
     """A call of one path on the arguments; the conv forward pass is timed with the weight increment it implies."""
-    function = PATHS[equation][path]
+    function = path_function(equation, plan)
     if equation != "conv_forward":
         return lambda: function(*arguments)
     x, W = arguments
@@ -192,23 +225,32 @@ def _candidate(equation, path, arguments):
     return forward_and_increment
 
 
+def candidates(equation):
+    """{"path/threads" or "path:block/threads": Plan} for every path, block size and thread count."""
+    plans = {}
+    for path in PATHS[equation]:
+        for block in (BLOCKS[path][2] if path in BLOCKS else (None,)):
+            for threads in sorted({1, numba.get_num_threads()}):
+                name = path if block is None else f"{path}:{block}"
+                plans[f"{name}/{threads}"] = Plan(path, threads, block=block)
+    return plans
+
+
 def _measure(equation, arguments, key):
     times = {}
-    all_threads = numba.get_num_threads()
-    for path in PATHS[equation]:
-        call = _candidate(equation, path, arguments)
-        for threads in sorted({1, all_threads}):
-            with on_threads(threads):
-                call()  # warm-up: compiles or loads the kernel, touches the memory
-                best = float("inf")
-                for _ in range(REPEATS):
-                    start = time.perf_counter()
-                    call()
-                    best = min(best, time.perf_counter() - start)
-            times[f"{path}/{threads}"] = round(1e3 * best, 3)
-    fastest = min(times, key=times.get)
-    path, threads = fastest.rsplit("/", 1)
-    plan = Plan(path, int(threads), times)
+    plans = candidates(equation)
+    for name, candidate in plans.items():
+        call = _candidate(equation, candidate, arguments)
+        with on_threads(candidate.threads):
+            call()  # warm-up: compiles or loads the kernel, touches the memory
+            best = float("inf")
+            for _ in range(REPEATS):
+                start = time.perf_counter()
+                call()
+                best = min(best, time.perf_counter() - start)
+        times[name] = round(1e3 * best, 3)
+    fastest = plans[min(times, key=times.get)]
+    plan = Plan(fastest.path, fastest.threads, times, fastest.block)
     _write_plan(key, plan)
     return plan
 
@@ -262,11 +304,15 @@ def _read_plan(key):
     if not stored:
         return None
     try:
-        plan = Plan(stored["path"], int(stored["threads"]), stored.get("measured_ms"))
+        plan = Plan(stored["path"], int(stored["threads"]), stored.get("measured_ms"), stored.get("block"))
     except (KeyError, TypeError, ValueError):
         return None
     equation = key.split(" ", 1)[0]
-    return plan if plan.path in PATHS.get(equation, {}) else None
+    if plan.path not in PATHS.get(equation, {}):
+        return None  # a path this version no longer has: measure again
+    if (plan.block is None) != (plan.path not in BLOCKS):
+        return None  # a blocked path stored without its block size, or the other way round
+    return plan
 
 
 def _write_plan(key, plan):

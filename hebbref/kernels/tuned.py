@@ -16,13 +16,13 @@ conv cache is ``(path, cache of that path)``: the weight increment follows the p
 and thread count of the forward pass, whose cache it reads.
 """
 from ..activations import DEFAULT_SLOPE
-from .plan import CONV_WEIGHT_INCREMENT, PATHS, choose, on_threads
+from .plan import CONV_WEIGHT_INCREMENT, choose, on_threads, path_function
 
 
 def _run(equation, *arguments, plan_arguments=None):
     plan = choose(equation, *(arguments if plan_arguments is None else plan_arguments))
     with on_threads(plan.threads):
-        return PATHS[equation][plan.path](*arguments), plan
+        return path_function(equation, plan)(*arguments), plan
 
 
 def conv_forward(x, W):

@@ -24,7 +24,8 @@ in space and its two channel axes swapped (``readable.transposed_convolution``:
 rows are added back shifted (``input_error_scatter``, faster with fewer input than
 output channels). ``hebbref.kernels.plan.choose`` picks the path per layer shape.
 
-The columns are cut into blocks of whole images (about ``COLUMNS_PER_BLOCK``), and
+The columns are cut into blocks of whole images (about ``columns`` of them: an argument,
+``COLUMNS_PER_BLOCK`` by default, which ``plan.choose`` times against other sizes), and
 ``prange`` runs over blocks: each block lays out its own images (while they are in the
 L2 cache), calls the gemm of SciPy's OpenBLAS once per tap (``scipy.linalg.cython_blas``,
 whose address Numba hands over; ``hebbref.runtime`` loads that library on one thread,
@@ -34,8 +35,9 @@ result. Each public function is one parallel region: on a machine whose cores ar
 with other work, waking the second thread costs milliseconds each time.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache is ``(X, k)``: the padded input X (C_in, N·Hp·Wp) that the forward pass laid
-out (k·k times smaller than im2col's rows), read again by the weight increment.
+The cache is ``(X, k, columns)``: the padded input X (C_in, N·Hp·Wp) that the forward pass
+laid out (k·k times smaller than im2col's rows), read again by the weight increment in
+blocks of the same size.
 """
 import ctypes
 
@@ -46,10 +48,10 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
 
-# a block holds whole images, about this many columns: with 64 input and 64 output channels
-# in float32 its input and output take 2 × 64 × 2048 × 4 bytes = 1 MiB, half an L2 (2 MiB
-# here), the rest left to OpenBLAS's packed copies. On deep's layers (batch 500, 2 threads)
-# 1024 and 2048 were within noise of each other, 4096 up to 10 % and 8192 up to 25 % slower
+# a block holds whole images, about this many columns by default: with 64 input and 64 output
+# channels in float32 its input and output take 2 × 64 × 2048 × 4 bytes = 1 MiB, half of a
+# 2 MiB L2, the rest left to OpenBLAS's packed copies. The best size depends on the cache
+# of the CPU at hand: a measured plan (plan.BLOCKS) times this one against others
 COLUMNS_PER_BLOCK = 2048
 
 NO_TRANSPOSE, TRANSPOSE = ord("N"), ord("T")
@@ -246,16 +248,17 @@ def shifted_weight_products(blas, delta, X, k, images_per_block):
     return partial
 
 
-def images_per_block(N, plane):
-    """Whole images per block: about ``COLUMNS_PER_BLOCK`` columns, and a block count the threads share evenly."""
+def images_per_block(N, plane, columns=None):
+    """Whole images per block: about ``columns`` columns (default ``COLUMNS_PER_BLOCK``), a block count the threads share evenly."""
+    columns = COLUMNS_PER_BLOCK if columns is None else columns
     threads = numba.get_num_threads()
-    blocks = max(1, -(-N * plane // COLUMNS_PER_BLOCK))
+    blocks = max(1, -(-N * plane // columns))
     blocks = min(N, -(-blocks // threads) * threads)  # a multiple of the thread count, at most N
     return -(-N // blocks)
 
 
-def forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (X, k), X the padded x."""
+def forward(x, W, columns=None):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (X, k, columns), X the padded x."""
     x = np.ascontiguousarray(x)
     W = np.ascontiguousarray(W, dtype=x.dtype)  # gemm reads both through bare pointers: one dtype
     C_out, C_in, k, _ = W.shape
@@ -264,11 +267,11 @@ def forward(x, W):
     plane = (H + k - 1) * (Wd + k - 1)
     taps = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)  # [a·k+b] = W[:, :, a, b]
     X = np.empty((C_in, N * plane), dtype=x.dtype)  # filled in by the blocks
-    h = shifted_products(blas_for(x.dtype), x, taps, before, after, images_per_block(N, plane), X)
-    return h, (X, k)  # (N, C_out, H, W), ((C_in, N·Hp·Wp), k)
+    h = shifted_products(blas_for(x.dtype), x, taps, before, after, images_per_block(N, plane, columns), X)
+    return h, (X, k, columns)  # (N, C_out, H, W), ((C_in, N·Hp·Wp), k, block size)
 
 
-def input_error_correlation(delta, B):
+def input_error_correlation(delta, B, columns=None):
     """e_below = Bᵀ δ as the forward correlation of δ padded the other way round: -> (N, C_in, H, W)."""
     delta = np.ascontiguousarray(delta)
     B = np.ascontiguousarray(B, dtype=delta.dtype)  # gemm reads both through bare pointers: one dtype
@@ -278,10 +281,10 @@ def input_error_correlation(delta, B):
     (before, after), B_flipped = transposed_convolution(B)  # padding of δ, (C_in, C_out, k, k)
     taps = np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
     D = np.empty((C_out, N * plane), dtype=delta.dtype)
-    return shifted_products(blas_for(delta.dtype), delta, taps, before, after, images_per_block(N, plane), D)
+    return shifted_products(blas_for(delta.dtype), delta, taps, before, after, images_per_block(N, plane, columns), D)
 
 
-def input_error_scatter(delta, B):
+def input_error_scatter(delta, B, columns=None):
     """e_below = Bᵀ δ by one product with C_in·k·k rows per block and shifted adds: -> (N, C_in, H, W)."""
     delta = np.ascontiguousarray(delta)
     B = np.ascontiguousarray(B, dtype=delta.dtype)
@@ -289,17 +292,17 @@ def input_error_scatter(delta, B):
     N, _, H, Wd = delta.shape
     before, _ = same_padding(k)
     B_rows = np.ascontiguousarray(B.reshape(C_out, C_in * k * k).T)  # (C_in·k·k, C_out)
-    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1), columns)
     return shifted_scatter(blas_for(delta.dtype), delta, B_rows, k, before, blocking)
 
 
 def weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache from ``forward``."""
-    X, k = cache
+    X, k, columns = cache
     delta = np.ascontiguousarray(delta, dtype=X.dtype)  # gemm reads both through bare pointers: one dtype
     N, C_out, H, Wd = delta.shape
     C_in = X.shape[0]
-    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1))
+    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1), columns)
     partial = shifted_weight_products(blas_for(delta.dtype), delta, X, k, blocking)
     # partial (blocks, k·k, C_out, C_in): one G per block, G[:, :, a, b] at a·k+b
     G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]

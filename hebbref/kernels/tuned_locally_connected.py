@@ -21,9 +21,9 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .tuned_conv_direct import FASTMATH, pad_spatial
 
-# images per tile in the forward pass and the input error: a location's filter (C_in·k·k·C_out
-# numbers) is read once per tile, not once per image (when this was written, 1.1 to 2.2 times
-# faster than image by image on simple's untied layer and on 16- and 64-channel 3×3 ones)
+# images per tile in the forward pass and the input error, by default: a location's filter
+# (C_in·k·k·C_out numbers) is read once per tile, not once per image. The best size depends
+# on the CPU's caches: a measured plan (plan.BLOCKS) times this one against others
 IMAGES_PER_TILE = 16
 
 
@@ -60,19 +60,19 @@ def channels_last(W):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def forward_by_location(xp, W_last):
+def forward_by_location(xp, W_last, tile_size):
     """hT[n,i,j,o] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]: -> (N, H, W, C_out).
 
-    Images go by tiles of ``IMAGES_PER_TILE``, one tile per parallel iteration, and a
+    Images go by tiles of ``tile_size``, one tile per parallel iteration, and a
     location's filter serves the whole tile while it is in cache.
     """
     N, C, _, _ = xp.shape
     H, Wd, _, k, _, O = W_last.shape
     hT = np.zeros((N, H, Wd, O), dtype=xp.dtype)
-    for tile in prange((N + IMAGES_PER_TILE - 1) // IMAGES_PER_TILE):
+    for tile in prange((N + tile_size - 1) // tile_size):
         for i in range(H):
             for j in range(Wd):
-                for n in range(tile * IMAGES_PER_TILE, min(N, (tile + 1) * IMAGES_PER_TILE)):
+                for n in range(tile * tile_size, min(N, (tile + 1) * tile_size)):
                     for c in range(C):
                         for a in range(k):
                             for b in range(k):
@@ -83,7 +83,7 @@ def forward_by_location(xp, W_last):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def input_error_by_location(dT, B_last, zero):
+def input_error_by_location(dT, B_last, zero, tile_size):
     """e_p[n,c,i+a,j+b] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j]: -> padded (N, C_in, H+k-1, W+k-1).
 
     By tiles of images, as the forward pass; a tile's images are its own, so the
@@ -92,10 +92,10 @@ def input_error_by_location(dT, B_last, zero):
     N, H, Wd, O = dT.shape
     _, _, C, k, _, _ = B_last.shape
     e_padded = np.zeros((N, C, H + k - 1, Wd + k - 1), dtype=dT.dtype)
-    for tile in prange((N + IMAGES_PER_TILE - 1) // IMAGES_PER_TILE):
+    for tile in prange((N + tile_size - 1) // tile_size):
         for i in range(H):
             for j in range(Wd):
-                for n in range(tile * IMAGES_PER_TILE, min(N, (tile + 1) * IMAGES_PER_TILE)):
+                for n in range(tile * tile_size, min(N, (tile + 1) * tile_size)):
                     for c in range(C):
                         for a in range(k):
                             for b in range(k):
@@ -145,25 +145,25 @@ def weight_increment_by_location(delta_last, x_last, k, zero):
     return G
 
 
-def locally_connected_forward(x, W):
-    """h = W ⊛_untied x: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x."""
+def locally_connected_forward(x, W, tile_size=None):
+    """h = W ⊛_untied x: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x. Tiles of ``tile_size`` images."""
     x = np.ascontiguousarray(x)
     H, Wd, C_out, C_in, k, _ = W.shape
     N = x.shape[0]
     before, after = same_padding(k)
     xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-    hT = forward_by_location(xp, channels_last(W))  # (N, H, W, C_out)
+    hT = forward_by_location(xp, channels_last(W), tile_size or IMAGES_PER_TILE)  # (N, H, W, C_out)
     return rows_to_images(hT.reshape(N * H * Wd, C_out), N, H, Wd), xp  # (N, C_out, H, W)
 
 
-def locally_connected_input_error(delta, cache, B):
+def locally_connected_input_error(delta, cache, B, tile_size=None):
     """e_below = Bᵀ δ location by location, added back onto the input: -> (N, C_in, H, W)."""
     delta = np.ascontiguousarray(delta)
     N, C_out, H, Wd = delta.shape
     k = B.shape[-1]
     before, _ = same_padding(k)
     dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
-    e_padded = input_error_by_location(dT, channels_last(B), delta.dtype.type(0))
+    e_padded = input_error_by_location(dT, channels_last(B), delta.dtype.type(0), tile_size or IMAGES_PER_TILE)
     return np.ascontiguousarray(e_padded[:, :, before : before + H, before : before + Wd])
 
 
