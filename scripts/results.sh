@@ -3,7 +3,7 @@
 #
 #   scripts/results.sh
 #
-# trains what is not trained yet (about two hours on 2 cores from nothing) and copies each
+# trains what is not trained yet (about four hours on 2 cores from nothing) and copies each
 # table's results.md, results.csv and plots to results/TABLE/; once everything is trained
 # it only re-summarises (a minute).
 # The runs live in runs/results/ (not in git). `hebbref compare` resumes: a finished run is
@@ -42,3 +42,8 @@ table 3-depth depth --study depth --depths 2,3,4,6,8 --width 100 --seed 0,1,2 --
 table 4-simple-untied rules-simple --net simple --rule bp,urfb --layers tied,untied --seed 0,1,2 --epochs 10
 table 5-softmax rules-simple --net simple --rule bp,urfb --loss hinge,softmax --seed 0,1,2 --epochs 10
 table 4-deep-untied rules-deep --net deep --rule bp,urfb --layers tied,untied --seed 0,1,2 --epochs 4
+# table 7: all nine rules of hebbref.rules (table 1's and table 3's runs are its bp, frfb and urfb rows)
+ALL_RULES=bp,frfb,urfb,kp,usf,frsf,brsf,dfa,wm
+table 7-rules-simple rules-simple --net simple --rule $ALL_RULES --seed 0,1,2 --epochs 10
+table 7-rules-depth depth --study depth --rule $ALL_RULES --depths 2,3,4,6,8 --width 100 --seed 0,1,2 \
+    --epochs 10 --batch-size 100 --lr 0.3
