@@ -167,3 +167,18 @@ def test_the_default_plan_takes_each_blocked_path_at_its_default_size():
     x, W_untied = rng.random((2, 1, 6, 6)), rng.random((6, 6, 4, 1, 3, 3))
     assert plan.default_plan("locally_connected_forward", (x, W_untied)) == plan.Plan(
         "loops-tiled", 1, block=plan.tuned_locally_connected.IMAGES_PER_TILE)
+
+
+def test_candidates_are_timed_in_rounds_not_one_after_another(timing_on, monkeypatch):
+    """A burst of other work should slow one call of every candidate, not every call of one."""
+    order = []
+
+    def path(name):
+        return lambda delta, cache, B: order.append(name)
+
+    monkeypatch.setitem(plan.PATHS, "conv_input_error", {"a": path("a"), "b": path("b")})
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)  # one thread count: two candidates
+    delta, W = conv_arguments(c_in=3, c_out=2)
+    chosen = plan.choose("conv_input_error", delta, None, W)
+    assert set(chosen.measured_ms) == {"a/1", "b/1"}
+    assert order == ["a", "b"] + ["a", "b"] * plan.REPEATS  # warm-ups, then the rounds

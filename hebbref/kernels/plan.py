@@ -20,8 +20,11 @@ depends on the CPU's caches, so it is measured with the rest, never fixed for al
 
 **A plan is measured, not guessed** (like FFTW's plans or cuDNN's benchmark mode): the
 first time an equation meets arguments of a new shape and dtype, ``choose`` runs every
-candidate on those very arguments (one warm-up, then the best of ``REPEATS``) and keeps
-the fastest. The choice is cached in memory and on disk, in a small JSON file
+candidate on those very arguments and keeps the fastest: each candidate is called once
+to warm up, then all of them are timed in turn, ``REPEATS`` rounds, and each keeps its
+best time. Rounds, not one candidate after another: a burst of other work on the
+machine then slows one call of every candidate rather than every call of one, which
+would make it lose unfairly. The choice is cached in memory and on disk, in a small JSON file
 (``cache_file()``: ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
 ``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
 on the same machine reuses it and another CPU measures its own. Delete the file to
@@ -50,7 +53,7 @@ from . import tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_lo
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
-REPEATS = 3  # timed runs per candidate, after one warm-up
+REPEATS = 5  # rounds in which every candidate is timed once, after one warm-up each
 # the default plan's two thresholds (used only when timing is off)
 SHIFTED_FROM = 64  # terms per output sum from which the shifted products are the default
 PARALLEL_FROM = 1 << 18  # units of work (multiply-adds or elements) from which all threads are the default
@@ -237,18 +240,20 @@ def candidates(equation):
 
 
 def _measure(equation, arguments, key):
-    times = {}
     plans = candidates(equation)
-    for name, candidate in plans.items():
-        call = _candidate(equation, candidate, arguments)
-        with on_threads(candidate.threads):
-            call()  # warm-up: compiles or loads the kernel, touches the memory
-            best = float("inf")
-            for _ in range(REPEATS):
+    calls = {name: _candidate(equation, candidate, arguments) for name, candidate in plans.items()}
+    best = {}
+    for name, call in calls.items():  # warm-up: compiles or loads each kernel, touches the memory
+        with on_threads(plans[name].threads):
+            call()
+        best[name] = float("inf")
+    for _ in range(REPEATS):  # every candidate once per round, each keeping its best time
+        for name, call in calls.items():
+            with on_threads(plans[name].threads):
                 start = time.perf_counter()
                 call()
-                best = min(best, time.perf_counter() - start)
-        times[name] = round(1e3 * best, 3)
+                best[name] = min(best[name], time.perf_counter() - start)
+    times = {name: round(1e3 * seconds, 3) for name, seconds in best.items()}
     fastest = plans[min(times, key=times.get)]
     plan = Plan(fastest.path, fastest.threads, times, fastest.block)
     _write_plan(key, plan)
