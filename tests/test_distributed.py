@@ -154,6 +154,10 @@ def test_workers_that_cannot_see_the_output_folder_stop_the_grid_in_one_line(tin
         """What a client whose --out is on its own disk does: the token the workers look for is not there."""
         return Path(folder) / f"{dist.TOKEN_PREFIX}0123", "0123"
 
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as client:  # the worker killed by the test above may still be restarting
+        client.wait_for_workers(2, timeout=180)
     monkeypatch.setattr(dist, "write_token", token_on_a_private_disk)
     out = tmp_path / "private"
     assert main(grid(tiny_data, out, "--scheduler", cluster.scheduler_address)) == 2
