@@ -10,8 +10,8 @@ there by scripts/results.sh) and prints Markdown, one section per network:
 3. the probes after the last epoch, mean over the seeds, layer by layer: the angle (°)
    between the error each layer sends down through its feedback and the one
    back-propagation would send (for ``dfa``: the layer's δ against back-prop's δ), and
-   ‖B‖/‖W‖ (see hebbref.experiments.probes). The first layer's angle is left out: no
-   layer below uses its error.
+   ‖B‖/‖W‖ (see hebbref.experiments.probes), and the mean of those angles. The first
+   layer's angle is left out: no layer below uses its error.
 
 RESULTS.md's table of all nine rules quotes this script's output.
 """
@@ -64,15 +64,16 @@ def ranking_table(by_rule, last):
 
 def probe_table(by_rule, last):
     layers = list(next(iter(by_rule.values()))[0][last - 1]["layers"])[1:]  # the first layer sends nothing used
-    lines = ["| rule | " + " | ".join(f"{name}: angle °, ‖B‖/‖W‖" for name in layers) + " |",
-             "|---|" + "---:|" * len(layers)]
+    lines = ["| rule | " + " | ".join(f"{name}: angle °, ‖B‖/‖W‖" for name in layers) + " | mean angle ° |",
+             "|---|" + "---:|" * (len(layers) + 1)]
     for rule, seeds in sorted(by_rule.items(), key=lambda item: -mean_accuracy(item[1], last)):
-        cells = []
+        cells, angles = [], []
         for name in layers:
             angle = statistics.mean(history[last - 1]["layers"][name]["angle_RW"] for history in seeds)
             ratio = statistics.mean(history[last - 1]["layers"][name]["norm_ratio"] for history in seeds)
             cells.append(f"{angle:.0f}, {ratio:.2f}")
-        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+            angles.append(angle)
+        lines.append(f"| {rule} | " + " | ".join(cells) + f" | {statistics.mean(angles):.0f} |")
     return "\n".join(lines)
 
 

@@ -82,4 +82,4 @@ def test_rules_summary_ranks_every_epoch_and_averages_the_probes_over_seeds(tmp_
     assert "| 1 | frfb > bp > urfb |" in out and "| 2 | bp > urfb > frfb |" in out
     assert "| bp | 50.50 | 80.50 | 80.50 ± 0.71 |" in out  # epoch 5 is past the last: left out
     assert "dense1: angle" not in out  # the first layer's error reaches nothing
-    assert "| bp | 16, 1.50 | 17, 1.50 |" in out  # mean over seeds of (10, 20) + 1 and (10, 20) + 2
+    assert "| bp | 16, 1.50 | 17, 1.50 | 16 |" in out  # mean over seeds of (10, 20) + 1 and (10, 20) + 2
