@@ -68,7 +68,7 @@ class Plan:
 
 
 def describe(plan):
-    """'shifted, 2048 columns per block, on 2 threads (measured)'."""
+    """'shifted, 2048 columns per block on 2 threads (measured)', 'loops on 1 thread'."""
     block = "" if plan.block is None else f", {plan.block} {BLOCKS[plan.path][0]}"
     threads = f"{plan.threads} thread{'s' if plan.threads > 1 else ''}"
     return f"{plan.path}{block} on {threads}" + ("" if plan.measured_ms is None else " (measured)")
