@@ -47,3 +47,4 @@ ALL_RULES=bp,frfb,urfb,kp,usf,frsf,brsf,dfa,wm
 table 7-rules-simple rules-simple --net simple --rule $ALL_RULES --seed 0,1,2 --epochs 10
 table 7-rules-depth depth --study depth --rule $ALL_RULES --depths 2,3,4,6,8 --width 100 --seed 0,1,2 \
     --epochs 10 --batch-size 100 --lr 0.3
+table 7-rules-simple-decay rules-simple-decay --net simple --rule bp,kp --weight-decay 0.01 --seed 0,1,2 --epochs 10
