@@ -16,11 +16,12 @@ there by scripts/results.sh) and prints Markdown, one section per network:
 RESULTS.md's table of all nine rules quotes this script's output.
 """
 import argparse
-import json
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from hebbref.experiments.compare import read_history
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_plots import configs_of  # noqa: E402
@@ -30,10 +31,10 @@ def histories(folder):
     """{net: {rule: [history of each seed]}} from folder/logs/RUN/log.jsonl."""
     runs = defaultdict(lambda: defaultdict(list))
     for config, _ in configs_of(folder):
-        log = Path(config.out) / "log.jsonl"
-        if not log.exists():
-            raise SystemExit(f"{log} is missing: run scripts/results.sh, which keeps every run's log")
-        runs[config.net][config.rule].append([json.loads(line) for line in log.read_text().splitlines() if line])
+        history = read_history(config)
+        if not history:
+            raise SystemExit(f"{config.out}/log.jsonl is missing: run scripts/results.sh, which keeps every run's log")
+        runs[config.net][config.rule].append(history)
     return runs
 
 
@@ -41,12 +42,17 @@ def mean_accuracy(seeds, epoch):
     return 100 * statistics.mean(history[epoch - 1]["test_accuracy"] for history in seeds)
 
 
+def best_first(by_rule, epoch):
+    """(rule, seeds) pairs, the highest mean test accuracy after ``epoch`` first."""
+    return sorted(by_rule.items(), key=lambda item: -mean_accuracy(item[1], epoch))
+
+
 def accuracy_table(by_rule, epochs):
     last = min(len(history) for seeds in by_rule.values() for history in seeds)
     epochs = [e for e in epochs if e <= last]
     lines = ["| rule | " + " | ".join(f"epoch {e}" for e in epochs) + " | after the last, ± std |",
              "|---|" + "---:|" * (len(epochs) + 1)]
-    for rule, seeds in sorted(by_rule.items(), key=lambda item: -mean_accuracy(item[1], last)):
+    for rule, seeds in best_first(by_rule, last):
         final = [100 * history[last - 1]["test_accuracy"] for history in seeds]
         spread = statistics.stdev(final) if len(final) > 1 else 0.0
         lines.append(f"| {rule} | " + " | ".join(f"{mean_accuracy(seeds, e):.2f}" for e in epochs)
@@ -57,8 +63,7 @@ def accuracy_table(by_rule, epochs):
 def ranking_table(by_rule, last):
     lines = ["| epoch | ranking by mean test accuracy |", "|---:|---|"]
     for epoch in range(1, last + 1):
-        order = sorted(by_rule, key=lambda rule: -mean_accuracy(by_rule[rule], epoch))
-        lines.append(f"| {epoch} | {' > '.join(order)} |")
+        lines.append(f"| {epoch} | {' > '.join(rule for rule, _ in best_first(by_rule, epoch))} |")
     return "\n".join(lines)
 
 
@@ -66,7 +71,7 @@ def probe_table(by_rule, last):
     layers = list(next(iter(by_rule.values()))[0][last - 1]["layers"])[1:]  # the first layer sends nothing used
     lines = ["| rule | " + " | ".join(f"{name}: angle °, ‖B‖/‖W‖" for name in layers) + " | mean angle ° |",
              "|---|" + "---:|" * (len(layers) + 1)]
-    for rule, seeds in sorted(by_rule.items(), key=lambda item: -mean_accuracy(item[1], last)):
+    for rule, seeds in best_first(by_rule, last):
         cells, angles = [], []
         for name in layers:
             angle = statistics.mean(history[last - 1]["layers"][name]["angle_RW"] for history in seeds)
