@@ -60,7 +60,22 @@ def glorot(shape, fan_in, fan_out, generator):
     return ((torch.rand(shape, generator=generator) * 2 - 1) * limit).requires_grad_()
 
 
-class Simple:
+def _moved(value, device):
+    """A parameter (or list of them) as a leaf tensor on ``device`` that requires its gradient."""
+    if isinstance(value, list):
+        return [_moved(v, device) for v in value]
+    return value.detach().to(device).requires_grad_() if isinstance(value, torch.Tensor) else value
+
+
+class _Twin:
+    def to(self, device):
+        """Move every parameter to ``device`` (drawn on the CPU, so the same on every device); returns self."""
+        for name, value in vars(self).items():
+            setattr(self, name, _moved(value, device))
+        return self
+
+
+class Simple(_Twin):
     """conv5:32 ramp pool3s2 drop0.8 dense500 ramp drop0.3 out; ``untied`` makes the conv locally connected."""
 
     def __init__(self, input_shape, n_classes, untied=False, seed=0):
@@ -85,7 +100,7 @@ class Simple:
         return x @ self.W3.T
 
 
-class Deep:
+class Deep(_Twin):
     """sum[conv3:16,conv3:16] pool3s3 drop0.5 sum[conv3:64,conv3:64] pool2s2
     sum[conv2:64,conv2:64] pool2s2 drop0.5 dense500 ramp out."""
 

@@ -20,10 +20,14 @@ same backend. A network picks its backend when it is built
               compiled with njit(parallel=True); slower, for reading and checking
     cuda      the readable tier's bodies compiled as numba.cuda device functions, one GPU
               thread per output element; needs a CUDA GPU (or NUMBA_ENABLE_CUDASIM=1, the
-              slow simulator used by the tests). Pooling and the ramp stay on the CPU (numba).
+              slow simulator used by the tests). Pooling and the ramp stay on the CPU (numba),
+              so each conv call copies its operands to the GPU and back.
 
-The default is the first of cuda, numba, numpy that loads, where cuda counts only
-with a real GPU (never the simulator).
+The default is numba, else numpy where numba cannot load; cuda is used only when asked
+for. On an NVIDIA H200 with 16 CPU cores the cuda backend was slower than numba on
+those cores for tied layers (`simple` 114 vs 78 ms a step, `deep` 375 vs 158) and level
+for untied ones (BENCHMARKS.md, ``benchmarks/bench_gpu.py``): its one-thread-per-output
+kernels are written to be read, and every call crosses the PCIe bus.
 """
 import os
 from dataclasses import dataclass
@@ -143,8 +147,8 @@ def _load_cuda():
 # name -> loader; a loader imports its kernels only when asked for, and raises
 # ConfigError with the reason when the backend cannot run on this machine.
 _LOADERS = {"numpy": _load_numpy, "numba": _load_numba, "readable": _load_readable, "cuda": _load_cuda}
-# the order in which the default is chosen: the first one that loads
-_PREFERENCE = ("cuda", "numba", "numpy")
+# the order in which the default is chosen: the first one that loads (cuda only on request: see above)
+_PREFERENCE = ("numba", "numpy")
 
 
 def backend_names():
@@ -153,13 +157,11 @@ def backend_names():
 
 
 def default_backend_name():
-    """$HEBBREF_BACKEND if set, else the fastest backend that loads on this machine."""
+    """$HEBBREF_BACKEND if set, else the first of numba, numpy that loads on this machine."""
     name = os.environ.get(ENVIRONMENT_VARIABLE)
     if name:
         return name
     for name in _PREFERENCE:
-        if name == "cuda" and _simulated_cuda():
-            continue  # the simulator is for tests, never the fastest
         try:
             _LOADERS[name]()
             return name

@@ -5,7 +5,7 @@ Every function of ``hebbref.kernels.readable`` gets the inputs its reference in
 channels, sizes, odd and even kernels) in float32 and float64, run as ``njit`` loops
 and as ``njit(parallel=True)`` loops, and must return the same shape, the same dtype
 and the same numbers up to a dtype-aware tolerance. The CUDA compilation of the same
-bodies is checked under the simulator in ``tests/test_cuda_sim.py``.
+bodies is checked under the simulator in ``tests/test_cuda.py``.
 """
 import numpy as np
 import pytest
@@ -89,6 +89,20 @@ def test_readable_functions_accept_views_that_are_not_contiguous():
     check(readable.locally_connected_forward(x, W_untied)[0], layers.locally_connected_forward(x, W_untied)[0],
           "locally_connected_forward on a view")
     check(readable.maxpool_forward(x, 3, 2)[0], layers.maxpool_forward(x, 3, 2)[0], "maxpool on a view")
+
+
+@pytest.mark.parametrize("view", ["flipped 1x1", "reversed", "transposed", "plain"])
+def test_every_operand_reaches_a_kernel_with_plain_row_major_strides(view):
+    """A 1×1 filter flipped in space keeps a negative stride that NumPy still calls contiguous;
+    numba.cuda could not copy it to a GPU (found on an H200: the conv input error for k = 1 failed)."""
+    A = np.arange(24.0).reshape(2, 3, 4)
+    A = {"flipped 1x1": np.ones((1, 3, 1, 1))[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), "reversed": A[:, ::-1],
+         "transposed": A.transpose(2, 0, 1), "plain": A}[view]
+    ours = readable.row_major(A)
+    assert ours.strides == np.empty(A.shape, A.dtype).strides
+    assert np.array_equal(ours, A)
+    if view == "plain":
+        assert ours is A  # no copy where none is needed
 
 
 def test_an_unknown_way_to_run_is_refused():

@@ -11,7 +11,7 @@ would pass it. Here R and W differ, R is changed after the forward pass, and:
   usf, brsf, dfa).
 Layers: dense, tied conv, locally connected, sum blocks of either, odd and even kernels.
 The numba backend is held to the same test; the CUDA kernels are, under the
-simulator, in tests/test_cuda_sim.py.
+simulator, in tests/test_cuda.py.
 """
 import numpy as np
 import pytest

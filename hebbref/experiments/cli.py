@@ -80,7 +80,7 @@ def add_run_arguments(parser, grid=False):
     parser.add_argument("--train-eval-size", type=count, default=DEFAULTS.train_eval_size,
                         help=f"train accuracy is measured on the first N training images "
                              f"(default {DEFAULTS.train_eval_size})")
-    parser.add_argument("--backend", default=None, help="numpy or a compiled backend (default: the library's fastest)")
+    parser.add_argument("--backend", default=None, help="numpy or a compiled backend (default: numba, else numpy)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     parser.add_argument("--evals-per-epoch", type=count, default=DEFAULTS.evals_per_epoch,
                         help="also measure the first --curve-size test images and the probes this many times per "

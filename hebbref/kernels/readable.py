@@ -249,9 +249,24 @@ RAMP_DERIVATIVE = compiled_three_ways_flat(ramp_derivative_at)
 RAMP_BACKWARD = compiled_three_ways_flat(ramp_backward_at)
 
 
+def row_major(A):
+    """A with the plain row-major strides of its shape: A itself if it has them, else a copy.
+
+    ``np.ascontiguousarray`` is not enough: NumPy calls an array contiguous whatever the
+    strides of its axes of length 1, and a reversed axis of length 1 (B flipped in space
+    when k = 1) keeps a negative one, which numba.cuda cannot copy to the GPU.
+    """
+    A = np.ascontiguousarray(A)
+    plain, step = [], A.itemsize
+    for length in reversed(A.shape):
+        plain.insert(0, step)
+        step *= length
+    return A if A.strides == tuple(plain) else A.copy()
+
+
 def run(compiled, how, shape, dtype, A, B, params=NO_PARAMS):
     """A new array of ``shape`` and ``dtype`` filled by ``compiled`` run ``how``; NumPy in, NumPy out."""
-    A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
+    A, B = row_major(A), row_major(B)
     if how == "cuda":
         from .readable_cuda import run_on_device
 
