@@ -145,7 +145,8 @@ def test_every_candidate_plan_computes_the_reference(dtype, monkeypatch):
     """
     for path in ("shifted", "shifted-correlation", "shifted-scatter"):
         monkeypatch.setitem(plan.BLOCKS, path, ("columns per block", "columns", (40, 100, 4096)))
-    monkeypatch.setitem(plan.BLOCKS, "loops-tiled", ("images per tile", "tile_size", (1, 4, 16)))
+    for path in ("loops-tiled", "planes"):
+        monkeypatch.setitem(plan.BLOCKS, path, ("images per tile", "tile_size", (1, 4, 16)))
     rng = np.random.default_rng(7)
     tolerance_ = rtol(np.dtype(dtype))
     for n, c_in, c_out, h, w, k in [(9, 3, 4, 6, 7, 3), (7, 4, 2, 5, 5, 4)]:

@@ -8,8 +8,10 @@ per equation (``PATHS``):
                         k·k gemm on shifted views); the weight increment follows, since it
                         reads the forward pass's cache, and is timed with it
     conv_input_error    "direct", "shifted-correlation" or "shifted-scatter"
-    locally_connected_forward, locally_connected_input_error
+    locally_connected_forward
                         one path ("loops-tiled": location by location, by tiles of images)
+    locally_connected_input_error
+                        "loops-tiled" or "planes" (along whole padded images, by tiles)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
@@ -95,7 +97,8 @@ PATHS = {  # equation -> {path: function with the reference's signature}
             delta, B, columns),
     },
     "locally_connected_forward": {"loops-tiled": tuned_locally_connected.locally_connected_forward},
-    "locally_connected_input_error": {"loops-tiled": tuned_locally_connected.locally_connected_input_error},
+    "locally_connected_input_error": {"loops-tiled": tuned_locally_connected.locally_connected_input_error,
+                                      "planes": tuned_locally_connected.locally_connected_input_error_planes},
     "locally_connected_weight_increment": {"loops": tuned_locally_connected.locally_connected_weight_increment},
     "maxpool_forward": {"loops": tuned_pooling.maxpool_forward},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
@@ -107,11 +110,13 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 # path -> (what its block counts, the keyword its function takes it by, the candidate sizes, the default first)
 _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE
+_PLANES_TILE = tuned_locally_connected.IMAGES_PER_PLANES_TILE
 BLOCKS = {
     "shifted": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
     "shifted-correlation": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
     "shifted-scatter": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
+    "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
 }
 
 

@@ -6,7 +6,8 @@ names, from the tuned kernel modules:
 
     tuned_conv_direct.py        tied conv by direct loops (few terms per output)
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
-    tuned_locally_connected.py  untied layer, location by location, by tiles of images
+    tuned_locally_connected.py  untied layer, location by location, by tiles of images (the
+                                input error also along padded planes)
     tuned_pooling.py            max pooling, one plane per thread
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
 
@@ -49,7 +50,7 @@ def locally_connected_forward(x, W):
 
 
 def locally_connected_input_error(delta, cache, B):
-    """e_below = Bᵀ δ location by location: -> (N, C_in, H, W)."""
+    """e_below = Bᵀ δ location by location or along padded planes: -> (N, C_in, H, W)."""
     return _run("locally_connected_input_error", delta, cache, B)[0]
 
 

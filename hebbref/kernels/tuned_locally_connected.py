@@ -12,6 +12,11 @@ last, (H, W, C_in, k, k, C_out), and δ as (N, H, W, C_out); for the increment �
 xp are laid out with the batch last, so that each increment is a dot product over
 the batch.
 
+The input error has a second path, over padded planes (``input_error_by_planes``): δ
+stays image by image and each filter tap's values across the locations form a plane,
+so the innermost loop runs along a whole padded image instead of along C_out; no
+transposition of δ is needed. ``plan.choose`` times both.
+
 Shapes as in the reference: x (N, C_in, H, W); W, R (H, W, C_out, C_in, k, k);
 h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1).
 """
@@ -25,6 +30,8 @@ from .tuned_conv_direct import FASTMATH, pad_spatial
 # (C_in·k·k·C_out numbers) is read once per tile, not once per image. The best size depends
 # on the CPU's caches: a measured plan (plan.BLOCKS) times this one against others
 IMAGES_PER_TILE = 16
+# images per tile of the input error over padded planes, by default (plan.BLOCKS measures others)
+IMAGES_PER_PLANES_TILE = 8
 
 
 @njit(parallel=True, cache=True)
@@ -106,6 +113,70 @@ def input_error_by_location(dT, B_last, zero, tile_size):
     return e_padded
 
 
+def tap_planes(B):
+    """(H, W, C_out, C_in, k, k) -> (C_out, C_in, k, k, Hp·Wp): tap (o, c, a, b) of every location as a plane.
+
+    Location (i, j) sits at (i + k-1-p, j + k-1-p) of a plane padded to Hp × Wp (p the
+    padding before), where δ sits once padded the other way round; zeros around.
+    """
+    H, Wd, C_out, C_in, k, _ = B.shape
+    before, _ = same_padding(k)
+    r = k - 1 - before
+    planes = np.zeros((C_out, C_in, k, k, H + k - 1, Wd + k - 1), dtype=B.dtype)
+    planes[..., r : r + H, r : r + Wd] = B.transpose(2, 3, 4, 5, 0, 1)
+    return planes.reshape(C_out, C_in, k, k, -1)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def input_error_by_planes(delta, B_planes, k, before, tile_size):
+    """e[n,c,y,x] = Σ_{o,a,b} B[i,j,o,c,a,b] δ[n,o,i,j], i = y+p-a, j = x+p-b, over padded planes: -> (N, C_in, H, W).
+
+    D holds a tile's δ padded the other way round (k-1-p before, p after), each plane
+    flattened at row stride Wp. With a' = k-1-a, b' = k-1-b, the location (i, j) is at
+    (y + a', x + b') in D and in B_planes alike, so for r = y·Wp + x and s = a'·Wp + b'
+
+        e[n, c, r] = Σ_{o,a',b'} B_planes[o, c, k-1-a', k-1-b', r + s] · D[n, o, r + s]
+
+    a product of two contiguous runs for every (o, a', b'), summed along r in ``acc``
+    (positions past W in a row are computed and dropped). ``before`` is p; one tile per
+    parallel iteration.
+    """
+    N, O, H, Wd = delta.shape
+    C = B_planes.shape[1]
+    r = k - 1 - before  # δ's padding before, "the other way round"
+    Wp = Wd + k - 1
+    plane = (H + k - 1) * Wp
+    span = (H - 1) * Wp + Wd  # up to the last output position
+    e = np.empty((N, C, H, Wd), dtype=delta.dtype)
+    for tile in prange((N + tile_size - 1) // tile_size):
+        n0 = tile * tile_size
+        n1 = min(N, n0 + tile_size)
+        D = np.zeros((n1 - n0, O, plane), dtype=delta.dtype)
+        for n in range(n0, n1):
+            for o in range(O):
+                for i in range(H):
+                    start = (i + r) * Wp + r
+                    for j in range(Wd):
+                        D[n - n0, o, start + j] = delta[n, o, i, j]
+        acc = np.empty((n1 - n0, span), dtype=delta.dtype)
+        for c in range(C):
+            acc[:] = 0
+            for o in range(O):
+                for a in range(k):
+                    for b in range(k):
+                        s = (k - 1 - a) * Wp + k - 1 - b
+                        taps = B_planes[o, c, a, b, s : s + span]
+                        errors = D[:, o, s : s + span]  # (images of the tile, span)
+                        for m in range(n1 - n0):
+                            for q in range(span):  # contiguous: vectorised
+                                acc[m, q] += taps[q] * errors[m, q]
+            for n in range(n0, n1):
+                for y in range(H):
+                    for x in range(Wd):
+                        e[n, c, y, x] = acc[n - n0, y * Wp + x]
+    return e
+
+
 @njit(parallel=True, cache=True)
 def batch_last(a):
     """(N, M) -> (M, N), copied in 32×32 tiles."""
@@ -165,6 +236,15 @@ def locally_connected_input_error(delta, cache, B, tile_size=None):
     dT = images_to_rows(delta).reshape(N, H, Wd, C_out)
     e_padded = input_error_by_location(dT, channels_last(B), delta.dtype.type(0), tile_size or IMAGES_PER_TILE)
     return np.ascontiguousarray(e_padded[:, :, before : before + H, before : before + Wd])
+
+
+def locally_connected_input_error_planes(delta, cache, B, tile_size=None):
+    """e_below = Bᵀ δ over padded planes (``input_error_by_planes``): -> (N, C_in, H, W)."""
+    delta = np.ascontiguousarray(delta)
+    B_planes = tap_planes(np.asarray(B, dtype=delta.dtype))
+    k = B.shape[-1]
+    before, _ = same_padding(k)
+    return input_error_by_planes(delta, B_planes, k, before, tile_size or IMAGES_PER_PLANES_TILE)
 
 
 def locally_connected_weight_increment(delta, cache):

@@ -48,17 +48,21 @@ def maxpool_windows(x, k, t, top, left, Ho, Wo):
 
 @njit(parallel=True, cache=True)
 def scatter_to_winners(dy, winner, H, W):
-    """e[n,c,winner] += dy[n,c,u,v]: (N, C, Ho, Wo) -> (N, C, H, W)."""
+    """e[n,c,winner] += dy[n,c,u,v]: (N, C, Ho, Wo) -> (N, C, H, W).
+
+    Planes flattened: a winner's flat index addresses its cell directly, with no division
+    into row and column (two integer divisions per window cost more than the rest).
+    """
     N, C, Ho, Wo = dy.shape
-    e = np.empty((N, C, H, W), dtype=dy.dtype)
+    e = np.empty((N * C, H * W), dtype=dy.dtype)
+    dy_rows, winner_rows = dy.reshape(N * C, Ho * Wo), winner.reshape(N * C, Ho * Wo)
     for p in prange(N * C):
-        n, c = p // C, p % C
-        e[n, c] = 0  # zeroed plane by plane, while it is in cache
-        for u in range(Ho):
-            for v in range(Wo):
-                w = winner[n, c, u, v]
-                e[n, c, w // W, w % W] += dy[n, c, u, v]
-    return e
+        plane = e[p]
+        for m in range(H * W):  # zeroed plane by plane, while it is in cache
+            plane[m] = 0
+        for m in range(Ho * Wo):
+            plane[winner_rows[p, m]] += dy_rows[p, m]
+    return e.reshape(N, C, H, W)
 
 
 def maxpool_forward(x, k, t):
