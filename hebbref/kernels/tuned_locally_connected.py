@@ -35,20 +35,6 @@ IMAGES_PER_PLANES_TILE = 8
 
 
 @njit(parallel=True, cache=True)
-def rows_to_images(hT, N, H, W):
-    """(N·H·W, O) -> (N, O, H, W): back from one row per position to the image layout."""
-    O = hT.shape[1]
-    h = np.empty((N, O, H, W), dtype=hT.dtype)
-    for n in prange(N):
-        for i in range(H):
-            for j in range(W):
-                r = (n * H + i) * W + j
-                for o in range(O):
-                    h[n, o, i, j] = hT[r, o]
-    return h
-
-
-@njit(parallel=True, cache=True)
 def images_to_rows(delta):
     """(N, O, H, W) -> (N·H·W, O): one row per position."""
     N, O, H, W = delta.shape
@@ -68,25 +54,30 @@ def channels_last(W):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_by_location(xp, W_last, tile_size):
-    """hT[n,i,j,o] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]: -> (N, H, W, C_out).
+    """h[n,o,i,j] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]: -> (N, C_out, H, W).
 
     Images go by tiles of ``tile_size``, one tile per parallel iteration, and a
-    location's filter serves the whole tile while it is in cache.
+    location's filter serves the whole tile while it is in cache. Each output vector
+    h[n, :, i, j] is summed in ``acc`` (in L1) and stored once.
     """
     N, C, _, _ = xp.shape
     H, Wd, _, k, _, O = W_last.shape
-    hT = np.zeros((N, H, Wd, O), dtype=xp.dtype)
+    h = np.empty((N, O, H, Wd), dtype=xp.dtype)
     for tile in prange((N + tile_size - 1) // tile_size):
+        acc = np.empty(O, dtype=xp.dtype)
         for i in range(H):
             for j in range(Wd):
                 for n in range(tile * tile_size, min(N, (tile + 1) * tile_size)):
+                    acc[:] = 0
                     for c in range(C):
                         for a in range(k):
                             for b in range(k):
                                 v = xp[n, c, i + a, j + b]
                                 for o in range(O):  # contiguous output channels: vectorised
-                                    hT[n, i, j, o] += W_last[i, j, c, a, b, o] * v
-    return hT
+                                    acc[o] += W_last[i, j, c, a, b, o] * v
+                    for o in range(O):
+                        h[n, o, i, j] = acc[o]
+    return h
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -219,12 +210,9 @@ def weight_increment_by_location(delta_last, x_last, k, zero):
 def locally_connected_forward(x, W, tile_size=None):
     """h = W ⊛_untied x: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x. Tiles of ``tile_size`` images."""
     x = np.ascontiguousarray(x)
-    H, Wd, C_out, C_in, k, _ = W.shape
-    N = x.shape[0]
-    before, after = same_padding(k)
+    before, after = same_padding(W.shape[-1])
     xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-    hT = forward_by_location(xp, channels_last(W), tile_size or IMAGES_PER_TILE)  # (N, H, W, C_out)
-    return rows_to_images(hT.reshape(N * H * Wd, C_out), N, H, Wd), xp  # (N, C_out, H, W)
+    return forward_by_location(xp, channels_last(W), tile_size or IMAGES_PER_TILE), xp  # (N, C_out, H, W)
 
 
 def locally_connected_input_error(delta, cache, B, tile_size=None):
