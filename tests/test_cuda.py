@@ -95,21 +95,26 @@ def test_cuda_locally_connected_kernels_equal_the_reference(shape, dtype, seed):
                                    10 * tolerance(np.dtype(dtype)), "cuda ")
 
 
+def check_training_steps_agree(net, input_shape, n_classes, batch, steps, lr, label, **kwargs):
+    """``steps`` training steps of ``net`` on the cuda backend give the numpy backend's losses, W and R."""
+    kwargs = dict(input_shape=input_shape, n_classes=n_classes, **kwargs)
+    reference = hebbref.build_network(net, backend="numpy", **kwargs)
+    gpu = hebbref.build_network(net, backend="cuda", **kwargs)
+    assert gpu.backend.name == "cuda"
+    rng = np.random.default_rng(5)
+    for step in range(steps):
+        x, y = random_batch(rng, input_shape, n_classes, batch=batch)
+        assert_close(gpu.train_step(x, y, lr=lr), reference.train_step(x, y, lr=lr), 1e-9,
+                     f"{label}: loss at step {step}")
+    for ours, ref in zip(gpu.parameters(), reference.parameters()):
+        for which in ("W", "R"):
+            assert_close(getattr(ours, which), getattr(ref, which), 1e-9, f"{label}: {ref.name}.{which}")
+
+
 @pytest.mark.parametrize("net", ["conv3:2 ramp pool2 dense3 ramp out", "lc2:2 ramp pool2s1 drop0.5 out"])
 @pytest.mark.parametrize("rule", ["bp", "urfb"])
 def test_training_steps_agree_between_numpy_and_cuda(net, rule):
-    kwargs = dict(input_shape=(1, 4, 4), n_classes=3, rule=rule, seed=2)
-    reference = hebbref.build_network(net, backend="numpy", **kwargs)
-    simulated = hebbref.build_network(net, backend="cuda", **kwargs)
-    assert simulated.backend.name == "cuda"
-    rng = np.random.default_rng(5)
-    for step in range(2):
-        x, y = random_batch(rng, (1, 4, 4), 3, batch=2)
-        assert_close(simulated.train_step(x, y, lr=0.3), reference.train_step(x, y, lr=0.3), 1e-9,
-                     f"{net} {rule}: loss at step {step}")
-    for ours, ref in zip(simulated.parameters(), reference.parameters()):
-        for which in ("W", "R"):
-            assert_close(getattr(ours, which), getattr(ref, which), 1e-9, f"{net} {rule}: {ref.name}.{which}")
+    check_training_steps_agree(net, (1, 4, 4), 3, batch=2, steps=2, lr=0.3, label=f"{net} {rule}", rule=rule, seed=2)
 
 
 @only_on_a_gpu
@@ -127,17 +132,8 @@ def test_cuda_kernels_on_the_layer_shapes_of_the_networks(shape, dtype):
 @pytest.mark.parametrize("untied", [False, True])
 @pytest.mark.parametrize("rule", ["bp", "urfb"])
 def test_training_steps_of_simple_agree_between_numpy_and_cuda(rule, untied):
-    kwargs = dict(input_shape=(1, 28, 28), n_classes=10, rule=rule, seed=3, untied=untied)
-    reference = hebbref.build_network("simple", backend="numpy", **kwargs)
-    gpu = hebbref.build_network("simple", backend="cuda", **kwargs)
-    rng = np.random.default_rng(4)
-    for step in range(3):
-        x, y = random_batch(rng, (1, 28, 28), 10, batch=16)
-        assert_close(gpu.train_step(x, y, lr=0.1), reference.train_step(x, y, lr=0.1), 1e-9,
-                     f"simple {rule} untied={untied}: loss at step {step}")
-    for ours, ref in zip(gpu.parameters(), reference.parameters()):
-        for which in ("W", "R"):
-            assert_close(getattr(ours, which), getattr(ref, which), 1e-9, f"simple {rule}: {ref.name}.{which}")
+    check_training_steps_agree("simple", (1, 28, 28), 10, batch=16, steps=3, lr=0.1,
+                               label=f"simple {rule} untied={untied}", rule=rule, seed=3, untied=untied)
 
 
 def test_cuda_is_never_the_default_backend(monkeypatch):
