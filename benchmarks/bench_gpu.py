@@ -182,7 +182,8 @@ def gpu():
     """(name, compute capability) of the GPU numba uses; the simulator has neither."""
     device = cuda.get_current_device() if hasattr(cuda, "get_current_device") else None
     name = getattr(device, "name", "the CUDA simulator")
-    return (name.decode() if isinstance(name, bytes) else name), getattr(device, "compute_capability", "-")
+    capability = getattr(device, "compute_capability", None)
+    return (name.decode() if isinstance(name, bytes) else name), (".".join(map(str, capability)) if capability else "-")
 
 
 def main(argv=None):
