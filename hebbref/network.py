@@ -301,7 +301,8 @@ def build_network(net, input_shape, n_classes, rule="urfb", init="random", untie
     untied_init: "tied" (one filter copied to every location, the paper's default) or "independent".
     dtype:       "float64" or "float32".
     dropout:     False leaves out every dropout layer.
-    backend:     "numpy" (the reference) or a compiled backend; default $HEBBREF_BACKEND, else numba (numpy where numba cannot load).
+    backend:     "numpy" (the reference) or a compiled backend; default $HEBBREF_BACKEND, else numba
+                 (numpy where numba cannot load).
     """
     check_network_args(input_shape, n_classes, seed, slope, untied=untied, dropout=dropout)  # hebbref.validation
     if isinstance(net, (list, tuple)):

@@ -29,5 +29,6 @@ Every public function takes and returns exactly what its NumPy twin takes and re
 The process settings the tuned tier wants (threads, allocator, SciPy's BLAS) are made
 by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on import.
 Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
-(tuned vs readable and reference), ``tests/test_cuda.py`` (device functions, simulator).
+(tuned vs readable and reference), ``tests/test_cuda.py`` (device functions, on a GPU or
+the simulator).
 """
