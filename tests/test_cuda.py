@@ -150,3 +150,22 @@ def test_the_cuda_backend_is_wired_as_the_rule_says(net, rule):
     from test_rules_wiring import check_wiring
 
     check_wiring(net, (1, 3, 3), 2, rule, seed=7, backend="cuda")
+
+
+def test_the_gpu_benchmark_prints_a_rate_for_every_kernel(monkeypatch, capsys):
+    """benchmarks/bench_gpu.py's kernel table, on two tiny layers (tiny on the simulator, small on a GPU)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)  # the benchmark sets it: unset again after
+    import bench_gpu
+
+    monkeypatch.setattr(bench_gpu, "LAYERS", [("simple conv", 1, 2, 4, 3), ("even", 2, 2, 3, 2)])
+    bench_gpu.main(["--batch", "2", "--repeats", "1", "--skip-steps"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "GFLOP" not in line]
+    rows = [row for row in rows if "equation" not in row and "---" not in row]
+    # three tied equations per layer, and the three untied ones on the layer called "simple conv"
+    assert len(rows) == 9, rows
+    for row in rows:
+        kernel, backend_call = row.split("|")[3:5]
+        float(kernel), float(backend_call)  # a number for each, not "n/a"
