@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_training_step import hebbref_step, race, table  # noqa: E402  (sets OPENBLAS_THREAD_TIMEOUT as there)
+from bench_training_step import hebbref_step, race, table, torch_step  # noqa: E402  (sets OPENBLAS_THREAD_TIMEOUT as there)
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,13 +33,12 @@ from numba import cuda  # noqa: E402
 import hebbref  # noqa: E402
 from hebbref import runtime  # noqa: E402
 from hebbref.kernels import readable  # noqa: E402
-from hebbref.kernels.readable_cuda import THREADS_PER_BLOCK  # noqa: E402
+from hebbref.kernels.readable_cuda import launch  # noqa: E402
 from hebbref.layers.conv import pad_spatial, same_padding  # noqa: E402
 
 try:
     import torch
 
-    import torch_models
     TORCH_GPU = torch.cuda.is_available()
 except ImportError:
     torch, TORCH_GPU = None, False
@@ -49,17 +48,6 @@ NETWORKS = [("`simple`, 28×28×1, tied", "simple", (1, 28, 28), False),
             ("`deep`, 32×32×3, tied", "deep", (3, 32, 32), False)]
 LAYERS = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 16, 16, 32, 3),
           ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
-
-
-def torch_step(net_name, input_shape, untied, batch, device, seed=0):
-    """One PyTorch training step of the twin network, its tensors on ``device``."""
-    model = (torch_models.Simple(input_shape, 10, untied=untied, seed=seed) if net_name == "simple"
-             else torch_models.Deep(input_shape, 10, seed=seed))
-    model.to(device)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand((batch,) + input_shape, generator=g).to(device)
-    y = torch.randint(0, 10, (batch,), generator=g).to(device)
-    return lambda: torch_models.train_step(model, x, y, lr=0.01)  # .item() waits for the GPU
 
 
 def first_call_seconds(step):
@@ -74,9 +62,9 @@ def network_tables(batch, repeats):
                       "hebbref numba (CPU)": hebbref_step(net_name, shape, "bp", "numba", untied, batch)}
         first = {name: first_call_seconds(step) for name, step in contenders.items()}
         if TORCH_GPU:
-            contenders["PyTorch GPU"] = torch_step(net_name, shape, untied, batch, "cuda")
+            contenders["PyTorch GPU"] = torch_step(net_name, shape, untied, batch, device="cuda")
         if torch:
-            contenders["PyTorch CPU"] = torch_step(net_name, shape, untied, batch, "cpu")
+            contenders["PyTorch CPU"] = torch_step(net_name, shape, untied, batch)
         times = race(contenders, repeats)
         baseline = "PyTorch GPU" if TORCH_GPU else "hebbref numba (CPU)"
         table(f"1. training step, {title}, bp, batch {batch}", times, baseline,
@@ -103,10 +91,9 @@ def gpu_seconds(f, repeats):
 
 def kernel_alone(compiled, out_shape, dtype, A, B, params=readable.NO_PARAMS):
     """The readable CUDA kernel on operands already on the GPU: a callable that launches it."""
-    A_d, B_d = cuda.to_device(np.ascontiguousarray(A)), cuda.to_device(np.ascontiguousarray(B))
+    A_d, B_d = cuda.to_device(readable.row_major(A)), cuda.to_device(readable.row_major(B))
     out = cuda.device_array(out_shape, dtype=dtype)
-    blocks = max(1, math.ceil(math.prod(out_shape) / THREADS_PER_BLOCK))
-    return lambda: compiled.cuda[blocks, THREADS_PER_BLOCK](out, A_d, B_d, params)
+    return lambda: launch(compiled.cuda, out, A_d, B_d, params)
 
 
 def kernel_table(batch, repeats):

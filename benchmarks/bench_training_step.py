@@ -63,13 +63,14 @@ def hebbref_step(net_name, input_shape, rule, backend, untied, batch, seed=0):
     return lambda: net.train_step(x, y, lr=0.01, loss="hinge")
 
 
-def torch_step(net_name, input_shape, untied, batch, seed=0):
+def torch_step(net_name, input_shape, untied, batch, seed=0, device="cpu"):
+    """A callable doing one step of the PyTorch twin, its tensors on ``device`` (drawn on the CPU)."""
     model = (torch_models.Simple(input_shape, 10, untied=untied, seed=seed) if net_name == "simple"
-             else torch_models.Deep(input_shape, 10, seed=seed))
+             else torch_models.Deep(input_shape, 10, seed=seed)).to(device)
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand((batch,) + input_shape, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
-    return lambda: torch_models.train_step(model, x, y, lr=0.01)
+    x = torch.rand((batch,) + input_shape, generator=g).to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
+    return lambda: torch_models.train_step(model, x, y, lr=0.01)  # .item() waits for a GPU
 
 
 def race(contenders, repeats):

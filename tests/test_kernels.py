@@ -5,7 +5,7 @@ Every function of ``hebbref.kernels.readable`` gets the inputs its reference in
 channels, sizes, odd and even kernels) in float32 and float64, run as ``njit`` loops
 and as ``njit(parallel=True)`` loops, and must return the same shape, the same dtype
 and the same numbers up to a dtype-aware tolerance. The CUDA compilation of the same
-bodies is checked under the simulator in ``tests/test_cuda.py``.
+bodies is checked on a GPU or under the simulator in ``tests/test_cuda.py``.
 """
 import numpy as np
 import pytest

@@ -111,10 +111,11 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE
 _PLANES_TILE = tuned_locally_connected.IMAGES_PER_PLANES_TILE
+_SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS))
 BLOCKS = {
-    "shifted": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
-    "shifted-correlation": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
-    "shifted-scatter": ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS)),
+    "shifted": _SHIFTED_BLOCKS,
+    "shifted-correlation": _SHIFTED_BLOCKS,
+    "shifted-scatter": _SHIFTED_BLOCKS,
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
 }

@@ -42,9 +42,14 @@ def flat_kernel_for(body):
     return kernel
 
 
+def launch(kernel, out, A, B, params):
+    """Launch ``kernel`` on device arrays, one thread per element of ``out``."""
+    blocks = max(1, math.ceil(out.size / THREADS_PER_BLOCK))
+    kernel[blocks, THREADS_PER_BLOCK](out, A, B, params)
+
+
 def run_on_device(kernel, shape, dtype, A, B, params):
     """Copy A and B in, launch one thread per element of a new (shape, dtype) array, copy it out."""
     out = cuda.device_array(shape, dtype=dtype)
-    blocks = max(1, math.ceil(math.prod(shape) / THREADS_PER_BLOCK))
-    kernel[blocks, THREADS_PER_BLOCK](out, cuda.to_device(A), cuda.to_device(B), params)
+    launch(kernel, out, cuda.to_device(A), cuda.to_device(B), params)
     return out.copy_to_host()

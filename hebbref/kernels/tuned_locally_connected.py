@@ -111,15 +111,14 @@ def tap_planes(B):
     padding before), where δ sits once padded the other way round; zeros around.
     """
     H, Wd, C_out, C_in, k, _ = B.shape
-    before, _ = same_padding(k)
-    r = k - 1 - before
+    _, r = same_padding(k)  # the padding after, k-1-p, comes first when padded the other way round
     planes = np.zeros((C_out, C_in, k, k, H + k - 1, Wd + k - 1), dtype=B.dtype)
     planes[..., r : r + H, r : r + Wd] = B.transpose(2, 3, 4, 5, 0, 1)
     return planes.reshape(C_out, C_in, k, k, -1)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def input_error_by_planes(delta, B_planes, k, before, tile_size):
+def input_error_by_planes(delta, B_planes, k, r, tile_size):
     """e[n,c,y,x] = Σ_{o,a,b} B[i,j,o,c,a,b] δ[n,o,i,j], i = y+p-a, j = x+p-b, over padded planes: -> (N, C_in, H, W).
 
     D holds a tile's δ padded the other way round (k-1-p before, p after), each plane
@@ -129,12 +128,11 @@ def input_error_by_planes(delta, B_planes, k, before, tile_size):
         e[n, c, r] = Σ_{o,a',b'} B_planes[o, c, k-1-a', k-1-b', r + s] · D[n, o, r + s]
 
     a product of two contiguous runs for every (o, a', b'), summed along r in ``acc``
-    (positions past W in a row are computed and dropped). ``before`` is p; one tile per
-    parallel iteration.
+    (positions past W in a row are computed and dropped). ``r`` is k-1-p, the padding
+    after of ``same_padding``; one tile per parallel iteration.
     """
     N, O, H, Wd = delta.shape
     C = B_planes.shape[1]
-    r = k - 1 - before  # δ's padding before, "the other way round"
     Wp = Wd + k - 1
     plane = (H + k - 1) * Wp
     span = (H - 1) * Wp + Wd  # up to the last output position
@@ -231,8 +229,8 @@ def locally_connected_input_error_planes(delta, cache, B, tile_size=None):
     delta = np.ascontiguousarray(delta)
     B_planes = tap_planes(np.asarray(B, dtype=delta.dtype))
     k = B.shape[-1]
-    before, _ = same_padding(k)
-    return input_error_by_planes(delta, B_planes, k, before, tile_size or IMAGES_PER_PLANES_TILE)
+    _, after = same_padding(k)  # δ's padding before, padded the other way round
+    return input_error_by_planes(delta, B_planes, k, after, tile_size or IMAGES_PER_PLANES_TILE)
 
 
 def locally_connected_weight_increment(delta, cache):
