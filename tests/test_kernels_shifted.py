@@ -59,8 +59,32 @@ def test_shifted_conv_equals_the_reference(shape, dtype, columns_per_block, monk
 def test_blocks_are_whole_images_shared_evenly_by_the_threads(monkeypatch):
     monkeypatch.setattr(tuned_conv_shifted, "COLUMNS_PER_BLOCK", 2048)
     threads = tuned_conv_shifted.numba.get_num_threads()
-    per_block = tuned_conv_shifted.images_per_block(500, 13 * 13)  # deep 2b: 11×11 padded to 13×13
+    _, _, plane, _ = tuned_conv_shifted.geometry(11, 11, 3, 1)  # deep 2b
+    per_block = tuned_conv_shifted.images_per_block(500, plane)
     blocks = -(-500 // per_block)
-    assert per_block * 169 <= 2048 + 169, "a block is about COLUMNS_PER_BLOCK columns"
+    assert per_block * plane <= 2048 + plane, "a block is about COLUMNS_PER_BLOCK columns"
     assert blocks % threads == 0 or blocks == 500
-    assert tuned_conv_shifted.images_per_block(1, 13 * 13) == 1
+    assert tuned_conv_shifted.images_per_block(1, plane) == 1
+
+
+@pytest.mark.parametrize("k, before, gap", [(1, 0, 0), (2, 0, 1), (3, 1, 1), (4, 1, 2), (5, 2, 2)])
+def test_images_share_their_zero_gaps(k, before, gap):
+    """One gap of max(p, k-1-p) zeros after each row and image pads both sides: 11×11 takes 12×12 with k = 3."""
+    got_gap, Ws, plane, tail = tuned_conv_shifted.geometry(11, 11, k, before)
+    assert (got_gap, Ws, plane) == (gap, 11 + gap, (11 + gap) ** 2)
+    # the last output position's taps end inside the block: plane + tail columns
+    assert (11 - 1 + k - 1) * Ws + (11 - 1 + k - 1) < plane + tail
+
+
+def test_image_layout_puts_pixels_after_the_padding_and_zeros_everywhere_else():
+    x = np.arange(1, 2 * 1 * 2 * 3 + 1, dtype=np.float32).reshape(2, 1, 2, 3)  # two 2×3 images
+    _, Ws, plane, tail = tuned_conv_shifted.geometry(2, 3, 3, 1)  # gap 1: rows of 4, planes of 3 rows
+    X = np.full((1, 2 * plane + tail), np.nan, dtype=np.float32)
+    tuned_conv_shifted.images_to_columns(x, 0, 2, 1, Ws, plane, tail, X)
+    first = [0, 0, 0, 0,
+             0, 1, 2, 3,
+             0, 4, 5, 6]
+    second = [0, 0, 0, 0,
+              0, 7, 8, 9,
+              0, 10, 11, 12]
+    np.testing.assert_array_equal(X[0], first + second + [0] * tail)

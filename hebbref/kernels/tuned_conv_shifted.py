@@ -6,18 +6,25 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
     e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
     G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
 
-Lay the padded input out channel-major, X (C, N·Hp·Wp): row c holds every image's
-padded plane flattened, one image after another. Output position (n, i, j) is column
-q = n·Hp·Wp + i·Wp + j, and the tap (a, b) reads column q + a·Wp + b, so
+Lay the padded input out channel-major, X (C, columns): row c holds every image's
+plane flattened, one image after another, each pixel row followed by g = max(p, k-1-p)
+zero columns and each image by g zero rows. The zeros after one row (or image) serve
+as the padding after it and as the padding before the next, so a plane takes
+Hs·Ws = (H+g)·(W+g) columns, not (H+k-1)·(W+k-1). Pixel (y, x) of image n sits at
+column n·Hs·Ws + (y+p)·Ws + x + p; output position (n, i, j) is column
+q = n·Hs·Ws + i·Ws + j, and the tap (a, b) reads column q + a·Ws + b, which is pixel
+(i+a-p, j+b-p) when that is inside the image and a zero otherwise (a tap that runs off
+the end of a row lands in the gap before the next one). So
 
-    h_cols (O, N·Hp·Wp) = Σ_{a,b} W[:, :, a, b] (O, C)  @  X[:, s_ab : s_ab + N·Hp·Wp],   s_ab = a·Wp + b
-    G[:, :, a, b] (O, C) = D (O, N·Hp·Wp)  @  X[:, s_ab : s_ab + N·Hp·Wp]ᵀ
+    h_cols (O, ·) = Σ_{a,b} W[:, :, a, b] (O, C)  @  X[:, s_ab : s_ab + span],   s_ab = a·Ws + b
+    G[:, :, a, b] (O, C) = D (O, span)  @  X[:, s_ab : s_ab + span]ᵀ
 
 a sum of k·k matrix products whose right operand is a shifted *view* of X: the row
 stride of X is the BLAS leading dimension, nothing is copied. D is δ laid out the same
-way, zeros at the padding positions. Columns that fall in the padding are computed and
-dropped (Hp·Wp / (H·W) times the useful work: 1.4× on 11×11 with k = 3), in exchange
-for im2col's k·k times larger copy of the input. The input error is, as in the
+way with no offset (δ[n, o, i, j] at column q), zeros in the gaps. Columns that fall in
+the gaps are computed and dropped (Hs·Ws / (H·W) times the useful work: 1.19× on 11×11
+with k = 3, against 1.40× with a separate border for each image), in exchange for
+im2col's k·k times larger copy of the input. The input error is, as in the
 reference, the forward equation applied to δ padded the other way round, with B flipped
 in space and its two channel axes swapped (``readable.transposed_convolution``:
 ``input_error_correlation``), or one product per block, Bᵀ δ (C_in·k·k rows), whose
@@ -25,9 +32,10 @@ rows are added back shifted (``input_error_scatter``, faster with fewer input th
 output channels). ``hebbref.kernels.plan.choose`` picks the path per layer shape.
 
 The columns are cut into blocks of whole images (about ``columns`` of them: an argument,
-``COLUMNS_PER_BLOCK`` by default, which ``plan.choose`` times against other sizes), and
-``prange`` runs over blocks: each block lays out its own images (while they are in the
-L2 cache), calls the gemm of SciPy's OpenBLAS once per tap (``scipy.linalg.cython_blas``,
+``COLUMNS_PER_BLOCK`` by default, which ``plan.choose`` times against other sizes), each
+followed by the few zero columns that its last image's taps read beyond its plane
+(``geometry``), and ``prange`` runs over blocks: each block lays out its own images
+(while they are in the L2 cache), calls the gemm of SciPy's OpenBLAS once per tap (``scipy.linalg.cython_blas``,
 whose address Numba hands over; ``hebbref.runtime`` loads that library on one thread,
 and says there why the gemm is reached this way) on its columns up to its last output
 position, so that no block reads another's images, and writes its images of the
@@ -35,9 +43,9 @@ result. Each public function is one parallel region: on a machine whose cores ar
 with other work, waking the second thread costs milliseconds each time.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache is ``(X, k, columns)``: the padded input X (C_in, N·Hp·Wp) that the forward pass
-laid out (k·k times smaller than im2col's rows), read again by the weight increment in
-blocks of the same size.
+The cache is ``(X, k, columns)``: the padded input X (C_in, blocks × block columns) that
+the forward pass laid out (k·k times smaller than im2col's rows), read again by the
+weight increment in blocks of the same size.
 """
 import ctypes
 
@@ -91,74 +99,101 @@ def gemm(blas, transpose_a, transpose_b, m, n, depth, alpha, A, lda, B, ldb, bet
 
 
 @njit(cache=True)
-def images_to_columns(x, n0, n1, before, after, X):
-    """Write images n0..n1-1 of x (N, C, H, W) into X (C, ≥ (n1-n0)·Hp·Wp): padded planes flattened, in a row.
+def geometry(H, W, k, before):
+    """The layout of (H, W) images for a k×k kernel padded by ``before``: (gap, Ws, plane, tail).
 
-    Pixel (n, c, i, j) goes to column (n-n0)·Hp·Wp + (i+before)·Wp + before + j of row c,
-    and every other column of those planes gets a zero. Every column is written once.
+    gap = max(before, after) zeros after each pixel row and each image, Ws = W + gap the
+    row stride, plane = (H + gap)·Ws the columns of one image, and tail the zero columns
+    that a block's last image reads beyond its plane: its last output position is
+    (H-1)·Ws + W-1 and its taps reach (k-1)·Ws + k-1 further.
     """
-    _, C, H, W = x.shape
-    Hp, Wp = H + before + after, W + before + after
-    plane = Hp * Wp
-    for c in range(C):
-        for n in range(n0, n1):
-            padded = X[c, (n - n0) * plane : (n - n0 + 1) * plane]  # this image's plane, a view
-            padded[: before * Wp] = 0  # rows above
-            for i in range(H):
-                row = (i + before) * Wp
-                padded[row : row + before] = 0
-                padded[row + before : row + before + W] = x[n, c, i]
-                padded[row + before + W : row + Wp] = 0
-            padded[(H + before) * Wp :] = 0  # rows below
+    gap = max(before, k - 1 - before)
+    Ws = W + gap
+    plane = (H + gap) * Ws
+    tail = max(0, (H - 1 + k - 1) * Ws + W - 1 + k - 1 + 1 - plane)
+    return gap, Ws, plane, tail
 
 
 @njit(cache=True)
-def valid_span(images, H, W, Wp, plane):
-    """Columns of a block of images up to its last output position: (images-1)·Hp·Wp + (H-1)·Wp + W.
+def images_to_columns(x, n0, n1, offset, Ws, plane, tail, X):
+    """Write images n0..n1-1 of x (N, C, H, W) into X (C, ≥ (n1-n0)·plane + tail), zeros in the gaps.
 
-    The taps of these columns read at most (k-1)·Wp + k-1 further, which is the end of
-    the block's last padded plane: a block never reads another block's images.
+    Pixel (n, c, y, x) goes to column (n-n0)·plane + (y+offset)·Ws + offset + x of row c;
+    every other column of those planes, and the ``tail`` columns after the last one, get
+    a zero. Every column is written once.
     """
-    return (images - 1) * plane + (H - 1) * Wp + W
+    _, C, H, W = x.shape
+    Hs = plane // Ws
+    pixels = x.reshape(x.shape[0], C, H * W)  # the loops below index 1-d rows: they vectorise
+    for c in range(C):
+        row = X[c]
+        for n in range(n0, n1):
+            image = pixels[n, c]
+            base = (n - n0) * plane
+            for r in range(Hs):  # the plane's rows: `offset` zero rows, H pixel rows, zero rows
+                start = base + r * Ws
+                y = r - offset
+                if 0 <= y < H:
+                    for m in range(offset):
+                        row[start + m] = 0
+                    for m in range(W):
+                        row[start + offset + m] = image[y * W + m]
+                    for m in range(offset + W, Ws):
+                        row[start + m] = 0
+                else:
+                    for m in range(Ws):
+                        row[start + m] = 0
+        for m in range((n1 - n0) * plane, (n1 - n0) * plane + tail):
+            row[m] = 0
+
+
+@njit(cache=True)
+def valid_span(images, H, W, Ws, plane):
+    """Columns of a block of images up to its last output position: (images-1)·plane + (H-1)·Ws + W."""
+    return (images - 1) * plane + (H - 1) * Ws + W
 
 
 @njit(parallel=True, cache=True)
 def shifted_products(blas, x, taps, before, after, images_per_block, X):
-    """h[n,o,i,j] = Σ_{a,b} (taps[a·k+b] @ X[:, s_ab : s_ab + P])[o, n·Hp·Wp + i·Wp + j]: -> (N, O, H, W).
+    """h[n,o,i,j] = Σ_{a,b} (taps[a·k+b] @ X[:, s_ab : s_ab + span])[o, n·plane + i·Ws + j]: -> (N, O, H, W).
 
-    x (N, C, H, W) padded by (before, after) is X (C, N·Hp·Wp), which the blocks fill in
-    (the caller may keep it); taps (k·k, O, C) holds W[:, :, a, b] at a·k+b. Each block
-    lays out its images, computes their columns (O, span) with one gemm per tap (beta =
-    1 after the first), and copies the valid ones out.
+    x (N, C, H, W) padded by (before, after) is X (C, blocks × block
+    columns), which the blocks fill in (the caller may keep it); taps (k·k, O, C) holds
+    W[:, :, a, b] at a·k+b. Each block lays out its images, computes their columns
+    (O, span) with one gemm per tap (beta = 1 after the first), and copies the valid
+    ones out.
     """
     N, C, H, W = x.shape
     O = taps.shape[1]
     k = before + after + 1
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
+    _, Ws, plane, tail = geometry(H, W, k, before)
+    stride = images_per_block * plane + tail  # columns from one block to the next
     blocks = (N + images_per_block - 1) // images_per_block
+    ld = X.shape[1]
     taps_flat = taps.reshape(-1)
     X_flat = X.reshape(-1)
     h = np.empty((N, O, H, W), dtype=x.dtype)
+    h_rows = h.reshape(N, O, H * W)
     for block in prange(blocks):
         n0 = block * images_per_block
         n1 = min(N, n0 + images_per_block)
-        images_to_columns(x, n0, n1, before, after, X[:, n0 * plane :])
-        span = valid_span(n1 - n0, H, W, Wp, plane)
-        out = np.empty((O, span), dtype=x.dtype)  # h for these images, padding positions included
+        images_to_columns(x, n0, n1, before, Ws, plane, tail, X[:, block * stride :])
+        span = valid_span(n1 - n0, H, W, Ws, plane)
+        out = np.empty((O, span), dtype=x.dtype)  # h for these images, gap positions included
         out_flat = out.reshape(-1)
         for t in range(k * k):
-            shift = n0 * plane + (t // k) * Wp + t % k
+            shift = block * stride + (t // k) * Ws + t % k
             # out (O, span) += taps[t] (O, C) @ X[:, shift : shift + span]  is, in Fortran terms,
-            # outᵀ (span, O) += X_viewᵀ (span, C; ld = N·Hp·Wp) @ taps[t]ᵀ (C, O; ld = C)
-            gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, O, C, 1.0, X_flat[shift:], N * plane,
+            # outᵀ (span, O) += X_viewᵀ (span, C; ld = X's row length) @ taps[t]ᵀ (C, O; ld = C)
+            gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, O, C, 1.0, X_flat[shift:], ld,
                  taps_flat[t * O * C :], C, 0.0 if t == 0 else 1.0, out_flat, span)
         for n in range(n0, n1):
             for o in range(O):
+                source, target = out[o], h_rows[n, o]
                 for i in range(H):
-                    start = (n - n0) * plane + i * Wp
-                    for j in range(W):  # one row, the padding columns dropped
-                        h[n, o, i, j] = out[o, start + j]
+                    start = (n - n0) * plane + i * Ws
+                    for j in range(W):  # one row, the gap dropped
+                        target[i * W + j] = source[start + j]
     return h
 
 
@@ -167,83 +202,83 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
     """e = Bᵀ δ by one product per block and shifted adds: (N, O, H, W) -> (N, C, H, W).
 
     For fewer input than output channels. With D holding δ[n, o, i, j] at column
-    q = n·Hp·Wp + i·Wp + j (zeros elsewhere) and ``B_rows[(c·k+a)·k+b, o] = B[o, c, a, b]``,
+    q = n·plane + i·Ws + j (zeros in the gaps) and ``B_rows[(c·k+a)·k+b, o] = B[o, c, a, b]``,
 
-        Y (C·k·k, span) = B_rows @ D_block,    e_padded[c, q + a·Wp + b] += Y[(c,a,b), q]
+        Y (C·k·k, span) = B_rows @ D_block,    e_padded[c, q + a·Ws + b] += Y[(c,a,b), q]
 
     the padded position (i+a, j+b) being pixel (y, x) = (i+a-p, j+b-p), which is
-    e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]. The valid columns are copied out.
+    e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]; what lands outside the image
+    lands in a gap. The pixels are copied out.
     """
     N, O, H, W = delta.shape
     rows = B_rows.shape[0]
     C = rows // (k * k)
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
+    _, Ws, plane, tail = geometry(H, W, k, before)
     blocks = (N + images_per_block - 1) // images_per_block
     B_flat = B_rows.reshape(-1)
     e = np.empty((N, C, H, W), dtype=delta.dtype)
+    e_rows = e.reshape(N, C, H * W)
     for block in prange(blocks):
         n0 = block * images_per_block
         n1 = min(N, n0 + images_per_block)
-        columns = (n1 - n0) * plane
-        span = valid_span(n1 - n0, H, W, Wp, plane)
+        columns = (n1 - n0) * plane + tail
+        span = valid_span(n1 - n0, H, W, Ws, plane)
         D = np.empty((O, columns), dtype=delta.dtype)
-        images_to_columns(delta, n0, n1, 0, k - 1, D)
+        images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D)
         Y = np.empty((rows, span), dtype=delta.dtype)
         # Y (rows, span) = B_rows (rows, O) @ D (O, span)  is, in Fortran terms,
         # Yᵀ (span, rows) = Dᵀ (span, O; ld = columns) @ B_rowsᵀ (O, rows; ld = O)
         gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, rows, O, 1.0, D.reshape(-1), columns, B_flat, O, 0.0,
              Y.reshape(-1), span)
-        padded = np.empty((C, columns), dtype=delta.dtype)  # e in padded columns
-        for c in range(C):
-            for m in range(columns):
-                padded[c, m] = 0
+        padded = np.zeros((C, columns), dtype=delta.dtype)  # e in the layout of X
         for c in range(C):
             for t in range(k * k):
-                shift = (t // k) * Wp + t % k
+                shift = (t // k) * Ws + t % k
                 target = padded[c, shift : shift + span]
                 source = Y[c * k * k + t]
                 for m in range(span):  # vectorised
                     target[m] += source[m]
         for n in range(n0, n1):
             for c in range(C):
+                source, target = padded[c], e_rows[n, c]
                 for i in range(H):
-                    start = (n - n0) * plane + (i + before) * Wp + before
-                    for j in range(W):  # one row, the padding columns dropped
-                        e[n, c, i, j] = padded[c, start + j]
+                    start = (n - n0) * plane + (i + before) * Ws + before
+                    for j in range(W):  # one row of pixels
+                        target[i * W + j] = source[start + j]
     return e
 
 
 @njit(parallel=True, cache=True)
-def shifted_weight_products(blas, delta, X, k, images_per_block):
-    """G[o,c,a,b] = Σ_q D[o, q] X[c, q + a·Wp + b], by blocks: -> partial (blocks, k·k, O, C), G = Σ_blocks.
+def shifted_weight_products(blas, delta, X, k, before, images_per_block):
+    """G[o,c,a,b] = Σ_q D[o, q] X[c, q + a·Ws + b], by blocks: -> partial (blocks, k·k, O, C), G = Σ_blocks.
 
-    D is δ (N, O, H, W) at q = n·Hp·Wp + i·Wp + j (zeros elsewhere), X (C, N·Hp·Wp) the
-    padded input as the forward pass laid it out. Each block lays out its images of δ
-    and sums its k·k products (O, span) @ (span, C) into its own partial G; the caller
-    adds them up (a reduction written here would become one parallel region per element).
+    D is δ (N, O, H, W) at q = n·plane + i·Ws + j (zeros in the gaps), X the padded
+    input as the forward pass laid it out, in blocks of the same images. Each block
+    lays out its images of δ and sums its k·k products (O, span) @ (span, C) into its own
+    partial G; the caller adds them up (a reduction written here would become one
+    parallel region per element).
     """
     N, O, H, W = delta.shape
-    C = X.shape[0]
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
+    C, ld = X.shape
+    _, Ws, plane, tail = geometry(H, W, k, before)
+    stride = images_per_block * plane + tail
     blocks = (N + images_per_block - 1) // images_per_block
     X_flat = X.reshape(-1)
     partial = np.empty((blocks, k * k, O, C), dtype=delta.dtype)  # partial[block, a·k+b] = its G[:, :, a, b]
     for block in prange(blocks):
         n0 = block * images_per_block
         n1 = min(N, n0 + images_per_block)
-        columns = (n1 - n0) * plane
-        span = valid_span(n1 - n0, H, W, Wp, plane)
+        columns = (n1 - n0) * plane + tail
+        span = valid_span(n1 - n0, H, W, Ws, plane)
         D = np.empty((O, columns), dtype=delta.dtype)
-        images_to_columns(delta, n0, n1, 0, k - 1, D)
+        images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D)
         D_flat = D.reshape(-1)
         G_flat = partial[block].reshape(-1)
         for t in range(k * k):
-            shift = n0 * plane + (t // k) * Wp + t % k
+            shift = block * stride + (t // k) * Ws + t % k
             # G_t (O, C) = D (O, span) @ X_viewᵀ (span, C)  is, in Fortran terms, G_tᵀ (C, O) =
-            # (X_view as Fortran (span, C), ld = N·Hp·Wp)ᵀ @ (D as Fortran (span, O), ld = columns)
-            gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, span, 1.0, X_flat[shift:], N * plane,
+            # (X_view as Fortran (span, C), ld = X's row length)ᵀ @ (D as Fortran (span, O), ld = columns)
+            gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, span, 1.0, X_flat[shift:], ld,
                  D_flat, columns, 0.0, G_flat[t * O * C :], C)
     return partial
 
@@ -257,6 +292,14 @@ def images_per_block(N, plane, columns=None):
     return -(-N // blocks)
 
 
+def _blocking(N, H, W, k, before, columns):
+    """(images per block, columns of X): the blocks of ``shifted_products`` and ``shifted_weight_products``."""
+    _, _, plane, tail = geometry(H, W, k, before)
+    per_block = images_per_block(N, plane, columns)
+    blocks = -(-N // per_block)
+    return per_block, blocks * (per_block * plane + tail)
+
+
 def forward(x, W, columns=None):
     """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (X, k, columns), X the padded x."""
     x = np.ascontiguousarray(x)
@@ -264,11 +307,11 @@ def forward(x, W, columns=None):
     C_out, C_in, k, _ = W.shape
     N, _, H, Wd = x.shape
     before, after = same_padding(k)
-    plane = (H + k - 1) * (Wd + k - 1)
     taps = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)  # [a·k+b] = W[:, :, a, b]
-    X = np.empty((C_in, N * plane), dtype=x.dtype)  # filled in by the blocks
-    h = shifted_products(blas_for(x.dtype), x, taps, before, after, images_per_block(N, plane, columns), X)
-    return h, (X, k, columns)  # (N, C_out, H, W), ((C_in, N·Hp·Wp), k, block size)
+    per_block, total = _blocking(N, H, Wd, k, before, columns)
+    X = np.empty((C_in, total), dtype=x.dtype)  # filled in by the blocks
+    h = shifted_products(blas_for(x.dtype), x, taps, before, after, per_block, X)
+    return h, (X, k, columns)  # (N, C_out, H, W), ((C_in, blocks × block columns), k, block size)
 
 
 def input_error_correlation(delta, B, columns=None):
@@ -277,11 +320,11 @@ def input_error_correlation(delta, B, columns=None):
     B = np.ascontiguousarray(B, dtype=delta.dtype)  # gemm reads both through bare pointers: one dtype
     C_out, C_in, k, _ = B.shape
     N, _, H, Wd = delta.shape
-    plane = (H + k - 1) * (Wd + k - 1)
     (before, after), B_flipped = transposed_convolution(B)  # padding of δ, (C_in, C_out, k, k)
     taps = np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
-    D = np.empty((C_out, N * plane), dtype=delta.dtype)
-    return shifted_products(blas_for(delta.dtype), delta, taps, before, after, images_per_block(N, plane, columns), D)
+    per_block, total = _blocking(N, H, Wd, k, before, columns)
+    D = np.empty((C_out, total), dtype=delta.dtype)
+    return shifted_products(blas_for(delta.dtype), delta, taps, before, after, per_block, D)
 
 
 def input_error_scatter(delta, B, columns=None):
@@ -292,8 +335,8 @@ def input_error_scatter(delta, B, columns=None):
     N, _, H, Wd = delta.shape
     before, _ = same_padding(k)
     B_rows = np.ascontiguousarray(B.reshape(C_out, C_in * k * k).T)  # (C_in·k·k, C_out)
-    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1), columns)
-    return shifted_scatter(blas_for(delta.dtype), delta, B_rows, k, before, blocking)
+    per_block, _ = _blocking(N, H, Wd, k, before, columns)
+    return shifted_scatter(blas_for(delta.dtype), delta, B_rows, k, before, per_block)
 
 
 def weight_increment(delta, cache):
@@ -302,8 +345,9 @@ def weight_increment(delta, cache):
     delta = np.ascontiguousarray(delta, dtype=X.dtype)  # gemm reads both through bare pointers: one dtype
     N, C_out, H, Wd = delta.shape
     C_in = X.shape[0]
-    blocking = images_per_block(N, (H + k - 1) * (Wd + k - 1), columns)
-    partial = shifted_weight_products(blas_for(delta.dtype), delta, X, k, blocking)
+    before, _ = same_padding(k)
+    per_block, _ = _blocking(N, H, Wd, k, before, columns)
+    partial = shifted_weight_products(blas_for(delta.dtype), delta, X, k, before, per_block)
     # partial (blocks, k·k, C_out, C_in): one G per block, G[:, :, a, b] at a·k+b
     G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]
     return np.ascontiguousarray(G.transpose(2, 3, 0, 1))  # (C_out, C_in, k, k)
