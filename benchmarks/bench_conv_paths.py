@@ -1,6 +1,6 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
-    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2]
+    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops or
@@ -13,8 +13,19 @@ from the shape (what ``HEBBREF_TUNE=0`` and the tests use). GFLOP/s count the us
 multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the forward row: forward and weight
 increment, twice that). Above the table: the CPU model and NumPy's 2048² float32
 product, the machine's limit at the time of the run.
+
+``--against REV`` adds a table that times the shifted paths of this working tree and
+of git revision REV side by side (interleaved, in this process): REV's
+``hebbref/kernels/tuned_conv_shifted.py`` is imported from a copy of REV's package
+(``git archive``) under another name. A kernel change is judged by the ratio of the
+two columns, which a busy host disturbs far less than it does either column.
 """
 import argparse
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numba
@@ -48,11 +59,54 @@ def forward_and_increment(path, x, W, delta):
     return call
 
 
+def shifted_module_at(revision):
+    """``hebbref.kernels.tuned_conv_shifted`` as of git ``revision``, imported from a copy of that package."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    name = "hebbref_at_" + "".join(ch if ch.isalnum() else "_" for ch in revision)
+    where = tempfile.mkdtemp(prefix="hebbref-against-")
+    archive = subprocess.run(["git", "archive", revision, "hebbref"], cwd=root, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
+    os.rename(os.path.join(where, "hebbref"), os.path.join(where, name))
+    sys.path.insert(0, where)
+    return importlib.import_module(f"{name}.kernels.tuned_conv_shifted")
+
+
+def shifted_calls(module, x, W, delta):
+    """The shifted paths of one module: forward + increment, and the two input errors."""
+    def forward_and_increment():
+        _, cache = module.forward(x, W)
+        module.weight_increment(delta, cache)
+    return {"forward h + increment G": forward_and_increment,
+            "input error e, correlation": lambda: module.input_error_correlation(delta, W),
+            "input error e, scatter": lambda: module.input_error_scatter(delta, W)}
+
+
+def against_table(revision, batch, repeats, rng):
+    """This tree's shifted paths against ``revision``'s, interleaved: ms and the ratio this / revision."""
+    from hebbref.kernels import tuned_conv_shifted
+    base = shifted_module_at(revision)
+    print(f"\n### shifted paths: this tree against {revision}, best of {repeats}, interleaved\n")
+    print(f"| layer (N, C_in→C_out, H×W, k) | path | {revision} (ms) | this tree (ms) | this / {revision} |")
+    print("|---|---|---:|---:|---:|")
+    for name, c_in, c_out, size, k in LAYERS:
+        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+        W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
+        delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
+        ours, theirs = shifted_calls(tuned_conv_shifted, x, W, delta), shifted_calls(base, x, W, delta)
+        best = best_times({**{("base", p): f for p, f in theirs.items()}, **{("this", p): f for p, f in ours.items()}},
+                          repeats)
+        for path in ours:
+            before, after = best[("base", path)], best[("this", path)]
+            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path} | {before:.1f} | {after:.1f} "
+                  f"| {after / before:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--against", metavar="REV", help="also time the shifted paths of git revision REV")
     args = parser.parse_args()
     backends.get_backend("numba")  # as in training: the runtime's process settings
     numba.set_num_threads(args.threads)
@@ -85,6 +139,8 @@ def main():
                 print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {path} "
                       f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if path == chosen.path else ''} "
                       f"| {'default' if path == default.path else ''} |")
+    if args.against:
+        against_table(args.against, args.batch, args.repeats, rng)
 
 
 if __name__ == "__main__":
