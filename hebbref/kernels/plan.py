@@ -26,7 +26,8 @@ candidate on those very arguments and keeps the fastest: each candidate is calle
 to warm up, then all of them are timed in turn, ``REPEATS`` rounds, and each keeps its
 best time. Rounds, not one candidate after another: a burst of other work on the
 machine then slows one call of every candidate rather than every call of one, which
-would make it lose unfairly. The choice is cached in memory and on disk, in a small JSON file
+would make it lose unfairly. Fewer threads than Numba has are kept only when they win
+by more than ``FEWER_THREADS_MARGIN`` (``pick`` says why). The choice is cached in memory and on disk, in a small JSON file
 (``cache_file()``: ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
 ``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
 on the same machine reuses it and another CPU measures its own. Delete the file to
@@ -59,6 +60,9 @@ REPEATS = 5  # rounds in which every candidate is timed once, after one warm-up 
 # the default plan's two thresholds (used only when timing is off)
 SHIFTED_FROM = 64  # terms per output sum from which the shifted products are the default
 PARALLEL_FROM = 1 << 18  # units of work (multiply-adds or elements) from which all threads are the default
+# a measured plan runs on fewer threads than Numba has only when they beat all of them by more
+# than this (``pick``): a noise margin, not a tuned constant
+FEWER_THREADS_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -260,10 +264,30 @@ def _measure(equation, arguments, key):
                 call()
                 best[name] = min(best[name], time.perf_counter() - start)
     times = {name: round(1e3 * seconds, 3) for name, seconds in best.items()}
-    fastest = plans[min(times, key=times.get)]
-    plan = Plan(fastest.path, fastest.threads, times, fastest.block)
+    chosen = pick(plans, times)
+    plan = Plan(chosen.path, chosen.threads, times, chosen.block)
     _write_plan(key, plan)
     return plan
+
+
+def pick(plans, times):
+    """The fastest of ``plans`` by ``times``; but on all threads when that is within FEWER_THREADS_MARGIN.
+
+    Fewer threads win where waking the others costs more than the work they would share
+    (small layers), and there they win by far. A narrow win for fewer threads on a large
+    layer says rather that other work had a core while it was timed, and a plan is kept
+    on disk long after: on all threads it loses at most the margin if the win was real,
+    and it gains up to the thread count if it was not.
+    """
+    fastest_name = min(times, key=times.get)
+    fastest = plans[fastest_name]
+    every = numba.get_num_threads()
+    if fastest.threads < every:
+        for name, candidate in plans.items():
+            same_path = (candidate.path, candidate.block) == (fastest.path, fastest.block)
+            if same_path and candidate.threads == every and times[name] <= times[fastest_name] * (1 + FEWER_THREADS_MARGIN):
+                return candidate
+    return fastest
 
 
 class on_threads:
