@@ -27,8 +27,9 @@ to warm up, then all of them are timed in turn, ``REPEATS`` rounds, and each kee
 best time. Rounds, not one candidate after another: a burst of other work on the
 machine then slows one call of every candidate rather than every call of one, which
 would make it lose unfairly. Fewer threads than Numba has are kept only when they win
-by more than ``FEWER_THREADS_MARGIN`` (``pick`` says why). The choice is cached in memory and on disk, in a small JSON file
-(``cache_file()``: ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
+by more than ``FEWER_THREADS_MARGIN`` (``pick`` says why). The choice is cached in
+memory and on disk, in a small JSON file (``cache_file()``:
+``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
 ``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
 on the same machine reuses it and another CPU measures its own. Delete the file to
 measure again (a plan timed while other work loaded the cores may be a poor one).
