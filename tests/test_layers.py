@@ -157,6 +157,18 @@ def test_dropout_drops_with_probability_p_and_backward_uses_the_same_mask():
     np.testing.assert_array_equal(dropout_backward(e, mask), e * mask)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.7])
+def test_dropout_mask_is_the_definition_in_the_layers_dtype_from_the_same_draws(p, dtype):
+    """m = [u >= p] / (1-p), divided in float64 and cast: bit for bit, and the stream is left where it was."""
+    ours, theirs = np.random.default_rng(5), np.random.default_rng(5)
+    mask = dropout_mask(ours, (40, 50), p, dtype)
+    definition = ((theirs.random((40, 50)) >= p) / (1.0 - p)).astype(dtype)
+    assert mask.dtype == dtype
+    np.testing.assert_array_equal(mask.view(np.uint8), definition.view(np.uint8))
+    assert ours.random() == theirs.random(), "the mask drew more or fewer numbers than the definition"
+
+
 # --- the losses ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("mu", [1.0, 10.0])
