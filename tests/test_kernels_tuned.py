@@ -7,6 +7,8 @@ and even kernels, and compared with ``hebbref.kernels.readable`` (parallel loops
 with ``hebbref.layers``. Then the ``numba`` backend's functions, which go through
 ``plan.choose``, are compared the same way on one thread and on all.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -112,6 +114,24 @@ def test_tuned_maxpool_equals_the_reference_and_the_readable_tier(case, dtype, s
     dy = np.ones_like(ours[0])
     np.testing.assert_array_equal(tuned.maxpool_backward(dy, ours[1]),
                                   Readable("parallel").maxpool_backward(dy, readable_tier[1]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, ties=st.booleans())
+def test_every_maxpool_path_equals_the_reference_with_the_same_winners(case, dtype, seed, ties):
+    """Each path of ``plan.PATHS["maxpool_forward"]``: the maxima, and the very cells that won (first on ties)."""
+    n, c, h, w, k, t = case
+    x = np.random.default_rng(seed).normal(size=(n, c, h, w)).astype(dtype)
+    if ties:
+        x = np.round(x)  # many equal cells in a window
+    y_loops, (winner_loops, _) = plan.PATHS["maxpool_forward"]["loops"](x, k, t)
+    for name, path in plan.PATHS["maxpool_forward"].items():
+        module = SimpleNamespace(maxpool_forward=path, maxpool_backward=tuned.maxpool_backward)
+        check_maxpool_module(module, case, dtype, seed, ties, f"maxpool path {name}: ")
+        y, (winner, shape) = path(x, k, t)
+        assert shape == (h, w)
+        np.testing.assert_array_equal(y, y_loops, err_msg=name)
+        np.testing.assert_array_equal(winner, winner_loops, err_msg=name)
 
 
 @settings(max_examples=10, deadline=None)

@@ -12,6 +12,8 @@ per equation (``PATHS``):
                         one path ("loops-tiled": location by location, by tiles of images)
     locally_connected_input_error
                         "loops-tiled" or "planes" (along whole padded images, by tiles)
+    maxpool_forward     "loops" (window by window) or "separable" (a row pass and a
+                        column pass along the flattened plane, vectorised)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
@@ -105,7 +107,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "locally_connected_input_error": {"loops-tiled": tuned_locally_connected.locally_connected_input_error,
                                       "planes": tuned_locally_connected.locally_connected_input_error_planes},
     "locally_connected_weight_increment": {"loops": tuned_locally_connected.locally_connected_weight_increment},
-    "maxpool_forward": {"loops": tuned_pooling.maxpool_forward},
+    "maxpool_forward": {"loops": tuned_pooling.maxpool_forward, "separable": tuned_pooling.maxpool_forward_separable},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
     "ramp": {"loops": tuned_activations.ramp},
     "ramp_derivative": {"loops": tuned_activations.ramp_derivative},

@@ -8,7 +8,7 @@ names, from the tuned kernel modules:
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
     tuned_locally_connected.py  untied layer, location by location, by tiles of images (the
                                 input error also along padded planes)
-    tuned_pooling.py            max pooling, one plane per thread
+    tuned_pooling.py            max pooling, window by window or in a row and a column pass
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and

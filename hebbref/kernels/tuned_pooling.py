@@ -11,7 +11,17 @@ several overlapping windows receives the sum of their errors.
 One plane (n, c) per parallel iteration, so the backward scatter has no races.
 Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo); the cache holds the winners' flat
 indices inside their (H, W) plane, (N, C, Ho, Wo) int32, and (H, W).
+
+The forward pass has two paths, which ``plan.choose`` times against each other:
+``maxpool_windows`` visits each window's k·k cells (a branch per cell), and
+``maxpool_separable`` takes the maximum in two passes along the flattened plane,
+first over k neighbours in a row at every position, then over k such results in a
+column, each pass a contiguous loop of selects that vectorises; the output then reads
+every t-th position, and the windows that the image clips are visited cell by cell.
+The first maximum in row-major order still wins: the row pass keeps the first column
+of a row, the column pass the first row.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -46,6 +56,94 @@ def maxpool_windows(x, k, t, top, left, Ho, Wo):
     return y, winner
 
 
+@njit(cache=True)
+def clipped_window(plane, W, r0, r1, s0, s1):
+    """The maximum of rows r0..r1-1, columns s0..s1-1 of a flattened plane and its flat index: the first on ties."""
+    where = r0 * W + s0
+    best = plane[where]
+    for r in range(r0, r1):
+        for s in range(s0, s1):
+            if plane[r * W + s] > best:  # strictly larger: the first maximum wins
+                best = plane[r * W + s]
+                where = r * W + s
+    return best, where
+
+
+@njit(cache=True)
+def keep_larger(best, where, values, label, step, L):
+    """Where values[m] > best[m]: best[m] = values[m], where[m] = label + step·m (m < L).
+
+    A contiguous loop of selects with no branch: it vectorises. ``step`` 1 labels a
+    cell by its flat index, ``step`` 0 labels every cell with ``label``.
+    """
+    for m in range(L):
+        value, old, old_where = values[m], best[m], where[m]
+        larger = value > old
+        best[m] = value if larger else old
+        where[m] = np.int32(label + step * m) if larger else old_where
+
+
+@njit(parallel=True, cache=True)
+def maxpool_separable(x, k, t, top, left, Ho, Wo, chunks):
+    """The maximum of each window and where it is, in a row pass and a column pass: -> y, winner.
+
+    On the flattened plane (H·W), position m's row maximum is the largest of
+    x[m .. m+k-1] (``row_best``, its flat index in ``row_where``), and its window
+    maximum the largest of row_best[m + a·W], a < k (``best``; ``best_row`` is that
+    a). A window wholly inside the image starting at (r, s) is position r·W + s, and
+    its winner is ``row_where`` at that position plus a·W; the positions whose row
+    maximum would wrap onto the next row are computed and never read. The clipped
+    windows at the image's edge are visited cell by cell (``clipped_window``). Planes
+    go by ``chunks`` (at most N·C), a chunk per parallel iteration, each with its own work rows.
+    """
+    N, C, H, W = x.shape
+    P = N * C
+    y = np.empty((P, Ho, Wo), dtype=x.dtype)
+    winner = np.empty((P, Ho, Wo), dtype=np.int32)
+    planes = x.reshape(P, H * W)
+    L_row = H * W - k + 1  # positions with k cells to their right in the flat plane
+    L_window = L_row - (k - 1) * W  # positions with k rows of those below them
+    # the windows wholly inside the image: rows u0 <= u < u1, columns v0 <= v < v1
+    u0, v0 = (top + t - 1) // t, (left + t - 1) // t
+    u1 = max(u0, min(Ho, (H - k + top) // t + 1))
+    v1 = max(v0, min(Wo, (W - k + left) // t + 1))
+    inside = L_window > 0 and u1 > u0 and v1 > v0
+    for chunk in prange(chunks):
+        row_best = np.empty(max(L_row, 1), dtype=x.dtype)
+        row_where = np.empty(max(L_row, 1), dtype=np.int32)
+        best = np.empty(max(L_window, 1), dtype=x.dtype)
+        best_row = np.empty(max(L_window, 1), dtype=np.int32)
+        for p in range(chunk * P // chunks, (chunk + 1) * P // chunks):
+            plane, y_plane, winner_plane = planes[p], y[p], winner[p]
+            if inside:
+                for m in range(L_row):
+                    row_best[m] = plane[m]
+                    row_where[m] = m
+                for b in range(1, k):  # along the row
+                    keep_larger(row_best, row_where, plane[b:], b, 1, L_row)
+                for m in range(L_window):
+                    best[m] = row_best[m]
+                    best_row[m] = 0
+                for a in range(1, k):  # down the column
+                    keep_larger(best, best_row, row_best[a * W :], a, 0, L_window)
+                for u in range(u0, u1):
+                    start = (u * t - top) * W - left
+                    for v in range(v0, v1):
+                        m = start + v * t
+                        y_plane[u, v] = best[m]
+                        winner_plane[u, v] = row_where[m + best_row[m] * W]
+            for u in range(Ho):  # the clipped windows
+                r0 = u * t - top
+                for v in range(Wo):
+                    if inside and u0 <= u < u1 and v0 <= v < v1:
+                        continue
+                    s0 = v * t - left
+                    value, where = clipped_window(plane, W, max(r0, 0), min(r0 + k, H), max(s0, 0), min(s0 + k, W))
+                    y_plane[u, v] = value
+                    winner_plane[u, v] = where
+    return y.reshape(N, C, Ho, Wo), winner.reshape(N, C, Ho, Wo)
+
+
 @njit(parallel=True, cache=True)
 def scatter_to_winners(dy, winner, H, W):
     """e[n,c,winner] += dy[n,c,u,v]: (N, C, Ho, Wo) -> (N, C, H, W).
@@ -71,6 +169,16 @@ def maxpool_forward(x, k, t):
     top, _, Ho = pool_padding(H, k, t)
     left, _, Wo = pool_padding(W, k, t)
     y, winner = maxpool_windows(np.ascontiguousarray(x), k, t, top, left, Ho, Wo)
+    return y, (winner, (H, W))
+
+
+def maxpool_forward_separable(x, k, t):
+    """The same as ``maxpool_forward``, by the row and column passes of ``maxpool_separable``."""
+    H, W = x.shape[2:]
+    top, _, Ho = pool_padding(H, k, t)
+    left, _, Wo = pool_padding(W, k, t)
+    chunks = min(x.shape[0] * x.shape[1], 8 * numba.get_num_threads())  # 8 per thread: they even out
+    y, winner = maxpool_separable(np.ascontiguousarray(x), k, t, top, left, Ho, Wo, chunks)
     return y, (winner, (H, W))
 
 
