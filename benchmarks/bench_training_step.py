@@ -176,10 +176,11 @@ print(time.perf_counter() - t)
 def plans_table():
     """The plan of every equation and shape this process met: path and threads, measured or default."""
     print("\n### plans taken (hebbref.kernels.plan.choose), this machine\n")
-    print("| equation and argument shapes | plan |")
-    print("|---|---|")
-    for key, choice in plan.chosen_in_this_process().items():
-        print(f"| `{key}` | {choice} |")
+    print("| equation and argument shapes | plan | candidates timed: best ms, fastest first |")
+    print("|---|---|---|")
+    for key, chosen in plan.plans_in_this_process().items():
+        timed = sorted((chosen.measured_ms or {}).items(), key=lambda item: item[1])
+        print(f"| `{key}` | {plan.describe(chosen)} | {', '.join(f'{name} {ms:.1f}' for name, ms in timed) or '-'} |")
 
 
 def compile_table():

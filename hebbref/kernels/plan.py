@@ -210,6 +210,11 @@ def chosen_in_this_process():
     return {key: describe(plan) for key, plan in _chosen.items()}
 
 
+def plans_in_this_process():
+    """{key: Plan} for every plan this process used (``measured_ms`` holds each candidate's time when measured)."""
+    return dict(_chosen)
+
+
 # --- measuring --------------------------------------------------------------------------------
 def _describe(value):
     if isinstance(value, np.ndarray):
