@@ -173,9 +173,10 @@ def correlate_valid_direct(xp, W):
             q[:] = 0
             add_terms(p, q, x_flat[n], offsets, w_flat[o], w_flat[o2], L)
             for i in range(H):
+                p_row, q_row = p[i * Wp : i * Wp + Wd], q[i * Wp : i * Wp + Wd]  # views: plain loads, no gather
                 for j in range(Wd):
-                    h[n, o, i, j] = p[i * Wp + j]
-                    h[n, o2, i, j] = q[i * Wp + j]
+                    h[n, o, i, j] = p_row[j]
+                    h[n, o2, i, j] = q_row[j]
     return h
 
 
@@ -203,9 +204,10 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
             for o in range(0, O, 2):
                 o2 = min(o + 1, O - 1)
                 for i in range(H):
+                    p_row, q_row = p[i * Wp : i * Wp + Wd], q[i * Wp : i * Wp + Wd]  # views: plain stores
                     for j in range(Wd):
-                        p[i * Wp + j] = delta[n, o, i, j]
-                        q[i * Wp + j] = delta[n, o2, i, j]
+                        p_row[j] = delta[n, o, i, j]
+                        q_row[j] = delta[n, o2, i, j]
                 g = partial[part, o]
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
                 add_products(g, f, p, q, x_flat[n], offsets, L, zero)
