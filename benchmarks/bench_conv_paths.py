@@ -14,10 +14,10 @@ multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the forward row: forwar
 increment, twice that). Above the table: the CPU model and NumPy's 2048² float32
 product, the machine's limit at the time of the run.
 
-``--against REV`` adds a table that times the shifted paths of this working tree and
-of git revision REV side by side (interleaved, in this process): REV's
-``hebbref/kernels/tuned_conv_shifted.py`` is imported from a copy of REV's package
-(``git archive``) under another name. A kernel change is judged by the ratio of the
+``--against REV`` adds a table that times every conv path (direct and shifted) of this
+working tree and of git revision REV side by side (interleaved, in this process):
+REV's ``hebbref/kernels/tuned_conv_direct.py`` and ``tuned_conv_shifted.py`` are
+imported from a copy of REV's package (``git archive``) under another name. A kernel change is judged by the ratio of the
 two columns, which a busy host disturbs far less than it does either column.
 """
 import argparse
@@ -59,8 +59,8 @@ def forward_and_increment(path, x, W, delta):
     return call
 
 
-def shifted_module_at(revision):
-    """``hebbref.kernels.tuned_conv_shifted`` as of git ``revision``, imported from a copy of that package."""
+def modules_at(revision):
+    """``tuned_conv_direct`` and ``tuned_conv_shifted`` as of git ``revision``, imported from a copy of that package."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     name = "hebbref_at_" + "".join(ch if ch.isalnum() else "_" for ch in revision)
     where = tempfile.mkdtemp(prefix="hebbref-against-")
@@ -68,31 +68,39 @@ def shifted_module_at(revision):
     subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
     os.rename(os.path.join(where, "hebbref"), os.path.join(where, name))
     sys.path.insert(0, where)
-    return importlib.import_module(f"{name}.kernels.tuned_conv_shifted")
+    return (importlib.import_module(f"{name}.kernels.tuned_conv_direct"),
+            importlib.import_module(f"{name}.kernels.tuned_conv_shifted"))
 
 
-def shifted_calls(module, x, W, delta):
-    """The shifted paths of one module: forward + increment, and the two input errors."""
-    def forward_and_increment():
-        _, cache = module.forward(x, W)
-        module.weight_increment(delta, cache)
-    return {"forward h + increment G": forward_and_increment,
-            "input error e, correlation": lambda: module.input_error_correlation(delta, W),
-            "input error e, scatter": lambda: module.input_error_scatter(delta, W)}
+def path_calls(direct, shifted, x, W, delta):
+    """Every path of one revision's modules: forward + increment and the input error, direct and shifted."""
+    def direct_forward_and_increment():
+        _, xp = direct.forward(x, W)
+        direct.weight_increment(delta, xp)
+
+    def shifted_forward_and_increment():
+        _, cache = shifted.forward(x, W)
+        shifted.weight_increment(delta, cache)
+    return {"direct: forward h + increment G": direct_forward_and_increment,
+            "direct: input error e": lambda: direct.input_error(delta, W),
+            "shifted: forward h + increment G": shifted_forward_and_increment,
+            "shifted: input error e, correlation": lambda: shifted.input_error_correlation(delta, W),
+            "shifted: input error e, scatter": lambda: shifted.input_error_scatter(delta, W)}
 
 
 def against_table(revision, batch, repeats, rng):
-    """This tree's shifted paths against ``revision``'s, interleaved: ms and the ratio this / revision."""
-    from hebbref.kernels import tuned_conv_shifted
-    base = shifted_module_at(revision)
-    print(f"\n### shifted paths: this tree against {revision}, best of {repeats}, interleaved\n")
+    """This tree's conv paths against ``revision``'s, interleaved: ms and the ratio this / revision."""
+    from hebbref.kernels import tuned_conv_direct, tuned_conv_shifted
+    base = modules_at(revision)
+    print(f"\n### every conv path: this tree against {revision}, best of {repeats}, interleaved\n")
     print(f"| layer (N, C_in→C_out, H×W, k) | path | {revision} (ms) | this tree (ms) | this / {revision} |")
     print("|---|---|---:|---:|---:|")
     for name, c_in, c_out, size, k in LAYERS:
         x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
         delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
-        ours, theirs = shifted_calls(tuned_conv_shifted, x, W, delta), shifted_calls(base, x, W, delta)
+        ours = path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta)
+        theirs = path_calls(*base, x, W, delta)
         best = best_times({**{("base", p): f for p, f in theirs.items()}, **{("this", p): f for p, f in ours.items()}},
                           repeats)
         for path in ours:
@@ -106,7 +114,7 @@ def main():
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--against", metavar="REV", help="also time the shifted paths of git revision REV")
+    parser.add_argument("--against", metavar="REV", help="also time every conv path of git revision REV against this tree's")
     args = parser.parse_args()
     backends.get_backend("numba")  # as in training: the runtime's process settings
     numba.set_num_threads(args.threads)
