@@ -293,7 +293,8 @@ def pick(plans, times):
     if fastest.threads < every:
         for name, candidate in plans.items():
             same_path = (candidate.path, candidate.block) == (fastest.path, fastest.block)
-            if same_path and candidate.threads == every and times[name] <= times[fastest_name] * (1 + FEWER_THREADS_MARGIN):
+            close = times[name] <= times[fastest_name] * (1 + FEWER_THREADS_MARGIN)
+            if same_path and candidate.threads == every and close:
                 return candidate
     return fastest
 

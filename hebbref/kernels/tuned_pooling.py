@@ -19,7 +19,8 @@ first over k neighbours in a row at every position, then over k such results in 
 column, each pass a contiguous loop of selects that vectorises; the output then reads
 every t-th position, and the windows that the image clips are visited cell by cell.
 The first maximum in row-major order still wins: the row pass keeps the first column
-of a row, the column pass the first row.
+of a row, the column pass the first row (for finite values; the two paths may let
+different cells of a window holding a NaN win).
 """
 import numba
 import numpy as np
