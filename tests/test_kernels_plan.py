@@ -166,6 +166,26 @@ def test_a_blocked_path_is_timed_at_each_block_size_and_runs_at_the_fastest(timi
     assert plan.choose("conv_input_error", delta, None, W).block == 100
 
 
+def test_a_stored_plan_measured_among_other_candidates_is_measured_again(timing_on, monkeypatch):
+    """A path added since the plan was stored (max-pool's "separable") must get its turn."""
+    x = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    key = plan.plan_key("maxpool_forward", (x, 3, 2))
+    every = numba.get_num_threads()
+    before = {f"loops/{t}": 1.0 for t in sorted({1, every})}  # timed when "loops" was the only path
+    timing_on.parent.mkdir(parents=True, exist_ok=True)
+    timing_on.write_text(json.dumps({plan.machine(): {key: {"path": "loops", "threads": every, "measured_ms": before,
+                                                            "block": None}}}))
+    measured = []
+    real_measure = plan._measure
+    monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
+    chosen = plan.choose("maxpool_forward", x, 3, 2)
+    assert measured == [key]
+    assert set(chosen.measured_ms) == set(plan.candidates("maxpool_forward"))
+    plan.forget()  # measured among this version's candidates: now it is kept
+    monkeypatch.setattr(plan, "_measure", lambda *a: pytest.fail("measured again although nothing changed"))
+    assert plan.choose("maxpool_forward", x, 3, 2).path == chosen.path
+
+
 def test_a_stored_plan_that_lacks_its_block_size_is_measured_again(timing_on, monkeypatch):
     """Plans written before block sizes were measured name a blocked path without one: not trusted."""
     x, W = conv_arguments(c_in=8, c_out=8)

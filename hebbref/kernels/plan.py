@@ -34,7 +34,9 @@ memory and on disk, in a small JSON file (``cache_file()``:
 ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
 ``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
 on the same machine reuses it and another CPU measures its own. Delete the file to
-measure again (a plan timed while other work loaded the cores may be a poor one).
+measure again (a plan timed while other work loaded the cores may be a poor one); a
+plan measured among other candidates than this version's (a path added since) is
+measured again by itself.
 
 **Timing is off** when ``HEBBREF_TUNE=0``, and under pytest unless ``HEBBREF_TUNE=1``
 (the tests of the plans themselves): then ``default_plan`` gives
@@ -356,6 +358,8 @@ def _read_plan(key):
         return None  # a path this version no longer has: measure again
     if (plan.block is None) != (plan.path not in BLOCKS):
         return None  # a blocked path stored without its block size, or the other way round
+    if plan.measured_ms and set(plan.measured_ms) != set(candidates(equation)):
+        return None  # measured among other candidates (a path or block size added since): measure again
     return plan
 
 
