@@ -35,11 +35,11 @@ The columns are cut into blocks of whole images (about ``columns`` of them: an a
 ``COLUMNS_PER_BLOCK`` by default, which ``plan.choose`` times against other sizes), each
 followed by the few zero columns that its last image's taps read beyond its plane
 (``geometry``), and ``prange`` runs over blocks: each block lays out its own images
-(while they are in the L2 cache), calls the gemm of SciPy's OpenBLAS once per tap (``scipy.linalg.cython_blas``,
-whose address Numba hands over; ``hebbref.runtime`` loads that library on one thread,
-and says there why the gemm is reached this way) on its columns up to its last output
-position, so that no block reads another's images, and writes its images of the
-result. Each public function is one parallel region: on a machine whose cores are busy
+(while they are in the L2 cache), calls the gemm of SciPy's OpenBLAS once per tap
+(``scipy.linalg.cython_blas``, whose address Numba hands over; ``hebbref.runtime``
+loads that library on one thread, and says there why the gemm is reached this way) on
+its columns up to its last output position, so that no block reads another's images,
+and writes its images of the result. Each public function is one parallel region: on a machine whose cores are busy
 with other work, waking the second thread costs milliseconds each time.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
@@ -157,9 +157,8 @@ def valid_span(images, H, W, Ws, plane):
 def shifted_products(blas, x, taps, before, after, images_per_block, X):
     """h[n,o,i,j] = Σ_{a,b} (taps[a·k+b] @ X[:, s_ab : s_ab + span])[o, n·plane + i·Ws + j]: -> (N, O, H, W).
 
-    x (N, C, H, W) padded by (before, after) is X (C, blocks × block
-    columns), which the blocks fill in (the caller may keep it); taps (k·k, O, C) holds
-    W[:, :, a, b] at a·k+b. Each block lays out its images, computes their columns
+    x (N, C, H, W) padded by (before, after) is X (C, blocks × block columns), which the
+    blocks fill in (the caller may keep it); taps (k·k, O, C) holds W[:, :, a, b] at a·k+b. Each block lays out its images, computes their columns
     (O, span) with one gemm per tap (beta = 1 after the first), and copies the valid
     ones out.
     """
