@@ -29,34 +29,6 @@ from numba import njit, prange
 from ..layers.pooling import pool_padding
 
 
-@njit(parallel=True, cache=True)
-def maxpool_windows(x, k, t, top, left, Ho, Wo):
-    """The maximum of each window and where it is: -> y (N, C, Ho, Wo), winner (N, C, Ho, Wo).
-
-    Each window is first clipped to the image, so the loops over it test nothing else.
-    """
-    N, C, H, W = x.shape
-    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
-    winner = np.empty((N, C, Ho, Wo), dtype=np.int32)
-    for p in prange(N * C):
-        n, c = p // C, p % C
-        plane, y_plane, winner_plane = x[n, c], y[n, c], winner[n, c]
-        for u in range(Ho):
-            r0, r1 = max(u * t - top, 0), min(u * t - top + k, H)  # the window's rows inside the image
-            for v in range(Wo):
-                s0, s1 = max(v * t - left, 0), min(v * t - left + k, W)
-                best = plane[r0, s0]
-                where = r0 * W + s0
-                for r in range(r0, r1):
-                    for s in range(s0, s1):
-                        if plane[r, s] > best:  # strictly larger: the first maximum wins
-                            best = plane[r, s]
-                            where = r * W + s
-                y_plane[u, v] = best
-                winner_plane[u, v] = where
-    return y, winner
-
-
 @njit(cache=True)
 def clipped_window(plane, W, r0, r1, s0, s1):
     """The maximum of rows r0..r1-1, columns s0..s1-1 of a flattened plane and its flat index: the first on ties."""
@@ -68,6 +40,30 @@ def clipped_window(plane, W, r0, r1, s0, s1):
                 best = plane[r * W + s]
                 where = r * W + s
     return best, where
+
+
+@njit(parallel=True, cache=True)
+def maxpool_windows(x, k, t, top, left, Ho, Wo):
+    """The maximum of each window and where it is: -> y (N, C, Ho, Wo), winner (N, C, Ho, Wo).
+
+    Each window is first clipped to the image (``clipped_window``), so the loops over it
+    test nothing else.
+    """
+    N, C, H, W = x.shape
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    winner = np.empty((N, C, Ho, Wo), dtype=np.int32)
+    planes = x.reshape(N * C, H * W)
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        plane, y_plane, winner_plane = planes[p], y[n, c], winner[n, c]
+        for u in range(Ho):
+            r0 = u * t - top
+            for v in range(Wo):
+                s0 = v * t - left
+                value, where = clipped_window(plane, W, max(r0, 0), min(r0 + k, H), max(s0, 0), min(s0 + k, W))
+                y_plane[u, v] = value
+                winner_plane[u, v] = where
+    return y, winner
 
 
 @njit(cache=True)
@@ -164,23 +160,25 @@ def scatter_to_winners(dy, winner, H, W):
     return e.reshape(N, C, H, W)
 
 
-def maxpool_forward(x, k, t):
-    """y = max over each k×k window at stride t: (N, C, H, W) -> (N, C, Ho, Wo); cache = winners."""
+def _windows(x, k, t):
+    """(top, left, Ho, Wo): the padding before and the output size of "same" pooling on x."""
     H, W = x.shape[2:]
     top, _, Ho = pool_padding(H, k, t)
     left, _, Wo = pool_padding(W, k, t)
-    y, winner = maxpool_windows(np.ascontiguousarray(x), k, t, top, left, Ho, Wo)
-    return y, (winner, (H, W))
+    return top, left, Ho, Wo
+
+
+def maxpool_forward(x, k, t):
+    """y = max over each k×k window at stride t: (N, C, H, W) -> (N, C, Ho, Wo); cache = winners."""
+    y, winner = maxpool_windows(np.ascontiguousarray(x), k, t, *_windows(x, k, t))
+    return y, (winner, x.shape[2:])
 
 
 def maxpool_forward_separable(x, k, t):
     """The same as ``maxpool_forward``, by the row and column passes of ``maxpool_separable``."""
-    H, W = x.shape[2:]
-    top, _, Ho = pool_padding(H, k, t)
-    left, _, Wo = pool_padding(W, k, t)
     chunks = min(x.shape[0] * x.shape[1], 8 * numba.get_num_threads())  # 8 per thread: they even out
-    y, winner = maxpool_separable(np.ascontiguousarray(x), k, t, top, left, Ho, Wo, chunks)
-    return y, (winner, (H, W))
+    y, winner = maxpool_separable(np.ascontiguousarray(x), k, t, *_windows(x, k, t), chunks)
+    return y, (winner, x.shape[2:])
 
 
 def maxpool_backward(dy, cache):
