@@ -1,6 +1,6 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
-    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--against REV]
+    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops or
@@ -13,6 +13,10 @@ from the shape (what ``HEBBREF_TUNE=0`` and the tests use). GFLOP/s count the us
 multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the forward row: forward and weight
 increment, twice that). Above the table: the CPU model and NumPy's 2048² float32
 product, the machine's limit at the time of the run.
+
+``--untied`` adds a table of the untied (locally connected) layer's paths on the same
+layer shapes, every path at every block size ``plan.BLOCKS`` lists, interleaved in the
+same way, with each path's best time over the best time of the equation's other path.
 
 ``--against REV`` adds a table that times every conv path (direct and shifted) of this
 working tree and of git revision REV side by side (interleaved, in this process):
@@ -109,11 +113,47 @@ def against_table(revision, batch, repeats, rng):
                   f"| {after / before:.2f} |")
 
 
+UNTIED_EQUATIONS = ("locally_connected_forward", "locally_connected_input_error", "locally_connected_weight_increment")
+
+
+def untied_table(batch, repeats, rng):
+    """Every path and block size of the untied layer's three equations on each layer shape of ``LAYERS``."""
+    print("\n| layer, untied (N, C_in→C_out, H×W, k) | equation | path | ms | GFLOP/s | best of the other path / this |")
+    print("|---|---|---|---:|---:|---:|")
+    with plan.on_threads(numba.get_num_threads()):
+        for name, c_in, c_out, size, k in LAYERS:
+            x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+            W = rng.standard_normal((size, size, c_out, c_in, k, k), dtype=np.float32)
+            delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
+            _, cache = plan.PATHS["locally_connected_forward"]["loops-tiled"](x, W)
+            arguments = {"locally_connected_forward": (x, W), "locally_connected_input_error": (delta, cache, W),
+                         "locally_connected_weight_increment": (delta, cache)}
+            flops = 2 * batch * size * size * c_out * c_in * k * k
+            for equation in UNTIED_EQUATIONS:
+                calls = {}
+                for label, candidate in plan.candidates(equation).items():
+                    if candidate.threads == numba.get_num_threads():
+                        function = plan.path_function(equation, candidate)
+                        calls[label.rsplit("/", 1)[0]] = lambda f=function, a=arguments[equation]: f(*a)
+                best = best_times(calls, repeats)
+                fastest = {}  # path -> its best time over its block sizes
+                for label, ms in best.items():
+                    path = label.split(":")[0]
+                    fastest[path] = min(fastest.get(path, ms), ms)
+                for label, ms in best.items():
+                    path = label.split(":")[0]
+                    others = [t for p, t in fastest.items() if p != path]
+                    ratio = f"{min(others) / ms:.2f}" if others else ""
+                    print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation.split('_', 2)[2]} "
+                          f"| {label} | {ms:.1f} | {flops / ms / 1e6:.0f} | {ratio} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--untied", action="store_true", help="also time every path of the untied layer's kernels")
     parser.add_argument("--against", metavar="REV", help="also time every conv path of git revision REV against this tree's")
     args = parser.parse_args()
     backends.get_backend("numba")  # as in training: the runtime's process settings
@@ -147,6 +187,8 @@ def main():
                 print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {path} "
                       f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if path == chosen.path else ''} "
                       f"| {'default' if path == default.path else ''} |")
+    if args.untied:
+        untied_table(args.batch, args.repeats, rng)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
 

@@ -206,7 +206,7 @@ def test_the_default_plan_takes_each_blocked_path_at_its_default_size():
     rng = np.random.default_rng(0)
     x, W_untied = rng.random((2, 1, 6, 6)), rng.random((6, 6, 4, 1, 3, 3))
     assert plan.default_plan("locally_connected_forward", (x, W_untied)) == plan.Plan(
-        "loops-tiled", 1, block=plan.tuned_locally_connected.IMAGES_PER_TILE)
+        "batch-last", 1, block=plan.tuned_locally_connected.IMAGES_PER_BATCH_TILE)
 
 
 def test_candidates_are_timed_in_rounds_not_one_after_another(timing_on, monkeypatch):

@@ -165,11 +165,11 @@ def test_every_candidate_plan_computes_the_reference(dtype, monkeypatch):
     """
     for path in ("shifted", "shifted-correlation", "shifted-scatter"):
         monkeypatch.setitem(plan.BLOCKS, path, ("columns per block", "columns", (40, 100, 4096)))
-    for path in ("loops-tiled", "planes"):
+    for path in ("loops-tiled", "planes", "batch-last"):
         monkeypatch.setitem(plan.BLOCKS, path, ("images per tile", "tile_size", (1, 4, 16)))
     rng = np.random.default_rng(7)
     tolerance_ = rtol(np.dtype(dtype))
-    for n, c_in, c_out, h, w, k in [(9, 3, 4, 6, 7, 3), (7, 4, 2, 5, 5, 4)]:
+    for n, c_in, c_out, h, w, k in [(9, 3, 4, 6, 7, 3), (7, 4, 2, 5, 5, 4), (6, 2, 3, 4, 6, 2)]:
         x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
         W, R = (rng.normal(size=(c_out, c_in, k, k)).astype(dtype) for _ in range(2))
         delta = rng.normal(size=(n, c_out, h, w)).astype(dtype)
@@ -190,10 +190,16 @@ def test_every_candidate_plan_computes_the_reference(dtype, monkeypatch):
         W_untied, R_untied = (rng.normal(size=(h, w, c_out, c_in, k, k)).astype(dtype) for _ in range(2))
         h_ref, cache_ref = layers.locally_connected_forward(x, W_untied)
         e_ref = layers.locally_connected_input_error(delta, cache_ref, R_untied)
+        G_ref = layers.locally_connected_weight_increment(delta, cache_ref)
         for name, candidate in plan.candidates("locally_connected_forward").items():
             with plan.on_threads(candidate.threads):
                 h_ours, cache = plan.path_function("locally_connected_forward", candidate)(x, W_untied)
             np.testing.assert_allclose(h_ours, h_ref, rtol=tolerance_, atol=tolerance_, err_msg=f"untied h {name}")
+        for name, candidate in plan.candidates("locally_connected_weight_increment").items():
+            with plan.on_threads(candidate.threads):
+                G_ours = plan.path_function("locally_connected_weight_increment", candidate)(delta, cache)
+            np.testing.assert_allclose(G_ours, G_ref, rtol=tolerance_, atol=tolerance_ * n,
+                                       err_msg=f"untied G {name}")
         for name, candidate in plan.candidates("locally_connected_input_error").items():
             with plan.on_threads(candidate.threads):
                 e_ours = plan.path_function("locally_connected_input_error", candidate)(delta, cache, R_untied)

@@ -19,7 +19,8 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
                                 disk per CPU model) or by a default when timing is off
     tuned_conv_direct.py        tied conv by direct, hand-unrolled loops
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views of the input
-    tuned_locally_connected.py  untied layer, location by location, by tiles of images (the
+    tuned_locally_connected.py  untied layer, location by location, along tiles of images
+                                laid out batch last or along the output channels (the
                                 input error also along padded planes)
     tuned_pooling.py            max pooling
     tuned_activations.py        the ramp and its derivative

@@ -9,9 +9,13 @@ per equation (``PATHS``):
                         reads the forward pass's cache, and is timed with it
     conv_input_error    "direct", "shifted-correlation" or "shifted-scatter"
     locally_connected_forward
-                        one path ("loops-tiled": location by location, by tiles of images)
+                        "batch-last" (along tiles of images) or "loops-tiled" (location
+                        by location, by tiles of images, along the output channels)
     locally_connected_input_error
                         "loops-tiled" or "planes" (along whole padded images, by tiles)
+    locally_connected_weight_increment
+                        "batch-last" (dot products over tiles of images, δ copied row by
+                        row) or "loops" (over the whole batch, δ transposed first)
     maxpool_forward     "loops" (window by window) or "separable" (a row pass and a
                         column pass along the flattened plane, vectorised)
     every other one     one path ("loops")
@@ -43,9 +47,11 @@ measured again by itself.
 a sound choice from the shape alone (nothing measured, nothing written), the one
 benchmarks/bench_conv_paths.py supported on the 2-core Xeon of BENCHMARKS.md: direct
 loops below 64 terms per output sum, shifted products from there on (the input error
-by scatter when there are fewer input than output channels), one thread below
-2^18 units of work, and each blocked path's default block size (the first of its
-``BLOCKS``).
+by scatter when there are fewer input than output channels), the first path of
+``PATHS`` for every other equation (for the untied forward pass and increment,
+"batch-last": 2-6 times faster than the other path on five layer shapes timed side by
+side, BENCHMARKS.md), one thread below 2^18 units of work, and each blocked path's
+default block size (the first of its ``BLOCKS``).
 """
 import functools
 import json
@@ -105,10 +111,13 @@ PATHS = {  # equation -> {path: function with the reference's signature}
         "shifted-scatter": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_scatter(
             delta, B, columns),
     },
-    "locally_connected_forward": {"loops-tiled": tuned_locally_connected.locally_connected_forward},
+    "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
+                                  "loops-tiled": tuned_locally_connected.locally_connected_forward},
     "locally_connected_input_error": {"loops-tiled": tuned_locally_connected.locally_connected_input_error,
                                       "planes": tuned_locally_connected.locally_connected_input_error_planes},
-    "locally_connected_weight_increment": {"loops": tuned_locally_connected.locally_connected_weight_increment},
+    "locally_connected_weight_increment": {
+        "batch-last": tuned_locally_connected.locally_connected_weight_increment_batch_last,
+        "loops": tuned_locally_connected.locally_connected_weight_increment},
     "maxpool_forward": {"loops": tuned_pooling.maxpool_forward, "separable": tuned_pooling.maxpool_forward_separable},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
     "ramp": {"loops": tuned_activations.ramp},
@@ -120,6 +129,7 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE
 _PLANES_TILE = tuned_locally_connected.IMAGES_PER_PLANES_TILE
+_BATCH_TILE = tuned_locally_connected.IMAGES_PER_BATCH_TILE
 _SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS))
 BLOCKS = {
     "shifted": _SHIFTED_BLOCKS,
@@ -127,6 +137,7 @@ BLOCKS = {
     "shifted-scatter": _SHIFTED_BLOCKS,
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
+    "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
 }
 
 

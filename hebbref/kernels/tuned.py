@@ -6,7 +6,8 @@ names, from the tuned kernel modules:
 
     tuned_conv_direct.py        tied conv by direct loops (few terms per output)
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
-    tuned_locally_connected.py  untied layer, location by location, by tiles of images (the
+    tuned_locally_connected.py  untied layer, location by location, along tiles of images
+                                laid out batch last or along the output channels (the
                                 input error also along padded planes)
     tuned_pooling.py            max pooling, window by window or in a row and a column pass
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass

@@ -17,6 +17,14 @@ stays image by image and each filter tap's values across the locations form a pl
 so the innermost loop runs along a whole padded image instead of along C_out; no
 transposition of δ is needed. ``plan.choose`` times both.
 
+The forward pass and the increment have a second path each, with the images along
+the innermost loop (``forward_batch_last``, ``weight_increment_batch_last``): xp laid
+out batch last, (C_in, Hp, Wp, N), makes every window term of a location a contiguous
+run over the images, so the direct conv's eight-term passes (``add_terms``,
+``add_products``) serve here too, along a tile of images instead of along an image.
+The per-location loops above keep a 32-wide sum in memory and go back to it after
+every term; these keep it for eight.
+
 Shapes as in the reference: x (N, C_in, H, W); W, R (H, W, C_out, C_in, k, k);
 h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1).
 """
@@ -24,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..layers.conv import same_padding
-from .tuned_conv_direct import FASTMATH, pad_spatial
+from .tuned_conv_direct import FASTMATH, add_products, add_terms, pad_spatial
 
 # images per tile in the forward pass and the input error, by default: a location's filter
 # (C_in·k·k·C_out numbers) is read once per tile, not once per image. The best size depends
@@ -32,6 +40,9 @@ from .tuned_conv_direct import FASTMATH, pad_spatial
 IMAGES_PER_TILE = 16
 # images per tile of the input error over padded planes, by default (plan.BLOCKS measures others)
 IMAGES_PER_PLANES_TILE = 8
+# images per tile of the batch-last paths, by default: the length of their vectorised loop
+# (plan.BLOCKS measures others)
+IMAGES_PER_BATCH_TILE = 256
 
 
 @njit(parallel=True, cache=True)
@@ -180,6 +191,92 @@ def batch_last(a):
     return out
 
 
+@njit(cache=True)
+def batch_last_taps(C, Hp, Wp, k, N):
+    """Where term t = (c, a, b) of location (0, 0)'s window starts in xp laid out batch last, (C, Hp, Wp, N), flattened.
+
+    Location (i, j)'s terms start (i·Wp + j)·N further on; each is a run of N images.
+    """
+    offsets = np.empty(C * k * k, dtype=np.int64)
+    for c in range(C):
+        for a in range(k):
+            for b in range(k):
+                offsets[(c * k + a) * k + b] = ((c * Hp + a) * Wp + b) * N
+    return offsets
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def forward_batch_last(x_last, W, tile_size):
+    """h[n,o,i,j] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b], the images along the vectorised loop: -> (N, C_out, H, W).
+
+    ``x_last`` is xp batch last, (C_in, Hp, Wp, N). One parallel iteration per row i of
+    locations and tile of images. For every location and pair of output channels,
+    ``add_terms`` sums the window's terms along the tile's images, eight terms and two
+    channels per pass. The tile's outputs gather in ``out`` (C_out, W, images) and go
+    to h a pixel row h[n, o, i, :] at a time: storing each sum straight to its image
+    would touch another page of h with every store.
+    """
+    C, Hp, Wp, N = x_last.shape
+    H, Wd, O, _, k, _ = W.shape
+    taps = batch_last_taps(C, Hp, Wp, k, N)
+    x_flat = x_last.reshape(-1)
+    w = W.reshape(H, Wd, O, C * k * k)
+    h = np.empty((N, O, H, Wd), dtype=x_last.dtype)
+    tiles = (N + tile_size - 1) // tile_size
+    for job in prange(H * tiles):
+        i = job // tiles
+        n0 = (job % tiles) * tile_size
+        L = min(tile_size, N - n0)
+        out = np.zeros((O + 1, Wd, L), dtype=x_last.dtype)  # row O: the twin of an odd last channel, dropped
+        for j in range(Wd):
+            x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
+            for o in range(0, O, 2):
+                o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
+                twin = o + 1 if o + 1 < O else O
+                add_terms(out[o, j], out[twin, j], x, taps, w[i, j, o], w[i, j, o2], L)
+        for o in range(O):
+            for m in range(L):
+                row = h[n0 + m, o, i]
+                for j in range(Wd):
+                    row[j] = out[o, j, m]
+    return h
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def weight_increment_batch_last(delta, x_last, k, tile_size, zero):
+    """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b], dot products along tiles of images: -> (H, W, C_out, C_in, k, k).
+
+    ``x_last`` is xp batch last, (C_in, Hp, Wp, N); δ stays as it comes. One parallel
+    iteration per row i of locations (its part of G is its own). Tile by tile, the
+    row's δ is copied batch last into ``d`` (C_out, W, images), a pixel row δ[n, o, i, :]
+    at a time, and ``add_products`` adds sixteen dot products per pass (eight terms, two
+    channels) into G.
+    """
+    N, O, H, Wd = delta.shape
+    C, Hp, Wp, _ = x_last.shape
+    taps = batch_last_taps(C, Hp, Wp, k, N)
+    x_flat = x_last.reshape(-1)
+    T = C * k * k
+    G = np.zeros((H, Wd, O, T), dtype=delta.dtype)
+    for i in prange(H):
+        d = np.empty((O, Wd, tile_size), dtype=delta.dtype)
+        scratch = np.zeros(T, dtype=delta.dtype)
+        for n0 in range(0, N, tile_size):
+            L = min(tile_size, N - n0)
+            for o in range(O):
+                for m in range(L):
+                    row = delta[n0 + m, o, i]
+                    for j in range(Wd):
+                        d[o, j, m] = row[j]
+            for j in range(Wd):
+                x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
+                for o in range(0, O, 2):
+                    o2 = min(o + 1, O - 1)
+                    f = G[i, j, o2] if o2 != o else scratch  # the twin sum of an odd last channel is dropped
+                    add_products(G[i, j, o], f, d[o, j, :L], d[o2, j, :L], x, taps, L, zero)
+    return G.reshape(H, Wd, O, C, k, k)
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def weight_increment_by_location(delta_last, x_last, k, zero):
     """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (H, W, C_out, C_in, k, k).
@@ -241,5 +338,28 @@ def locally_connected_weight_increment(delta, cache):
     k = xp.shape[-1] - Wd + 1
     C_in, Hp, Wp = xp.shape[1:]
     delta_last = batch_last(delta.reshape(N, -1)).reshape(C_out, H, Wd, N)
-    x_last = batch_last(xp.reshape(N, -1)).reshape(C_in, Hp, Wp, N)
+    x_last = _batch_last(xp)
     return weight_increment_by_location(delta_last, x_last, k, delta.dtype.type(0))
+
+
+def _batch_last(xp):
+    """(N, C, Hp, Wp) -> (C, Hp, Wp, N), contiguous."""
+    return batch_last(xp.reshape(xp.shape[0], -1)).reshape(xp.shape[1:] + (xp.shape[0],))
+
+
+def locally_connected_forward_batch_last(x, W, tile_size=None):
+    """h = W ⊛_untied x with the images along the vectorised loop (``forward_batch_last``); cache = padded x."""
+    x = np.ascontiguousarray(x)
+    W = np.ascontiguousarray(W)
+    before, after = same_padding(W.shape[-1])
+    xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1): the cache, as on the other path
+    return forward_batch_last(_batch_last(xp), W, tile_size or IMAGES_PER_BATCH_TILE), xp
+
+
+def locally_connected_weight_increment_batch_last(delta, cache, tile_size=None):
+    """G[i,j] = Σ_n δ[:, :, i, j] x_windowᵀ by dot products along tiles of images (``weight_increment_batch_last``)."""
+    xp = cache
+    delta = np.ascontiguousarray(delta)
+    k = xp.shape[-1] - delta.shape[-1] + 1
+    return weight_increment_batch_last(delta, _batch_last(xp), k, tile_size or IMAGES_PER_BATCH_TILE,
+                                       delta.dtype.type(0))
