@@ -26,8 +26,6 @@ from .layers import (
     dense_input_error,
     dense_weight_increment,
     dropout_backward,
-    dropout_forward,
-    dropout_mask,
 )
 
 UNTIED_INITS = ("tied", "independent")
@@ -280,15 +278,15 @@ class Dropout(Layer):
             raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
 
     def build(self, input_shape, ctx):
-        self.rng, self.dtype = ctx.dropout_rng, ctx.dtype
+        self.rng, self.dtype, self.ops = ctx.dropout_rng, ctx.dtype, ctx.backend
         return input_shape
 
     def forward(self, x, train=False):
         if not train or self.p == 0.0:
             self.mask = None
             return x
-        self.mask = dropout_mask(self.rng, x.shape, self.p, x.dtype)
-        return dropout_forward(x, self.mask)
+        out, self.mask = self.ops.dropout_draw(self.rng, x, self.p)  # the reference: layers.dropout_draw
+        return out
 
     def backward(self, e):
         return e if self.mask is None else dropout_backward(e, self.mask)

@@ -143,6 +143,62 @@ def test_tuned_ramp_equals_the_reference_and_the_readable_tier_bit_for_bit(dtype
         np.testing.assert_array_equal(getattr(tuned, name)(h, slope), getattr(Readable("parallel"), name)(h, slope))
 
 
+def _bits(a):
+    """The bit patterns of a float array: 0.0 and -0.0 differ, as do NaNs with other payloads."""
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+@settings(max_examples=20, deadline=None)
+@given(dtype=DTYPES, seed=SEEDS, chunks=st.integers(1, 5), p=st.sampled_from([0.0, 0.3, 0.5, 0.8]),
+       shape=st.sampled_from([(1,), (7,), (3, 11), (4, 2, 5, 5)]),
+       generator=st.sampled_from(["PCG64", "PCG64DXSM", "MT19937", "buffered"]))
+def test_tuned_dropout_draws_the_reference_mask_bit_for_bit_and_leaves_the_generator_as_it(dtype, seed, chunks, p,
+                                                                                            shape, generator):
+    """The numbers drawn a chunk per thread are the reference's, and the generator ends in the same state.
+
+    "buffered": a PCG64 that holds half of a 64-bit output from a 32-bit draw, which
+    jumping ahead would drop, so it draws as the reference does; MT19937 cannot jump.
+    """
+    from hebbref.kernels import tuned_dropout
+
+    def generator_pair():
+        kind = "PCG64" if generator == "buffered" else generator
+        pair = [np.random.Generator(getattr(np.random, kind)(seed)) for _ in range(2)]
+        for rng in pair:
+            rng.random(3)  # not at the start of the stream
+            if generator == "buffered":
+                rng.integers(0, 1000, dtype=np.int32)  # leaves a 32-bit half in the bit generator
+        return pair
+
+    x = np.random.default_rng(seed).normal(size=shape).astype(dtype)  # negative values: x·0 is -0.0
+    ours_rng, reference_rng = generator_pair()
+    out, m = tuned_dropout.dropout_draw(x, p, ours_rng, chunks)
+    out_ref, m_ref = layers.dropout_draw(reference_rng, x, p)
+    assert out.dtype == m.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(_bits(m), _bits(m_ref))
+    np.testing.assert_array_equal(_bits(out), _bits(out_ref))
+    np.testing.assert_array_equal(ours_rng.random(5), reference_rng.random(5))  # the same state after
+    for bits in (np.int32, np.int64):  # a 32-bit draw takes a buffered half first
+        np.testing.assert_array_equal(ours_rng.integers(0, 1000, size=3, dtype=bits),
+                                      reference_rng.integers(0, 1000, size=3, dtype=bits))
+
+
+def test_the_dropout_layer_draws_through_its_backend_the_reference_numbers():
+    """A numba network's dropout masks, step after step, are the numpy network's."""
+    import hebbref
+
+    nets = [hebbref.build_network("dense12 ramp drop0.4 dense9 drop0.7 out", (1, 4, 5), 3, backend=backend, seed=3,
+                                  dtype="float32") for backend in ("numba", "numpy")]
+    x = np.random.default_rng(0).random((6, 1, 4, 5)).astype(np.float32)
+    y = np.arange(6) % 3
+    for _ in range(3):
+        for net in nets:
+            net.train_step(x, y, lr=0.1)
+        masks = [[layer.mask for layer in net.layers if type(layer).__name__ == "Dropout"] for net in nets]
+        for ours, reference in zip(*masks):
+            np.testing.assert_array_equal(_bits(ours), _bits(reference))
+
+
 def test_tuned_kernels_accept_views_that_are_not_contiguous():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 5, 2, 3)).transpose(2, 3, 0, 1)  # (2, 3, 5, 5), not contiguous

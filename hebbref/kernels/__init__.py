@@ -24,6 +24,7 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
                                 input error also along padded planes)
     tuned_pooling.py            max pooling
     tuned_activations.py        the ramp and its derivative
+    tuned_dropout.py            dropout's training pass (the mask's numbers drawn on every thread)
 
 Every public function takes and returns exactly what its NumPy twin takes and returns
 (same shapes, same dtype); the cache a forward returns is private to its backend.

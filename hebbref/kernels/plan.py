@@ -18,6 +18,7 @@ per equation (``PATHS``):
                         row) or "loops" (over the whole batch, δ transposed first)
     maxpool_forward     "loops" (window by window) or "separable" (a row pass and a
                         column pass along the flattened plane, vectorised)
+    dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
@@ -63,7 +64,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_locally_connected, tuned_pooling
+from . import (tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_dropout, tuned_locally_connected,
+               tuned_pooling)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -123,6 +125,8 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp": {"loops": tuned_activations.ramp},
     "ramp_derivative": {"loops": tuned_activations.ramp_derivative},
     "ramp_backward": {"loops": tuned_activations.ramp_backward},
+    # timed on (x, p) alone: the path then draws from a generator of its own
+    "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment}
 # path -> (what its block counts, the keyword its function takes it by, the candidate sizes, the default first)

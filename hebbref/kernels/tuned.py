@@ -11,6 +11,8 @@ names, from the tuned kernel modules:
                                 input error also along padded planes)
     tuned_pooling.py            max pooling, window by window or in a row and a column pass
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
+    tuned_dropout.py            dropout's training pass: the reference's uniform numbers
+                                drawn a chunk per thread, mask and output in one pass
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
@@ -83,3 +85,11 @@ def ramp_derivative(h, slope=DEFAULT_SLOPE):
 def ramp_backward(e, h, slope=DEFAULT_SLOPE):
     """δ = e ⊙ σ'(h) in one pass.  # SPEC §3"""
     return _run("ramp_backward", e, h, slope)[0]
+
+
+def dropout_draw(rng, x, p):
+    """A training pass: (x ⊙ m, m), m = [u >= p]/(1-p) with u = rng.random(x.shape), the reference's numbers.
+
+    The plan is timed on (x, p) with a generator of its own, never with ``rng``.
+    """
+    return _run("dropout_draw", x, p, rng, plan_arguments=(x, p))[0]

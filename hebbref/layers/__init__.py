@@ -5,7 +5,7 @@ they call these functions (or a compiled backend with the same signatures).
 """
 from .conv import conv_forward, conv_input_error, conv_weight_increment, same_padding
 from .dense import dense_forward, dense_input_error, dense_weight_increment
-from .dropout import dropout_backward, dropout_forward, dropout_mask
+from .dropout import dropout_backward, dropout_draw, dropout_forward, dropout_mask
 from .locally_connected import (
     locally_connected_forward,
     locally_connected_input_error,
@@ -16,7 +16,7 @@ from .pooling import maxpool_backward, maxpool_forward
 __all__ = [
     "conv_forward", "conv_input_error", "conv_weight_increment", "same_padding",
     "dense_forward", "dense_input_error", "dense_weight_increment",
-    "dropout_backward", "dropout_forward", "dropout_mask",
+    "dropout_backward", "dropout_draw", "dropout_forward", "dropout_mask",
     "locally_connected_forward", "locally_connected_input_error",
     "locally_connected_weight_increment",
     "maxpool_backward", "maxpool_forward",

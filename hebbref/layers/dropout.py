@@ -21,6 +21,12 @@ def dropout_forward(x, mask):
     return x * mask
 
 
+def dropout_draw(rng, x, p):
+    """A training pass: draw m for x and return (x ⊙ m, m)."""
+    mask = dropout_mask(rng, x.shape, p, x.dtype)
+    return dropout_forward(x, mask), mask
+
+
 def dropout_backward(e, mask):
     """e_below = e ⊙ m."""
     return e * mask
