@@ -23,3 +23,15 @@ def ramp_derivative(h, slope=DEFAULT_SLOPE):
 def ramp_backward(e, h, slope=DEFAULT_SLOPE):
     """δ = e ⊙ σ'(h): the error through the ramp.  # SPEC §3"""
     return e * ramp_derivative(h, slope)
+
+
+def ramp_plus(h, a, slope=DEFAULT_SLOPE):
+    """σ(h) + a: a sum block's output, its second ramp's output plus the first's.  # SPEC §2"""
+    x = ramp(h, slope)
+    x += a
+    return x
+
+
+def ramp_backward_of_sum(e1, e2, h, slope=DEFAULT_SLOPE):
+    """δ = (e1 + e2) ⊙ σ'(h): two errors that reach one unit add before its σ'.  # SPEC §3"""
+    return ramp_backward(e1 + e2, h, slope)

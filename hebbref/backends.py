@@ -3,8 +3,8 @@
 A backend is a table of six functions with the signatures of the NumPy reference in
 ``hebbref.layers`` (forward, input error, weight increment, for tied and untied
 layers), and more that default to the reference (max pooling forward and backward,
-the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, and dropout's training pass,
-which draws the mask), which a compiled backend
+the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
+addend, and dropout's training pass, which draws the mask), which a compiled backend
 replaces when they dominate a training step. The cache that a backend's forward returns is only ever handed back to the
 same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
@@ -54,6 +54,8 @@ class Backend:
     ramp: Callable = activations.ramp
     ramp_derivative: Callable = activations.ramp_derivative
     ramp_backward: Callable = activations.ramp_backward  # δ = e ⊙ σ'(h)
+    ramp_plus: Callable = activations.ramp_plus  # σ(h) + a, a sum block's output
+    ramp_backward_of_sum: Callable = activations.ramp_backward_of_sum  # (e1 + e2) ⊙ σ'(h)
     dropout_draw: Callable = layers.dropout_draw  # (rng, x, p) -> (x ⊙ m, m), m drawn from rng
 
 
@@ -93,6 +95,8 @@ def _load_numba():
         tuned.ramp,
         tuned.ramp_derivative,
         tuned.ramp_backward,
+        tuned.ramp_plus,
+        tuned.ramp_backward_of_sum,
         tuned.dropout_draw,
     )
 

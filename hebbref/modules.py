@@ -239,6 +239,15 @@ class Ramp(Layer):
     def backward(self, e):
         return self.ops.ramp_backward(e, self.h, self.slope)  # δ = e ⊙ σ'(h)
 
+    def forward_plus(self, h, a):
+        """σ(h) + a, in one pass (a sum block's output)."""
+        self.h = h
+        return self.ops.ramp_plus(h, a, self.slope)
+
+    def backward_of_sum(self, e1, e2):
+        """δ = (e1 + e2) ⊙ σ'(h), in one pass: two errors that reach this ramp's units add first."""
+        return self.ops.ramp_backward_of_sum(e1, e2, self.h, self.slope)
+
 
 class MaxPool(Layer):
     """Max pooling, k×k window, stride t, "same" padding."""
@@ -343,15 +352,12 @@ class SumBlock(Layer):
 
     def forward(self, x, train=False):
         a = self.ramp_a.forward(self.conv_a.forward(x, train))
-        b = self.ramp_b.forward(self.conv_b.forward(a, train))
-        b += a  # a + b, into b: the ramp's output is a fresh array, and no new one is allocated
-        return b
+        return self.ramp_b.forward_plus(self.conv_b.forward(a, train), a)  # b + a, b = σ(h_b)
 
     def backward(self, e):
         delta_b = self.ramp_b.backward(e)  # δ_b = e ⊙ σ'(h_b)
-        e_a = self.conv_b.backward(delta_b)  # the two errors at a add ...
-        e_a += e
-        delta_a = self.ramp_a.backward(e_a)  # ... before σ'(h_a)
+        e_a = self.conv_b.backward(delta_b)  # the two errors at a, e_a and e, add before σ'(h_a):
+        delta_a = self.ramp_a.backward_of_sum(e_a, e)  # δ_a = (e_a + e) ⊙ σ'(h_a)
         return self.conv_a.backward(delta_a)
 
     def parameters(self):

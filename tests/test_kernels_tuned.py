@@ -141,6 +141,17 @@ def test_tuned_ramp_equals_the_reference_and_the_readable_tier_bit_for_bit(dtype
     h = np.random.default_rng(seed).normal(size=(4, 7)).astype(dtype) * 4
     for name in ("ramp", "ramp_derivative"):
         np.testing.assert_array_equal(getattr(tuned, name)(h, slope), getattr(Readable("parallel"), name)(h, slope))
+    # a sum block's two fused passes: σ(h) + a, and (e1 + e2) ⊙ σ'(h), with the kinks |s·h| = 1 among h
+    rng = np.random.default_rng(seed + 1)
+    h = (rng.normal(size=(3, 2, 5, 4)) * 4).astype(dtype)
+    h.flat[:4] = [1 / slope, -1 / slope, 0.0, 10.0]
+    a, e1, e2 = ((rng.normal(size=h.shape) * 10.0 ** rng.integers(-3, 4, size=h.shape)).astype(dtype) for _ in range(3))
+    np.testing.assert_array_equal(tuned.ramp_plus(h, a, slope), activations.ramp(h, slope) + a)
+    np.testing.assert_array_equal(tuned.ramp_plus(h, a, slope), activations.ramp_plus(h, a, slope))
+    np.testing.assert_array_equal(tuned.ramp_backward_of_sum(e1, e2, h, slope),
+                                  activations.ramp_backward(e1 + e2, h, slope))
+    np.testing.assert_array_equal(tuned.ramp_backward_of_sum(e1, e2, h, slope),
+                                  activations.ramp_backward_of_sum(e1, e2, h, slope))
 
 
 def _bits(a):

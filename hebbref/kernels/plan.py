@@ -125,6 +125,8 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp": {"loops": tuned_activations.ramp},
     "ramp_derivative": {"loops": tuned_activations.ramp_derivative},
     "ramp_backward": {"loops": tuned_activations.ramp_backward},
+    "ramp_plus": {"loops": tuned_activations.ramp_plus},
+    "ramp_backward_of_sum": {"loops": tuned_activations.ramp_backward_of_sum},
     # timed on (x, p) alone: the path then draws from a generator of its own
     "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
 }

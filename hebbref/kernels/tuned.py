@@ -87,6 +87,16 @@ def ramp_backward(e, h, slope=DEFAULT_SLOPE):
     return _run("ramp_backward", e, h, slope)[0]
 
 
+def ramp_plus(h, a, slope=DEFAULT_SLOPE):
+    """σ(h) + a in one pass (a sum block's output).  # SPEC §2"""
+    return _run("ramp_plus", h, a, slope)[0]
+
+
+def ramp_backward_of_sum(e1, e2, h, slope=DEFAULT_SLOPE):
+    """δ = (e1 + e2) ⊙ σ'(h) in one pass (the two errors at a sum block's first ramp).  # SPEC §3"""
+    return _run("ramp_backward_of_sum", e1, e2, h, slope)[0]
+
+
 def dropout_draw(rng, x, p):
     """A training pass: (x ⊙ m, m), m = [u >= p]/(1-p) with u = rng.random(x.shape), the reference's numbers.
 

@@ -2,6 +2,7 @@
 
     x = σ(h) = clip(s·h, -1, 1)          σ'(h) = s  where |s·h| <= 1, else 0
     δ = e ⊙ σ'(h)                                                       ramp_backward (fused)
+    σ(h) + a,  (e1 + e2) ⊙ σ'(h)           a sum block's two ends    ramp_plus, ramp_backward_of_sum (fused)
 
 The same arithmetic as ``hebbref.activations`` (s·h in the dtype of h), one parallel
 pass over the array. Any shape in, same shape and dtype out.
@@ -36,6 +37,23 @@ def ramp_backward_flat(e, h, s):
     return delta
 
 
+@njit(parallel=True, cache=True)
+def ramp_plus_flat(h, a, s):
+    x = np.empty_like(h)
+    for i in prange(h.size):
+        x[i] = min(max(s * h[i], -1), 1)  # rounded to the dtype, as the reference's σ(h) is
+        x[i] = x[i] + a[i]
+    return x
+
+
+@njit(parallel=True, cache=True)
+def ramp_backward_of_sum_flat(e1, e2, h, s):
+    delta = np.empty_like(e1)
+    for i in prange(h.size):
+        delta[i] = (e1[i] + e2[i]) * s if abs(s * h[i]) <= 1 else 0
+    return delta
+
+
 def ramp(h, slope=DEFAULT_SLOPE):
     """σ(h) = clip(s·h, -1, 1).  # SPEC §2"""
     h = np.ascontiguousarray(h)
@@ -52,3 +70,16 @@ def ramp_backward(e, h, slope=DEFAULT_SLOPE):
     """δ = e ⊙ σ'(h) in one pass, without forming σ'(h).  # SPEC §3"""
     e, h = np.ascontiguousarray(e), np.ascontiguousarray(h)
     return ramp_backward_flat(e.reshape(-1), h.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+
+
+def ramp_plus(h, a, slope=DEFAULT_SLOPE):
+    """σ(h) + a in one pass.  # SPEC §2"""
+    h, a = np.ascontiguousarray(h), np.ascontiguousarray(a, dtype=h.dtype)
+    return ramp_plus_flat(h.reshape(-1), a.reshape(-1), h.dtype.type(slope)).reshape(h.shape)
+
+
+def ramp_backward_of_sum(e1, e2, h, slope=DEFAULT_SLOPE):
+    """δ = (e1 + e2) ⊙ σ'(h) in one pass, without forming e1 + e2 or σ'(h).  # SPEC §3"""
+    e1, e2, h = np.ascontiguousarray(e1), np.ascontiguousarray(e2), np.ascontiguousarray(h)
+    return ramp_backward_of_sum_flat(e1.reshape(-1), e2.reshape(-1), h.reshape(-1),
+                                     h.dtype.type(slope)).reshape(h.shape)
