@@ -12,7 +12,8 @@ per equation (``PATHS``):
                         "batch-last" (along tiles of images) or "loops-tiled" (location
                         by location, by tiles of images, along the output channels)
     locally_connected_input_error
-                        "loops-tiled" or "planes" (along whole padded images, by tiles)
+                        "batch-last", "loops-tiled" or "planes" (along whole padded
+                        images, by tiles)
     locally_connected_weight_increment
                         "batch-last" (dot products over tiles of images, δ copied row by
                         row) or "loops" (over the whole batch, δ transposed first)
@@ -49,9 +50,9 @@ a sound choice from the shape alone (nothing measured, nothing written), the one
 benchmarks/bench_conv_paths.py supported on the 2-core Xeon of BENCHMARKS.md: direct
 loops below 64 terms per output sum, shifted products from there on (the input error
 by scatter when there are fewer input than output channels), the first path of
-``PATHS`` for every other equation (for the untied forward pass and increment,
-"batch-last": 2-6 times faster than the other path on five layer shapes timed side by
-side, BENCHMARKS.md), one thread below 2^18 units of work, and each blocked path's
+``PATHS`` for every other equation (for the untied layer, "batch-last", the fastest
+path on most layer shapes of ``benchmarks/bench_conv_paths.py --untied``,
+BENCHMARKS.md), one thread below 2^18 units of work, and each blocked path's
 default block size (the first of its ``BLOCKS``).
 """
 import functools
@@ -115,8 +116,10 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     },
     "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
                                   "loops-tiled": tuned_locally_connected.locally_connected_forward},
-    "locally_connected_input_error": {"loops-tiled": tuned_locally_connected.locally_connected_input_error,
-                                      "planes": tuned_locally_connected.locally_connected_input_error_planes},
+    "locally_connected_input_error": {
+        "batch-last": tuned_locally_connected.locally_connected_input_error_batch_last,
+        "loops-tiled": tuned_locally_connected.locally_connected_input_error,
+        "planes": tuned_locally_connected.locally_connected_input_error_planes},
     "locally_connected_weight_increment": {
         "batch-last": tuned_locally_connected.locally_connected_weight_increment_batch_last,
         "loops": tuned_locally_connected.locally_connected_weight_increment},

@@ -17,17 +17,18 @@ stays image by image and each filter tap's values across the locations form a pl
 so the innermost loop runs along a whole padded image instead of along C_out; no
 transposition of δ is needed. ``plan.choose`` times both.
 
-The forward pass and the increment have a second path each, with the images along
-the innermost loop (``forward_batch_last``, ``weight_increment_batch_last``): xp laid
-out batch last, (C_in, Hp, Wp, N), makes every window term of a location a contiguous
-run over the images, so the direct conv's eight-term passes (``add_terms``,
-``add_products``) serve here too, along a tile of images instead of along an image.
-The per-location loops above keep a 32-wide sum in memory and go back to it after
-every term; these keep it for eight.
+All three equations have a path with the images along the innermost loop
+(``forward_batch_last``, ``input_error_batch_last``, ``weight_increment_batch_last``):
+xp laid out batch last, (C_in, Hp, Wp, N), makes every window term of a location a
+contiguous run over the images, and so does δ laid out batch last, so the direct
+conv's eight-term passes (``add_terms``, ``add_products``) serve here too, along a tile
+of images instead of along an image. The per-location loops above keep a C_out-wide
+sum in memory and go back to it after every term; these keep it for eight.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (H, W, C_out, C_in, k, k);
 h, δ (N, C_out, H, W). The cache is the padded input xp (N, C_in, H+k-1, W+k-1).
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -278,6 +279,59 @@ def weight_increment_batch_last(delta, x_last, k, tile_size, zero):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
+def input_error_batch_last(delta, B_taps, k, before, tile_size):
+    """e_p[n,c,i+a,j+b] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j], sums along tiles of images: -> (N, C_in, H, W).
+
+    ``B_taps`` is B with the output channel last, (H, W, C_in·k·k, C_out). One parallel
+    iteration per tile of images, which owns its padded error ``E`` laid out batch last,
+    (C_in, Hp, Wp, images). Row i of locations by row i: the tile's δ at that row is
+    copied batch last into ``d`` (C_out, W, images); then for each location, the error
+    it sends to two window cells at a time is one ``add_terms`` call whose terms are the
+    C_out runs of d at that location. E goes to e a pixel row at a time at the end.
+    """
+    N, O, H, Wd = delta.shape
+    T = B_taps.shape[2]
+    C = T // (k * k)
+    Hp, Wp = H + k - 1, Wd + k - 1
+    tiles = (N + tile_size - 1) // tile_size
+    e = np.empty((N, C, H, Wd), dtype=delta.dtype)
+    for tile in prange(tiles):
+        n0 = tile * tile_size
+        L = min(tile_size, N - n0)
+        E = np.zeros((C, Hp, Wp, L), dtype=delta.dtype)
+        E_flat = E.reshape(-1)
+        d = np.empty((O, Wd, L), dtype=delta.dtype)
+        d_flat = d.reshape(-1)
+        spare = np.empty(L, dtype=delta.dtype)  # the twin of an odd last cell, dropped
+        terms = np.arange(O) * (Wd * L)  # where δ's channel o starts in d, flattened
+        for i in range(H):
+            for o in range(O):
+                for m in range(L):
+                    row = delta[n0 + m, o, i]
+                    for j in range(Wd):
+                        d[o, j, m] = row[j]
+            for j in range(Wd):
+                deltas = d_flat[j * L :]  # δ[n0:n0+L, o, i, j] at deltas[terms[o]:][:L]
+                for t in range(0, T, 2):
+                    c, a, b = t // (k * k), (t // k) % k, t % k
+                    p = E_flat[((c * Hp + i + a) * Wp + j + b) * L :][:L]
+                    if t + 1 < T:
+                        c2, a2, b2 = (t + 1) // (k * k), ((t + 1) // k) % k, (t + 1) % k
+                        q = E_flat[((c2 * Hp + i + a2) * Wp + j + b2) * L :][:L]
+                        add_terms(p, q, deltas, terms, B_taps[i, j, t], B_taps[i, j, t + 1], L)
+                    else:
+                        spare[:] = 0
+                        add_terms(p, spare, deltas, terms, B_taps[i, j, t], B_taps[i, j, t], L)
+        for c in range(C):
+            for y in range(H):
+                for m in range(L):
+                    row = e[n0 + m, c, y]
+                    for x in range(Wd):
+                        row[x] = E[c, y + before, x + before, m]
+    return e
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def weight_increment_by_location(delta_last, x_last, k, zero):
     """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (H, W, C_out, C_in, k, k).
 
@@ -363,3 +417,15 @@ def locally_connected_weight_increment_batch_last(delta, cache, tile_size=None):
     k = xp.shape[-1] - delta.shape[-1] + 1
     return weight_increment_batch_last(delta, _batch_last(xp), k, tile_size or IMAGES_PER_BATCH_TILE,
                                        delta.dtype.type(0))
+
+
+def locally_connected_input_error_batch_last(delta, cache, B, tile_size=None):
+    """e_below = Bᵀ δ location by location, summed along tiles of images (``input_error_batch_last``)."""
+    delta = np.ascontiguousarray(delta)
+    H, Wd, C_out, C_in, k, _ = B.shape
+    B_taps = np.ascontiguousarray(np.asarray(B, dtype=delta.dtype).reshape(H, Wd, C_out, C_in * k * k)
+                                  .transpose(0, 1, 3, 2))
+    before, _ = same_padding(k)
+    # tiles are the parallel iterations here: at least one per thread
+    tile_size = min(tile_size or IMAGES_PER_BATCH_TILE, -(-delta.shape[0] // numba.get_num_threads()))
+    return input_error_batch_last(delta, B_taps, k, before, tile_size)
