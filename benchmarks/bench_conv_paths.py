@@ -21,7 +21,9 @@ same way, with each path's best time over the best time of the equation's other 
 ``--against REV`` adds a table that times every conv path (direct and shifted) of this
 working tree and of git revision REV side by side (interleaved, in this process):
 REV's ``hebbref/kernels/tuned_conv_direct.py`` and ``tuned_conv_shifted.py`` are
-imported from a copy of REV's package (``git archive``) under another name. A kernel change is judged by the ratio of the
+imported from a copy of REV's package (``git archive``) under another name. With
+``--untied`` too, a second table does the same for the untied layer's functions that
+REV has (``tuned_locally_connected.py``). A kernel change is judged by the ratio of the
 two columns, which a busy host disturbs far less than it does either column.
 """
 import argparse
@@ -64,7 +66,10 @@ def forward_and_increment(path, x, W, delta):
 
 
 def modules_at(revision):
-    """``tuned_conv_direct`` and ``tuned_conv_shifted`` as of git ``revision``, imported from a copy of that package."""
+    """``tuned_conv_direct``, ``tuned_conv_shifted`` and ``tuned_locally_connected`` as of git ``revision``.
+
+    Imported from a copy of that revision's package, under another name.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     name = "hebbref_at_" + "".join(ch if ch.isalnum() else "_" for ch in revision)
     where = tempfile.mkdtemp(prefix="hebbref-against-")
@@ -72,8 +77,8 @@ def modules_at(revision):
     subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
     os.rename(os.path.join(where, "hebbref"), os.path.join(where, name))
     sys.path.insert(0, where)
-    return (importlib.import_module(f"{name}.kernels.tuned_conv_direct"),
-            importlib.import_module(f"{name}.kernels.tuned_conv_shifted"))
+    return tuple(importlib.import_module(f"{name}.kernels.{module}")
+                 for module in ("tuned_conv_direct", "tuned_conv_shifted", "tuned_locally_connected"))
 
 
 def path_calls(direct, shifted, x, W, delta):
@@ -95,7 +100,7 @@ def path_calls(direct, shifted, x, W, delta):
 def against_table(revision, batch, repeats, rng):
     """This tree's conv paths against ``revision``'s, interleaved: ms and the ratio this / revision."""
     from hebbref.kernels import tuned_conv_direct, tuned_conv_shifted
-    base = modules_at(revision)
+    base = modules_at(revision)[:2]
     print(f"\n### every conv path: this tree against {revision}, best of {repeats}, interleaved\n")
     print(f"| layer (N, C_in→C_out, H×W, k) | path | {revision} (ms) | this tree (ms) | this / {revision} |")
     print("|---|---|---:|---:|---:|")
@@ -148,6 +153,50 @@ def untied_table(batch, repeats, rng):
                           f"| {label} | {ms:.1f} | {flops / ms / 1e6:.0f} | {ratio} |")
 
 
+# (equation, the untied layer's function, its tile sizes to time: None for a path without tiles)
+UNTIED_FUNCTIONS = [
+    ("forward", "locally_connected_forward_batch_last", (256, 512)),
+    ("forward", "locally_connected_forward", (None,)),
+    ("input error", "locally_connected_input_error_batch_last", (256, 512)),
+    ("input error", "locally_connected_input_error", (None,)),
+    ("input error", "locally_connected_input_error_planes", (None,)),
+    ("weight increment", "locally_connected_weight_increment_batch_last", (256, 512)),
+    ("weight increment", "locally_connected_weight_increment", (None,)),
+]
+
+
+def untied_against_table(revision, batch, repeats, rng):
+    """This tree's untied kernels against ``revision``'s (those it has), interleaved: ms and this / revision."""
+    from hebbref.kernels import tuned_locally_connected as ours
+    theirs = modules_at(revision)[2]
+    print(f"\n### every untied path: this tree against {revision}, best of {repeats}, interleaved\n")
+    print(f"| layer, untied (N, C_in→C_out, H×W, k) | equation | function, images per tile | {revision} (ms) "
+          f"| this tree (ms) | this / {revision} |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, c_in, c_out, size, k in LAYERS:
+        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+        W = rng.standard_normal((size, size, c_out, c_in, k, k), dtype=np.float32)
+        delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
+        _, xp = ours.locally_connected_forward(x, W)
+        arguments = {"forward": (x, W), "input error": (delta, xp, W), "weight increment": (delta, xp)}
+        calls, rows = {}, []
+        for equation, function, tiles in UNTIED_FUNCTIONS:
+            if not hasattr(theirs, function):
+                continue
+            for tile in tiles:
+                row = (equation, function + ("" if tile is None else f", {tile}"))
+                rows.append(row)
+                for side, module in (("base", theirs), ("this", ours)):
+                    f = getattr(module, function)
+                    calls[(side, row)] = (lambda f=f, a=arguments[equation], t=tile:
+                                          f(*a) if t is None else f(*a, tile_size=t))
+        best = best_times(calls, repeats)
+        for equation, label in rows:
+            before, after = best[("base", (equation, label))], best[("this", (equation, label))]
+            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {label} | {before:.1f} "
+                  f"| {after:.1f} | {after / before:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=500)
@@ -191,6 +240,8 @@ def main():
         untied_table(args.batch, args.repeats, rng)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
+        if args.untied:
+            untied_against_table(args.against, args.batch, args.repeats, rng)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ per equation (``PATHS``):
                         "batch-last" (along tiles of images) or "loops-tiled" (location
                         by location, by tiles of images, along the output channels)
     locally_connected_input_error
-                        "batch-last", "loops-tiled" or "planes" (along whole padded
-                        images, by tiles)
+                        "loops-tiled", "planes" (along whole padded images, by tiles)
+                        or "batch-last" (along tiles of images)
     locally_connected_weight_increment
                         "batch-last" (dot products over tiles of images, δ copied row by
                         row) or "loops" (over the whole batch, δ transposed first)
@@ -50,9 +50,11 @@ a sound choice from the shape alone (nothing measured, nothing written), the one
 benchmarks/bench_conv_paths.py supported on the 2-core Xeon of BENCHMARKS.md: direct
 loops below 64 terms per output sum, shifted products from there on (the input error
 by scatter when there are fewer input than output channels), the first path of
-``PATHS`` for every other equation (for the untied layer, "batch-last", the fastest
-path on most layer shapes of ``benchmarks/bench_conv_paths.py --untied``,
-BENCHMARKS.md), one thread below 2^18 units of work, and each blocked path's
+``PATHS`` for every other equation (for the untied forward pass and increment,
+"batch-last": 1.2-5 times faster than the other path on every layer shape of
+``benchmarks/bench_conv_paths.py --untied`` in BENCHMARKS.md; the untied input error
+keeps "loops-tiled", since its batch-last path gains less than 20 % at batch 500 and
+is several times slower on small batches), one thread below 2^18 units of work, and each blocked path's
 default block size (the first of its ``BLOCKS``).
 """
 import functools
@@ -117,9 +119,9 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
                                   "loops-tiled": tuned_locally_connected.locally_connected_forward},
     "locally_connected_input_error": {
-        "batch-last": tuned_locally_connected.locally_connected_input_error_batch_last,
         "loops-tiled": tuned_locally_connected.locally_connected_input_error,
-        "planes": tuned_locally_connected.locally_connected_input_error_planes},
+        "planes": tuned_locally_connected.locally_connected_input_error_planes,
+        "batch-last": tuned_locally_connected.locally_connected_input_error_batch_last},
     "locally_connected_weight_increment": {
         "batch-last": tuned_locally_connected.locally_connected_weight_increment_batch_last,
         "loops": tuned_locally_connected.locally_connected_weight_increment},

@@ -206,6 +206,36 @@ def batch_last_taps(C, Hp, Wp, k, N):
     return offsets
 
 
+# spare numbers after each run of a tile's buffers: with runs of 2^k numbers, the values that
+# one pixel row sends to (or takes from) the W runs share a few cache sets and evict each other
+RUN_PAD = 16
+
+
+@njit(cache=True)
+def row_to_batch_last(delta, n0, L, i, d):
+    """d[o, j, m] = δ[n0+m, o, i, j] for m < L: pixel row i of L images, batch last.
+
+    A pixel row δ[n0+m, o, i, :] at a time, read whole.
+    """
+    O, Wd = d.shape[0], d.shape[1]
+    for o in range(O):
+        for m in range(L):
+            row = delta[n0 + m, o, i]
+            for j in range(Wd):
+                d[o, j, m] = row[j]
+
+
+@njit(cache=True)
+def row_from_batch_last(out, n0, L, i, h):
+    """h[n0+m, o, i, j] = out[o, j, m] for m < L and every channel o of h: the inverse of ``row_to_batch_last``."""
+    O, Wd = h.shape[1], h.shape[3]
+    for o in range(O):
+        for m in range(L):
+            row = h[n0 + m, o, i]
+            for j in range(Wd):
+                row[j] = out[o, j, m]
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_batch_last(x_last, W, tile_size):
     """h[n,o,i,j] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b], the images along the vectorised loop: -> (N, C_out, H, W).
@@ -214,7 +244,7 @@ def forward_batch_last(x_last, W, tile_size):
     locations and tile of images. For every location and pair of output channels,
     ``add_terms`` sums the window's terms along the tile's images, eight terms and two
     channels per pass. The tile's outputs gather in ``out`` (C_out, W, images) and go
-    to h a pixel row h[n, o, i, :] at a time: storing each sum straight to its image
+    to h at the end (``row_from_batch_last``): storing each sum straight to its image
     would touch another page of h with every store.
     """
     C, Hp, Wp, N = x_last.shape
@@ -228,18 +258,14 @@ def forward_batch_last(x_last, W, tile_size):
         i = job // tiles
         n0 = (job % tiles) * tile_size
         L = min(tile_size, N - n0)
-        out = np.zeros((O + 1, Wd, L), dtype=x_last.dtype)  # row O: the twin of an odd last channel, dropped
+        out = np.zeros((O + 1, Wd, L + RUN_PAD), dtype=x_last.dtype)  # row O: the twin of an odd last channel
         for j in range(Wd):
             x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
             for o in range(0, O, 2):
                 o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
                 twin = o + 1 if o + 1 < O else O
                 add_terms(out[o, j], out[twin, j], x, taps, w[i, j, o], w[i, j, o2], L)
-        for o in range(O):
-            for m in range(L):
-                row = h[n0 + m, o, i]
-                for j in range(Wd):
-                    row[j] = out[o, j, m]
+        row_from_batch_last(out, n0, L, i, h)
     return h
 
 
@@ -249,9 +275,9 @@ def weight_increment_batch_last(delta, x_last, k, tile_size, zero):
 
     ``x_last`` is xp batch last, (C_in, Hp, Wp, N); δ stays as it comes. One parallel
     iteration per row i of locations (its part of G is its own). Tile by tile, the
-    row's δ is copied batch last into ``d`` (C_out, W, images), a pixel row δ[n, o, i, :]
-    at a time, and ``add_products`` adds sixteen dot products per pass (eight terms, two
-    channels) into G.
+    row's δ is copied batch last into ``d`` (C_out, W, images; ``row_to_batch_last``),
+    and ``add_products`` adds sixteen dot products per pass (eight terms, two channels)
+    into G.
     """
     N, O, H, Wd = delta.shape
     C, Hp, Wp, _ = x_last.shape
@@ -260,15 +286,11 @@ def weight_increment_batch_last(delta, x_last, k, tile_size, zero):
     T = C * k * k
     G = np.zeros((H, Wd, O, T), dtype=delta.dtype)
     for i in prange(H):
-        d = np.empty((O, Wd, tile_size), dtype=delta.dtype)
+        d = np.empty((O, Wd, tile_size + RUN_PAD), dtype=delta.dtype)
         scratch = np.zeros(T, dtype=delta.dtype)
         for n0 in range(0, N, tile_size):
             L = min(tile_size, N - n0)
-            for o in range(O):
-                for m in range(L):
-                    row = delta[n0 + m, o, i]
-                    for j in range(Wd):
-                        d[o, j, m] = row[j]
+            row_to_batch_last(delta, n0, L, i, d)
             for j in range(Wd):
                 x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
                 for o in range(0, O, 2):
@@ -287,7 +309,7 @@ def input_error_batch_last(delta, B_taps, k, before, tile_size):
     (C_in, Hp, Wp, images). Row i of locations by row i: the tile's δ at that row is
     copied batch last into ``d`` (C_out, W, images); then for each location, the error
     it sends to two window cells at a time is one ``add_terms`` call whose terms are the
-    C_out runs of d at that location. E goes to e a pixel row at a time at the end.
+    C_out runs of d at that location. E goes to e at the end (``row_from_batch_last``).
     """
     N, O, H, Wd = delta.shape
     T = B_taps.shape[2]
@@ -298,36 +320,29 @@ def input_error_batch_last(delta, B_taps, k, before, tile_size):
     for tile in prange(tiles):
         n0 = tile * tile_size
         L = min(tile_size, N - n0)
-        E = np.zeros((C, Hp, Wp, L), dtype=delta.dtype)
+        run = L + RUN_PAD  # the stride of the runs of E and d
+        E = np.zeros((C, Hp, Wp, run), dtype=delta.dtype)
         E_flat = E.reshape(-1)
-        d = np.empty((O, Wd, L), dtype=delta.dtype)
+        d = np.empty((O, Wd, run), dtype=delta.dtype)
         d_flat = d.reshape(-1)
         spare = np.empty(L, dtype=delta.dtype)  # the twin of an odd last cell, dropped
-        terms = np.arange(O) * (Wd * L)  # where δ's channel o starts in d, flattened
+        terms = np.arange(O) * (Wd * run)  # where δ's channel o starts in d, flattened
         for i in range(H):
-            for o in range(O):
-                for m in range(L):
-                    row = delta[n0 + m, o, i]
-                    for j in range(Wd):
-                        d[o, j, m] = row[j]
+            row_to_batch_last(delta, n0, L, i, d)
             for j in range(Wd):
-                deltas = d_flat[j * L :]  # δ[n0:n0+L, o, i, j] at deltas[terms[o]:][:L]
+                deltas = d_flat[j * run :]  # δ[n0:n0+L, o, i, j] at deltas[terms[o]:][:L]
                 for t in range(0, T, 2):
                     c, a, b = t // (k * k), (t // k) % k, t % k
-                    p = E_flat[((c * Hp + i + a) * Wp + j + b) * L :][:L]
+                    p = E_flat[((c * Hp + i + a) * Wp + j + b) * run :][:L]
                     if t + 1 < T:
                         c2, a2, b2 = (t + 1) // (k * k), ((t + 1) // k) % k, (t + 1) % k
-                        q = E_flat[((c2 * Hp + i + a2) * Wp + j + b2) * L :][:L]
+                        q = E_flat[((c2 * Hp + i + a2) * Wp + j + b2) * run :][:L]
                         add_terms(p, q, deltas, terms, B_taps[i, j, t], B_taps[i, j, t + 1], L)
                     else:
                         spare[:] = 0
                         add_terms(p, spare, deltas, terms, B_taps[i, j, t], B_taps[i, j, t], L)
-        for c in range(C):
-            for y in range(H):
-                for m in range(L):
-                    row = e[n0 + m, c, y]
-                    for x in range(Wd):
-                        row[x] = E[c, y + before, x + before, m]
+        for y in range(H):  # e[n0+m, c, y, x] = E[c, y+before, x+before, m]
+            row_from_batch_last(E[:, y + before, before:], n0, L, y, e)
     return e
 
 
