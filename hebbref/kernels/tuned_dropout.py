@@ -16,19 +16,23 @@ forms m = [u >= p] / (1-p) in the layer's dtype and x ⊙ m. Here:
 Shapes: any x; out and m have its shape and dtype.
 """
 import copy
+import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 JUMPABLE = (np.random.PCG64, np.random.PCG64DXSM)  # one 64-bit output per float64, and ``advance``
-_pools = {}  # worker count -> ThreadPoolExecutor, made on first use
+_pools = {}  # (process id, worker count) -> ThreadPoolExecutor, made on first use
 
 
 def _pool(workers):
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="hebbref-draws")
-    return _pools[workers]
+    """A pool of ``workers`` threads of this process (a forked child makes its own: it has none of its parent's threads)."""
+    key = (os.getpid(), workers)
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="hebbref-draws")
+    return _pools[key]
 
 
 def uniform_draws(rng, n, chunks):
@@ -74,8 +78,6 @@ def dropout_draw(x, p, rng=None, chunks=None):
     ``rng`` None: a generator of its own, seeded 0 (the plan times the path with it, so
     that timing never draws from a network's generator).
     """
-    import numba
-
     rng = np.random.default_rng(0) if rng is None else rng
     x = np.ascontiguousarray(x)
     u = uniform_draws(rng, x.size, numba.get_num_threads() if chunks is None else chunks)
