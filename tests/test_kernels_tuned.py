@@ -134,6 +134,19 @@ def test_every_maxpool_path_equals_the_reference_with_the_same_winners(case, dty
         np.testing.assert_array_equal(winner, winner_loops, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_paths_on_windows_of_minus_infinity_pick_a_cell_of_the_image(dtype):
+    """The padded path fills the cells beyond the image with -inf: on an image of -inf they must still lose."""
+    x = np.full((2, 3, 8, 8), -np.inf, dtype=dtype)
+    x[0, 0, 2, 3] = 1.0
+    for k, t in [(3, 2), (2, 2), (3, 3), (1, 3)]:  # all with the padding after the image only
+        y_loops, (winner_loops, _) = plan.PATHS["maxpool_forward"]["loops"](x, k, t)
+        for name, path in plan.PATHS["maxpool_forward"].items():
+            y, (winner, _) = path(x, k, t)
+            np.testing.assert_array_equal(y, y_loops, err_msg=f"{name}, k={k}, t={t}")
+            np.testing.assert_array_equal(winner, winner_loops, err_msg=f"{name}, k={k}, t={t}")
+
+
 @settings(max_examples=10, deadline=None)
 @given(dtype=DTYPES, seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
 def test_tuned_ramp_equals_the_reference_and_the_readable_tier_bit_for_bit(dtype, seed, slope):

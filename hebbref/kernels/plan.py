@@ -17,8 +17,10 @@ per equation (``PATHS``):
     locally_connected_weight_increment
                         "batch-last" (dot products over tiles of images, δ copied row by
                         row) or "loops" (over the whole batch, δ transposed first)
-    maxpool_forward     "loops" (window by window) or "separable" (a row pass and a
-                        column pass along the flattened plane, vectorised)
+    maxpool_forward     "loops" (window by window), "separable" (a row pass and a
+                        column pass along the flattened plane, vectorised) or
+                        "separable-padded" (the same on the plane extended with -inf
+                        below and to the right, no window clipped there)
     dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
     every other one     one path ("loops")
 
@@ -125,7 +127,8 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "locally_connected_weight_increment": {
         "batch-last": tuned_locally_connected.locally_connected_weight_increment_batch_last,
         "loops": tuned_locally_connected.locally_connected_weight_increment},
-    "maxpool_forward": {"loops": tuned_pooling.maxpool_forward, "separable": tuned_pooling.maxpool_forward_separable},
+    "maxpool_forward": {"loops": tuned_pooling.maxpool_forward, "separable": tuned_pooling.maxpool_forward_separable,
+                        "separable-padded": tuned_pooling.maxpool_forward_separable_padded},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
     "ramp": {"loops": tuned_activations.ramp},
     "ramp_derivative": {"loops": tuned_activations.ramp_derivative},

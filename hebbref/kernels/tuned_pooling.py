@@ -19,8 +19,12 @@ first over k neighbours in a row at every position, then over k such results in 
 column, each pass a contiguous loop of selects that vectorises; the output then reads
 every t-th position, and the windows that the image clips are visited cell by cell.
 The first maximum in row-major order still wins: the row pass keeps the first column
-of a row, the column pass the first row (for finite values; the two paths may let
-different cells of a window holding a NaN win).
+of a row, the column pass the first row (for finite values; the paths may let
+different cells of a window holding a NaN win). A third path, ``maxpool_separable_padded``,
+does the same passes on a copy of each plane extended with -inf cells below and to the
+right, so that no window is clipped there and none is visited cell by cell; it serves
+when "same" padding puts no cell before the image (true of every pool of the paper's
+networks), and otherwise hands over to ``maxpool_separable``.
 """
 import numba
 import numpy as np
@@ -142,6 +146,55 @@ def maxpool_separable(x, k, t, top, left, Ho, Wo, chunks):
 
 
 @njit(parallel=True, cache=True)
+def maxpool_separable_padded(x, k, t, Ho, Wo, chunks):
+    """``maxpool_separable`` for windows that the image clips only below and to the right: -> y, winner.
+
+    Each plane is copied into ``padded``, Hp × Wp with Hp = max(H, (Ho-1)·t + k) (and the
+    same for Wp), whose cells beyond the image hold -inf. Every window then lies inside
+    it and starts at a real cell (no padding before), and a -inf cell never wins: the
+    row pass keeps b = 0 unless a later cell is strictly larger, the column pass a = 0.
+    ``row_b`` holds each position's winning column offset b, ``best_a`` its row offset
+    a, so the winner is (u·t + a)·W + v·t + b with no division.
+    """
+    N, C, H, W = x.shape
+    P = N * C
+    Hp = max(H, (Ho - 1) * t + k)
+    Wp = max(W, (Wo - 1) * t + k)
+    y = np.empty((P, Ho, Wo), dtype=x.dtype)
+    winner = np.empty((P, Ho, Wo), dtype=np.int32)
+    planes = x.reshape(P, H * W)
+    L_row = Hp * Wp - k + 1  # positions with k cells to their right in the flat padded plane
+    L_window = L_row - (k - 1) * Wp  # positions with k rows of those below them
+    for chunk in prange(chunks):
+        padded = np.full(Hp * Wp, -np.inf, dtype=x.dtype)  # the cells beyond the image stay -inf
+        row_best = np.empty(L_row, dtype=x.dtype)
+        row_b = np.empty(L_row, dtype=np.int32)
+        best = np.empty(L_window, dtype=x.dtype)
+        best_a = np.empty(L_window, dtype=np.int32)
+        for p in range(chunk * P // chunks, (chunk + 1) * P // chunks):
+            plane, y_plane, winner_plane = planes[p], y[p], winner[p]
+            for r in range(H):
+                padded[r * Wp : r * Wp + W] = plane[r * W : r * W + W]
+            for m in range(L_row):
+                row_best[m] = padded[m]
+                row_b[m] = 0
+            for b in range(1, k):  # along the row
+                keep_larger(row_best, row_b, padded[b:], b, 0, L_row)
+            for m in range(L_window):
+                best[m] = row_best[m]
+                best_a[m] = 0
+            for a in range(1, k):  # down the column
+                keep_larger(best, best_a, row_best[a * Wp :], a, 0, L_window)
+            for u in range(Ho):
+                for v in range(Wo):
+                    m = u * t * Wp + v * t  # the window's first cell
+                    a = best_a[m]
+                    y_plane[u, v] = best[m]
+                    winner_plane[u, v] = (u * t + a) * W + v * t + row_b[m + a * Wp]
+    return y.reshape(N, C, Ho, Wo), winner.reshape(N, C, Ho, Wo)
+
+
+@njit(parallel=True, cache=True)
 def scatter_to_winners(dy, winner, H, W):
     """e[n,c,winner] += dy[n,c,u,v]: (N, C, Ho, Wo) -> (N, C, H, W).
 
@@ -178,6 +231,16 @@ def maxpool_forward_separable(x, k, t):
     """The same as ``maxpool_forward``, by the row and column passes of ``maxpool_separable``."""
     chunks = min(x.shape[0] * x.shape[1], 8 * numba.get_num_threads())  # 8 per thread: they even out
     y, winner = maxpool_separable(np.ascontiguousarray(x), k, t, *_windows(x, k, t), chunks)
+    return y, (winner, x.shape[2:])
+
+
+def maxpool_forward_separable_padded(x, k, t):
+    """The same as ``maxpool_forward``, by ``maxpool_separable_padded`` (by ``maxpool_separable`` when padding comes before)."""
+    top, left, Ho, Wo = _windows(x, k, t)
+    if top or left:
+        return maxpool_forward_separable(x, k, t)
+    chunks = min(x.shape[0] * x.shape[1], 8 * numba.get_num_threads())
+    y, winner = maxpool_separable_padded(np.ascontiguousarray(x), k, t, Ho, Wo, chunks)
     return y, (winner, x.shape[2:])
 
 
