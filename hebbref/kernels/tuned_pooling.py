@@ -84,6 +84,27 @@ def keep_larger(best, where, values, label, step, L):
         where[m] = np.int32(label + step * m) if larger else old_where
 
 
+@njit(cache=True, inline="always")  # inlined into both kernels: as a call it cost 15 % on 11×11 planes
+def row_and_column_passes(plane, stride, k, step, L_row, L_window, row_best, row_where, best, best_row):
+    """The two passes over a flattened plane whose rows are ``stride`` apart.
+
+    Row pass: row_best[m] is the first largest of plane[m .. m+k-1], row_where[m] its
+    label, step·m + b for offset b (``step`` 1: its flat index; 0: its offset b).
+    Column pass: best[m] is the first largest of row_best[m + a·stride], a < k, and
+    best_row[m] that a. Positions m < L_row and m < L_window.
+    """
+    for m in range(L_row):
+        row_best[m] = plane[m]
+        row_where[m] = step * m
+    for b in range(1, k):  # along the row
+        keep_larger(row_best, row_where, plane[b:], b, step, L_row)
+    for m in range(L_window):
+        best[m] = row_best[m]
+        best_row[m] = 0
+    for a in range(1, k):  # down the column
+        keep_larger(best, best_row, row_best[a * stride :], a, 0, L_window)
+
+
 @njit(parallel=True, cache=True)
 def maxpool_separable(x, k, t, top, left, Ho, Wo, chunks):
     """The maximum of each window and where it is, in a row pass and a column pass: -> y, winner.
@@ -117,16 +138,7 @@ def maxpool_separable(x, k, t, top, left, Ho, Wo, chunks):
         for p in range(chunk * P // chunks, (chunk + 1) * P // chunks):
             plane, y_plane, winner_plane = planes[p], y[p], winner[p]
             if inside:
-                for m in range(L_row):
-                    row_best[m] = plane[m]
-                    row_where[m] = m
-                for b in range(1, k):  # along the row
-                    keep_larger(row_best, row_where, plane[b:], b, 1, L_row)
-                for m in range(L_window):
-                    best[m] = row_best[m]
-                    best_row[m] = 0
-                for a in range(1, k):  # down the column
-                    keep_larger(best, best_row, row_best[a * W :], a, 0, L_window)
+                row_and_column_passes(plane, W, k, 1, L_row, L_window, row_best, row_where, best, best_row)
                 for u in range(u0, u1):
                     start = (u * t - top) * W - left
                     for v in range(v0, v1):
@@ -175,16 +187,7 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks):
             plane, y_plane, winner_plane = planes[p], y[p], winner[p]
             for r in range(H):
                 padded[r * Wp : r * Wp + W] = plane[r * W : r * W + W]
-            for m in range(L_row):
-                row_best[m] = padded[m]
-                row_b[m] = 0
-            for b in range(1, k):  # along the row
-                keep_larger(row_best, row_b, padded[b:], b, 0, L_row)
-            for m in range(L_window):
-                best[m] = row_best[m]
-                best_a[m] = 0
-            for a in range(1, k):  # down the column
-                keep_larger(best, best_a, row_best[a * Wp :], a, 0, L_window)
+            row_and_column_passes(padded, Wp, k, 0, L_row, L_window, row_best, row_b, best, best_a)
             for u in range(Ho):
                 for v in range(Wo):
                     m = u * t * Wp + v * t  # the window's first cell
