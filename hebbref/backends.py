@@ -5,8 +5,11 @@ A backend is a table of six functions with the signatures of the NumPy reference
 layers), and more that default to the reference (max pooling forward and backward,
 the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
 addend, and dropout's training pass, which draws the mask), which a compiled backend
-replaces when they dominate a training step. The cache that a backend's forward returns is only ever handed back to the
-same backend. A network picks its backend when it is built
+replaces when they dominate a training step. Two more take a ramp and the max pool
+right above it (``conv ramp pool``) as one step, forward (``ramp_maxpool_forward``)
+and backward (``maxpool_ramp_backward``); a backend that does not give them runs its
+own two functions in a row. The cache that a backend's forward returns is only ever
+handed back to the same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
 
@@ -32,6 +35,7 @@ kernels are written to be read, and every call crosses the PCIe bus.
 """
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from . import activations, layers
@@ -57,6 +61,28 @@ class Backend:
     ramp_plus: Callable = activations.ramp_plus  # σ(h) + a, a sum block's output
     ramp_backward_of_sum: Callable = activations.ramp_backward_of_sum  # (e1 + e2) ⊙ σ'(h)
     dropout_draw: Callable = layers.dropout_draw  # (rng, x, p) -> (x ⊙ m, m), m drawn from rng
+    # (dy, pool cache, h, slope) -> (maxpool_backward of dy) ⊙ σ'(h): a pool's backward pass and
+    # that of the ramp below it; by default this backend's own two functions in a row
+    maxpool_ramp_backward: Callable = None
+    # (h, k, t, slope) -> maxpool_forward(σ(h), k, t): a ramp and the pool above it; by default
+    # this backend's ramp, then its maxpool_forward
+    ramp_maxpool_forward: Callable = None
+
+    def __post_init__(self):
+        if self.maxpool_ramp_backward is None:
+            object.__setattr__(self, "maxpool_ramp_backward", partial(_pool_then_ramp, self))
+        if self.ramp_maxpool_forward is None:
+            object.__setattr__(self, "ramp_maxpool_forward", partial(_ramp_then_pool, self))
+
+
+def _pool_then_ramp(backend, dy, cache, h, slope):
+    """``backend``'s maxpool_backward, then its ramp_backward: the default maxpool_ramp_backward."""
+    return backend.ramp_backward(backend.maxpool_backward(dy, cache), h, slope)
+
+
+def _ramp_then_pool(backend, h, k, t, slope):
+    """``backend``'s ramp, then its maxpool_forward: the default ramp_maxpool_forward."""
+    return backend.maxpool_forward(backend.ramp(h, slope), k, t)
 
 
 NUMPY = Backend(
@@ -67,6 +93,8 @@ NUMPY = Backend(
     layers.locally_connected_forward,
     layers.locally_connected_input_error,
     layers.locally_connected_weight_increment,
+    maxpool_ramp_backward=layers.maxpool_ramp_backward,
+    ramp_maxpool_forward=layers.ramp_maxpool_forward,
 )
 
 
@@ -90,21 +118,15 @@ def _load_numba():
         tuned.locally_connected_forward,
         tuned.locally_connected_input_error,
         tuned.locally_connected_weight_increment,
-        tuned.maxpool_forward,
-        tuned.maxpool_backward,
-        tuned.ramp,
-        tuned.ramp_derivative,
-        tuned.ramp_backward,
-        tuned.ramp_plus,
-        tuned.ramp_backward_of_sum,
-        tuned.dropout_draw,
+        **{name: getattr(tuned, name)
+           for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
+                        "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "maxpool_ramp_backward",
+                        "ramp_maxpool_forward")},
     )
 
 
 def _readable_functions(how):
     """The readable tier's functions run ``how`` ("parallel" or "cuda"), in the Backend's order."""
-    from functools import partial
-
     from .kernels import readable
 
     names = ("conv_forward", "conv_input_error", "conv_weight_increment", "locally_connected_forward",
@@ -117,11 +139,10 @@ def _load_readable():
         from .kernels import readable
     except ImportError as error:
         raise ConfigError(f"backend 'readable' cannot load: {error}") from error
-    from functools import partial
 
-    extra = [partial(getattr(readable, name), how="parallel")
-             for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward")]
-    return Backend("readable", *_readable_functions("parallel"), *extra)
+    extra = {name: partial(getattr(readable, name), how="parallel")
+             for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward")}
+    return Backend("readable", *_readable_functions("parallel"), **extra)
 
 
 def _simulated_cuda():
@@ -143,11 +164,8 @@ def _load_cuda():
     return Backend(
         "cuda",
         *_readable_functions("cuda"),
-        numba_backend.maxpool_forward,
-        numba_backend.maxpool_backward,
-        numba_backend.ramp,
-        numba_backend.ramp_derivative,
-        numba_backend.ramp_backward,
+        **{name: getattr(numba_backend, name)
+           for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward")},
     )
 
 

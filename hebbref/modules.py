@@ -272,6 +272,16 @@ class MaxPool(Layer):
     def backward(self, e):
         return self.ops.maxpool_backward(e, self.cache)
 
+    def forward_of_ramp(self, h, ramp, train=False):
+        """self.forward(ramp.forward(h)), in one pass: the pool of σ(h), σ(h) not kept."""
+        ramp.h = h
+        y, self.cache = self.ops.ramp_maxpool_forward(h, self.window, self.stride, ramp.slope)
+        return y
+
+    def backward_through_ramp(self, e, ramp):
+        """δ below ``ramp``, the layer under this pool: ramp.backward(self.backward(e)), in one pass."""
+        return self.ops.maxpool_ramp_backward(e, self.cache, ramp.h, ramp.slope)
+
     def describe(self):
         return f"pool{self.window}s{self.stride}"
 

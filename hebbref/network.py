@@ -1,10 +1,11 @@
 """A network: a list of layers, a learning rule, and one SGD step (SPEC §3).
 
-    o = forward(x)                       # SPEC §2
+    o = forward(x)                       # SPEC §2 (a ramp and the max pool above it: one step)
     loss, e_L = loss_fn(o, y)            # SPEC §4, e_L carries 1/B
     for each weighted layer: B = rule.feedback_for(layer)   # the rule decides (hebbref.rules)
     for each layer, top to bottom:       # SPEC §3
         e = layer.backward(e)            #   δ = e ⊙ σ'(h);  G = Σ δ xᵀ;  e_below = Bᵀ δ
+                                         #   (a max pool right above a ramp and that ramp: one step)
     for each weighted layer:             # after all errors are sent
         rule.update(layer, η, λ)         #   W -= η (G + λW);  R as the rule says
     rule.after_update(network)           # the weight mirror's step, for wm
@@ -24,7 +25,7 @@ from .errors import ConfigError, InputError, choose
 from .init import check_init
 from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
-from .modules import UNTIED_INITS, Dense, Flatten, Layer, Ramp, WeightedLayer
+from .modules import UNTIED_INITS, Dense, Flatten, Layer, MaxPool, Ramp, WeightedLayer
 from .rules import make_rule
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -170,8 +171,15 @@ class Network:
         """Outputs o = h_L, (N, n_classes). ``train=True`` draws dropout masks and keeps caches."""
         check_x(x)  # hebbref.validation
         x = self._check_x(x)
-        for layer in self.layers:
-            x = layer.forward(x, train)
+        i = 0
+        while i < len(self.layers):
+            layer, above = self.layers[i], self.layers[i + 1] if i + 1 < len(self.layers) else None
+            if isinstance(layer, Ramp) and isinstance(above, MaxPool):
+                x = above.forward_of_ramp(x, layer, train)  # the ramp's step and the pool's, in one pass
+                i += 2
+            else:
+                x = layer.forward(x, train)
+                i += 1
         return x
 
     def backward(self, e, rule=None):
@@ -185,8 +193,15 @@ class Network:
             return self._backward_direct(e, rule)
         for p in self.parameters():
             p.feedback = rule.feedback_for(p) if p.sends_error else None
-        for layer in reversed(self.layers):
-            e = layer.backward(e)
+        i = len(self.layers) - 1
+        while i >= 0:
+            layer, below = self.layers[i], self.layers[i - 1] if i > 0 else None
+            if isinstance(layer, MaxPool) and isinstance(below, Ramp):
+                e = layer.backward_through_ramp(e, below)  # the pool's step and the ramp's, in one pass
+                i -= 2
+            else:
+                e = layer.backward(e)
+                i -= 1
             if e is None:  # the first weighted layer sends nothing further down
                 break
 

@@ -21,6 +21,9 @@ per equation (``PATHS``):
                         column pass along the flattened plane, vectorised) or
                         "separable-padded" (the same on the plane extended with -inf
                         below and to the right, no window clipped there)
+    ramp_maxpool_forward
+                        "separable-padded" (the pool of σ(h), σ applied as each plane is
+                        copied) or "ramp-then-loops" (σ(h) formed, then pooled window by window)
     dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
     every other one     one path ("loops")
 
@@ -129,7 +132,10 @@ PATHS = {  # equation -> {path: function with the reference's signature}
         "loops": tuned_locally_connected.locally_connected_weight_increment},
     "maxpool_forward": {"loops": tuned_pooling.maxpool_forward, "separable": tuned_pooling.maxpool_forward_separable,
                         "separable-padded": tuned_pooling.maxpool_forward_separable_padded},
+    "ramp_maxpool_forward": {"separable-padded": tuned_pooling.ramp_maxpool_forward_padded,
+                             "ramp-then-loops": tuned_pooling.ramp_maxpool_forward_loops},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
+    "maxpool_ramp_backward": {"loops": tuned_pooling.maxpool_ramp_backward},
     "ramp": {"loops": tuned_activations.ramp},
     "ramp_derivative": {"loops": tuned_activations.ramp_derivative},
     "ramp_backward": {"loops": tuned_activations.ramp_backward},

@@ -9,7 +9,8 @@ names, from the tuned kernel modules:
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
                                 input error also along padded planes)
-    tuned_pooling.py            max pooling, window by window or in a row and a column pass
+    tuned_pooling.py            max pooling, window by window or in a row and a column pass;
+                                both passes fused with a ramp's below it
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
     tuned_dropout.py            dropout's training pass: the reference's uniform numbers
                                 drawn a chunk per thread, mask and output in one pass
@@ -70,6 +71,16 @@ def maxpool_forward(x, k, t):
 def maxpool_backward(dy, cache):
     """Route each window's error to its maximum: (N, C, Ho, Wo) -> (N, C, H, W)."""
     return _run("maxpool_backward", dy, cache)[0]
+
+
+def ramp_maxpool_forward(h, k, t, slope=DEFAULT_SLOPE):
+    """maxpool_forward(σ(h), k, t): a ramp and the pool above it, σ(h) not written out; -> (y, cache).  # SPEC §2"""
+    return _run("ramp_maxpool_forward", h, k, t, slope)[0]
+
+
+def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
+    """δ = (maxpool_backward of dy) ⊙ σ'(h) in one pass: the error through a pool and the ramp below it.  # SPEC §3"""
+    return _run("maxpool_ramp_backward", dy, cache, h, slope)[0]
 
 
 def ramp(h, slope=DEFAULT_SLOPE):

@@ -7,6 +7,8 @@ several overlapping windows receives the sum of their errors.
 
     y[n,c,u,v] = max_{a,b} x[n,c,u·t+a-top, v·t+b-left]          maxpool_forward
     e[n,c,winner(u,v)] += dy[n,c,u,v]                            maxpool_backward
+    y = maxpool_forward(σ(h)), h the input of a ramp below        ramp_maxpool_forward (fused)
+    δ = e ⊙ σ'(h), e as above, h the input of a ramp below         maxpool_ramp_backward (fused)
 
 One plane (n, c) per parallel iteration, so the backward scatter has no races.
 Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo); the cache holds the winners' flat
@@ -30,7 +32,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..activations import DEFAULT_SLOPE
 from ..layers.pooling import pool_padding
+from .tuned_activations import ramp
 
 
 @njit(cache=True)
@@ -158,7 +162,7 @@ def maxpool_separable(x, k, t, top, left, Ho, Wo, chunks):
 
 
 @njit(parallel=True, cache=True)
-def maxpool_separable_padded(x, k, t, Ho, Wo, chunks):
+def maxpool_separable_padded(x, k, t, Ho, Wo, chunks, through_ramp=False, s=1.0):
     """``maxpool_separable`` for windows that the image clips only below and to the right: -> y, winner.
 
     Each plane is copied into ``padded``, Hp × Wp with Hp = max(H, (Ho-1)·t + k) (and the
@@ -167,6 +171,10 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks):
     row pass keeps b = 0 unless a later cell is strictly larger, the column pass a = 0.
     ``row_b`` holds each position's winning column offset b, ``best_a`` its row offset
     a, so the winner is (u·t + a)·W + v·t + b with no division.
+
+    ``through_ramp``: x is a ramp's input h, and the pool is taken of σ(h) = clip(s·h, -1, 1),
+    applied as each plane is copied (``tuned_activations.ramp``'s expression, so the same
+    bits): σ(h) is never written out.
     """
     N, C, H, W = x.shape
     P = N * C
@@ -186,7 +194,11 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks):
         for p in range(chunk * P // chunks, (chunk + 1) * P // chunks):
             plane, y_plane, winner_plane = planes[p], y[p], winner[p]
             for r in range(H):
-                padded[r * Wp : r * Wp + W] = plane[r * W : r * W + W]
+                if through_ramp:
+                    for m in range(W):
+                        padded[r * Wp + m] = min(max(s * plane[r * W + m], -1), 1)
+                else:
+                    padded[r * Wp : r * Wp + W] = plane[r * W : r * W + W]
             row_and_column_passes(padded, Wp, k, 0, L_row, L_window, row_best, row_b, best, best_a)
             for u in range(Ho):
                 for v in range(Wo):
@@ -195,6 +207,15 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks):
                     y_plane[u, v] = best[m]
                     winner_plane[u, v] = (u * t + a) * W + v * t + row_b[m + a * Wp]
     return y.reshape(N, C, Ho, Wo), winner.reshape(N, C, Ho, Wo)
+
+
+@njit(cache=True, inline="always")
+def scatter_plane(plane, dy_row, winner_row):
+    """plane = 0, then plane[winner] += dy: one (n, c) plane of the backward scatter."""
+    for m in range(plane.size):  # zeroed plane by plane, while it is in cache
+        plane[m] = 0
+    for m in range(dy_row.size):
+        plane[winner_row[m]] += dy_row[m]
 
 
 @njit(parallel=True, cache=True)
@@ -208,12 +229,30 @@ def scatter_to_winners(dy, winner, H, W):
     e = np.empty((N * C, H * W), dtype=dy.dtype)
     dy_rows, winner_rows = dy.reshape(N * C, Ho * Wo), winner.reshape(N * C, Ho * Wo)
     for p in prange(N * C):
-        plane = e[p]
-        for m in range(H * W):  # zeroed plane by plane, while it is in cache
-            plane[m] = 0
-        for m in range(Ho * Wo):
-            plane[winner_rows[p, m]] += dy_rows[p, m]
+        scatter_plane(e[p], dy_rows[p], winner_rows[p])
     return e.reshape(N, C, H, W)
+
+
+@njit(parallel=True, cache=True)
+def scatter_to_winners_ramp(dy, winner, h, s):
+    """δ = (e scattered to the winners) ⊙ σ'(h), plane by plane: (N, C, Ho, Wo) -> (N, C, H, W).
+
+    The error through a pool and then through the ramp below it (h its input, s its
+    slope), with each plane's scatter still in cache when σ' is applied: the same
+    numbers as ``scatter_to_winners`` followed by ``tuned_activations.ramp_backward``
+    (whose expression this is), without writing e out and reading it back.
+    """
+    N, C, Ho, Wo = dy.shape
+    H, W = h.shape[2], h.shape[3]
+    delta = np.empty((N * C, H * W), dtype=dy.dtype)
+    dy_rows, winner_rows = dy.reshape(N * C, Ho * Wo), winner.reshape(N * C, Ho * Wo)
+    h_rows = h.reshape(N * C, H * W)
+    for p in prange(N * C):
+        plane, h_plane = delta[p], h_rows[p]
+        scatter_plane(plane, dy_rows[p], winner_rows[p])
+        for m in range(H * W):
+            plane[m] = plane[m] * s if abs(s * h_plane[m]) <= 1 else 0
+    return delta.reshape(N, C, H, W)
 
 
 def _windows(x, k, t):
@@ -247,7 +286,35 @@ def maxpool_forward_separable_padded(x, k, t):
     return y, (winner, x.shape[2:])
 
 
+def ramp_maxpool_forward_padded(h, k, t, slope=DEFAULT_SLOPE):
+    """maxpool_forward(σ(h), k, t), σ applied as ``maxpool_separable_padded`` copies each plane; -> (y, cache).
+
+    When padding comes before the image, σ(h) is formed first and pooled by ``maxpool_separable``.
+    """
+    h = np.ascontiguousarray(h)
+    top, left, Ho, Wo = _windows(h, k, t)
+    if top or left:
+        return maxpool_forward_separable(ramp(h, slope), k, t)
+    chunks = min(h.shape[0] * h.shape[1], 8 * numba.get_num_threads())
+    y, winner = maxpool_separable_padded(h, k, t, Ho, Wo, chunks, True, h.dtype.type(slope))
+    return y, (winner, h.shape[2:])
+
+
+def ramp_maxpool_forward_loops(h, k, t, slope=DEFAULT_SLOPE):
+    """maxpool_forward(σ(h), k, t) in two passes: the ramp, then the pool window by window; -> (y, cache)."""
+    return maxpool_forward(ramp(h, slope), k, t)
+
+
 def maxpool_backward(dy, cache):
     """Route each window's error to its maximum: (N, C, Ho, Wo) -> (N, C, H, W)."""
     winner, (H, W) = cache
     return scatter_to_winners(np.ascontiguousarray(dy), winner, H, W)
+
+
+def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
+    """δ = (maxpool_backward of dy) ⊙ σ'(h) in one pass over each plane: (N, C, Ho, Wo) -> (N, C, H, W)."""
+    winner, shape = cache
+    h = np.ascontiguousarray(h)
+    if h.shape[2:] != tuple(shape):
+        raise ValueError(f"h has planes of {h.shape[2:]}, the pool's input had {tuple(shape)}")
+    return scatter_to_winners_ramp(np.ascontiguousarray(dy, dtype=h.dtype), winner, h, h.dtype.type(slope))

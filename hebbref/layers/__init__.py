@@ -11,7 +11,7 @@ from .locally_connected import (
     locally_connected_input_error,
     locally_connected_weight_increment,
 )
-from .pooling import maxpool_backward, maxpool_forward
+from .pooling import maxpool_backward, maxpool_forward, maxpool_ramp_backward, ramp_maxpool_forward
 
 __all__ = [
     "conv_forward", "conv_input_error", "conv_weight_increment", "same_padding",
@@ -19,5 +19,5 @@ __all__ = [
     "dropout_backward", "dropout_draw", "dropout_forward", "dropout_mask",
     "locally_connected_forward", "locally_connected_input_error",
     "locally_connected_weight_increment",
-    "maxpool_backward", "maxpool_forward",
+    "maxpool_backward", "maxpool_forward", "maxpool_ramp_backward", "ramp_maxpool_forward",
 ]

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..activations import DEFAULT_SLOPE, ramp, ramp_backward
+
 
 def pool_padding(n, k, t):
     """(before, after, out) for one spatial axis of length n."""
@@ -47,3 +49,24 @@ def maxpool_backward(dy, cache):
     dxp = np.bincount(winner.ravel(), weights=dy.ravel(), minlength=math.prod(padded_shape))
     dxp = dxp.reshape(padded_shape).astype(dy.dtype, copy=False)
     return np.ascontiguousarray(dxp[:, :, top : top + H, left : left + W])
+
+
+def ramp_maxpool_forward(h, k, t, slope=DEFAULT_SLOPE):
+    """maxpool_forward(σ(h), k, t): a ramp and the max pool above it, in a row; -> (y, cache).  # SPEC §2
+
+    The two steps of the forward pass as a network takes them where a pool sits right
+    above a ramp (``conv ramp pool``); a compiled backend applies σ as it reads each
+    plane, without writing σ(h) out. The winners are those of σ(h): cells that the ramp
+    saturates tie, and the first of them wins.
+    """
+    return maxpool_forward(ramp(h, slope), k, t)
+
+
+def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
+    """δ = (maxpool_backward of dy) ⊙ σ'(h): the error through a max pool and the ramp below it.  # SPEC §3
+
+    ``h`` is the ramp's input. The two steps of the backward pass in a row, as a network
+    takes them where a pool sits right above a ramp (``conv ramp pool``); a compiled
+    backend does both in one pass over each plane.
+    """
+    return ramp_backward(maxpool_backward(dy, cache), h, slope)
