@@ -17,7 +17,10 @@ machine during the warm-up steps, into a fresh plan file unless ``--reuse-plans`
 the default from the shapes with ``HEBBREF_TUNE=0``).
 
 All contenders run interleaved, one step each in turn, ``--repeats`` times; the table
-gives the best (least disturbed) time of each, in milliseconds, and the median. PyTorch
+gives the best (least disturbed) time of each, in milliseconds, the median, the ratio of
+the bests, and the median over rounds of the ratio within a round (hebbref numba runs
+right before PyTorch in each round, so the two runs of a round meet nearly the same load
+of the machine; the bests of a busy machine may come from different moments). PyTorch
 (``pip install torch==2.13.0``, a benchmark-only extra, never a hebbref dependency)
 runs with as many threads as Numba; without it the PyTorch columns say so.
 """
@@ -90,12 +93,22 @@ def table(title, times, baseline, note=""):
     print(f"\n### {title}\n")
     if note:
         print(note + "\n")
-    print(f"| contender | best (ms) | median (ms) | best / {baseline} |")
-    print("|---|---:|---:|---:|")
+    print(f"| contender | best (ms) | median (ms) | best / {baseline} | median of the rounds' ratios |")
+    print("|---|---:|---:|---:|---:|")
     base = min(times[baseline]) if baseline in times else None
     for name, ts in times.items():
         ratio = f"{min(ts) / base:.2f}" if base else "n/a"
-        print(f"| {name} | {1e3 * min(ts):.1f} | {1e3 * statistics.median(ts):.1f} | {ratio} |")
+        print(f"| {name} | {1e3 * min(ts):.1f} | {1e3 * statistics.median(ts):.1f} | {ratio} | "
+              f"{paired_ratio(ts, times[baseline]) if base else 'n/a'} |")
+
+
+def paired_ratio(ts, baseline_ts):
+    """The median over rounds of this contender's time over the baseline's in the same round.
+
+    On a machine whose load comes and goes, the best of each contender may fall in
+    different moments; two runs of one round met nearly the same load.
+    """
+    return f"{statistics.median(t / b for t, b in zip(ts, baseline_ts)):.2f}"
 
 
 def network_tables(batch, repeats):
@@ -106,12 +119,10 @@ def network_tables(batch, repeats):
         ("3. `deep`, 32×32×3, tied, bp", "deep", (3, 32, 32), False),
     ]
     for title, net_name, shape, untied in cases:
-        contenders = {
-            "hebbref numba": hebbref_step(net_name, shape, "bp", "numba", untied, batch),
-            "hebbref numpy (reference)": hebbref_step(net_name, shape, "bp", "numpy", untied, batch),
-        }
-        if torch:
+        contenders = {"hebbref numba": hebbref_step(net_name, shape, "bp", "numba", untied, batch)}
+        if torch:  # right after hebbref numba in each round: the two runs a ratio compares meet the same load
             contenders["PyTorch"] = torch_step(net_name, shape, untied, batch)
+        contenders["hebbref numpy (reference)"] = hebbref_step(net_name, shape, "bp", "numpy", untied, batch)
         times = race(contenders, repeats)
         table(title, times, "PyTorch" if torch else "hebbref numpy (reference)", no_torch)
     for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
