@@ -167,6 +167,15 @@ def test_tuned_ramp_equals_the_reference_and_the_readable_tier_bit_for_bit(dtype
                                   activations.ramp_backward_of_sum(e1, e2, h, slope))
 
 
+def _ramp_input(case, dtype, seed, slope):
+    """(h, σ(h), rng) for a pool case: h large enough that σ saturates many cells, with the kinks |s·h| = 1."""
+    n, c, hh, w, _, _ = case
+    rng = np.random.default_rng(seed)
+    h = (rng.normal(size=(n, c, hh, w)) * 4 / slope).astype(dtype)
+    h.flat[: min(h.size, 3)] = [1 / slope, -1 / slope, 0.0][: min(h.size, 3)]
+    return h, activations.ramp(h, slope), rng
+
+
 @settings(max_examples=40, deadline=None)
 @given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
 def test_every_ramp_and_pool_forward_path_equals_the_two_steps_with_the_same_winners(case, dtype, seed, slope):
@@ -176,17 +185,14 @@ def test_every_ramp_and_pool_forward_path_equals_the_two_steps_with_the_same_win
     h differ, and the first of them must win, not the largest h. Cases with padding
     before the image take the fallback of the padded path.
     """
-    n, c, hh, w, k, t = case
-    rng = np.random.default_rng(seed)
-    h = (rng.normal(size=(n, c, hh, w)) * 4 / slope).astype(dtype)
-    h.flat[: min(h.size, 3)] = [1 / slope, -1 / slope, 0.0][: min(h.size, 3)]
-    x = activations.ramp(h, slope)
+    h, x, rng = _ramp_input(case, dtype, seed, slope)
+    k, t = case[4:]
     y_ref, _ = layers.maxpool_forward(x, k, t)
     np.testing.assert_array_equal(layers.ramp_maxpool_forward(h, k, t, slope)[0], y_ref)
     y_loops, (winner_loops, _) = plan.PATHS["maxpool_forward"]["loops"](x, k, t)
     for name, path in plan.PATHS["ramp_maxpool_forward"].items():
         y, (winner, shape) = path(h, k, t, slope)
-        assert shape == (hh, w) and y.dtype == h.dtype
+        assert shape == h.shape[2:] and y.dtype == h.dtype
         np.testing.assert_array_equal(_bits(y), _bits(y_ref), err_msg=name)
         np.testing.assert_array_equal(winner, winner_loops, err_msg=name)
     y, _ = tuned.ramp_maxpool_forward(h, k, t, slope)
@@ -203,11 +209,8 @@ def test_pool_and_ramp_backward_in_one_pass_equal_the_two_steps(case, dtype, see
     scatter sums a cell's errors in float64) and against the tuned tier's own two steps
     (the same bits: the same scatter, the same expression for σ').
     """
-    n, c, hh, w, k, t = case
-    rng = np.random.default_rng(seed)
-    h = (rng.normal(size=(n, c, hh, w)) * 4 / slope).astype(dtype)
-    h.flat[: min(h.size, 3)] = [1 / slope, -1 / slope, 0.0][: min(h.size, 3)]
-    x = activations.ramp(h, slope)
+    h, x, rng = _ramp_input(case, dtype, seed, slope)
+    k, t = case[4:]
     _, cache_ref = layers.maxpool_forward(x, k, t)
     _, cache = tuned.maxpool_forward(x, k, t)
     dy = (rng.normal(size=cache[0].shape) * 10.0 ** rng.integers(-3, 4, size=cache[0].shape)).astype(dtype)
