@@ -8,7 +8,8 @@ addend, and dropout's training pass, which draws the mask), which a compiled bac
 replaces when they dominate a training step. Two more take a ramp and the max pool
 right above it (``conv ramp pool``) as one step, forward (``ramp_maxpool_forward``)
 and backward (``maxpool_ramp_backward``); a backend that does not give them runs its
-own two functions in a row. The cache that a backend's forward returns is only ever
+own two functions in a row; so does one more, ``conv_backward``, a conv layer's input
+error and increment of one δ together. The cache that a backend's forward returns is only ever
 handed back to the same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
@@ -67,8 +68,13 @@ class Backend:
     # (h, k, t, slope) -> maxpool_forward(σ(h), k, t): a ramp and the pool above it; by default
     # this backend's ramp, then its maxpool_forward
     ramp_maxpool_forward: Callable = None
+    # (δ, conv cache, B) -> (conv_input_error, conv_weight_increment) of one δ; by default this
+    # backend's own two functions in a row
+    conv_backward: Callable = None
 
     def __post_init__(self):
+        if self.conv_backward is None:
+            object.__setattr__(self, "conv_backward", partial(_error_then_increment, self))
         if self.maxpool_ramp_backward is None:
             object.__setattr__(self, "maxpool_ramp_backward", partial(_pool_then_ramp, self))
         if self.ramp_maxpool_forward is None:
@@ -78,6 +84,11 @@ class Backend:
 def _pool_then_ramp(backend, dy, cache, h, slope):
     """``backend``'s maxpool_backward, then its ramp_backward: the default maxpool_ramp_backward."""
     return backend.ramp_backward(backend.maxpool_backward(dy, cache), h, slope)
+
+
+def _error_then_increment(backend, delta, cache, B):
+    """``backend``'s conv_input_error and conv_weight_increment: the default conv_backward."""
+    return backend.conv_input_error(delta, cache, B), backend.conv_weight_increment(delta, cache)
 
 
 def _ramp_then_pool(backend, h, k, t, slope):
@@ -95,6 +106,7 @@ NUMPY = Backend(
     layers.locally_connected_weight_increment,
     maxpool_ramp_backward=layers.maxpool_ramp_backward,
     ramp_maxpool_forward=layers.ramp_maxpool_forward,
+    conv_backward=layers.conv_backward,
 )
 
 
@@ -121,7 +133,7 @@ def _load_numba():
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "maxpool_ramp_backward",
-                        "ramp_maxpool_forward")},
+                        "ramp_maxpool_forward", "conv_backward")},
     )
 
 

@@ -175,6 +175,14 @@ class Conv2D(WeightedLayer):
     def _weight_increment(self, delta, cache):
         return self.ops.conv_weight_increment(delta, cache)
 
+    def backward(self, delta):
+        """As every weighted layer's, with the input error and G asked for together (one pass over δ where a backend can)."""
+        if not self.sends_error:
+            return super().backward(delta)
+        self.delta = delta
+        e_below, self.G = self.ops.conv_backward(delta, self.cache, self.feedback)  # Bᵀ δ, Σ δ xᵀ
+        return e_below
+
     def describe(self):
         return f"conv{self.kernel}:{self.channels}"
 
@@ -188,6 +196,7 @@ class LocallyConnected2D(Conv2D):
     """
 
     kind = "lc"
+    backward = WeightedLayer.backward  # the untied functions, one after the other (no conv_backward)
 
     def build(self, input_shape, ctx):
         if len(input_shape) != 3:

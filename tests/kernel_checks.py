@@ -48,6 +48,11 @@ def check_conv_module(module, shape, dtype, seed, rtol, label, reference=layers)
               f"{label}conv_input_error through {name} {shape}", rtol)
     check(module.conv_weight_increment(delta, cache), reference.conv_weight_increment(delta, cache_ref),
           f"{label}conv_weight_increment {shape}", rtol)
+    if hasattr(module, "conv_backward"):  # the input error and the increment of one δ, asked for together
+        e_below, G = module.conv_backward(delta, cache, R)
+        check(e_below, reference.conv_input_error(delta, cache_ref, R), f"{label}conv_backward's input error {shape}",
+              rtol)
+        check(G, reference.conv_weight_increment(delta, cache_ref), f"{label}conv_backward's increment {shape}", rtol)
 
 
 def check_locally_connected_module(module, shape, dtype, seed, rtol, label, reference=layers):

@@ -15,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hebbref import activations, layers
-from hebbref.kernels import plan, tuned
+from hebbref.kernels import plan, tuned, tuned_conv_shifted
 
 from comparisons import tolerance
 from kernel_checks import (
-    Readable, check_conv_module, check_locally_connected_module, check_maxpool_module, check_ramp_module, pool_cases,
+    Readable, check, check_conv_module, check_locally_connected_module, check_maxpool_module, check_ramp_module,
+    conv_case, pool_cases,
 )
 from strategies import SEEDS, conv_shapes
 
@@ -56,6 +57,14 @@ class ConvPaths:
         path, saved = cache
         return plan.CONV_WEIGHT_INCREMENT[path](delta, saved)
 
+    def conv_backward(self, delta, cache, B):
+        """Both together, by one kernel where this pair of paths has one (plan.conv_backward_together)."""
+        path, saved = cache
+        together = plan.conv_backward_together(path, plan.Plan(self.error_path, 1))
+        if together is None:
+            return self.conv_input_error(delta, cache, B), self.conv_weight_increment(delta, cache)
+        return together(delta, saved, B)
+
 
 FORWARD_PATHS = list(plan.PATHS["conv_forward"])
 ERROR_PATHS = list(plan.PATHS["conv_input_error"])
@@ -69,6 +78,27 @@ def test_every_conv_path_on_odd_and_even_kernels(shape, forward_path, error_path
     for dtype in (np.float64, np.float32):
         check_conv_module(ConvPaths(forward_path, error_path), shape, dtype, sum(shape), rtol(np.dtype(dtype)),
                           f"{forward_path}/{error_path} vs {against}: ", REFERENCES[against])
+
+
+@pytest.mark.parametrize("columns", [8, 64, None])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_shifted_input_error_and_increment_together_on_blocks_of_every_size(shape, columns):
+    """tuned_conv_shifted.backward_correlation: δ laid out once per block for both products, blocks of 1 to all images."""
+    for dtype in (np.float64, np.float32):
+        x, W, R, delta = conv_case(shape, dtype, sum(shape))
+        _, cache = tuned_conv_shifted.forward(x, W, columns)
+        _, xp = layers.conv_forward(x, W)
+        e_below, G = tuned_conv_shifted.backward_correlation(delta, cache, R)
+        assert e_below.dtype == G.dtype == np.dtype(dtype)
+        label = f"{shape}, {columns} columns, {np.dtype(dtype).name}"
+        check(e_below, layers.conv_input_error(delta, xp, R), f"input error {label}", rtol(np.dtype(dtype)))
+        check(G, layers.conv_weight_increment(delta, xp), f"increment {label}", rtol(np.dtype(dtype)))
+
+
+def test_only_a_shifted_forward_pass_with_a_correlation_input_error_goes_together():
+    together = {(f, e) for f in FORWARD_PATHS for e in ERROR_PATHS
+                if plan.conv_backward_together(f, plan.Plan(e, 1)) is not None}
+    assert together == {("shifted", "shifted-correlation")}
 
 
 @pytest.mark.parametrize("forward_path", FORWARD_PATHS)

@@ -6,7 +6,9 @@ per equation (``PATHS``):
 
     conv_forward        "direct" (tuned_conv_direct: loops) or "shifted" (tuned_conv_shifted:
                         k·k gemm on shifted views); the weight increment follows, since it
-                        reads the forward pass's cache, and is timed with it
+                        reads the forward pass's cache, and is timed with it; where the input
+                        error goes by "shifted-correlation" after a "shifted" forward pass,
+                        the two are computed together (``conv_backward_together``)
     conv_input_error    "direct", "shifted-correlation" or "shifted-scatter"
     locally_connected_forward
                         "batch-last" (along tiles of images) or "loops-tiled" (location
@@ -145,6 +147,18 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment}
+# (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
+# increment of one δ, which lays δ out once; any other pair runs the two functions
+CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}
+
+
+def conv_backward_together(forward_path, error_plan):
+    """The kernel that computes a conv layer's input error and weight increment together, or None.
+
+    Not a choice of its own: it follows the two plans already made, the forward pass's
+    (whose cache and blocks it reads, on its threads) and the input error's.
+    """
+    return CONV_BACKWARD_TOGETHER.get((forward_path, error_plan.path))
 # path -> (what its block counts, the keyword its function takes it by, the candidate sizes, the default first)
 _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE

@@ -18,10 +18,13 @@ names, from the tuned kernel modules:
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
 conv cache is ``(path, cache of that path)``: the weight increment follows the path
-and thread count of the forward pass, whose cache it reads.
+and thread count of the forward pass, whose cache it reads. ``conv_backward`` asks for
+the input error and the increment of one δ together: one kernel computes both when
+the forward pass was "shifted" and the input error's plan is "shifted-correlation"
+(``plan.conv_backward_together``), laying δ out once.
 """
 from ..activations import DEFAULT_SLOPE
-from .plan import CONV_WEIGHT_INCREMENT, choose, on_threads, path_function
+from .plan import CONV_WEIGHT_INCREMENT, choose, conv_backward_together, on_threads, path_function
 
 
 def _run(equation, *arguments, plan_arguments=None):
@@ -46,6 +49,16 @@ def conv_weight_increment(delta, cache):
     path, saved, threads = cache
     with on_threads(threads):
         return CONV_WEIGHT_INCREMENT[path](delta, saved)
+
+
+def conv_backward(delta, cache, B):
+    """(e_below, G) of one δ: together in one kernel where the two plans allow it (plan.conv_backward_together)."""
+    path, saved, threads = cache
+    together = conv_backward_together(path, choose("conv_input_error", delta, None, B))
+    if together is None:
+        return conv_input_error(delta, cache, B), conv_weight_increment(delta, cache)
+    with on_threads(threads):
+        return together(delta, saved, B)
 
 
 def locally_connected_forward(x, W):

@@ -153,6 +153,54 @@ def valid_span(images, H, W, Ws, plane):
     return (images - 1) * plane + (H - 1) * Ws + W
 
 
+@njit(cache=True)
+def block_of(block, images_per_block, N, H, W, Ws, plane, tail):
+    """(n0, n1, columns, span) of a block: its images n0..n1-1, the columns they take with the tail, and the valid span."""
+    n0 = block * images_per_block
+    n1 = min(N, n0 + images_per_block)
+    return n0, n1, (n1 - n0) * plane + tail, valid_span(n1 - n0, H, W, Ws, plane)
+
+
+@njit(cache=True)
+def tap_products(blas, X_flat, ld, base, Ws, k, span, taps_flat, O, C, out_flat):
+    """out (O, span) = Σ_{a,b} taps[a·k+b] (O, C) @ X[:, base + a·Ws + b : … + span]: one gemm per tap.
+
+    X is (C, ld) row-major, flattened; beta = 0 for the first tap, 1 after.
+    """
+    for t in range(k * k):
+        shift = base + (t // k) * Ws + t % k
+        # out (O, span) += taps[t] (O, C) @ X[:, shift : shift + span]  is, in Fortran terms,
+        # outᵀ (span, O) += X_viewᵀ (span, C; ld = X's row length) @ taps[t]ᵀ (C, O; ld = C)
+        gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, O, C, 1.0, X_flat[shift:], ld,
+             taps_flat[t * O * C :], C, 0.0 if t == 0 else 1.0, out_flat, span)
+
+
+@njit(cache=True)
+def tap_weight_products(blas, X_flat, ld, base, Ws, k, span, D_flat, ld_D, O, C, G_flat):
+    """G_t (O, C) = D (O, span) @ X[:, base + a·Ws + b : … + span]ᵀ for every tap t = a·k+b, into G_flat[t·O·C:]."""
+    for t in range(k * k):
+        shift = base + (t // k) * Ws + t % k
+        # G_t (O, C) = D (O, span) @ X_viewᵀ (span, C)  is, in Fortran terms, G_tᵀ (C, O) =
+        # (X_view as Fortran (span, C), ld = X's row length)ᵀ @ (D as Fortran (span, O), ld = ld_D)
+        gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, span, 1.0, X_flat[shift:], ld,
+             D_flat, ld_D, 0.0, G_flat[t * O * C :], C)
+
+
+@njit(cache=True)
+def columns_to_images(out, n0, n1, plane, Ws, H, W, offset, target):
+    """target[n, r, i·W + j] = out[r, (n-n0)·plane + (i+offset)·Ws + offset + j] for images n0..n1-1: the gaps dropped.
+
+    ``out`` (rows, ·) is a block's result in the layout of X; target is (N, rows, H·W).
+    """
+    for n in range(n0, n1):
+        for r in range(out.shape[0]):
+            source, row = out[r], target[n, r]
+            for i in range(H):
+                start = (n - n0) * plane + (i + offset) * Ws + offset
+                for j in range(W):  # one row of pixels
+                    row[i * W + j] = source[start + j]
+
+
 @njit(parallel=True, cache=True)
 def shifted_products(blas, x, taps, before, after, images_per_block, X):
     """h[n,o,i,j] = Σ_{a,b} (taps[a·k+b] @ X[:, s_ab : s_ab + span])[o, n·plane + i·Ws + j]: -> (N, O, H, W).
@@ -174,25 +222,11 @@ def shifted_products(blas, x, taps, before, after, images_per_block, X):
     h = np.empty((N, O, H, W), dtype=x.dtype)
     h_rows = h.reshape(N, O, H * W)
     for block in prange(blocks):
-        n0 = block * images_per_block
-        n1 = min(N, n0 + images_per_block)
+        n0, n1, _, span = block_of(block, images_per_block, N, H, W, Ws, plane, tail)
         images_to_columns(x, n0, n1, before, Ws, plane, tail, X[:, block * stride :])
-        span = valid_span(n1 - n0, H, W, Ws, plane)
         out = np.empty((O, span), dtype=x.dtype)  # h for these images, gap positions included
-        out_flat = out.reshape(-1)
-        for t in range(k * k):
-            shift = block * stride + (t // k) * Ws + t % k
-            # out (O, span) += taps[t] (O, C) @ X[:, shift : shift + span]  is, in Fortran terms,
-            # outᵀ (span, O) += X_viewᵀ (span, C; ld = X's row length) @ taps[t]ᵀ (C, O; ld = C)
-            gemm(blas, NO_TRANSPOSE, NO_TRANSPOSE, span, O, C, 1.0, X_flat[shift:], ld,
-                 taps_flat[t * O * C :], C, 0.0 if t == 0 else 1.0, out_flat, span)
-        for n in range(n0, n1):
-            for o in range(O):
-                source, target = out[o], h_rows[n, o]
-                for i in range(H):
-                    start = (n - n0) * plane + i * Ws
-                    for j in range(W):  # one row, the gap dropped
-                        target[i * W + j] = source[start + j]
+        tap_products(blas, X_flat, ld, block * stride, Ws, k, span, taps_flat, O, C, out.reshape(-1))
+        columns_to_images(out, n0, n1, plane, Ws, H, W, 0, h_rows)
     return h
 
 
@@ -218,10 +252,7 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
     e = np.empty((N, C, H, W), dtype=delta.dtype)
     e_rows = e.reshape(N, C, H * W)
     for block in prange(blocks):
-        n0 = block * images_per_block
-        n1 = min(N, n0 + images_per_block)
-        columns = (n1 - n0) * plane + tail
-        span = valid_span(n1 - n0, H, W, Ws, plane)
+        n0, n1, columns, span = block_of(block, images_per_block, N, H, W, Ws, plane, tail)
         D = np.empty((O, columns), dtype=delta.dtype)
         images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D)
         Y = np.empty((rows, span), dtype=delta.dtype)
@@ -237,13 +268,7 @@ def shifted_scatter(blas, delta, B_rows, k, before, images_per_block):
                 source = Y[c * k * k + t]
                 for m in range(span):  # vectorised
                     target[m] += source[m]
-        for n in range(n0, n1):
-            for c in range(C):
-                source, target = padded[c], e_rows[n, c]
-                for i in range(H):
-                    start = (n - n0) * plane + (i + before) * Ws + before
-                    for j in range(W):  # one row of pixels
-                        target[i * W + j] = source[start + j]
+        columns_to_images(padded, n0, n1, plane, Ws, H, W, before, e_rows)
     return e
 
 
@@ -265,21 +290,52 @@ def shifted_weight_products(blas, delta, X, k, before, images_per_block):
     X_flat = X.reshape(-1)
     partial = np.empty((blocks, k * k, O, C), dtype=delta.dtype)  # partial[block, a·k+b] = its G[:, :, a, b]
     for block in prange(blocks):
-        n0 = block * images_per_block
-        n1 = min(N, n0 + images_per_block)
-        columns = (n1 - n0) * plane + tail
-        span = valid_span(n1 - n0, H, W, Ws, plane)
+        n0, n1, columns, span = block_of(block, images_per_block, N, H, W, Ws, plane, tail)
         D = np.empty((O, columns), dtype=delta.dtype)
         images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D)
-        D_flat = D.reshape(-1)
-        G_flat = partial[block].reshape(-1)
-        for t in range(k * k):
-            shift = block * stride + (t // k) * Ws + t % k
-            # G_t (O, C) = D (O, span) @ X_viewᵀ (span, C)  is, in Fortran terms, G_tᵀ (C, O) =
-            # (X_view as Fortran (span, C), ld = X's row length)ᵀ @ (D as Fortran (span, O), ld = columns)
-            gemm(blas, TRANSPOSE, NO_TRANSPOSE, C, O, span, 1.0, X_flat[shift:], ld,
-                 D_flat, columns, 0.0, G_flat[t * O * C :], C)
+        tap_weight_products(blas, X_flat, ld, block * stride, Ws, k, span, D.reshape(-1), columns, O, C,
+                            partial[block].reshape(-1))
     return partial
+
+
+@njit(parallel=True, cache=True)
+def shifted_backward_products(blas, delta, X, taps_e, k, before, images_per_block):
+    """The input error by correlation and the weight increment of one δ, δ laid out once per block: -> (e, partial).
+
+    δ as the input error's correlation reads it (``shifted_products`` on δ padded by
+    after = k-1-p before) and as the increment reads it (D, no offset) are the same
+    columns, the first shifted by off = (k-1-p)·Ws + (k-1-p): the gaps are equally wide.
+    So each block lays δ out once, ``off`` zero columns ahead of D, and runs the
+    increment's k·k products (``tap_weight_products``, from column off, against X of the
+    forward pass) and the input error's (``tap_products``, from column 0, taps_e
+    (k·k, C, O) holding B flipped in space, channel axes swapped). X and the blocks are
+    the forward pass's.
+    """
+    N, O, H, W = delta.shape
+    C, ld = X.shape
+    _, Ws, plane, tail = geometry(H, W, k, before)
+    off = (k - 1 - before) * (Ws + 1)
+    stride = images_per_block * plane + tail
+    blocks = (N + images_per_block - 1) // images_per_block
+    X_flat = X.reshape(-1)
+    taps_flat = taps_e.reshape(-1)
+    partial = np.empty((blocks, k * k, O, C), dtype=delta.dtype)
+    e = np.empty((N, C, H, W), dtype=delta.dtype)
+    e_rows = e.reshape(N, C, H * W)
+    for block in prange(blocks):
+        n0, n1, columns, span = block_of(block, images_per_block, N, H, W, Ws, plane, tail)
+        length = max(off + columns, span + (k - 1) * (Ws + 1))  # what either set of products reads
+        D = np.empty((O, length), dtype=delta.dtype)
+        D[:, :off] = 0
+        D[:, off + columns :] = 0
+        images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D[:, off:])
+        D_flat = D.reshape(-1)
+        tap_weight_products(blas, X_flat, ld, block * stride, Ws, k, span, D_flat[off:], length, O, C,
+                            partial[block].reshape(-1))
+        out = np.empty((C, span), dtype=delta.dtype)  # e for these images, gap positions included
+        tap_products(blas, D_flat, length, 0, Ws, k, span, taps_flat, C, O, out.reshape(-1))
+        columns_to_images(out, n0, n1, plane, Ws, H, W, 0, e_rows)
+    return e, partial
 
 
 def images_per_block(N, plane, columns=None):
@@ -338,15 +394,34 @@ def input_error_scatter(delta, B, columns=None):
     return shifted_scatter(blas_for(delta.dtype), delta, B_rows, k, before, per_block)
 
 
+def backward_correlation(delta, cache, B):
+    """(e_below, G) for one δ: ``input_error_correlation`` and ``weight_increment`` with δ laid out once per block."""
+    X, k, columns = cache
+    delta = np.ascontiguousarray(delta, dtype=X.dtype)
+    B = np.ascontiguousarray(B, dtype=X.dtype)
+    N, C_out, H, Wd = delta.shape
+    C_in = X.shape[0]
+    before, _ = same_padding(k)
+    _, B_flipped = transposed_convolution(B)  # (C_in, C_out, k, k)
+    taps = np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
+    per_block, _ = _blocking(N, H, Wd, k, before, columns)
+    e, partial = shifted_backward_products(blas_for(delta.dtype), delta, X, taps, k, before, per_block)
+    return e, _increment_from_partial(partial, k)
+
+
+def _increment_from_partial(partial, k):
+    """G (C_out, C_in, k, k) from the blocks' partial increments (blocks, k·k, C_out, C_in)."""
+    _, _, C_out, C_in = partial.shape
+    G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]
+    return np.ascontiguousarray(G.transpose(2, 3, 0, 1))  # (C_out, C_in, k, k)
+
+
 def weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache from ``forward``."""
     X, k, columns = cache
     delta = np.ascontiguousarray(delta, dtype=X.dtype)  # gemm reads both through bare pointers: one dtype
-    N, C_out, H, Wd = delta.shape
-    C_in = X.shape[0]
+    N, _, H, Wd = delta.shape
     before, _ = same_padding(k)
     per_block, _ = _blocking(N, H, Wd, k, before, columns)
     partial = shifted_weight_products(blas_for(delta.dtype), delta, X, k, before, per_block)
-    # partial (blocks, k·k, C_out, C_in): one G per block, G[:, :, a, b] at a·k+b
-    G = partial.sum(axis=0).reshape(k, k, C_out, C_in)  # G[a, b, o, c]
-    return np.ascontiguousarray(G.transpose(2, 3, 0, 1))  # (C_out, C_in, k, k)
+    return _increment_from_partial(partial, k)  # partial: one G per block, G[:, :, a, b] at a·k+b

@@ -55,6 +55,14 @@ def conv_input_error(delta, cache, B):
     return correlate_valid(delta_p, B_transposed)
 
 
+def conv_backward(delta, cache, B):
+    """(e_below, G): the input error Bᵀ δ and the increment Σ δ xᵀ of one δ, the two functions in a row.
+
+    A compiled backend may compute both in one pass over δ (the network's conv layers ask for them together).
+    """
+    return conv_input_error(delta, cache, B), conv_weight_increment(delta, cache)
+
+
 def conv_weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, the increment summed over all positions: -> (C_out, C_in, k, k)."""
     xp = cache
