@@ -1,6 +1,6 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
-    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--against REV]
+    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--together] [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops or
@@ -25,10 +25,18 @@ imported from a copy of REV's package (``git archive``) under another name. With
 ``--untied`` too, a second table does the same for the untied layer's functions that
 REV has (``tuned_locally_connected.py``). A kernel change is judged by the ratio of the
 two columns, which a busy host disturbs far less than it does either column.
+
+``--together`` adds a table that times, on each conv layer, the ``numba`` backend's
+input error and weight increment of one δ called one after the other against
+``conv_backward``, which computes them together where ``plan.conv_backward_together``
+finds a kernel for the layer's two plans (else it calls the same two functions):
+interleaved, with the best and median of each and the median over rounds of the ratio
+within a round.
 """
 import argparse
 import importlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,6 +205,37 @@ def untied_against_table(revision, batch, repeats, rng):
                   f"| {after:.1f} | {after / before:.2f} |")
 
 
+def together_table(batch, repeats, rng):
+    """conv_input_error then conv_weight_increment against conv_backward, through the numba backend's plans."""
+    ops = backends.get_backend("numba")
+    print(f"\n### a conv layer's input error and increment of one δ: one after the other, or together; "
+          f"{repeats} interleaved rounds\n")
+    print("| layer (N, C_in→C_out, H×W, k) | kernel together | two functions, best / median (ms) "
+          "| together, best / median (ms) | median of the rounds' ratios |")
+    print("|---|---|---:|---:|---:|")
+    for name, c_in, c_out, size, k in LAYERS:
+        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+        W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
+        delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
+        _, cache = ops.conv_forward(x, W)
+        kernel = plan.conv_backward_together(cache[0], plan.choose("conv_input_error", delta, None, W))
+        calls = {"two": lambda: (ops.conv_input_error(delta, cache, W), ops.conv_weight_increment(delta, cache)),
+                 "together": lambda: ops.conv_backward(delta, cache, W)}
+        for call in calls.values():
+            call()
+        times = {n: [] for n in calls}
+        for _ in range(repeats):
+            for n, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[n].append(1e3 * (time.perf_counter() - start))
+        two, together = times["two"], times["together"]
+        paired = statistics.median(b / a for a, b in zip(two, together))
+        print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {kernel.__name__ if kernel else 'none'} "
+              f"| {min(two):.1f} / {statistics.median(two):.1f} | {min(together):.1f} / {statistics.median(together):.1f} "
+              f"| {paired:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=500)
@@ -204,6 +243,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--untied", action="store_true", help="also time every path of the untied layer's kernels")
     parser.add_argument("--against", metavar="REV", help="also time every conv path of git revision REV against this tree's")
+    parser.add_argument("--together", action="store_true",
+                        help="also time each conv layer's input error and increment one after the other and together")
     args = parser.parse_args()
     backends.get_backend("numba")  # as in training: the runtime's process settings
     numba.set_num_threads(args.threads)
@@ -238,6 +279,8 @@ def main():
                       f"| {'default' if path == default.path else ''} |")
     if args.untied:
         untied_table(args.batch, args.repeats, rng)
+    if args.together:
+        together_table(args.batch, args.repeats, rng)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
         if args.untied:
