@@ -5,12 +5,12 @@ A backend is a table of six functions with the signatures of the NumPy reference
 layers), and more that default to the reference (max pooling forward and backward,
 the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
 addend, and dropout's training pass, which draws the mask), which a compiled backend
-replaces when they dominate a training step. Two more take a ramp and the max pool
-right above it (``conv ramp pool``) as one step, forward (``ramp_maxpool_forward``)
-and backward (``maxpool_ramp_backward``); a backend that does not give them runs its
-own two functions in a row; so does one more, ``conv_backward``, a conv layer's input
-error and increment of one δ together. The cache that a backend's forward returns is only ever
-handed back to the same backend. A network picks its backend when it is built
+replaces when they dominate a training step. Three more take two steps as one: a ramp
+and the max pool right above it (``conv ramp pool``), forward (``ramp_maxpool_forward``)
+and backward (``maxpool_ramp_backward``), and a conv layer's input error and increment
+of one δ (``conv_backward``). A backend that does not give them runs its own two
+functions in a row. The cache that a backend's forward returns is only ever handed back
+to the same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
 
