@@ -53,17 +53,22 @@ LAYERS = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 
           ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
 
 
-def best_times(calls, repeats):
-    """Best wall time in ms of each callable, run in turn (A, B, A, B, ...) ``repeats`` times."""
+def interleaved_times(calls, repeats):
+    """{name: [ms, ...]}: each callable run in turn (A, B, A, B, ...) ``repeats`` times, after one warm-up call each."""
     for call in calls.values():  # compile and warm up
         call()
-    best = dict.fromkeys(calls, float("inf"))
+    times = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             start = time.perf_counter()
             call()
-            best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
-    return best
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return times
+
+
+def best_times(calls, repeats):
+    """Best wall time in ms of each callable, run in turn (A, B, A, B, ...) ``repeats`` times."""
+    return {name: min(ts) for name, ts in interleaved_times(calls, repeats).items()}
 
 
 def forward_and_increment(path, x, W, delta):
@@ -221,14 +226,7 @@ def together_table(batch, repeats, rng):
         kernel = plan.conv_backward_together(cache[0], plan.choose("conv_input_error", delta, None, W))
         calls = {"two": lambda: (ops.conv_input_error(delta, cache, W), ops.conv_weight_increment(delta, cache)),
                  "together": lambda: ops.conv_backward(delta, cache, W)}
-        for call in calls.values():
-            call()
-        times = {n: [] for n in calls}
-        for _ in range(repeats):
-            for n, call in calls.items():
-                start = time.perf_counter()
-                call()
-                times[n].append(1e3 * (time.perf_counter() - start))
+        times = interleaved_times(calls, repeats)
         two, together = times["two"], times["together"]
         paired = statistics.median(b / a for a, b in zip(two, together))
         print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {kernel.__name__ if kernel else 'none'} "
