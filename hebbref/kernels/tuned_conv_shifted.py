@@ -369,14 +369,21 @@ def forward(x, W, columns=None):
     return h, (X, k, columns)  # (N, C_out, H, W), ((C_in, blocks × block columns), k, block size)
 
 
+def _correlation_taps(B):
+    """(padding of δ, taps): the transposed convolution's padding and B flipped in space, channel axes
+    swapped, as (k·k, C_in, C_out) with [a·k+b] the tap (a, b) (``readable.transposed_convolution``)."""
+    C_out, C_in, k, _ = B.shape
+    padding, B_flipped = transposed_convolution(B)  # (C_in, C_out, k, k)
+    return padding, np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
+
+
 def input_error_correlation(delta, B, columns=None):
     """e_below = Bᵀ δ as the forward correlation of δ padded the other way round: -> (N, C_in, H, W)."""
     delta = np.ascontiguousarray(delta)
     B = np.ascontiguousarray(B, dtype=delta.dtype)  # gemm reads both through bare pointers: one dtype
-    C_out, C_in, k, _ = B.shape
+    C_out, _, k, _ = B.shape
     N, _, H, Wd = delta.shape
-    (before, after), B_flipped = transposed_convolution(B)  # padding of δ, (C_in, C_out, k, k)
-    taps = np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
+    (before, after), taps = _correlation_taps(B)
     per_block, total = _blocking(N, H, Wd, k, before, columns)
     D = np.empty((C_out, total), dtype=delta.dtype)
     return shifted_products(blas_for(delta.dtype), delta, taps, before, after, per_block, D)
@@ -399,11 +406,9 @@ def backward_correlation(delta, cache, B):
     X, k, columns = cache
     delta = np.ascontiguousarray(delta, dtype=X.dtype)
     B = np.ascontiguousarray(B, dtype=X.dtype)
-    N, C_out, H, Wd = delta.shape
-    C_in = X.shape[0]
+    N, _, H, Wd = delta.shape
     before, _ = same_padding(k)
-    _, B_flipped = transposed_convolution(B)  # (C_in, C_out, k, k)
-    taps = np.ascontiguousarray(B_flipped.transpose(2, 3, 0, 1)).reshape(k * k, C_in, C_out)
+    _, taps = _correlation_taps(B)
     per_block, _ = _blocking(N, H, Wd, k, before, columns)
     e, partial = shifted_backward_products(blas_for(delta.dtype), delta, X, taps, k, before, per_block)
     return e, _increment_from_partial(partial, k)

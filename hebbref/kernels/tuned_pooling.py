@@ -276,28 +276,23 @@ def maxpool_forward_separable(x, k, t):
     return y, (winner, x.shape[2:])
 
 
-def maxpool_forward_separable_padded(x, k, t):
-    """The same as ``maxpool_forward``, by ``maxpool_separable_padded`` (by ``maxpool_separable`` when padding comes before)."""
+def maxpool_forward_separable_padded(x, k, t, through_ramp=False, slope=DEFAULT_SLOPE):
+    """The same as ``maxpool_forward``, by ``maxpool_separable_padded`` (by ``maxpool_separable`` when padding comes before).
+
+    ``through_ramp``: pool σ(x) instead, σ applied as each plane is copied (formed first on the fallback).
+    """
+    x = np.ascontiguousarray(x)
     top, left, Ho, Wo = _windows(x, k, t)
     if top or left:
-        return maxpool_forward_separable(x, k, t)
+        return maxpool_forward_separable(ramp(x, slope) if through_ramp else x, k, t)
     chunks = min(x.shape[0] * x.shape[1], 8 * numba.get_num_threads())
-    y, winner = maxpool_separable_padded(np.ascontiguousarray(x), k, t, Ho, Wo, chunks)
+    y, winner = maxpool_separable_padded(x, k, t, Ho, Wo, chunks, through_ramp, x.dtype.type(slope))
     return y, (winner, x.shape[2:])
 
 
 def ramp_maxpool_forward_padded(h, k, t, slope=DEFAULT_SLOPE):
-    """maxpool_forward(σ(h), k, t), σ applied as ``maxpool_separable_padded`` copies each plane; -> (y, cache).
-
-    When padding comes before the image, σ(h) is formed first and pooled by ``maxpool_separable``.
-    """
-    h = np.ascontiguousarray(h)
-    top, left, Ho, Wo = _windows(h, k, t)
-    if top or left:
-        return maxpool_forward_separable(ramp(h, slope), k, t)
-    chunks = min(h.shape[0] * h.shape[1], 8 * numba.get_num_threads())
-    y, winner = maxpool_separable_padded(h, k, t, Ho, Wo, chunks, True, h.dtype.type(slope))
-    return y, (winner, h.shape[2:])
+    """maxpool_forward(σ(h), k, t), σ applied as ``maxpool_separable_padded`` copies each plane; -> (y, cache)."""
+    return maxpool_forward_separable_padded(h, k, t, through_ramp=True, slope=slope)
 
 
 def ramp_maxpool_forward_loops(h, k, t, slope=DEFAULT_SLOPE):
