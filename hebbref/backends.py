@@ -8,8 +8,10 @@ addend, and dropout's training pass, which draws the mask), which a compiled bac
 replaces when they dominate a training step. Three more take two steps as one: a ramp
 and the max pool right above it (``conv ramp pool``), forward (``ramp_maxpool_forward``)
 and backward (``maxpool_ramp_backward``), and a conv layer's input error and increment
-of one δ (``conv_backward``). A backend that does not give them runs its own two
-functions in a row. The cache that a backend's forward returns is only ever handed back
+of one δ (``conv_backward``); two take three: an untied layer, its ramp and the pool
+above (``lc ramp pool``), forward (``locally_connected_ramp_maxpool_forward``) and
+backward to δ and the increment (``maxpool_ramp_locally_connected_backward``). A backend
+that does not give them runs its own functions in a row. The cache that a backend's forward returns is only ever handed back
 to the same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
@@ -71,6 +73,13 @@ class Backend:
     # (δ, conv cache, B) -> (conv_input_error, conv_weight_increment) of one δ; by default this
     # backend's own two functions in a row
     conv_backward: Callable = None
+    # (x, W, k, t, slope) -> (y, untied cache, h, cache): an untied layer, the ramp above it and the
+    # pool above that (h may come as a function of no arguments that forms it); by default this
+    # backend's locally_connected_forward, then its ramp_maxpool_forward
+    locally_connected_ramp_maxpool_forward: Callable = None
+    # (dy, cache, slope) -> (δ, G) of that block (δ may come as a function forming it); by default
+    # this backend's maxpool_ramp_backward, then its locally_connected_weight_increment
+    maxpool_ramp_locally_connected_backward: Callable = None
 
     def __post_init__(self):
         if self.conv_backward is None:
@@ -79,6 +88,10 @@ class Backend:
             object.__setattr__(self, "maxpool_ramp_backward", partial(_pool_then_ramp, self))
         if self.ramp_maxpool_forward is None:
             object.__setattr__(self, "ramp_maxpool_forward", partial(_ramp_then_pool, self))
+        if self.locally_connected_ramp_maxpool_forward is None:
+            object.__setattr__(self, "locally_connected_ramp_maxpool_forward", partial(_untied_then_pool, self))
+        if self.maxpool_ramp_locally_connected_backward is None:
+            object.__setattr__(self, "maxpool_ramp_locally_connected_backward", partial(_pool_then_increment, self))
 
 
 def _pool_then_ramp(backend, dy, cache, h, slope):
@@ -96,6 +109,20 @@ def _ramp_then_pool(backend, h, k, t, slope):
     return backend.maxpool_forward(backend.ramp(h, slope), k, t)
 
 
+def _untied_then_pool(backend, x, W, k, t, slope):
+    """``backend``'s untied forward pass, then its ramp_maxpool_forward: the default block forward pass."""
+    h, lc_cache = backend.locally_connected_forward(x, W)
+    y, pool_cache = backend.ramp_maxpool_forward(h, k, t, slope)
+    return y, lc_cache, h, (lc_cache, h, pool_cache)
+
+
+def _pool_then_increment(backend, dy, cache, slope):
+    """``backend``'s maxpool_ramp_backward, then its untied increment: the default block backward pass."""
+    lc_cache, h, pool_cache = cache
+    delta = backend.maxpool_ramp_backward(dy, pool_cache, h, slope)
+    return delta, backend.locally_connected_weight_increment(delta, lc_cache)
+
+
 NUMPY = Backend(
     "numpy",
     layers.conv_forward,
@@ -107,6 +134,8 @@ NUMPY = Backend(
     maxpool_ramp_backward=layers.maxpool_ramp_backward,
     ramp_maxpool_forward=layers.ramp_maxpool_forward,
     conv_backward=layers.conv_backward,
+    locally_connected_ramp_maxpool_forward=layers.locally_connected_ramp_maxpool_forward,
+    maxpool_ramp_locally_connected_backward=layers.maxpool_ramp_locally_connected_backward,
 )
 
 
@@ -133,7 +162,8 @@ def _load_numba():
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "maxpool_ramp_backward",
-                        "ramp_maxpool_forward", "conv_backward")},
+                        "ramp_maxpool_forward", "conv_backward", "locally_connected_ramp_maxpool_forward",
+                        "maxpool_ramp_locally_connected_backward")},
     )
 
 

@@ -31,6 +31,30 @@ from .layers import (
 UNTIED_INITS = ("tied", "independent")
 
 
+class Deferred:
+    """A layer attribute that may be set to a function of no arguments, called when the attribute is first read.
+
+    A compiled backend that runs several layers as one step may keep an array they
+    hold (a ramp's h, a weighted layer's δ) in a layout of its own; it hands back a
+    function that forms the array, which runs only if something reads it (a probe, a
+    direct-feedback rule). Reading gives the array; setting an array stores it as is.
+    """
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        value = layer.__dict__.get(self.slot)
+        if callable(value):
+            value = layer.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, layer, value):
+        layer.__dict__[self.slot] = value
+
+
 class Layer:
     """A layer without weights. ``build`` returns the output shape (without the batch axis)."""
 
@@ -64,6 +88,7 @@ class WeightedLayer(Layer):
     """
 
     sends_error = True  # the network turns this off for the first layer (nothing below it)
+    delta = Deferred()
 
     def _set_weights(self, W, R, ctx):
         self.W, self.R, self.G, self.delta, self.feedback = W, R, None, None, None
@@ -197,6 +222,35 @@ class LocallyConnected2D(Conv2D):
 
     kind = "lc"
     backward = WeightedLayer.backward  # the untied functions, one after the other (no conv_backward)
+    in_block = False  # the last forward pass was ``forward_with_ramp_and_pool``
+
+    def forward(self, x, train=False):
+        self.in_block, self.block_cache = False, None
+        return super().forward(x, train)
+
+    def forward_with_ramp_and_pool(self, x, ramp, pool, train=False):
+        """pool.forward(ramp.forward(self.forward(x))) as one step (``lc ramp pool``): the pool's output.
+
+        The backend's ``locally_connected_ramp_maxpool_forward``; ``backward_from_pool``
+        takes the block's backward pass. ``ramp.h`` may be formed only when read.
+        """
+        y, self.cache, ramp.h, self.block_cache = self.ops.locally_connected_ramp_maxpool_forward(
+            x, self.W, pool.window, pool.stride, ramp.slope)
+        pool.cache = None  # the pool's own cache is the block's now
+        self.in_block = True
+        return y
+
+    def backward_from_pool(self, dy, ramp):
+        """The block's backward pass from the error dy at the pool's output: self.backward(δ), δ below ``ramp``.
+
+        The backend's ``maxpool_ramp_locally_connected_backward`` gives δ (which may be
+        formed only when read) and G; the input error below, when there is a layer below
+        to send it to, is this layer's own of δ.
+        """
+        self.delta, self.G = self.ops.maxpool_ramp_locally_connected_backward(dy, self.block_cache, ramp.slope)
+        if not self.sends_error:
+            return None
+        return self._input_error(self.delta, self.cache, self.feedback)
 
     def build(self, input_shape, ctx):
         if len(input_shape) != 3:
@@ -231,6 +285,7 @@ class Ramp(Layer):
     """x = σ(h) = clip(s·h, -1, 1); backward: δ = e ⊙ σ'(h)."""
 
     kind = "ramp"
+    h = Deferred()  # the input of the last forward pass
 
     def __init__(self, slope=None):
         self.slope = slope

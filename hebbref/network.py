@@ -25,7 +25,7 @@ from .errors import ConfigError, InputError, choose
 from .init import check_init
 from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
-from .modules import UNTIED_INITS, Dense, Flatten, Layer, MaxPool, Ramp, WeightedLayer
+from .modules import UNTIED_INITS, Dense, Flatten, Layer, LocallyConnected2D, MaxPool, Ramp, WeightedLayer
 from .rules import make_rule
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -173,14 +173,26 @@ class Network:
         x = self._check_x(x)
         i = 0
         while i < len(self.layers):
-            layer, above = self.layers[i], self.layers[i + 1] if i + 1 < len(self.layers) else None
-            if isinstance(layer, Ramp) and isinstance(above, MaxPool):
+            layer, above, top = (self.layers[i:i + 3] + [None, None])[:3]
+            if self._block_at(i):
+                x = layer.forward_with_ramp_and_pool(x, above, top, train)  # three steps as one
+                i += 3
+            elif isinstance(layer, Ramp) and isinstance(above, MaxPool):
                 x = above.forward_of_ramp(x, layer, train)  # the ramp's step and the pool's, in one pass
                 i += 2
             else:
                 x = layer.forward(x, train)
                 i += 1
         return x
+
+    def _block_at(self, i):
+        """Whether layers i, i+1, i+2 are an untied layer, a ramp and a max pool, taken as one step each way.
+
+        Not under a direct-feedback rule, which reads each ramp's h in the layers' own layout.
+        """
+        three = self.layers[i:i + 3]
+        return (len(three) == 3 and isinstance(three[0], LocallyConnected2D) and isinstance(three[1], Ramp)
+                and isinstance(three[2], MaxPool) and not self.rule.direct)
 
     def backward(self, e, rule=None):
         """Send the output error e_L down through the layers, filling each weighted layer's G.
@@ -196,7 +208,10 @@ class Network:
         i = len(self.layers) - 1
         while i >= 0:
             layer, below = self.layers[i], self.layers[i - 1] if i > 0 else None
-            if isinstance(layer, MaxPool) and isinstance(below, Ramp):
+            if i >= 2 and getattr(self.layers[i - 2], "in_block", False):
+                e = self.layers[i - 2].backward_from_pool(e, below)  # the pool's, the ramp's and the untied layer's
+                i -= 3
+            elif isinstance(layer, MaxPool) and isinstance(below, Ramp):
                 e = layer.backward_through_ramp(e, below)  # the pool's step and the ramp's, in one pass
                 i -= 2
             else:

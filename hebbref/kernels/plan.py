@@ -75,7 +75,7 @@ import numba
 import numpy as np
 
 from . import (tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_dropout, tuned_locally_connected,
-               tuned_pooling)
+               tuned_pooling, tuned_untied_block)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -145,11 +145,19 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_backward_of_sum": {"loops": tuned_activations.ramp_backward_of_sum},
     # timed on (x, p) alone: the path then draws from a generator of its own
     "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
+    # an untied layer, its ramp and the pool above; timed with the backward pass it implies
+    "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.forward_images_last_path,
+                                               "in-turn": tuned_untied_block.forward_in_turn},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment}
 # (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
 # increment of one δ, which lays δ out once; any other pair runs the two functions
 CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}
+# paths that call the backend's functions for other equations, each by its own plan
+PLANNED_PARTS = {"in-turn"}
+# the untied block's backward pass follows its forward pass's path, whose cache it reads
+UNTIED_BLOCK_BACKWARD = {"images-last": tuned_untied_block.backward_images_last_path,
+                         "in-turn": tuned_untied_block.backward_in_turn}
 
 
 def conv_backward_together(forward_path, error_plan):
@@ -172,6 +180,7 @@ BLOCKS = {
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
+    "images-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
 }
 
 
@@ -230,6 +239,8 @@ def work(equation, arguments):
         return first.shape[0] * first.shape[2] * first.shape[3] * arguments[-1].size
     if equation in ("locally_connected_forward", "locally_connected_input_error"):
         return first.shape[0] * arguments[-1].size
+    if equation == "locally_connected_ramp_maxpool_forward":
+        return first.shape[0] * arguments[1].size
     if equation == "locally_connected_weight_increment":
         delta, xp = arguments
         return delta.size * xp.shape[1] * (xp.shape[-1] - delta.shape[-1] + 1) ** 2
@@ -279,8 +290,14 @@ def plan_key(equation, arguments):
 
 
 def _candidate(equation, plan, arguments):
-    """A call of one path on the arguments; the conv forward pass is timed with the weight increment it implies."""
+    """A call of one path on the arguments; a forward pass whose cache fixes a backward path is timed with it.
+
+    The conv forward pass with the weight increment it implies; the untied block's
+    forward pass with its backward pass.
+    """
     function = path_function(equation, plan)
+    if equation == "locally_connected_ramp_maxpool_forward":
+        return functools.partial(_block_forward_and_backward, function, UNTIED_BLOCK_BACKWARD[plan.path], arguments)
     if equation != "conv_forward":
         return lambda: function(*arguments)
     x, W = arguments
@@ -293,12 +310,23 @@ def _candidate(equation, plan, arguments):
     return forward_and_increment
 
 
+def _block_forward_and_backward(forward, backward, arguments):
+    x, W, k, t, slope = arguments
+    y, _, _, cache = forward(*arguments)
+    backward(np.ones_like(y), cache, slope)  # every window's error 1: the work does not depend on the values
+
+
 def candidates(equation):
-    """{"path/threads" or "path:block/threads": Plan} for every path, block size and thread count."""
+    """{"path/threads" or "path:block/threads": Plan} for every path, block size and thread count.
+
+    A path made of other equations' functions (``PLANNED_PARTS``) runs each by its own
+    plan, threads included: it is a candidate on all threads only.
+    """
     plans = {}
+    every = numba.get_num_threads()
     for path in PATHS[equation]:
         for block in (BLOCKS[path][2] if path in BLOCKS else (None,)):
-            for threads in sorted({1, numba.get_num_threads()}):
+            for threads in ((every,) if path in PLANNED_PARTS else sorted({1, every})):
                 name = path if block is None else f"{path}:{block}"
                 plans[f"{name}/{threads}"] = Plan(path, threads, block=block)
     return plans

@@ -14,6 +14,8 @@ names, from the tuned kernel modules:
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
     tuned_dropout.py            dropout's training pass: the reference's uniform numbers
                                 drawn a chunk per thread, mask and output in one pass
+    tuned_untied_block.py       an untied layer, its ramp and the pool above, one step
+                                each way, every array between them laid out images last
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
@@ -24,7 +26,8 @@ the forward pass was "shifted" and the input error's plan is "shifted-correlatio
 (``plan.conv_backward_together``), laying δ out once.
 """
 from ..activations import DEFAULT_SLOPE
-from .plan import CONV_WEIGHT_INCREMENT, choose, conv_backward_together, on_threads, path_function
+from .plan import CONV_WEIGHT_INCREMENT, UNTIED_BLOCK_BACKWARD, choose, conv_backward_together, on_threads, \
+    path_function
 
 
 def _run(equation, *arguments, plan_arguments=None):
@@ -74,6 +77,22 @@ def locally_connected_input_error(delta, cache, B):
 def locally_connected_weight_increment(delta, cache):
     """G[i,j] = Σ_n δ[:, :, i, j] x_windowᵀ: -> (H, W, C_out, C_in, k, k)."""
     return _run("locally_connected_weight_increment", delta, cache)[0]
+
+
+def locally_connected_ramp_maxpool_forward(x, W, k, t, slope=DEFAULT_SLOPE):
+    """An untied layer, the ramp above it and the pool above that: -> (y, untied cache, h or a function forming it, cache).
+
+    The block's path (tuned_untied_block.py) is chosen with its backward pass, which follows it.
+    """
+    (y, lc_cache, h, saved), plan = _run("locally_connected_ramp_maxpool_forward", x, W, k, t, slope)
+    return y, lc_cache, h, (plan.path, saved, plan.threads)
+
+
+def maxpool_ramp_locally_connected_backward(dy, cache, slope=DEFAULT_SLOPE):
+    """δ = (maxpool_backward of dy) ⊙ σ'(h) and G = Σ_n δ xᵀ of the block: -> (δ or a function forming it, G)."""
+    path, saved, threads = cache
+    with on_threads(threads):
+        return UNTIED_BLOCK_BACKWARD[path](dy, saved, slope)
 
 
 def maxpool_forward(x, k, t):

@@ -236,16 +236,34 @@ def row_from_batch_last(out, n0, L, i, h):
                 row[j] = out[o, j, m]
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def row_tile_sums(x_flat, taps, w, i, Wp, N, n0, L, out, start, o_stride, j_stride, spare):
+    """Add Σ_t w[i, j, o, t] · xp of image n0+m at term t of location (i, j) to out[start + o·o_stride + j·j_stride + m], m < L.
+
+    A row of locations, a tile of images. ``x_flat`` is xp batch last, (C_in, Hp, Wp, N),
+    flattened; ``w`` the filters as (H, W, C_out, C_in·k·k); ``out`` flat, its runs
+    zeroed by the caller; ``spare`` (at least L numbers) the twin of an odd last
+    channel, dropped. For every location and pair of output channels, ``add_terms``
+    sums the window's terms along the tile's images, eight terms and two channels per pass.
+    """
+    Wd, O = w.shape[1], w.shape[2]
+    for j in range(Wd):
+        x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
+        runs = out[start + j * j_stride :]
+        for o in range(0, O, 2):
+            o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
+            q = runs[(o + 1) * o_stride :][:L] if o + 1 < O else spare[:L]
+            add_terms(runs[o * o_stride :][:L], q, x, taps, w[i, j, o], w[i, j, o2], L)
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_batch_last(x_last, W, tile_size):
     """h[n,o,i,j] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b], the images along the vectorised loop: -> (N, C_out, H, W).
 
     ``x_last`` is xp batch last, (C_in, Hp, Wp, N). One parallel iteration per row i of
-    locations and tile of images. For every location and pair of output channels,
-    ``add_terms`` sums the window's terms along the tile's images, eight terms and two
-    channels per pass. The tile's outputs gather in ``out`` (C_out, W, images) and go
-    to h at the end (``row_from_batch_last``): storing each sum straight to its image
-    would touch another page of h with every store.
+    locations and tile of images (``row_tile_sums``). The tile's outputs gather in
+    ``out`` (C_out, W, images) and go to h at the end (``row_from_batch_last``): storing
+    each sum straight to its image would touch another page of h with every store.
     """
     C, Hp, Wp, N = x_last.shape
     H, Wd, O, _, k, _ = W.shape
@@ -258,15 +276,59 @@ def forward_batch_last(x_last, W, tile_size):
         i = job // tiles
         n0 = (job % tiles) * tile_size
         L = min(tile_size, N - n0)
-        out = np.zeros((O + 1, Wd, L + RUN_PAD), dtype=x_last.dtype)  # row O: the twin of an odd last channel
-        for j in range(Wd):
-            x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
-            for o in range(0, O, 2):
-                o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
-                twin = o + 1 if o + 1 < O else O
-                add_terms(out[o, j], out[twin, j], x, taps, w[i, j, o], w[i, j, o2], L)
+        run = L + RUN_PAD
+        out = np.zeros((O, Wd, run), dtype=x_last.dtype)
+        spare = np.empty(L, dtype=x_last.dtype)
+        row_tile_sums(x_flat, taps, w, i, Wp, N, n0, L, out.reshape(-1), 0, Wd * run, run, spare)
         row_from_batch_last(out, n0, L, i, h)
     return h
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def forward_images_last(x_last, W, tile_size):
+    """The sums of ``forward_batch_last``, left with the images last: -> h_last (C_out, H, W, N).
+
+    The same parallel iterations and ``row_tile_sums``, which add straight into the
+    tile's runs of h_last, zeroed just before: no transposition, no copy.
+    """
+    C, Hp, Wp, N = x_last.shape
+    H, Wd, O, _, k, _ = W.shape
+    taps = batch_last_taps(C, Hp, Wp, k, N)
+    x_flat = x_last.reshape(-1)
+    w = W.reshape(H, Wd, O, C * k * k)
+    h_last = np.empty((O, H, Wd, N), dtype=x_last.dtype)
+    h_flat = h_last.reshape(-1)
+    tiles = (N + tile_size - 1) // tile_size
+    for job in prange(H * tiles):
+        i = job // tiles
+        n0 = (job % tiles) * tile_size
+        L = min(tile_size, N - n0)
+        for o in range(O):
+            for j in range(Wd):
+                h_last[o, i, j, n0 : n0 + L] = 0
+        spare = np.empty(L, dtype=x_last.dtype)
+        row_tile_sums(x_flat, taps, w, i, Wp, N, n0, L, h_flat, i * Wd * N + n0, H * Wd * N, N, spare)
+    return h_last
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def row_products(G, i, d_flat, d_start, o_stride, j_stride, x_flat, taps, Wp, N, n0, L, scratch, zero):
+    """G[i, j, o, t] += Σ_{m<L} δ[n0+m, o, i, j] · xp[n0+m] at term t of location (i, j): a row of locations, a tile of images.
+
+    The tile's δ at channel o and location j is the run of L numbers starting at
+    d_flat[d_start + o·o_stride + j·j_stride]; ``x_flat`` is xp batch last, flattened.
+    ``add_products`` adds sixteen dot products per pass (eight terms, two channels);
+    ``scratch`` (C_in·k·k) takes the twin sums of an odd last channel, dropped.
+    """
+    Wd, O = G.shape[1], G.shape[2]
+    for j in range(Wd):
+        x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
+        d = d_flat[d_start + j * j_stride :]
+        for o in range(0, O, 2):
+            o2 = min(o + 1, O - 1)
+            f = G[i, j, o2] if o2 != o else scratch
+            p, q = d[o * o_stride :][:L], d[o2 * o_stride :][:L]
+            add_products(G[i, j, o], f, p, q, x, taps, L, zero)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -276,27 +338,44 @@ def weight_increment_batch_last(delta, x_last, k, tile_size, zero):
     ``x_last`` is xp batch last, (C_in, Hp, Wp, N); δ stays as it comes. One parallel
     iteration per row i of locations (its part of G is its own). Tile by tile, the
     row's δ is copied batch last into ``d`` (C_out, W, images; ``row_to_batch_last``),
-    and ``add_products`` adds sixteen dot products per pass (eight terms, two channels)
-    into G.
+    and ``row_products`` adds the tile's share of every increment of the row.
     """
     N, O, H, Wd = delta.shape
     C, Hp, Wp, _ = x_last.shape
     taps = batch_last_taps(C, Hp, Wp, k, N)
     x_flat = x_last.reshape(-1)
     T = C * k * k
+    run = tile_size + RUN_PAD
     G = np.zeros((H, Wd, O, T), dtype=delta.dtype)
     for i in prange(H):
-        d = np.empty((O, Wd, tile_size + RUN_PAD), dtype=delta.dtype)
+        d = np.empty((O, Wd, run), dtype=delta.dtype)
         scratch = np.zeros(T, dtype=delta.dtype)
         for n0 in range(0, N, tile_size):
             L = min(tile_size, N - n0)
             row_to_batch_last(delta, n0, L, i, d)
-            for j in range(Wd):
-                x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
-                for o in range(0, O, 2):
-                    o2 = min(o + 1, O - 1)
-                    f = G[i, j, o2] if o2 != o else scratch  # the twin sum of an odd last channel is dropped
-                    add_products(G[i, j, o], f, d[o, j, :L], d[o2, j, :L], x, taps, L, zero)
+            row_products(G, i, d.reshape(-1), 0, Wd * run, run, x_flat, taps, Wp, N, n0, L, scratch, zero)
+    return G.reshape(H, Wd, O, C, k, k)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def weight_increment_images_last(delta_last, x_last, k, tile_size, zero):
+    """The increment of ``weight_increment_batch_last`` from δ laid out with the images last, (C_out, H, W, N).
+
+    The same parallel iterations and ``row_products``, reading δ's runs where they lie:
+    no copy.
+    """
+    O, H, Wd, N = delta_last.shape
+    C, Hp, Wp, _ = x_last.shape
+    taps = batch_last_taps(C, Hp, Wp, k, N)
+    x_flat = x_last.reshape(-1)
+    d_flat = delta_last.reshape(-1)
+    T = C * k * k
+    G = np.zeros((H, Wd, O, T), dtype=delta_last.dtype)
+    for i in prange(H):
+        scratch = np.zeros(T, dtype=delta_last.dtype)
+        for n0 in range(0, N, tile_size):
+            L = min(tile_size, N - n0)
+            row_products(G, i, d_flat, i * Wd * N + n0, H * Wd * N, N, x_flat, taps, Wp, N, n0, L, scratch, zero)
     return G.reshape(H, Wd, O, C, k, k)
 
 

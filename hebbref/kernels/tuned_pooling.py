@@ -255,6 +255,87 @@ def scatter_to_winners_ramp(dy, winner, h, s):
     return delta.reshape(N, C, H, W)
 
 
+@njit(parallel=True, cache=True)
+def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
+    """y = max over each window of σ(h), σ(h) = clip(s·h, -1, 1), with the images last: (C, H, W, N) -> y, winner (C, Ho, Wo, N).
+
+    Each window's cells in row-major order, clipped to the image; each cell is a run
+    of N images, so the first cell sets ``best`` and ``where`` for all of them and every
+    later one replaces them where it is strictly larger (a select per image, no
+    branch): the first maximum in row-major order wins, as in ``maxpool_windows``.
+    ``winner`` holds the cell's flat index r·W + q in its (H, W) plane where σ'(h) = s
+    there (|s·h| <= 1), and -1 - r·W - q where the ramp saturates (σ' = 0), so that the
+    backward pass (``maxpool_ramp_backward_images_last``) needs no h. One parallel
+    iteration per channel and row of windows.
+    """
+    C, H, W, N = h.shape
+    y = np.empty((C, Ho, Wo, N), dtype=h.dtype)
+    winner = np.empty((C, Ho, Wo, N), dtype=np.int32)
+    for job in prange(C * Ho):
+        c, u = job // Ho, job % Ho
+        r0 = u * t - top
+        for v in range(Wo):
+            s0 = v * t - left
+            best, where = y[c, u, v], winner[c, u, v]
+            first = True
+            for r in range(max(r0, 0), min(r0 + k, H)):
+                for q in range(max(s0, 0), min(s0 + k, W)):
+                    cells, label = h[c, r, q], np.int32(r * W + q)
+                    saturated = np.int32(-1) - label
+                    for m in range(N):  # vectorised
+                        value = min(max(s * cells[m], -1), 1)  # tuned_activations.ramp's expression
+                        mark = label if abs(s * cells[m]) <= 1 else saturated  # σ' is s, or 0
+                        larger = first or value > best[m]
+                        best[m] = value if larger else best[m]
+                        where[m] = mark if larger else where[m]
+                    first = False
+    return y, winner
+
+
+@njit(parallel=True, cache=True)
+def maxpool_ramp_backward_images_last(dy, winner, H, W, k, t, top, left, s):
+    """δ = (dy sent to each window's winner) ⊙ σ'(h), with the images last: (C, Ho, Wo, N) -> (C, H, W, N).
+
+    ``winner`` as ``ramp_maxpool_images_last`` marks it. Windows in row-major order;
+    each adds its error to every cell of its (clipped) window, for the images whose
+    unsaturated winner that cell is (a select per image), so each cell sums the errors
+    of the windows it wins in the order ``scatter_plane`` adds them; then δ = e·s. A
+    cell where the ramp saturates sums no error and ends at 0, as σ' = 0 makes it in
+    ``scatter_to_winners_ramp``: the same numbers, without reading h. A row of cells is
+    zeroed just before the first window that reaches it and multiplied by s as soon as
+    no later window can reach it, while it is in cache. One parallel iteration per channel.
+    """
+    C, Ho, Wo, N = dy.shape
+    delta = np.empty((C, H, W, N), dtype=dy.dtype)
+    zero = dy.dtype.type(0)  # a bare 0 would make the selects, and the loops, float64
+    for c in prange(C):
+        e = delta[c]
+        zeroed = done = 0  # rows [0, zeroed) zeroed; rows [0, done) final, multiplied by s
+        for u in range(Ho):
+            r0 = u * t - top
+            while zeroed < min(r0 + k, H):
+                e[zeroed] = 0
+                zeroed += 1
+            for v in range(Wo):
+                s0 = v * t - left
+                errors, where = dy[c, u, v], winner[c, u, v]
+                for r in range(max(r0, 0), min(r0 + k, H)):
+                    for q in range(max(s0, 0), min(s0 + k, W)):
+                        cells, label = e[r, q], np.int32(r * W + q)
+                        for m in range(N):  # vectorised
+                            cells[m] += errors[m] if where[m] == label else zero
+            while done < min(r0 + t, zeroed):  # later windows start at row r0 + t or below
+                e[done] *= s
+                done += 1
+        while zeroed < H:  # rows no window reaches
+            e[zeroed] = 0
+            zeroed += 1
+        while done < H:
+            e[done] *= s
+            done += 1
+    return delta
+
+
 def _windows(x, k, t):
     """(top, left, Ho, Wo): the padding before and the output size of "same" pooling on x."""
     H, W = x.shape[2:]

@@ -9,7 +9,9 @@ from .dropout import dropout_backward, dropout_draw, dropout_forward, dropout_ma
 from .locally_connected import (
     locally_connected_forward,
     locally_connected_input_error,
+    locally_connected_ramp_maxpool_forward,
     locally_connected_weight_increment,
+    maxpool_ramp_locally_connected_backward,
 )
 from .pooling import maxpool_backward, maxpool_forward, maxpool_ramp_backward, ramp_maxpool_forward
 
@@ -18,6 +20,7 @@ __all__ = [
     "dense_forward", "dense_input_error", "dense_weight_increment",
     "dropout_backward", "dropout_draw", "dropout_forward", "dropout_mask",
     "locally_connected_forward", "locally_connected_input_error",
-    "locally_connected_weight_increment",
+    "locally_connected_weight_increment", "locally_connected_ramp_maxpool_forward",
+    "maxpool_ramp_locally_connected_backward",
     "maxpool_backward", "maxpool_forward", "maxpool_ramp_backward", "ramp_maxpool_forward",
 ]

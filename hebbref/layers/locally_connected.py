@@ -14,7 +14,9 @@ over "columns" (the im2col layout): cols (H·W, N, C_in·k·k).
 """
 import numpy as np
 
+from ..activations import DEFAULT_SLOPE
 from .conv import pad_spatial, same_padding, windows
+from .pooling import maxpool_ramp_backward, ramp_maxpool_forward
 
 
 def im2col_by_location(xp, k, H, W):
@@ -66,3 +68,31 @@ def locally_connected_weight_increment(delta, cache):
     k = padded_shape[2] - H + 1
     G = np.matmul(_delta_by_location(delta).transpose(0, 2, 1), cols)  # (HW, C_out, C_in·k·k)
     return G.reshape(H, Wd, C_out, C_in, k, k)
+
+
+def locally_connected_ramp_maxpool_forward(x, W, k, t, slope=DEFAULT_SLOPE):
+    """An untied layer, the ramp above it and the max pool above that, in a row: -> (y, untied cache, h, cache).  # SPEC §2, §5
+
+    The forward pass as a network takes it where the three sit in a row (``lc ramp
+    pool``, untied ``simple``): h = W ⊛_untied x, y = maxpool(σ(h)) with a k×k window at
+    stride t. Returns the pool's output, the untied layer's cache, the ramp's input h
+    and the cache of ``maxpool_ramp_locally_connected_backward``. A compiled backend may
+    keep h in a layout of its own and return, instead of h, a function of no arguments
+    that forms it.
+    """
+    h, lc_cache = locally_connected_forward(x, W)
+    y, pool_cache = ramp_maxpool_forward(h, k, t, slope)
+    return y, lc_cache, h, (lc_cache, h, pool_cache)
+
+
+def maxpool_ramp_locally_connected_backward(dy, cache, slope=DEFAULT_SLOPE):
+    """The same block's backward pass: -> (δ, G).  # SPEC §3, §5
+
+    δ = (maxpool_backward of dy) ⊙ σ'(h), the error at the untied layer's output, and
+    G = Σ_n δ xᵀ, its increment. The input error below, when one is needed, is the
+    untied layer's own (``locally_connected_input_error`` of δ). A compiled backend may
+    return, instead of δ, a function of no arguments that forms it.
+    """
+    lc_cache, h, pool_cache = cache
+    delta = maxpool_ramp_backward(dy, pool_cache, h, slope)
+    return delta, locally_connected_weight_increment(delta, lc_cache)

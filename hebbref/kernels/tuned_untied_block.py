@@ -1,0 +1,113 @@
+"""TUNED TIER. An untied layer, the ramp above it and the max pool above that, as one step each way.  # SPEC §2, §3, §5
+
+The first block of untied ``simple`` (``lc5:32 ramp pool3s2``), as a network takes it
+when the three sit in a row (``hebbref.network``):
+
+    forward:   h = W ⊛_untied x,  y = maxpool(σ(h))             locally_connected_ramp_maxpool_forward
+    backward:  δ = (dy sent to the winners) ⊙ σ'(h),  G = Σ_n δ xᵀ   maxpool_ramp_locally_connected_backward
+
+Two paths, which ``plan.choose`` times against each other (each forward pass with the
+backward pass it implies):
+
+``images-last``: every array between the three layers is laid out with the images
+last, (C, H, W, N), so that each kernel runs along the images and none transposes h
+or δ, the two largest arrays of the block (C_out·H·W numbers per image, four times
+the pool's output). The pool marks the winners where the ramp saturates, so the
+backward pass reads no h:
+
+    xp = x padded, laid out batch last (C_in, Hp, Wp, N)         tuned_locally_connected._batch_last
+    h_last = the untied sums, left images last                   tuned_locally_connected.forward_images_last
+    y_last, winner = the pool of σ(h_last), along the images      tuned_pooling.ramp_maxpool_images_last
+    y = y_last laid out (N, C, Ho, Wo)                            tuned_locally_connected.batch_last
+    dy_last = dy laid out images last                             tuned_locally_connected.batch_last
+    δ_last = the winners' errors ⊙ σ', along the images           tuned_pooling.maxpool_ramp_backward_images_last
+    G = Σ_n δ_last xpᵀ, read where δ_last lies                    tuned_locally_connected.weight_increment_images_last
+
+The layers' own h (the ramp's input) and δ (the untied layer's), in the (N, C, H, W)
+layout of the rest of the library, are formed only when something asks for them (a
+probe, a direct-feedback rule, the input error of a layer that is not the first):
+the path returns them as functions of no arguments.
+
+``in-turn``: the tuned backend's own functions in a row (its untied forward pass and
+increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan.
+
+Both give the same y and the same winners; δ is the same to the bit, and G agrees up
+to the order of the sums over the images.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layers.conv import same_padding
+from . import tuned_pooling
+from .tuned_conv_direct import pad_spatial
+from .tuned_locally_connected import IMAGES_PER_BATCH_TILE, _batch_last, batch_last, forward_images_last, \
+    weight_increment_images_last
+
+@dataclass(frozen=True)
+class ImagesLast:
+    """The ``images-last`` path's cache: what its backward pass reads."""
+
+    x_last: np.ndarray  # xp batch last, (C_in, Hp, Wp, N)
+    h_last: np.ndarray  # the ramp's input, (C_out, H, W, N), kept for the ramp's h when asked for
+    winner: np.ndarray  # each window's winner, marked as ramp_maxpool_images_last marks it, (C_out, Ho, Wo, N)
+    window: tuple  # (k, t, top, left) of the pool
+    tile_size: int  # images per tile of the increment
+
+
+def images_first(a_last):
+    """(C, H, W, N) -> (N, C, H, W), contiguous."""
+    N = a_last.shape[-1]
+    return batch_last(a_last.reshape(-1, N)).reshape((N,) + a_last.shape[:-1])
+
+
+def images_last(a):
+    """(N, C, H, W) -> (C, H, W, N), contiguous."""
+    N = a.shape[0]
+    return batch_last(np.ascontiguousarray(a).reshape(N, -1)).reshape(a.shape[1:] + (N,))
+
+
+def forward_images_last_path(x, W, k, t, slope, tile_size=None):
+    """The block's forward pass with the images last: -> (y, xp, h as a function, cache)."""
+    x = np.ascontiguousarray(x)
+    W = np.ascontiguousarray(W)
+    tile_size = tile_size or IMAGES_PER_BATCH_TILE
+    before, after = same_padding(W.shape[-1])
+    xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1): the untied layer's cache, as on its own paths
+    x_last = _batch_last(xp)
+    h_last = forward_images_last(x_last, W, tile_size)
+    top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
+    y_last, winner = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, Ho, Wo, h_last.dtype.type(slope))
+    cache = ImagesLast(x_last, h_last, winner, (k, t, top, left), tile_size)
+    return images_first(y_last), xp, lambda: images_first(h_last), cache
+
+
+def backward_images_last_path(dy, cache, slope):
+    """The block's backward pass with the images last: -> (δ as a function, G)."""
+    k, t, top, left = cache.window
+    dtype = cache.h_last.dtype
+    dy_last = images_last(np.asarray(dy, dtype=dtype))
+    _, H, W, _ = cache.h_last.shape
+    delta_last = tuned_pooling.maxpool_ramp_backward_images_last(dy_last, cache.winner, H, W, k, t, top, left,
+                                                                 dtype.type(slope))
+    k_conv = cache.x_last.shape[2] - cache.h_last.shape[2] + 1
+    G = weight_increment_images_last(delta_last, cache.x_last, k_conv, cache.tile_size, dtype.type(0))
+    return (lambda: images_first(delta_last)), G
+
+
+def forward_in_turn(x, W, k, t, slope):
+    """The tuned backend's untied forward pass, then its ramp_maxpool_forward: -> (y, xp, h, cache)."""
+    from . import tuned  # the backend's functions (tuned imports the plan, which lists this module's paths)
+
+    h, lc_cache = tuned.locally_connected_forward(x, W)
+    y, pool_cache = tuned.ramp_maxpool_forward(h, k, t, slope)
+    return y, lc_cache, h, (lc_cache, h, pool_cache)
+
+
+def backward_in_turn(dy, cache, slope):
+    """The tuned backend's maxpool_ramp_backward, then its untied increment: -> (δ, G)."""
+    from . import tuned
+
+    lc_cache, h, pool_cache = cache
+    delta = tuned.maxpool_ramp_backward(dy, pool_cache, h, slope)
+    return delta, tuned.locally_connected_weight_increment(delta, lc_cache)
