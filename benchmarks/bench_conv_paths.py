@@ -1,6 +1,7 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
-    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--together] [--against REV]
+    python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--together] [--block]
+                                          [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops or
@@ -32,6 +33,14 @@ input error and weight increment of one δ called one after the other against
 finds a kernel for the layer's two plans (else it calls the same two functions):
 interleaved, with the best and median of each and the median over rounds of the ratio
 within a round.
+
+``--block`` adds a table that times an untied layer, its ramp and the pool above
+(``lc ramp pool``: untied ``simple``'s first block, and ``deep``'s first untied layer
+under a 3×3 pool at stride 3), forward pass and backward pass to δ and G, by every
+candidate ``plan.candidates`` lists for ``locally_connected_ramp_maxpool_forward`` on all
+threads: interleaved, with the best and median of each and the median over rounds of
+the ratio within a round to the ``in-turn`` path (the backend's functions one after
+the other).
 """
 import argparse
 import importlib
@@ -234,6 +243,39 @@ def together_table(batch, repeats, rng):
               f"| {paired:.2f} |")
 
 
+# (name, C_in, C_out, H = W, k of the untied layer, window and stride of the pool)
+BLOCKS = [("simple lc ramp pool", 1, 32, 28, 5, 3, 2), ("deep 1a as lc, ramp, pool3s3", 3, 16, 32, 3, 3, 3)]
+
+
+def block_table(batch, repeats, rng):
+    """Every candidate path of the untied block, forward and backward, against the in-turn path, interleaved."""
+    equation = "locally_connected_ramp_maxpool_forward"
+    print(f"\n### an untied layer, its ramp and the pool above, forward and backward (δ and G); "
+          f"{repeats} interleaved rounds\n")
+    print("| block (N, C_in→C_out, H×W, k; pool) | path | best / median (ms) | median of the rounds' ratios to in-turn |")
+    print("|---|---|---:|---:|")
+    every = numba.get_num_threads()
+    for name, c_in, c_out, size, k, window, stride in BLOCKS:
+        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+        W = (rng.standard_normal((size, size, c_out, c_in, k, k)) / k).astype(np.float32)
+        calls = {}
+        for label, candidate in plan.candidates(equation).items():
+            if candidate.threads == every:
+                forward = plan.path_function(equation, candidate)
+                backward = plan.UNTIED_BLOCK_BACKWARD[candidate.path]
+
+                def call(forward=forward, backward=backward):
+                    y, _, _, cache = forward(x, W, window, stride, 0.5)
+                    backward(np.ones_like(y), cache, 0.5)
+                calls[label.rsplit("/", 1)[0]] = call
+        times = interleaved_times(calls, repeats)
+        base = times["in-turn"]
+        for label, ts in times.items():
+            paired = statistics.median(b / a for a, b in zip(base, ts))
+            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; pool{window}s{stride}) | {label} "
+                  f"| {min(ts):.1f} / {statistics.median(ts):.1f} | {paired:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=500)
@@ -241,6 +283,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--untied", action="store_true", help="also time every path of the untied layer's kernels")
     parser.add_argument("--against", metavar="REV", help="also time every conv path of git revision REV against this tree's")
+    parser.add_argument("--block", action="store_true",
+                        help="also time an untied layer, its ramp and the pool above by every path of the block")
     parser.add_argument("--together", action="store_true",
                         help="also time each conv layer's input error and increment one after the other and together")
     args = parser.parse_args()
@@ -279,6 +323,8 @@ def main():
         untied_table(args.batch, args.repeats, rng)
     if args.together:
         together_table(args.batch, args.repeats, rng)
+    if args.block:
+        block_table(args.batch, args.repeats, rng)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
         if args.untied:
