@@ -75,7 +75,7 @@ def test_the_images_last_path_equals_the_tuned_steps_in_a_row_bit_for_bit(tile, 
     n, c_in, c_out, hh, w, k, pool_k, pool_t = case
     x, W, dy = _block_input(case, dtype, seed, slope)
     y, xp, h, delta, G = _run_path("images-last", tile, x, W, pool_k, pool_t, slope, dy)
-    size = tile or tuned_locally_connected.IMAGES_PER_BATCH_TILE
+    size = tile or tuned_untied_block.IMAGES_PER_TILE
     h_steps, xp_steps = tuned_locally_connected.locally_connected_forward_batch_last(x, W, size)
     y_steps, pool_cache = plan.PATHS["ramp_maxpool_forward"]["ramp-then-loops"](h_steps, pool_k, pool_t, slope)
     delta_steps = tuned.maxpool_ramp_backward(dy, pool_cache, h_steps, slope)

@@ -27,6 +27,13 @@ per equation (``PATHS``):
                         "separable-padded" (the pool of σ(h), σ applied as each plane is
                         copied) or "ramp-then-loops" (σ(h) formed, then pooled window by window)
     dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
+    locally_connected_ramp_maxpool_forward
+                        an untied layer, its ramp and the pool above (``lc ramp pool``):
+                        "images-last" (every array between the three laid out with the
+                        images last; tuned_untied_block) or "in-turn" (the backend's
+                        functions one after the other, each by its own plan: a candidate
+                        on all threads only, ``PLANNED_PARTS``); timed with the backward
+                        pass it implies, which follows it (``UNTIED_BLOCK_BACKWARD``)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
@@ -172,6 +179,7 @@ _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE
 _PLANES_TILE = tuned_locally_connected.IMAGES_PER_PLANES_TILE
 _BATCH_TILE = tuned_locally_connected.IMAGES_PER_BATCH_TILE
+_BLOCK_TILE = tuned_untied_block.IMAGES_PER_TILE
 _SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS))
 BLOCKS = {
     "shifted": _SHIFTED_BLOCKS,
@@ -180,7 +188,7 @@ BLOCKS = {
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
-    "images-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
+    "images-last": ("images per tile", "tile_size", (_BLOCK_TILE, _BLOCK_TILE // 2, _BLOCK_TILE // 4)),
 }
 
 

@@ -41,8 +41,12 @@ import numpy as np
 from ..layers.conv import same_padding
 from . import tuned_pooling
 from .tuned_conv_direct import pad_spatial
-from .tuned_locally_connected import IMAGES_PER_BATCH_TILE, _batch_last, batch_last, forward_images_last, \
-    weight_increment_images_last
+from .tuned_locally_connected import _batch_last, batch_last, forward_images_last, weight_increment_images_last
+
+# images per tile of the untied sums and increment, by default: the whole batch of 500 in one tile was
+# the fastest of 128, 256 and 512 for untied simple's block on the 2-core Xeon of BENCHMARKS.md
+# (bench_conv_paths.py --block); a measured plan (plan.BLOCKS) times the three on the machine it runs on
+IMAGES_PER_TILE = 512
 
 @dataclass(frozen=True)
 class ImagesLast:
@@ -71,7 +75,7 @@ def forward_images_last_path(x, W, k, t, slope, tile_size=None):
     """The block's forward pass with the images last: -> (y, xp, h as a function, cache)."""
     x = np.ascontiguousarray(x)
     W = np.ascontiguousarray(W)
-    tile_size = tile_size or IMAGES_PER_BATCH_TILE
+    tile_size = tile_size or IMAGES_PER_TILE
     before, after = same_padding(W.shape[-1])
     xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1): the untied layer's cache, as on its own paths
     x_last = _batch_last(xp)
