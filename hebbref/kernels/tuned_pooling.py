@@ -280,16 +280,25 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
             first = True
             for r in range(max(r0, 0), min(r0 + k, H)):
                 for q in range(max(s0, 0), min(s0 + k, W)):
-                    cells, label = h[c, r, q], np.int32(r * W + q)
-                    saturated = np.int32(-1) - label
-                    for m in range(N):  # vectorised
-                        value = min(max(s * cells[m], -1), 1)  # tuned_activations.ramp's expression
-                        mark = label if abs(s * cells[m]) <= 1 else saturated  # σ' is s, or 0
-                        larger = first or value > best[m]
-                        best[m] = value if larger else best[m]
-                        where[m] = mark if larger else where[m]
+                    keep_larger_of_ramp(best, where, h[c, r, q], np.int32(r * W + q), s, first)
                     first = False
     return y, winner
+
+
+@njit(cache=True, inline="always")
+def keep_larger_of_ramp(best, where, cells, label, s, first):
+    """One cell of a window, a run of images: where σ(cells) beats ``best`` (or ``first``), it becomes best, its mark ``where``.
+
+    The mark is ``label`` where σ' = s at the cell (|s·h| <= 1), -1 - ``label`` where
+    the ramp saturates. A select per image, no branch: the loop vectorises.
+    """
+    saturated = np.int32(-1) - label
+    for m in range(best.size):
+        value = min(max(s * cells[m], -1), 1)  # tuned_activations.ramp's expression
+        mark = label if abs(s * cells[m]) <= 1 else saturated  # σ' is s, or 0
+        larger = first or value > best[m]
+        best[m] = value if larger else best[m]
+        where[m] = mark if larger else where[m]
 
 
 @njit(parallel=True, cache=True)
