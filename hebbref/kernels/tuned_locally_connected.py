@@ -358,28 +358,6 @@ def weight_increment_batch_last(delta, x_last, k, tile_size, zero):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def weight_increment_images_last(delta_last, x_last, k, tile_size, zero):
-    """The increment of ``weight_increment_batch_last`` from δ laid out with the images last, (C_out, H, W, N).
-
-    The same parallel iterations and ``row_products``, reading δ's runs where they lie:
-    no copy.
-    """
-    O, H, Wd, N = delta_last.shape
-    C, Hp, Wp, _ = x_last.shape
-    taps = batch_last_taps(C, Hp, Wp, k, N)
-    x_flat = x_last.reshape(-1)
-    d_flat = delta_last.reshape(-1)
-    T = C * k * k
-    G = np.zeros((H, Wd, O, T), dtype=delta_last.dtype)
-    for i in prange(H):
-        scratch = np.zeros(T, dtype=delta_last.dtype)
-        for n0 in range(0, N, tile_size):
-            L = min(tile_size, N - n0)
-            row_products(G, i, d_flat, i * Wd * N + n0, H * Wd * N, N, x_flat, taps, Wp, N, n0, L, scratch, zero)
-    return G.reshape(H, Wd, O, C, k, k)
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def input_error_batch_last(delta, B_taps, k, before, tile_size):
     """e_p[n,c,i+a,j+b] += Σ_o B[i,j,o,c,a,b] δ[n,o,i,j], sums along tiles of images: -> (N, C_in, H, W).
 

@@ -20,13 +20,15 @@ backward pass reads no h:
     y_last, winner = the pool of σ(h_last), along the images      tuned_pooling.ramp_maxpool_images_last
     y = y_last laid out (N, C, Ho, Wo)                            tuned_locally_connected.batch_last
     dy_last = dy laid out images last                             tuned_locally_connected.batch_last
-    δ_last = the winners' errors ⊙ σ', along the images           tuned_pooling.maxpool_ramp_backward_images_last
-    G = Σ_n δ_last xpᵀ, read where δ_last lies                    tuned_locally_connected.weight_increment_images_last
+    G = Σ_n δ xpᵀ, each row of δ (the winners' errors ⊙ σ', along
+        the images) formed as the increment reaches it              increment_from_winners
 
 The layers' own h (the ramp's input) and δ (the untied layer's), in the (N, C, H, W)
 layout of the rest of the library, are formed only when something asks for them (a
 probe, a direct-feedback rule, the input error of a layer that is not the first):
-the path returns them as functions of no arguments.
+the path returns them as functions of no arguments (δ by
+``tuned_pooling.maxpool_ramp_backward_images_last``, the same numbers as the rows
+``increment_from_winners`` forms).
 
 ``in-turn``: the tuned backend's own functions in a row (its untied forward pass and
 increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan.
@@ -37,11 +39,13 @@ to the order of the sums over the images.
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
 
 from ..layers.conv import same_padding
 from . import tuned_pooling
-from .tuned_conv_direct import pad_spatial
-from .tuned_locally_connected import _batch_last, batch_last, forward_images_last, weight_increment_images_last
+from .tuned_conv_direct import FASTMATH, pad_spatial
+from .tuned_locally_connected import RUN_PAD, _batch_last, batch_last, batch_last_taps, forward_images_last, \
+    row_products
 
 # images per tile of the untied sums and increment, by default: the whole batch of 500 in one tile was
 # the fastest of 128, 256 and 512 for untied simple's block on the 2-core Xeon of BENCHMARKS.md
@@ -71,6 +75,48 @@ def images_last(a):
     return batch_last(np.ascontiguousarray(a).reshape(N, -1)).reshape(a.shape[1:] + (N,))
 
 
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s, tile_size, zero):
+    """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b], δ formed row by row from the pool's errors: -> (H, W, C_out, C_in, k, k).
+
+    ``dy`` and ``winner`` with the images last, (C_out, Ho, Wo, N), ``winner`` as
+    ``tuned_pooling.ramp_maxpool_images_last`` marks it; ``x_last`` is xp batch last.
+    One parallel iteration per row i of locations, as in
+    ``tuned_locally_connected.weight_increment_batch_last``; tile by tile, row i of δ is
+    formed in ``d`` (C_out, W, images) from the windows that reach row i, in row-major
+    order, as ``tuned_pooling.maxpool_ramp_backward_images_last`` forms it (the same
+    numbers), and ``row_products`` adds the tile's share of every increment of the row.
+    δ itself is never written out.
+    """
+    O, Ho, Wo, N = dy.shape
+    C, Hp, Wp, _ = x_last.shape
+    taps = batch_last_taps(C, Hp, Wp, k, N)
+    x_flat = x_last.reshape(-1)
+    T = C * k * k
+    run = tile_size + RUN_PAD
+    G = np.zeros((H, W, O, T), dtype=dy.dtype)
+    for i in prange(H):
+        d = np.empty((O, W, run), dtype=dy.dtype)
+        scratch = np.zeros(T, dtype=dy.dtype)
+        u_first = max(0, -((pool_k - 1 - i - top) // t))  # the first window whose rows reach row i
+        u_last = min(Ho - 1, (i + top) // t)  # and the last
+        for n0 in range(0, N, tile_size):
+            L = min(tile_size, N - n0)
+            d[:] = 0
+            for c in range(O):
+                for u in range(u_first, u_last + 1):
+                    for v in range(Wo):
+                        s0 = v * t - left
+                        errors, where = dy[c, u, v, n0 : n0 + L], winner[c, u, v, n0 : n0 + L]
+                        for q in range(max(s0, 0), min(s0 + pool_k, W)):
+                            cells, label = d[c, q], np.int32(i * W + q)
+                            for m in range(L):  # vectorised
+                                cells[m] += errors[m] if where[m] == label else zero
+                d[c] *= s
+            row_products(G, i, d.reshape(-1), 0, W * run, run, x_flat, taps, Wp, N, n0, L, scratch, zero)
+    return G.reshape(H, W, O, C, k, k)
+
+
 def forward_images_last_path(x, W, k, t, slope, tile_size=None):
     """The block's forward pass with the images last: -> (y, xp, h as a function, cache)."""
     x = np.ascontiguousarray(x)
@@ -92,11 +138,14 @@ def backward_images_last_path(dy, cache, slope):
     dtype = cache.h_last.dtype
     dy_last = images_last(np.asarray(dy, dtype=dtype))
     _, H, W, _ = cache.h_last.shape
-    delta_last = tuned_pooling.maxpool_ramp_backward_images_last(dy_last, cache.winner, H, W, k, t, top, left,
-                                                                 dtype.type(slope))
-    k_conv = cache.x_last.shape[2] - cache.h_last.shape[2] + 1
-    G = weight_increment_images_last(delta_last, cache.x_last, k_conv, cache.tile_size, dtype.type(0))
-    return (lambda: images_first(delta_last)), G
+    k_conv = cache.x_last.shape[1] - H + 1
+    G = increment_from_winners(dy_last, cache.winner, cache.x_last, H, W, k_conv, k, t, top, left, dtype.type(slope),
+                               cache.tile_size, dtype.type(0))
+
+    def delta():  # formed only when read
+        return images_first(tuned_pooling.maxpool_ramp_backward_images_last(dy_last, cache.winner, H, W, k, t, top,
+                                                                            left, dtype.type(slope)))
+    return delta, G
 
 
 def forward_in_turn(x, W, k, t, slope):
