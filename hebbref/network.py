@@ -208,7 +208,7 @@ class Network:
         i = len(self.layers) - 1
         while i >= 0:
             layer, below = self.layers[i], self.layers[i - 1] if i > 0 else None
-            if i >= 2 and getattr(self.layers[i - 2], "in_block", False):
+            if isinstance(layer, MaxPool) and i >= 2 and getattr(self.layers[i - 2], "in_block", False):
                 e = self.layers[i - 2].backward_from_pool(e, below)  # the pool's, the ramp's and the untied layer's
                 i -= 3
             elif isinstance(layer, MaxPool) and isinstance(below, Ramp):

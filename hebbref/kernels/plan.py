@@ -319,9 +319,8 @@ def _candidate(equation, plan, arguments):
 
 
 def _block_forward_and_backward(forward, backward, arguments):
-    x, W, k, t, slope = arguments
     y, _, _, cache = forward(*arguments)
-    backward(np.ones_like(y), cache, slope)  # every window's error 1: the work does not depend on the values
+    backward(np.ones_like(y), cache, arguments[-1])  # every window's error 1 (the work does not depend on it); the slope
 
 
 def candidates(equation):
