@@ -52,6 +52,7 @@ from .tuned_locally_connected import RUN_PAD, _batch_last, batch_last, batch_las
 # (bench_conv_paths.py --block); a measured plan (plan.BLOCKS) times the three on the machine it runs on
 IMAGES_PER_TILE = 512
 
+
 @dataclass(frozen=True)
 class ImagesLast:
     """The ``images-last`` path's cache: what its backward pass reads."""
