@@ -4,9 +4,10 @@
                                           [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
-pass (with the weight increment it implies, which reads its cache) by direct loops or
-by k·k matrix products on shifted views, and the input error e = Bᵀδ by direct loops,
-by the shifted correlation or by the shifted scatter. This script times every path on
+pass (with the weight increment it implies, which reads its cache) by direct loops, by
+k·k matrix products on shifted views or by Winograd's tiles (for the kernel widths they
+apply to, ``plan.APPLIES``), and the input error e = Bᵀδ by direct loops, by the shifted
+correlation, by the shifted scatter or by Winograd's tiles. This script times every path on
 each layer, interleaved in one process, float32, Numba on ``--threads`` threads with
 the process settings of the ``numba`` backend (``hebbref.runtime``), and prints next to
 them what ``plan.choose`` picks here: the measured plan (timing on), and the default
@@ -306,9 +307,11 @@ def main():
         flops = 2 * args.batch * size * size * c_out * c_in * k * k
         rows = {
             "forward h + increment G": ({path: forward_and_increment(path, x, W, delta)
-                                         for path in plan.PATHS["conv_forward"]}, 2 * flops,
+                                         for path in plan.PATHS["conv_forward"]
+                                         if plan.applies("conv_forward", path, (x, W))}, 2 * flops,
                                         ("conv_forward", (x, W))),
-            "input error e": ({path: (lambda f=f: f(delta, None, W)) for path, f in plan.PATHS["conv_input_error"].items()},
+            "input error e": ({path: (lambda f=f: f(delta, None, W)) for path, f in plan.PATHS["conv_input_error"].items()
+                               if plan.applies("conv_input_error", path, (delta, None, W))},
                               flops, ("conv_input_error", (delta, None, W))),
         }
         for equation, (calls, work, (plan_name, arguments)) in rows.items():

@@ -81,8 +81,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import (tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_dropout, tuned_locally_connected,
-               tuned_pooling, tuned_untied_block)
+from . import (tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout,
+               tuned_locally_connected, tuned_pooling, tuned_untied_block)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -121,14 +121,35 @@ def _conv_forward_shifted(x, W, columns=None):
     return h, ("shifted", cache)
 
 
+def _winograd(name, tile):
+    """The conv forward pass and input error by Winograd's tiles, ``tile(k)`` outputs a side for a k-wide kernel."""
+    def forward(x, W, images=None):
+        h, cache = tuned_conv_winograd.forward(x, W, tile(W.shape[-1]), images)
+        return h, (name, cache)
+
+    def input_error(delta, cache, B, images=None):
+        return tuned_conv_winograd.input_error(delta, B, tile(B.shape[-1]), images)
+
+    return forward, input_error
+
+
+# "winograd": the widest tile whose transforms hold only 0, ±1 and ±½ (points 0, ±1, ∞, so
+# t = m + k - 1 = 4): F(2×2, 3×3) and F(3×3, 2×2); "winograd-4x4": F(4×4, 3×3)
+_WINOGRAD_FORWARD, _WINOGRAD_ERROR = _winograd("winograd", lambda k: 5 - k)
+_WINOGRAD4_FORWARD, _WINOGRAD4_ERROR = _winograd("winograd-4x4", lambda k: 4)
+
+
 PATHS = {  # equation -> {path: function with the reference's signature}
-    "conv_forward": {"direct": _conv_forward_direct, "shifted": _conv_forward_shifted},
+    "conv_forward": {"direct": _conv_forward_direct, "shifted": _conv_forward_shifted,
+                     "winograd": _WINOGRAD_FORWARD, "winograd-4x4": _WINOGRAD4_FORWARD},
     "conv_input_error": {
         "direct": lambda delta, cache, B: tuned_conv_direct.input_error(delta, B),
         "shifted-correlation": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_correlation(
             delta, B, columns),
         "shifted-scatter": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_scatter(
             delta, B, columns),
+        "winograd": _WINOGRAD_ERROR,
+        "winograd-4x4": _WINOGRAD4_ERROR,
     },
     "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
                                   "loops-tiled": tuned_locally_connected.locally_connected_forward},
@@ -156,7 +177,14 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.forward_images_last_path,
                                                "in-turn": tuned_untied_block.forward_in_turn},
 }
-CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment}
+CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment,
+                         "winograd": tuned_conv_winograd.weight_increment,
+                         "winograd-4x4": tuned_conv_winograd.weight_increment}
+# paths that apply to some arguments only: path -> test on the kernel width k. Winograd's
+# tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
+# direct sums), "winograd-4x4" for k = 3 (points up to ±2: in float32 about 30 times the
+# direct sums' rounding, 1e-5 of the largest output; tests/test_conv_winograd.py)
+APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
 # increment of one δ, which lays δ out once; any other pair runs the two functions
 CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}
@@ -181,10 +209,14 @@ _PLANES_TILE = tuned_locally_connected.IMAGES_PER_PLANES_TILE
 _BATCH_TILE = tuned_locally_connected.IMAGES_PER_BATCH_TILE
 _BLOCK_TILE = tuned_untied_block.IMAGES_PER_TILE
 _SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS))
+_IMAGES = tuned_conv_winograd.IMAGES_PER_BLOCK
+_WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _IMAGES))
 BLOCKS = {
     "shifted": _SHIFTED_BLOCKS,
     "shifted-correlation": _SHIFTED_BLOCKS,
     "shifted-scatter": _SHIFTED_BLOCKS,
+    "winograd": _WINOGRAD_BLOCKS,
+    "winograd-4x4": _WINOGRAD_BLOCKS,
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
@@ -215,7 +247,7 @@ def choose(equation, *arguments):
     if key in _chosen:
         return _chosen[key]
     if timing_enabled():
-        plan = _read_plan(key) or _measure(equation, arguments, key)
+        plan = _read_plan(key, arguments) or _measure(equation, arguments, key)
     else:
         plan = default_plan(equation, arguments)
     _chosen[key] = plan
@@ -323,15 +355,25 @@ def _block_forward_and_backward(forward, backward, arguments):
     backward(np.ones_like(y), cache, arguments[-1])  # every window's error 1 (the work does not depend on it); the slope
 
 
-def candidates(equation):
+def applies(equation, path, arguments):
+    """Whether ``path`` can compute ``equation`` on ``arguments`` (``APPLIES``; every path of the other equations can)."""
+    if path not in APPLIES or equation not in ("conv_forward", "conv_input_error"):
+        return True
+    return APPLIES[path](arguments[-1].shape[-1])  # the kernel, W or B, comes last
+
+
+def candidates(equation, arguments=None):
     """{"path/threads" or "path:block/threads": Plan} for every path, block size and thread count.
 
-    A path made of other equations' functions (``PLANNED_PARTS``) runs each by its own
-    plan, threads included: it is a candidate on all threads only.
+    Given the arguments, only the paths that apply to them (``applies``). A path made of
+    other equations' functions (``PLANNED_PARTS``) runs each by its own plan, threads
+    included: it is a candidate on all threads only.
     """
     plans = {}
     every = numba.get_num_threads()
     for path in PATHS[equation]:
+        if arguments is not None and not applies(equation, path, arguments):
+            continue
         for block in (BLOCKS[path][2] if path in BLOCKS else (None,)):
             for threads in ((every,) if path in PLANNED_PARTS else sorted({1, every})):
                 name = path if block is None else f"{path}:{block}"
@@ -340,7 +382,7 @@ def candidates(equation):
 
 
 def _measure(equation, arguments, key):
-    plans = candidates(equation)
+    plans = candidates(equation, arguments)
     calls = {name: _candidate(equation, candidate, arguments) for name, candidate in plans.items()}
     best = {}
     for name, call in calls.items():  # warm-up: compiles or loads each kernel, touches the memory
@@ -425,7 +467,7 @@ def stored_plans():
     return _load().get(machine(), {})
 
 
-def _read_plan(key):
+def _read_plan(key, arguments):
     stored = stored_plans().get(key)
     if not stored:
         return None
@@ -438,7 +480,7 @@ def _read_plan(key):
         return None  # a path this version no longer has: measure again
     if (plan.block is None) != (plan.path not in BLOCKS):
         return None  # a blocked path stored without its block size, or the other way round
-    if plan.measured_ms and set(plan.measured_ms) != set(candidates(equation)):
+    if plan.measured_ms and set(plan.measured_ms) != set(candidates(equation, arguments)):
         return None  # measured among other candidates (a path or block size added since): measure again
     return plan
 

@@ -1,0 +1,345 @@
+"""TUNED TIER. Tied convolution, stride 1, "same" padding, by Winograd's minimal filtering.  # SPEC §2, §3, §5
+
+The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding before):
+
+    h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]          conv_forward
+    e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
+    G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
+
+**One dimension.** m outputs of a correlation with an r-tap kernel g, y_i = Σ_a g_a d_{i+a}
+(i < m), read t = m + r - 1 inputs d. Written as polynomials, y is the transpose of the
+product of a degree m-1 polynomial with g's: evaluate both at t points (the last one ∞,
+which reads the leading coefficient), multiply the t values, and interpolate back. With
+E_n the t×n evaluation matrix (row p: 1, p, p², …; row ∞: 0, …, 0, 1) and Vt = E_t,
+
+    y = Aᵀ [ (G g) ⊙ (Bᵀ d) ],     A = E_m (t×m),  G = E_r (t×r),  Bᵀ = Vt⁻ᵀ (t×t)
+
+(``winograd_matrices``): t products where the direct sum takes m·r. The transforms hold
+small numbers (points 0, ±1, ±2, ∞: ``POINTS``), so float32 keeps about as many digits
+as the direct sums.
+
+**Two dimensions**, tiles of m×m outputs, each reading a t×t patch d of xp:
+
+    Y (m×m) = Aᵀ [ Σ_c U[o,c] ⊙ V[c] ] A,    U[o,c] = G W[o,c] Gᵀ,   V[c] = Bᵀ d[c] B
+
+For each of the t·t positions ξ of the transformed tile, the sum over c is a matrix
+product over all tiles at once: M[ξ] (C_out, tiles) = U[ξ] (C_out, C_in) @ V[ξ] (C_in,
+tiles). So a tile takes t² (16 for m = 2, r = 3) products per pair of channels, where
+the direct sum takes m²·r² (36): 2.25 times fewer multiply-adds, in t² gemms, plus the
+transforms of the input and the output, which are additions along the tiles.
+
+**The weight increment** is the exact derivative of the same formula (it equals the
+correlation's): dM = A dY Aᵀ per tile (dY the tile's δ, zero past the image), then
+dU[ξ] (C_out, C_in) = Σ_tiles dM[ξ] (C_out, tiles) @ V[ξ]ᵀ and G = Gᵀ dU G.
+**The input error** is the forward equation applied to δ padded the other way round,
+with B flipped in space and its two channel axes swapped (``readable.transposed_convolution``).
+
+The tiles are cut into blocks of whole images (``images_per_block``: about ``tiles`` tiles,
+an argument that ``plan.choose`` times against other sizes), and ``prange`` runs over
+the blocks: each block gathers its images' patches, transforms them, runs the t² gemms
+(SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``), transforms the result and
+writes its images out, its arrays small enough to stay in the L2 cache. The weight
+increment forms V again from x, block by block, instead of keeping it (t²/m² = 4 times
+the input's size).
+
+Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
+The cache of ``forward`` is ``(x, m, images, k)``.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..layers.conv import same_padding
+from .readable import transposed_convolution
+from .tuned_conv_shifted import NO_TRANSPOSE, TRANSPOSE, blas_for, gemm
+
+# the finite evaluation points, in the order they are taken; ∞ is always the last point
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+OUTPUTS_PER_TILE = 2  # m: 2×2 outputs per tile by default (plan.BLOCKS times 4 too)
+IMAGES_PER_BLOCK = 8  # about this many images per block by default (the plan times others)
+
+
+def evaluation_matrix(t, n):
+    """E (t×n): row i evaluates a degree n-1 polynomial at POINTS[i]; the last row reads its leading coefficient (∞)."""
+    E = np.zeros((t, n))
+    for i, point in enumerate(POINTS[: t - 1]):
+        E[i] = point ** np.arange(n)
+    E[t - 1, n - 1] = 1.0
+    return E
+
+
+def winograd_matrices(m, r):
+    """(A (t×m), G (t×r), Bᵀ (t×t)) of F(m, r): y = Aᵀ [(G g) ⊙ (Bᵀ d)] for y_i = Σ_a g_a d_{i+a}, i < m."""
+    t = m + r - 1
+    if t - 1 > len(POINTS):
+        raise ValueError(f"F({m}, {r}) needs {t - 1} finite points; hebbref has {len(POINTS)}")
+    return evaluation_matrix(t, m), evaluation_matrix(t, r), np.linalg.inv(evaluation_matrix(t, t)).T
+
+
+@njit(cache=True)
+def channels_last(x, n0, n1, before, Xc):
+    """Xc[n - n0, before + y, before + x, c] = x[n, c, y, x] for images n0..n1-1, zeros around each image.
+
+    Xc (images, Hb, Wb, C): the block's images with their channels last, so that every
+    operation on a pixel below is a loop along the channels, which vectorises.
+    """
+    _, C, H, W = x.shape
+    _, Hb, Wb, _ = Xc.shape
+    planes = x.reshape(x.shape[0], C, H * W)
+    target = Xc.reshape(-1)
+    for n in range(n0, n1):
+        image = Xc[n - n0]
+        image[:before] = 0
+        image[before + H :] = 0
+        for y in range(H):
+            image[before + y, :before] = 0
+            image[before + y, before + W :] = 0
+        base = (n - n0) * Hb * Wb
+        for c in range(C):
+            plane = planes[n, c]
+            for y in range(H):
+                row = (base + (before + y) * Wb + before) * C + c
+                for xx in range(W):
+                    target[row + xx * C] = plane[y * W + xx]
+
+
+@njit(cache=True)
+def channels_first(Yc, n0, n1, h):
+    """h[n, o, y, x] = Yc[n - n0, y, x, o] for images n0..n1-1, the positions past the image dropped."""
+    _, O, H, W = h.shape
+    _, Hb, Wb, _ = Yc.shape
+    planes = h.reshape(h.shape[0], O, H * W)
+    source = Yc.reshape(-1)
+    for n in range(n0, n1):
+        base = (n - n0) * Hb * Wb
+        for o in range(O):
+            plane = planes[n, o]
+            for y in range(H):
+                row = (base + y * Wb) * O + o
+                for xx in range(W):
+                    plane[y * W + xx] = source[row + xx * O]
+
+
+@njit(cache=True, inline="always")  # inlined where it is called: as a call, its loops do not vectorise
+def add_rows(weights, source, start, step, count, target, at, length, reps, source_jump, target_jump):
+    """target[at + r·target_jump :][:length] = Σ_b weights[b] source[start + b·step + r·source_jump :][:length].
+
+    For b < count and each of ``reps`` runs r. The zero weights are skipped and the
+    others taken two at a time, so that each pass over a run adds two source rows: the
+    transforms' matrices hold two to four nonzero entries a row, and these passes are
+    most of their cost.
+    """
+    first = True  # the first pass writes, the later ones add
+    pending = -1  # a nonzero weight waiting for a second one
+    for b in range(count + 1):
+        if b < count and weights[b] == 0:
+            continue
+        if b < count and pending < 0:
+            pending = b
+            continue
+        if pending < 0:
+            break
+        w0 = weights[pending]
+        w1 = weights[b] if b < count else 0.0
+        b1 = b if b < count else pending  # a second row read with weight 0 when there is none
+        for r in range(reps):
+            out = target[at + r * target_jump : at + r * target_jump + length]
+            s0 = source[start + pending * step + r * source_jump :][:length]
+            s1 = source[start + b1 * step + r * source_jump :][:length]
+            if first:
+                for s in range(length):  # vectorised
+                    out[s] = w0 * s0[s] + w1 * s1[s]
+            else:
+                for s in range(length):  # vectorised
+                    out[s] += w0 * s0[s] + w1 * s1[s]
+        first = False
+        pending = -1
+    if first:  # every weight zero
+        for r in range(reps):
+            target[at + r * target_jump : at + r * target_jump + length] = 0
+
+
+@njit(cache=True)
+def to_tiles(Xc, L, m, Th, Tw, out):
+    """out[i·q+j, tile, c] = Σ_{a,b<p} L[i,a] L[j,b] Xc[n, ti·m+a, tj·m+b, c], tile = (n·Th+ti)·Tw+tj: L @ patch @ Lᵀ.
+
+    L (q×p) is Bᵀ (t×t) for the input's patches and A (t×m) for the tiles of δ; the
+    patches of a tile row start m apart and overlap. First along the patch rows, for a
+    whole row of tiles at once (Z[i] = Σ_a L[i,a] Xc[n, ti·m+a]: vectors of a whole
+    image row), then along the patch columns, tile by tile (vectors along the
+    channels). The zero entries of L are skipped. out is (q², tiles, C).
+    """
+    nb, Hb, Wb, C = Xc.shape
+    q, p = L.shape
+    nt = out.shape[1]
+    X = Xc.reshape(-1)
+    target = out.reshape(-1)
+    row = Wb * C
+    Z = np.empty(q * row, dtype=Xc.dtype)
+    for n in range(nb):
+        for ti in range(Th):
+            for i in range(q):
+                add_rows(L[i], X, (n * Hb + ti * m) * row, row, p, Z, i * row, row, 1, 0, 0)
+            first_tile = (n * Th + ti) * Tw
+            for i in range(q):
+                for j in range(q):  # tile tj reads columns tj·m + b of Z[i]
+                    add_rows(L[j], Z, i * row, C, p, target, ((i * q + j) * nt + first_tile) * C, C, Tw, m * C, C)
+
+
+@njit(cache=True)
+def from_tiles(M, A_t, m, Th, Tw, Yc):
+    """Yc[n, ti·m+i, tj·m+j, o] = Σ_{a,b<t} Aᵀ[i,a] Aᵀ[j,b] M[a·t+b, tile, o], tile = (n·Th+ti)·Tw+tj: Aᵀ @ M_tile @ A.
+
+    First along the tiles' columns, tile by tile (Q[a, tj·m+j] = Σ_b Aᵀ[j,b] M[a·t+b, tile]:
+    vectors along the channels), then along their rows for a whole row of tiles at once
+    (vectors of a whole image row).
+    """
+    nb, Hb, Wb, O = Yc.shape
+    _, t = A_t.shape
+    nt = M.shape[1]
+    source = M.reshape(-1)
+    Y = Yc.reshape(-1)
+    row = Wb * O
+    Q = np.empty(t * row, dtype=Yc.dtype)
+    for n in range(nb):
+        for ti in range(Th):
+            first_tile = (n * Th + ti) * Tw
+            for a in range(t):
+                for j in range(m):
+                    add_rows(A_t[j], source, (a * t * nt + first_tile) * O, nt * O, t, Q, a * row + j * O, O, Tw, O,
+                             m * O)
+            for i in range(m):
+                add_rows(A_t[i], Q, 0, row, t, Y, (n * Hb + ti * m + i) * row, row, 1, 0, 0)
+
+
+@njit(cache=True)
+def block_of(block, per_block, N):
+    """(n0, n1): the images of a block."""
+    n0 = block * per_block
+    return n0, min(N, n0 + per_block)
+
+
+@njit(parallel=True, cache=True)
+def winograd_products(blas, x, U, A_t, B_t, m, before, per_block, O):
+    """h (N, O, H, W) = Σ_c the correlation of x with the kernels whose transforms are U (t², O, C): tile by tile.
+
+    Per block: its images with the channels last, V = Bᵀ d B of every patch (t², tiles,
+    C), M[ξ] = V[ξ] @ U[ξ]ᵀ (tiles, O) for each ξ, Y = Aᵀ M A, written out.
+    """
+    N, C, H, W = x.shape
+    t = B_t.shape[0]
+    Th, Tw = -(-H // m), -(-W // m)
+    blocks = -(-N // per_block)
+    U_flat = U.reshape(-1)
+    h = np.empty((N, O, H, W), dtype=x.dtype)
+    for block in prange(blocks):
+        n0, n1 = block_of(block, per_block, N)
+        nt = (n1 - n0) * Th * Tw
+        Xc = np.empty((n1 - n0, Th * m + t - m, Tw * m + t - m, C), dtype=x.dtype)
+        channels_last(x, n0, n1, before, Xc)
+        V = np.empty((t * t, nt, C), dtype=x.dtype)
+        to_tiles(Xc, B_t, m, Th, Tw, V)
+        M = np.empty((t * t, nt, O), dtype=x.dtype)
+        for xi in range(t * t):
+            # M[ξ] (nt, O) = V[ξ] (nt, C) @ U[ξ]ᵀ (C, O)  is, in Fortran terms,
+            # M[ξ]ᵀ (O, nt) = (U[ξ] as Fortran (C, O), ld = C)ᵀ @ (V[ξ] as Fortran (C, nt), ld = C)
+            gemm(blas, TRANSPOSE, NO_TRANSPOSE, O, nt, C, 1.0, U_flat[xi * O * C :], C, V[xi].reshape(-1), C, 0.0,
+                 M[xi].reshape(-1), O)
+        Yc = np.empty((n1 - n0, Th * m, Tw * m, O), dtype=x.dtype)
+        from_tiles(M, A_t, m, Th, Tw, Yc)
+        channels_first(Yc, n0, n1, h)
+    return h
+
+
+@njit(parallel=True, cache=True)
+def winograd_weight_products(blas, x, delta, A, B_t, m, before, per_block, parts):
+    """dU (parts, t², O, C): Σ over a part's blocks of Σ_tiles dM[ξ]ᵀ V[ξ], dM = A dY Aᵀ of δ's tiles, V = Bᵀ d B of x's patches.
+
+    The blocks are shared out in ``parts`` runs of consecutive blocks (one per thread),
+    each adding its blocks' products into its own dU (beta = 1 after its first block).
+    """
+    N, C, H, W = x.shape
+    O = delta.shape[1]
+    t = B_t.shape[0]
+    Th, Tw = -(-H // m), -(-W // m)
+    blocks = -(-N // per_block)
+    partial = np.zeros((parts, t * t, O, C), dtype=x.dtype)
+    for part in prange(parts):
+        G_flat = partial[part].reshape(t * t, O * C)
+        for block in range(part * blocks // parts, (part + 1) * blocks // parts):
+            n0, n1 = block_of(block, per_block, N)
+            nt = (n1 - n0) * Th * Tw
+            Xc = np.empty((n1 - n0, Th * m + t - m, Tw * m + t - m, C), dtype=x.dtype)
+            channels_last(x, n0, n1, before, Xc)
+            V = np.empty((t * t, nt, C), dtype=x.dtype)
+            to_tiles(Xc, B_t, m, Th, Tw, V)
+            Dc = np.empty((n1 - n0, Th * m, Tw * m, O), dtype=x.dtype)  # δ, zeros past the image
+            channels_last(delta, n0, n1, 0, Dc)
+            dM = np.empty((t * t, nt, O), dtype=x.dtype)
+            to_tiles(Dc, A, m, Th, Tw, dM)
+            for xi in range(t * t):
+                # dU[ξ] (O, C) += dM[ξ]ᵀ (O, nt) @ V[ξ] (nt, C)  is, in Fortran terms,
+                # dU[ξ]ᵀ (C, O) += (V[ξ] as Fortran (C, nt), ld = C) @ (dM[ξ] as Fortran (O, nt), ld = O)ᵀ
+                gemm(blas, NO_TRANSPOSE, TRANSPOSE, C, O, nt, 1.0, V[xi].reshape(-1), C, dM[xi].reshape(-1), O, 1.0,
+                     G_flat[xi], C)
+    return partial
+
+
+def images_per_block(N, images=None):
+    """Whole images per block: at most ``images`` (default ``IMAGES_PER_BLOCK``), as many as leave a block count
+    that the threads share evenly (or one image a block)."""
+    threads = numba.get_num_threads()
+    per_block = max(1, min(N, IMAGES_PER_BLOCK if images is None else images))
+    while per_block > 1 and -(-N // per_block) % threads:
+        per_block -= 1
+    return per_block
+
+
+def kernel_transforms(W, m):
+    """U (t², C_out, C_in) = G W[o,c] Gᵀ at each of the t² positions, and the matrices (A, G, Bᵀ) of F(m, k)."""
+    k = W.shape[-1]
+    A, G, B_t = winograd_matrices(m, k)
+    t = G.shape[0]
+    U = np.einsum("ai,ocij,bj->aboc", G, W, G).reshape(t * t, W.shape[0], W.shape[1])
+    return np.ascontiguousarray(U, dtype=W.dtype), (A, G, B_t)
+
+
+def correlation(x, W, before, m, images=None):
+    """h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b], xp padded by ``before`` (and as needed after)."""
+    x = np.ascontiguousarray(x)
+    N = x.shape[0]
+    U, (A, _, B_t) = kernel_transforms(np.asarray(W, dtype=x.dtype), m)
+    dtype = x.dtype
+    per_block = images_per_block(N, images)
+    return winograd_products(blas_for(dtype), x, U, np.ascontiguousarray(A.T, dtype=dtype),
+                             np.ascontiguousarray(B_t, dtype=dtype), m, before, per_block, W.shape[0])
+
+
+def forward(x, W, m=OUTPUTS_PER_TILE, images=None):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, m, images, k)."""
+    x = np.ascontiguousarray(x)
+    before, _ = same_padding(W.shape[-1])
+    return correlation(x, W, before, m, images), (x, m, images, W.shape[-1])
+
+
+def input_error(delta, B, m=OUTPUTS_PER_TILE, images=None):
+    """e_below = Bᵀ δ as the forward correlation of δ padded the other way round: -> (N, C_in, H, W)."""
+    (before, _), B_flipped = transposed_convolution(B)
+    return correlation(delta, B_flipped, before, m, images)
+
+
+def weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ: -> (C_out, C_in, k, k); cache from ``forward``."""
+    x, m, images, k = cache
+    delta = np.ascontiguousarray(delta, dtype=x.dtype)
+    N = x.shape[0]
+    A, G, B_t = winograd_matrices(m, k)
+    before, _ = same_padding(k)
+    dtype = x.dtype
+    per_block = images_per_block(N, images)
+    parts = min(numba.get_num_threads(), -(-N // per_block))
+    partial = winograd_weight_products(blas_for(dtype), x, delta, np.ascontiguousarray(A, dtype=dtype),
+                                       np.ascontiguousarray(B_t, dtype=dtype), m, before, per_block, parts)
+    t = G.shape[0]
+    dU = partial.sum(axis=0).reshape(t, t, delta.shape[1], x.shape[1])  # dU[a, b, o, c]
+    return np.ascontiguousarray(np.einsum("ai,aboc,bj->ocij", G, dU, G), dtype=dtype)
