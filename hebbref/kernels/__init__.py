@@ -19,18 +19,22 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
                                 disk per CPU model) or by a default when timing is off
     tuned_conv_direct.py        tied conv by direct, hand-unrolled loops
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views of the input
+    tuned_conv_winograd.py      tied conv by Winograd's minimal filtering: tiles of m×m
+                                outputs, t² gemm over all tiles (k = 2, 3)
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
                                 input error also along padded planes)
     tuned_pooling.py            max pooling
     tuned_activations.py        the ramp and its derivative
     tuned_dropout.py            dropout's training pass (the mask's numbers drawn on every thread)
+    tuned_untied_block.py       an untied layer, its ramp and the pool above as one step
 
 Every public function takes and returns exactly what its NumPy twin takes and returns
 (same shapes, same dtype); the cache a forward returns is private to its backend.
 The process settings the tuned tier wants (threads, allocator, SciPy's BLAS) are made
 by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on import.
 Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
-(tuned vs readable and reference), ``tests/test_cuda.py`` (device functions, on a GPU or
+(tuned vs readable and reference; ``test_conv_winograd.py``, ``test_untied_block.py`` and
+``test_kernels_shifted.py`` for single modules), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """

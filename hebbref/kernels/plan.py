@@ -4,12 +4,15 @@ Every choice the tuned backend makes between ways of computing the same numbers 
 in one function, ``choose(equation, *arguments)``, and nowhere else. The candidates,
 per equation (``PATHS``):
 
-    conv_forward        "direct" (tuned_conv_direct: loops) or "shifted" (tuned_conv_shifted:
-                        k·k gemm on shifted views); the weight increment follows, since it
-                        reads the forward pass's cache, and is timed with it; where the input
-                        error goes by "shifted-correlation" after a "shifted" forward pass,
-                        the two are computed together (``conv_backward_together``)
-    conv_input_error    "direct", "shifted-correlation" or "shifted-scatter"
+    conv_forward        "direct" (tuned_conv_direct: loops), "shifted" (tuned_conv_shifted:
+                        k·k gemm on shifted views), "winograd" or "winograd-4x4"
+                        (tuned_conv_winograd: tiles of 2×2 or 3×3, and of 4×4 outputs, for
+                        the kernel widths in ``APPLIES``); the weight increment follows,
+                        since it reads the forward pass's cache, and is timed with it; where
+                        the input error goes by "shifted-correlation" after a "shifted"
+                        forward pass, the two are computed together (``conv_backward_together``)
+    conv_input_error    "direct", "shifted-correlation", "shifted-scatter", "winograd" or
+                        "winograd-4x4"
     locally_connected_forward
                         "batch-last" (along tiles of images) or "loops-tiled" (location
                         by location, by tiles of images, along the output channels)
@@ -41,6 +44,8 @@ an idle machine, but more than a small layer's work on a busy one). The paths th
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
 shifted products' columns per block, the untied layer's images per tile. The best size
 depends on the CPU's caches, so it is measured with the rest, never fixed for all CPUs.
+Winograd's tiles apply to some kernel widths only (``APPLIES``, ``applies``): a plan
+times them only where they do.
 
 **A plan is measured, not guessed** (like FFTW's plans or cuDNN's benchmark mode): the
 first time an equation meets arguments of a new shape and dtype, ``choose`` runs every

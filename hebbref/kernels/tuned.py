@@ -6,6 +6,8 @@ names, from the tuned kernel modules:
 
     tuned_conv_direct.py        tied conv by direct loops (few terms per output)
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
+    tuned_conv_winograd.py      tied conv by Winograd's tiles: t² gemm over all tiles, the
+                                input and output transformed around them (k = 2, 3)
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
                                 input error also along padded planes)

@@ -14,33 +14,39 @@ E_n the t×n evaluation matrix (row p: 1, p, p², …; row ∞: 0, …, 0, 1) an
 
     y = Aᵀ [ (G g) ⊙ (Bᵀ d) ],     A = E_m (t×m),  G = E_r (t×r),  Bᵀ = Vt⁻ᵀ (t×t)
 
-(``winograd_matrices``): t products where the direct sum takes m·r. The transforms hold
-small numbers (points 0, ±1, ±2, ∞: ``POINTS``), so float32 keeps about as many digits
-as the direct sums.
+(``winograd_matrices``): t products where the direct sum takes m·r. Winograd's and
+Toom and Cook's construction; Lavin and Gray (2016, "Fast algorithms for convolutional
+neural networks") brought it to conv layers, F(2×2, 3×3) and F(4×4, 3×3) among others.
+The points (``POINTS``) decide the rounding: with 0, ±1 and ∞ alone (t ≤ 4: F(2, 3),
+F(3, 2)) the transforms hold only 0, ±1 and ±½, and float32 keeps as many digits as the
+direct sums; F(4, 3) needs ±2 too, and loses about five bits more
+(``tests/test_conv_winograd.py`` measures both). ``plan.APPLIES`` offers the two.
 
 **Two dimensions**, tiles of m×m outputs, each reading a t×t patch d of xp:
 
     Y (m×m) = Aᵀ [ Σ_c U[o,c] ⊙ V[c] ] A,    U[o,c] = G W[o,c] Gᵀ,   V[c] = Bᵀ d[c] B
 
 For each of the t·t positions ξ of the transformed tile, the sum over c is a matrix
-product over all tiles at once: M[ξ] (C_out, tiles) = U[ξ] (C_out, C_in) @ V[ξ] (C_in,
-tiles). So a tile takes t² (16 for m = 2, r = 3) products per pair of channels, where
-the direct sum takes m²·r² (36): 2.25 times fewer multiply-adds, in t² gemms, plus the
-transforms of the input and the output, which are additions along the tiles.
+product over all tiles at once: M[ξ] (tiles, C_out) = V[ξ] (tiles, C_in) @ U[ξ]ᵀ. So a
+tile takes t² products per pair of channels where the direct sum takes m²·k²: 16
+against 36 for F(2×2, 3×3), 36 against 144 for F(4×4, 3×3), in t² gemms, plus the
+transforms of the input and of the output.
 
 **The weight increment** is the exact derivative of the same formula (it equals the
 correlation's): dM = A dY Aᵀ per tile (dY the tile's δ, zero past the image), then
-dU[ξ] (C_out, C_in) = Σ_tiles dM[ξ] (C_out, tiles) @ V[ξ]ᵀ and G = Gᵀ dU G.
+dU[ξ] (C_out, C_in) = Σ_tiles dM[ξ]ᵀ V[ξ] and G = Gᵀ dU G.
 **The input error** is the forward equation applied to δ padded the other way round,
 with B flipped in space and its two channel axes swapped (``readable.transposed_convolution``).
 
-The tiles are cut into blocks of whole images (``images_per_block``: about ``tiles`` tiles,
-an argument that ``plan.choose`` times against other sizes), and ``prange`` runs over
-the blocks: each block gathers its images' patches, transforms them, runs the t² gemms
-(SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``), transforms the result and
-writes its images out, its arrays small enough to stay in the L2 cache. The weight
-increment forms V again from x, block by block, instead of keeping it (t²/m² = 4 times
-the input's size).
+**Blocks.** The batch is cut into blocks of whole images (``images_per_block``: at most
+``images``, an argument that ``plan.choose`` times at several sizes), and ``prange``
+runs over the blocks. Each block lays its images out with the channels last (padded),
+so that every transform is a sum of vectors along the channels; transforms the patches
+(first along their rows, a whole row of tiles at once, then along their columns,
+``to_tiles``); runs the t² gemms (SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``);
+transforms the result back (``from_tiles``) and writes its images out. The weight
+increment forms V again from x, block by block, rather than keep it (t²/m² = 2.25 to
+4 times the input's size), and each thread adds its blocks into its own dU.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
 The cache of ``forward`` is ``(x, m, images, k)``.
@@ -55,8 +61,8 @@ from .tuned_conv_shifted import NO_TRANSPOSE, TRANSPOSE, blas_for, gemm
 
 # the finite evaluation points, in the order they are taken; ∞ is always the last point
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
-OUTPUTS_PER_TILE = 2  # m: 2×2 outputs per tile by default (plan.BLOCKS times 4 too)
-IMAGES_PER_BLOCK = 8  # about this many images per block by default (the plan times others)
+OUTPUTS_PER_TILE = 2  # m: 2×2 outputs per tile by default (the plan's paths choose per kernel width)
+IMAGES_PER_BLOCK = 8  # at most this many images per block by default (the plan times others too)
 
 
 def evaluation_matrix(t, n):
