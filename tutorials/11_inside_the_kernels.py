@@ -40,7 +40,8 @@ from numba import cuda
 
 import hebbref
 from hebbref.backends import get_backend
-from hebbref.kernels import plan, readable, tuned_conv_direct, tuned_conv_shifted, tuned_untied_block
+from hebbref.kernels import (plan, readable, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
+                             tuned_untied_block)
 from hebbref.layers import conv
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -144,6 +145,37 @@ print(inspect.getsource(tuned_conv_direct.add_terms.py_func))
 
 # %%
 print(tuned_conv_shifted.__doc__)
+
+# %% [markdown]
+# A third way spends fewer multiplications. Two outputs of a correlation with a
+# three-tap kernel, y₀ = g₀d₀ + g₁d₁ + g₂d₂ and y₁ = g₀d₁ + g₁d₂ + g₂d₃, take six
+# products when summed directly. Winograd's minimal filtering F(2, 3) gets them from
+# four: transform the kernel (G g) and the four inputs (Bᵀ d), multiply the four pairs,
+# and combine the products (Aᵀ). The matrices come from evaluating polynomials at the
+# points 0, 1, -1 and ∞, so they hold only 0, ±1 and ±½:
+
+# %%
+A, G, B_t = tuned_conv_winograd.winograd_matrices(2, 3)
+g, d = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0, 4.0])
+print("Bᵀ =", B_t, "G =", G, "Aᵀ =", A.T, sep="\n")
+four, six = A.T @ ((G @ g) * (B_t @ d)), np.array([g @ d[0:3], g @ d[1:4]])
+np.testing.assert_allclose(four, six, rtol=1e-15)
+print("four products:", four, " six products:", six)
+
+# %% [markdown]
+# In two dimensions a tile of 2×2 outputs takes 16 products per pair of channels
+# where the direct sum takes 36 (F(4×4, 3×3): 36 where it takes 144), and for each of
+# the 16 positions of a transformed tile the sum over the input channels is one matrix
+# product over all tiles. `hebbref/kernels/tuned_conv_winograd.py` lays out the
+# tiles, and `plan.APPLIES` says for which kernel widths the plan may take it:
+
+# %%
+x_w, W_w = rng.normal(size=(4, 8, 9, 9)), rng.normal(size=(6, 8, 3, 3))
+h_w, _ = tuned_conv_winograd.forward(x_w, W_w, 2)
+h_ref, _ = conv.conv_forward(x_w, W_w)
+np.testing.assert_allclose(h_w, h_ref, rtol=1e-12, atol=1e-12)
+print("Winograd's tiles against the reference, largest difference:", np.abs(h_w - h_ref).max())
+print(inspect.getsource(plan.APPLIES["winograd"]).strip())
 
 # %% [markdown]
 # Which of these runs, and on how many threads, is decided in one function,
