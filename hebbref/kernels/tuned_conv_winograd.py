@@ -219,6 +219,21 @@ def from_tiles(M, A_t, m, Th, Tw, Yc):
 
 
 @njit(cache=True)
+def tiles_of(x, n0, n1, before, L, m, Th, Tw):
+    """(q², tiles, C): L @ patch @ Lᵀ for every p×p patch (p = L's columns) of images n0..n1-1, x padded by ``before``.
+
+    With L = Bᵀ the input's transformed patches V, with L = A the transformed tiles of δ.
+    """
+    C = x.shape[1]
+    q, p = L.shape
+    Xc = np.empty((n1 - n0, Th * m + p - m, Tw * m + p - m, C), dtype=x.dtype)
+    channels_last(x, n0, n1, before, Xc)
+    out = np.empty((q * q, (n1 - n0) * Th * Tw, C), dtype=x.dtype)
+    to_tiles(Xc, L, m, Th, Tw, out)
+    return out
+
+
+@njit(cache=True)
 def block_of(block, per_block, N):
     """(n0, n1): the images of a block."""
     n0 = block * per_block
@@ -241,10 +256,7 @@ def winograd_products(blas, x, U, A_t, B_t, m, before, per_block, O):
     for block in prange(blocks):
         n0, n1 = block_of(block, per_block, N)
         nt = (n1 - n0) * Th * Tw
-        Xc = np.empty((n1 - n0, Th * m + t - m, Tw * m + t - m, C), dtype=x.dtype)
-        channels_last(x, n0, n1, before, Xc)
-        V = np.empty((t * t, nt, C), dtype=x.dtype)
-        to_tiles(Xc, B_t, m, Th, Tw, V)
+        V = tiles_of(x, n0, n1, before, B_t, m, Th, Tw)  # (t², nt, C)
         M = np.empty((t * t, nt, O), dtype=x.dtype)
         for xi in range(t * t):
             # M[ξ] (nt, O) = V[ξ] (nt, C) @ U[ξ]ᵀ (C, O)  is, in Fortran terms,
@@ -275,14 +287,8 @@ def winograd_weight_products(blas, x, delta, A, B_t, m, before, per_block, parts
         for block in range(part * blocks // parts, (part + 1) * blocks // parts):
             n0, n1 = block_of(block, per_block, N)
             nt = (n1 - n0) * Th * Tw
-            Xc = np.empty((n1 - n0, Th * m + t - m, Tw * m + t - m, C), dtype=x.dtype)
-            channels_last(x, n0, n1, before, Xc)
-            V = np.empty((t * t, nt, C), dtype=x.dtype)
-            to_tiles(Xc, B_t, m, Th, Tw, V)
-            Dc = np.empty((n1 - n0, Th * m, Tw * m, O), dtype=x.dtype)  # δ, zeros past the image
-            channels_last(delta, n0, n1, 0, Dc)
-            dM = np.empty((t * t, nt, O), dtype=x.dtype)
-            to_tiles(Dc, A, m, Th, Tw, dM)
+            V = tiles_of(x, n0, n1, before, B_t, m, Th, Tw)  # (t², nt, C)
+            dM = tiles_of(delta, n0, n1, 0, A, m, Th, Tw)  # (t², nt, O): A dY Aᵀ, δ zero past the image
             for xi in range(t * t):
                 # dU[ξ] (O, C) += dM[ξ]ᵀ (O, nt) @ V[ξ] (nt, C)  is, in Fortran terms,
                 # dU[ξ]ᵀ (C, O) += (V[ξ] as Fortran (C, nt), ld = C) @ (dM[ξ] as Fortran (O, nt), ld = O)ᵀ
