@@ -188,7 +188,8 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 # paths that apply to some arguments only: path -> test on the kernel width k. Winograd's
 # tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
 # direct sums), "winograd-4x4" for k = 3 (points up to ±2: in float32 about 30 times the
-# direct sums' rounding, 1e-5 of the largest output; tests/test_conv_winograd.py)
+# direct sums' rounding, under 3e-5 of the largest output on deep 2b's shape; tests/test_conv_winograd.py).
+# With timing off (HEBBREF_TUNE=0) the default plan takes neither
 APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
 # increment of one δ, which lays δ out once; any other pair runs the two functions
