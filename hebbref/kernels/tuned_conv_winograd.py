@@ -146,18 +146,28 @@ def add_rows(weights, source, start, step, count, target, at, length, reps, sour
         if pending < 0:
             break
         w0 = weights[pending]
-        w1 = weights[b] if b < count else 0.0
-        b1 = b if b < count else pending  # a second row read with weight 0 when there is none
-        for r in range(reps):
-            out = target[at + r * target_jump : at + r * target_jump + length]
-            s0 = source[start + pending * step + r * source_jump :][:length]
-            s1 = source[start + b1 * step + r * source_jump :][:length]
-            if first:
-                for s in range(length):  # vectorised
-                    out[s] = w0 * s0[s] + w1 * s1[s]
-            else:
-                for s in range(length):  # vectorised
-                    out[s] += w0 * s0[s] + w1 * s1[s]
+        if b < count:  # two rows in one pass
+            w1 = weights[b]
+            for r in range(reps):
+                out = target[at + r * target_jump : at + r * target_jump + length]
+                s0 = source[start + pending * step + r * source_jump :][:length]
+                s1 = source[start + b * step + r * source_jump :][:length]
+                if first:
+                    for s in range(length):  # vectorised
+                        out[s] = w0 * s0[s] + w1 * s1[s]
+                else:
+                    for s in range(length):  # vectorised
+                        out[s] += w0 * s0[s] + w1 * s1[s]
+        else:  # the last nonzero weight, alone
+            for r in range(reps):
+                out = target[at + r * target_jump : at + r * target_jump + length]
+                s0 = source[start + pending * step + r * source_jump :][:length]
+                if first:
+                    for s in range(length):  # vectorised
+                        out[s] = w0 * s0[s]
+                else:
+                    for s in range(length):  # vectorised
+                        out[s] += w0 * s0[s]
         first = False
         pending = -1
     if first:  # every weight zero
