@@ -90,9 +90,7 @@ def channels_last(x, n0, n1, before, Xc):
     operation on a pixel below is a loop along the channels, which vectorises.
     """
     _, C, H, W = x.shape
-    _, Hb, Wb, _ = Xc.shape
     planes = x.reshape(x.shape[0], C, H * W)
-    target = Xc.reshape(-1)
     for n in range(n0, n1):
         image = Xc[n - n0]
         image[:before] = 0
@@ -100,13 +98,12 @@ def channels_last(x, n0, n1, before, Xc):
         for y in range(H):
             image[before + y, :before] = 0
             image[before + y, before + W :] = 0
-        base = (n - n0) * Hb * Wb
-        for c in range(C):
-            plane = planes[n, c]
-            for y in range(H):
-                row = (base + (before + y) * Wb + before) * C + c
-                for xx in range(W):
-                    target[row + xx * C] = plane[y * W + xx]
+        source = planes[n]
+        for y in range(H):
+            for xx in range(W):  # one pixel's channels, written in a row
+                pixel = image[before + y, before + xx]
+                for c in range(C):
+                    pixel[c] = source[c, y * W + xx]
 
 
 @njit(cache=True)
