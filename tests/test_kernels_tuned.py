@@ -1,9 +1,9 @@
 """The tuned tier equals the readable tier and the NumPy reference, path by path.  # SPEC §2, §3, §5
 
-Every path ``hebbref.kernels.plan.PATHS`` lists (the two ways to compute the conv
-forward pass and its weight increment, the three ways to compute its input error, the
-untied, pooling and ramp kernels) is run directly, on all of Numba's threads, on odd
-and even kernels, and compared with ``hebbref.kernels.readable`` (parallel loops) and
+Every path ``hebbref.kernels.plan.PATHS`` lists (the four ways to compute the conv
+forward pass and its weight increment, the five ways to compute its input error, each
+on the kernel widths it applies to, ``plan.APPLIES``; the untied, pooling and ramp
+kernels) is run directly, on all of Numba's threads, on odd and even kernels, and compared with ``hebbref.kernels.readable`` (parallel loops) and
 with ``hebbref.layers``. Then the ``numba`` backend's functions, which go through
 ``plan.choose``, are compared the same way on one thread and on all.
 """
