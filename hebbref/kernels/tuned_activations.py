@@ -5,7 +5,9 @@
     σ(h) + a,  (e1 + e2) ⊙ σ'(h)           a sum block's two ends    ramp_plus, ramp_backward_of_sum (fused)
 
 The same arithmetic as ``hebbref.activations`` (s·h in the dtype of h), one parallel
-pass over the array. Any shape in, same shape and dtype out.
+pass over the array. Any shape in, same shape and dtype out. The bounds ±1 and the 0
+are numbers of the array's dtype (``h.dtype.type(1)``): with bare Python numbers Numba
+clips float32 in float64, at half the vector width, to the same values.
 """
 import numpy as np
 from numba import njit, prange
@@ -16,32 +18,36 @@ from ..activations import DEFAULT_SLOPE
 @njit(parallel=True, cache=True)
 def ramp_flat(h, s):
     x = np.empty_like(h)
+    one = h.dtype.type(1)  # a bare 1 would make the clip, and the loop, float64
     for i in prange(h.size):
-        x[i] = min(max(s * h[i], -1), 1)
+        x[i] = min(max(s * h[i], -one), one)
     return x
 
 
 @njit(parallel=True, cache=True)
 def ramp_derivative_flat(h, s):
     d = np.empty_like(h)
+    one, zero = h.dtype.type(1), h.dtype.type(0)
     for i in prange(h.size):
-        d[i] = s if abs(s * h[i]) <= 1 else 0
+        d[i] = s if abs(s * h[i]) <= one else zero
     return d
 
 
 @njit(parallel=True, cache=True)
 def ramp_backward_flat(e, h, s):
     delta = np.empty_like(e)
+    one, zero = h.dtype.type(1), e.dtype.type(0)
     for i in prange(h.size):
-        delta[i] = e[i] * s if abs(s * h[i]) <= 1 else 0
+        delta[i] = e[i] * s if abs(s * h[i]) <= one else zero
     return delta
 
 
 @njit(parallel=True, cache=True)
 def ramp_plus_flat(h, a, s):
     x = np.empty_like(h)
+    one = h.dtype.type(1)
     for i in prange(h.size):
-        x[i] = min(max(s * h[i], -1), 1)  # rounded to the dtype, as the reference's σ(h) is
+        x[i] = min(max(s * h[i], -one), one)  # rounded to the dtype, as the reference's σ(h) is
         x[i] = x[i] + a[i]
     return x
 
@@ -49,8 +55,9 @@ def ramp_plus_flat(h, a, s):
 @njit(parallel=True, cache=True)
 def ramp_backward_of_sum_flat(e1, e2, h, s):
     delta = np.empty_like(e1)
+    one, zero = h.dtype.type(1), e1.dtype.type(0)
     for i in prange(h.size):
-        delta[i] = (e1[i] + e2[i]) * s if abs(s * h[i]) <= 1 else 0
+        delta[i] = (e1[i] + e2[i]) * s if abs(s * h[i]) <= one else zero
     return delta
 
 
