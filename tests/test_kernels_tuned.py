@@ -172,6 +172,29 @@ def test_every_maxpool_path_equals_the_reference_with_the_same_winners(case, dty
         np.testing.assert_array_equal(winner, winner_loops, err_msg=name)
 
 
+@pytest.mark.parametrize("group", plan.BLOCKS["plane-groups"][2] + (1, 5))
+@pytest.mark.parametrize("through_ramp", [False, True])
+def test_plane_groups_of_every_size_give_the_windows_winners(group, through_ramp):
+    """``maxpool_plane_groups`` with groups of the plan's sizes (and odd ones): the last group short, the windows clipped.
+
+    5·7 = 35 planes: a short last group for every size listed; 9×10 planes under a 3×3
+    window at stride 2 (padding after the image only) and a 4×4 at stride 3 (padding
+    before it as well).
+    """
+    rng = np.random.default_rng(group)
+    h = (rng.normal(size=(5, 7, 9, 10)) * 3).astype(np.float32)
+    h[1, 2] = np.round(h[1, 2])  # ties within windows: the first cell must win
+    x = activations.ramp(h, 0.5) if through_ramp else h
+    for k, t in [(3, 2), (4, 3)]:
+        y_loops, (winner_loops, _) = plan.PATHS["maxpool_forward"]["loops"](x, k, t)
+        if through_ramp:
+            y, (winner, _) = plan.PATHS["ramp_maxpool_forward"]["plane-groups"](h, k, t, 0.5, group=group)
+        else:
+            y, (winner, _) = plan.PATHS["maxpool_forward"]["plane-groups"](h, k, t, group=group)
+        np.testing.assert_array_equal(y, y_loops)
+        np.testing.assert_array_equal(winner, winner_loops)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_maxpool_paths_on_windows_of_minus_infinity_pick_a_cell_of_the_image(dtype):
     """The padded path fills the cells beyond the image with -inf: on an image of -inf they must still lose."""

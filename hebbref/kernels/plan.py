@@ -23,12 +23,15 @@ per equation (``PATHS``):
                         "batch-last" (dot products over tiles of images, δ copied row by
                         row) or "loops" (over the whole batch, δ transposed first)
     maxpool_forward     "loops" (window by window), "separable" (a row pass and a
-                        column pass along the flattened plane, vectorised) or
+                        column pass along the flattened plane, vectorised),
                         "separable-padded" (the same on the plane extended with -inf
-                        below and to the right, no window clipped there)
+                        below and to the right, no window clipped there) or
+                        "plane-groups" (window by window along groups of planes laid
+                        out with the planes last, vectorised along each group)
     ramp_maxpool_forward
                         "separable-padded" (the pool of σ(h), σ applied as each plane is
-                        copied) or "ramp-then-loops" (σ(h) formed, then pooled window by window)
+                        copied), "ramp-then-loops" (σ(h) formed, then pooled window by
+                        window) or "plane-groups" (σ applied as each group is laid out)
     dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
     locally_connected_ramp_maxpool_forward
                         an untied layer, its ramp and the pool above (``lc ramp pool``):
@@ -166,9 +169,11 @@ PATHS = {  # equation -> {path: function with the reference's signature}
         "batch-last": tuned_locally_connected.locally_connected_weight_increment_batch_last,
         "loops": tuned_locally_connected.locally_connected_weight_increment},
     "maxpool_forward": {"loops": tuned_pooling.maxpool_forward, "separable": tuned_pooling.maxpool_forward_separable,
-                        "separable-padded": tuned_pooling.maxpool_forward_separable_padded},
+                        "separable-padded": tuned_pooling.maxpool_forward_separable_padded,
+                        "plane-groups": tuned_pooling.maxpool_forward_plane_groups},
     "ramp_maxpool_forward": {"separable-padded": tuned_pooling.ramp_maxpool_forward_padded,
-                             "ramp-then-loops": tuned_pooling.ramp_maxpool_forward_loops},
+                             "ramp-then-loops": tuned_pooling.ramp_maxpool_forward_loops,
+                             "plane-groups": tuned_pooling.ramp_maxpool_forward_plane_groups},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
     "maxpool_ramp_backward": {"loops": tuned_pooling.maxpool_ramp_backward},
     "ramp": {"loops": tuned_activations.ramp},
@@ -214,6 +219,7 @@ _TILE = tuned_locally_connected.IMAGES_PER_TILE
 _PLANES_TILE = tuned_locally_connected.IMAGES_PER_PLANES_TILE
 _BATCH_TILE = tuned_locally_connected.IMAGES_PER_BATCH_TILE
 _BLOCK_TILE = tuned_untied_block.IMAGES_PER_TILE
+_GROUP = tuned_pooling.PLANES_PER_GROUP
 _SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS))
 _IMAGES = tuned_conv_winograd.IMAGES_PER_BLOCK
 _WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _IMAGES))
@@ -227,6 +233,7 @@ BLOCKS = {
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
     "images-last": ("images per tile", "tile_size", (_BLOCK_TILE, _BLOCK_TILE // 2, _BLOCK_TILE // 4)),
+    "plane-groups": ("planes per group", "group", (_GROUP, _GROUP // 2, 2 * _GROUP)),
 }
 
 

@@ -14,7 +14,7 @@ One plane (n, c) per parallel iteration, so the backward scatter has no races.
 Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo); the cache holds the winners' flat
 indices inside their (H, W) plane, (N, C, Ho, Wo) int32, and (H, W).
 
-The forward pass has two paths, which ``plan.choose`` times against each other:
+The forward pass has several paths, which ``plan.choose`` times against each other:
 ``maxpool_windows`` visits each window's k·k cells (a branch per cell), and
 ``maxpool_separable`` takes the maximum in two passes along the flattened plane,
 first over k neighbours in a row at every position, then over k such results in a
@@ -26,7 +26,10 @@ different cells of a window holding a NaN win). A third path, ``maxpool_separabl
 does the same passes on a copy of each plane extended with -inf cells below and to the
 right, so that no window is clipped there and none is visited cell by cell; it serves
 when "same" padding puts no cell before the image (true of every pool of the paper's
-networks), and otherwise hands over to ``maxpool_separable``.
+networks), and otherwise hands over to ``maxpool_separable``. A fourth,
+``maxpool_plane_groups``, lays a group of planes out with the planes last and visits
+each window's cells as ``maxpool_windows`` does, one select per plane of the group
+along a vectorised run (the same first-wins rule).
 """
 import numba
 import numpy as np
@@ -35,6 +38,13 @@ from numba import njit, prange
 from ..activations import DEFAULT_SLOPE
 from ..layers.pooling import pool_padding
 from .tuned_activations import ramp
+
+
+# planes per group of ``maxpool_plane_groups``, by default: 32 was the fastest of 8, 16, 32 and 64 on
+# deep's pools and within 2 % of 64 on simple's, on the 2-core AMD EPYC of BENCHMARKS.md (scratch
+# timings, side by side);
+# a measured plan (plan.BLOCKS) times 32, 16 and 64 on the machine it runs on
+PLANES_PER_GROUP = 32
 
 
 @njit(cache=True)
@@ -209,6 +219,63 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks, through_ramp=False, s=1.0)
                     a = best_a[m]
                     y_plane[u, v] = best[m]
                     winner_plane[u, v] = (u * t + a) * W + v * t + row_b[m + a * Wp]
+    return y.reshape(N, C, Ho, Wo), winner.reshape(N, C, Ho, Wo)
+
+
+@njit(parallel=True, cache=True)
+def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, s=1.0):
+    """The maximum of each window and where it is, ``group`` planes at a time laid out with the planes last: -> y, winner.
+
+    The (n, c) planes go by groups of ``group``: a group is copied into ``cells``
+    (H·W, group), each cell of the image a run of the group's planes (σ applied on the
+    way when ``through_ramp``), and the windows are then taken as
+    ``ramp_maxpool_images_last`` takes them along the images: cell by cell in row-major
+    order, clipped to the image, one select per plane (no branch, the loop along the
+    run vectorises). The first cell sets ``best`` and ``where``, every later one
+    replaces them where it is strictly larger, so the first maximum in row-major order
+    wins, as in ``maxpool_windows``. Planes are far apart in x (H·W numbers), the
+    cells of one window close together: the copy turns the one into the other once,
+    where the padded path's passes run along each plane and then pick every t-th
+    position out. One parallel iteration per group; the last group may be short.
+    """
+    N, C, H, W = x.shape
+    P = N * C
+    planes = x.reshape(P, H * W)
+    y = np.empty((P, Ho * Wo), dtype=x.dtype)
+    winner = np.empty((P, Ho * Wo), dtype=np.int32)
+    one = x.dtype.type(1)
+    for g in prange((P + group - 1) // group):
+        p0 = g * group
+        L = min(group, P - p0)
+        cells = np.empty((H * W, group), dtype=x.dtype)
+        best = np.empty(group, dtype=x.dtype)
+        where = np.empty(group, dtype=np.int32)
+        for m in range(L):  # the group's planes, each laid along the cells
+            plane = planes[p0 + m]
+            if through_ramp:
+                for q in range(H * W):
+                    cells[q, m] = min(max(s * plane[q], -one), one)  # tuned_activations.ramp's expression
+            else:
+                for q in range(H * W):
+                    cells[q, m] = plane[q]
+        for u in range(Ho):
+            r0 = u * t - top
+            for v in range(Wo):
+                s0 = v * t - left
+                first = True
+                for r in range(max(r0, 0), min(r0 + k, H)):
+                    for q in range(max(s0, 0), min(s0 + k, W)):
+                        run, label = cells[r * W + q], np.int32(r * W + q)
+                        for m in range(L):  # vectorised
+                            value = run[m]
+                            larger = first or value > best[m]
+                            best[m] = value if first else np.maximum(value, best[m])
+                            where[m] = label if larger else where[m]
+                        first = False
+                o = u * Wo + v
+                for m in range(L):
+                    y[p0 + m, o] = best[m]
+                    winner[p0 + m, o] = where[m]
     return y.reshape(N, C, Ho, Wo), winner.reshape(N, C, Ho, Wo)
 
 
@@ -389,6 +456,19 @@ def maxpool_forward_separable_padded(x, k, t, through_ramp=False, slope=DEFAULT_
 def ramp_maxpool_forward_padded(h, k, t, slope=DEFAULT_SLOPE):
     """maxpool_forward(σ(h), k, t), σ applied as ``maxpool_separable_padded`` copies each plane; -> (y, cache)."""
     return maxpool_forward_separable_padded(h, k, t, through_ramp=True, slope=slope)
+
+
+def maxpool_forward_plane_groups(x, k, t, group=None, through_ramp=False, slope=DEFAULT_SLOPE):
+    """The same as ``maxpool_forward``, by ``maxpool_plane_groups``, ``group`` planes at a time (default PLANES_PER_GROUP)."""
+    x = np.ascontiguousarray(x)
+    y, winner = maxpool_plane_groups(x, k, t, *_windows(x, k, t), group or PLANES_PER_GROUP, through_ramp,
+                                     x.dtype.type(slope))
+    return y, (winner, x.shape[2:])
+
+
+def ramp_maxpool_forward_plane_groups(h, k, t, slope=DEFAULT_SLOPE, group=None):
+    """maxpool_forward(σ(h), k, t), σ applied as ``maxpool_plane_groups`` lays each group of planes out; -> (y, cache)."""
+    return maxpool_forward_plane_groups(h, k, t, group, through_ramp=True, slope=slope)
 
 
 def ramp_maxpool_forward_loops(h, k, t, slope=DEFAULT_SLOPE):
