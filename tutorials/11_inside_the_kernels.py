@@ -133,7 +133,9 @@ print("readable tier, serial and parallel: the loops' numbers, odd and even kern
 # The `numba` backend runs the tuned tier: the same sums reordered for the machine.
 # For a few terms per output, direct loops whose innermost loop runs along the
 # flattened image (it vectorises) and which handle eight window terms and two output
-# planes per pass, so that each value loaded serves sixteen multiply-adds:
+# planes per pass, so that each value loaded serves sixteen multiply-adds, or four
+# terms per pass: eight need more vector registers than a CPU with AVX2 alone has,
+# and the plan measures both, as it measures block sizes:
 
 # %%
 print(inspect.getsource(tuned_conv_direct.add_terms.py_func))

@@ -45,7 +45,8 @@ per equation (``PATHS``):
 and, for each, one thread or all of Numba's (waking the other threads costs little on
 an idle machine, but more than a small layer's work on a busy one). The paths that work
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
-shifted products' columns per block, the untied layer's images per tile. The best size
+shifted products' columns per block, the untied layer's images per tile, the direct
+loops' terms per pass (8 or 4: how many vector registers the CPU has decides it). The best size
 depends on the CPU's caches, so it is measured with the rest, never fixed for all CPUs.
 Winograd's tiles apply to some kernel widths only (``APPLIES``, ``applies``): a plan
 times them only where they do.
@@ -119,9 +120,9 @@ def describe(plan):
 
 
 # --- the paths ------------------------------------------------------------------------------
-def _conv_forward_direct(x, W):
-    h, xp = tuned_conv_direct.forward(x, W)
-    return h, ("direct", xp)
+def _conv_forward_direct(x, W, width=None):
+    h, cache = tuned_conv_direct.forward(x, W, width)
+    return h, ("direct", cache)
 
 
 def _conv_forward_shifted(x, W, columns=None):
@@ -151,7 +152,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "conv_forward": {"direct": _conv_forward_direct, "shifted": _conv_forward_shifted,
                      "winograd": _WINOGRAD_FORWARD, "winograd-4x4": _WINOGRAD4_FORWARD},
     "conv_input_error": {
-        "direct": lambda delta, cache, B: tuned_conv_direct.input_error(delta, B),
+        "direct": lambda delta, cache, B, width=None: tuned_conv_direct.input_error(delta, B, width),
         "shifted-correlation": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_correlation(
             delta, B, columns),
         "shifted-scatter": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_scatter(
@@ -223,7 +224,9 @@ _GROUP = tuned_pooling.PLANES_PER_GROUP
 _SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 * _COLUMNS))
 _IMAGES = tuned_conv_winograd.IMAGES_PER_BLOCK
 _WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _IMAGES))
+_TERMS = tuned_conv_direct.TERMS_PER_PASS
 BLOCKS = {
+    "direct": ("terms per pass", "width", (_TERMS, _TERMS // 2)),
     "shifted": _SHIFTED_BLOCKS,
     "shifted-correlation": _SHIFTED_BLOCKS,
     "shifted-scatter": _SHIFTED_BLOCKS,

@@ -11,15 +11,18 @@ flipped and its channel axes swapped (``readable.transposed_convolution``).
 
 The loops are the readable tier's (``hebbref.kernels.readable``) reordered for speed:
 ``prange`` over the batch, the innermost loop running along the flattened image so
-that it vectorises, and eight window terms and two output planes per pass over the
-image (``add_terms``, ``add_products``: each loaded input value serves 16
-multiply-adds). They win when a sum has few terms (the first layer on a grey or colour
+that it vectorises, and eight (or four) window terms and two output planes per pass
+over the image (``add_terms``, ``add_products``: with eight, each loaded input value
+serves 16 multiply-adds). Eight or four is the plan's choice, measured like a block
+size: four won by far on a CPU with AVX2 alone, whose 16 vector registers eight
+terms overfill. They win when a sum has few terms (the first layer on a grey or colour
 image); ``hebbref.kernels.plan.choose`` decides, per layer shape, between them and the
 shifted products of ``tuned_conv_shifted``. Tested against the readable tier and the
 NumPy reference in ``tests/test_kernels_tuned.py``.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache of ``forward`` is the padded input xp (N, C_in, H+k-1, W+k-1).
+The cache of ``forward`` is the padded input xp (N, C_in, H+k-1, W+k-1) and the terms
+per pass it took, which the weight increment takes too.
 """
 import numba
 import numpy as np
@@ -62,16 +65,32 @@ def eight_terms(x, offsets, t, L):
             x[offsets[t + 6] : offsets[t + 6] + L], x[offsets[t + 7] : offsets[t + 7] + L])
 
 
+@njit(cache=True)
+def four_terms(x, offsets, t, L):
+    """Terms t to t+3 of a window over a flattened image: the views x[offsets[t+i] :][:L], i = 0..3."""
+    return (x[offsets[t] : offsets[t] + L], x[offsets[t + 1] : offsets[t + 1] + L],
+            x[offsets[t + 2] : offsets[t + 2] + L], x[offsets[t + 3] : offsets[t + 3] + L])
+
+
+# terms per pass of add_terms and add_products, by default (the plan measures 8 and 4 for the direct
+# conv paths, plan.BLOCKS): eight need 16 vector registers for their factors or sums alone, which a
+# CPU with AVX-512 has twice over and one with AVX2 only just; there four were 1.3 to 1.9 times
+# faster (BENCHMARKS.md)
+TERMS_PER_PASS = 8
+
+
 @njit(cache=True, fastmath=FASTMATH)
-def add_terms(p, q, x, offsets, w, v, L):
+def add_terms(p, q, x, offsets, w, v, L, width=TERMS_PER_PASS):
     """p += Σ_t w[t] x[offsets[t]:][:L] and q += Σ_t v[t] x[offsets[t]:][:L]: two output planes at once.
 
-    Eight terms per pass over the planes: each loaded x value serves 16 multiply-adds,
-    against 3 memory operations per multiply-add when the terms are added one by one.
+    ``width`` (8 or 4) terms per pass over the planes: with eight, each loaded x value
+    serves 16 multiply-adds, against 3 memory operations per multiply-add when the
+    terms are added one by one; four keep the factors and the loaded values in fewer
+    registers. The last terms go four, then one at a time.
     """
     T = offsets.size
     t = 0
-    while t + 8 <= T:
+    while width >= 8 and t + 8 <= T:
         x0, x1, x2, x3, x4, x5, x6, x7 = eight_terms(x, offsets, t, L)
         w0, w1, w2, w3, w4, w5, w6, w7 = w[t], w[t + 1], w[t + 2], w[t + 3], w[t + 4], w[t + 5], w[t + 6], w[t + 7]
         v0, v1, v2, v3, v4, v5, v6, v7 = v[t], v[t + 1], v[t + 2], v[t + 3], v[t + 4], v[t + 5], v[t + 6], v[t + 7]
@@ -80,7 +99,15 @@ def add_terms(p, q, x, offsets, w, v, L):
             p[m] += w0 * a0 + w1 * a1 + w2 * a2 + w3 * a3 + w4 * a4 + w5 * a5 + w6 * a6 + w7 * a7
             q[m] += v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4 + v5 * a5 + v6 * a6 + v7 * a7
         t += 8
-    while t < T:  # the last T mod 8 terms, one per pass
+    while t + 4 <= T:
+        x0, x1, x2, x3 = four_terms(x, offsets, t, L)
+        w0, w1, w2, w3, v0, v1, v2, v3 = w[t], w[t + 1], w[t + 2], w[t + 3], v[t], v[t + 1], v[t + 2], v[t + 3]
+        for m in range(L):  # vectorised
+            a0, a1, a2, a3 = x0[m], x1[m], x2[m], x3[m]
+            p[m] += w0 * a0 + w1 * a1 + w2 * a2 + w3 * a3
+            q[m] += v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3
+        t += 4
+    while t < T:  # the last T mod 4 terms, one per pass
         x0 = x[offsets[t] : offsets[t] + L]
         w0, v0 = w[t], v[t]
         for m in range(L):
@@ -90,14 +117,16 @@ def add_terms(p, q, x, offsets, w, v, L):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def add_products(g, f, p, q, x, offsets, L, zero):
+def add_products(g, f, p, q, x, offsets, L, zero, width=TERMS_PER_PASS):
     """g[t] += p · x[offsets[t]:][:L] and f[t] += q · x[offsets[t]:][:L] for every term t: two planes at once.
 
-    Sixteen dot products per pass (eight terms, two planes): each loaded x value serves two.
+    Sixteen dot products per pass with ``width`` 8 (eight terms, two planes), eight with
+    4 (their sums then fit in half the registers): each loaded x value serves two. The
+    last terms go four, then one at a time.
     """
     T = offsets.size
     t = 0
-    while t + 8 <= T:
+    while width >= 8 and t + 8 <= T:
         x0, x1, x2, x3, x4, x5, x6, x7 = eight_terms(x, offsets, t, L)
         g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = zero
         f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = zero
@@ -124,6 +153,23 @@ def add_products(g, f, p, q, x, offsets, L, zero):
         f[t], f[t + 1], f[t + 2], f[t + 3] = f[t] + f0, f[t + 1] + f1, f[t + 2] + f2, f[t + 3] + f3
         f[t + 4], f[t + 5], f[t + 6], f[t + 7] = f[t + 4] + f4, f[t + 5] + f5, f[t + 6] + f6, f[t + 7] + f7
         t += 8
+    while t + 4 <= T:
+        x0, x1, x2, x3 = four_terms(x, offsets, t, L)
+        g0 = g1 = g2 = g3 = zero
+        f0 = f1 = f2 = f3 = zero
+        for m in range(L):  # vectorised
+            a, b = p[m], q[m]
+            g0 += a * x0[m]
+            g1 += a * x1[m]
+            g2 += a * x2[m]
+            g3 += a * x3[m]
+            f0 += b * x0[m]
+            f1 += b * x1[m]
+            f2 += b * x2[m]
+            f3 += b * x3[m]
+        g[t], g[t + 1], g[t + 2], g[t + 3] = g[t] + g0, g[t + 1] + g1, g[t + 2] + g2, g[t + 3] + g3
+        f[t], f[t + 1], f[t + 2], f[t + 3] = f[t] + f0, f[t + 1] + f1, f[t + 2] + f2, f[t + 3] + f3
+        t += 4
     while t < T:
         x0 = x[offsets[t] : offsets[t] + L]
         g0 = f0 = zero
@@ -147,7 +193,7 @@ def tap_offsets(C, Hp, Wp, k):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def correlate_valid_direct(xp, W):
+def correlate_valid_direct(xp, W, width=TERMS_PER_PASS):
     """Valid cross-correlation by loops: (N, C, Hp, Wp) with (O, C, k, k) -> (N, O, Hp-k+1, Wp-k+1).
 
     An output plane is kept with its rows Wp apart, as in xp, so that a term (c, a, b) of
@@ -171,7 +217,7 @@ def correlate_valid_direct(xp, W):
             o2 = min(o + 1, O - 1)
             p[:] = 0
             q[:] = 0
-            add_terms(p, q, x_flat[n], offsets, w_flat[o], w_flat[o2], L)
+            add_terms(p, q, x_flat[n], offsets, w_flat[o], w_flat[o2], L, width)
             for i in range(H):
                 p_row, q_row = p[i * Wp : i * Wp + Wd], q[i * Wp : i * Wp + Wd]  # views: plain loads, no gather
                 for j in range(Wd):
@@ -181,7 +227,7 @@ def correlate_valid_direct(xp, W):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def weight_increment_direct(delta, xp, k, chunks, zero):
+def weight_increment_direct(delta, xp, k, chunks, zero, width=TERMS_PER_PASS):
     """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops: -> (O, C, k, k).
 
     The batch is cut into ``chunks`` pieces summed in parallel, then added up. Each δ
@@ -210,28 +256,30 @@ def weight_increment_direct(delta, xp, k, chunks, zero):
                         q_row[j] = delta[n, o2, i, j]
                 g = partial[part, o]
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
-                add_products(g, f, p, q, x_flat[n], offsets, L, zero)
+                add_products(g, f, p, q, x_flat[n], offsets, L, zero, width)
     return partial.sum(axis=0).reshape(O, C, k, k)
 
 
-def forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x."""
+def forward(x, W, width=None):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (padded x, terms per pass)."""
     x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
+    width = width or TERMS_PER_PASS
     before, after = same_padding(W.shape[-1])
     xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1)
-    return correlate_valid_direct(xp, W), xp
+    return correlate_valid_direct(xp, W, width), (xp, width)
 
 
-def input_error(delta, B):
+def input_error(delta, B, width=None):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     padding, B_flipped = transposed_convolution(B)
     delta_p = pad_spatial(np.ascontiguousarray(delta), *padding)  # (N, C_out, H+k-1, W+k-1)
-    return correlate_valid_direct(delta_p, np.ascontiguousarray(B_flipped))
+    return correlate_valid_direct(delta_p, np.ascontiguousarray(B_flipped), width or TERMS_PER_PASS)
 
 
-def weight_increment(delta, xp):
-    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); xp from ``forward``."""
+def weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (xp, terms per pass) from ``forward``."""
+    xp, width = cache
     delta = np.ascontiguousarray(delta)
     k = xp.shape[-1] - delta.shape[-1] + 1
     chunks = min(delta.shape[0], numba.get_num_threads())
-    return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0))
+    return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0), width)
