@@ -1,13 +1,14 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
     python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--together] [--block]
-                                          [--against REV]
+                                          [--pools] [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops, by
 k·k matrix products on shifted views or by Winograd's tiles (for the kernel widths they
 apply to, ``plan.APPLIES``), and the input error e = Bᵀδ by direct loops, by the shifted
-correlation, by the shifted scatter or by Winograd's tiles. This script times every path on
+correlation, by the shifted scatter or by Winograd's tiles; the direct loops at each number
+of terms per pass the plan measures (``direct:8``, ``direct:4``). This script times every path on
 each layer, interleaved in one process, float32, Numba on ``--threads`` threads with
 the process settings of the ``numba`` backend (``hebbref.runtime``), and prints next to
 them what ``plan.choose`` picks here: the measured plan (timing on), and the default
@@ -21,12 +22,19 @@ layer shapes, every path at every block size ``plan.BLOCKS`` lists, interleaved 
 same way, with each path's best time over the best time of the equation's other path.
 
 ``--against REV`` adds a table that times every conv path (direct and shifted) of this
-working tree and of git revision REV side by side (interleaved, in this process):
+working tree and of git revision REV side by side (interleaved, in this process; this
+tree's direct loops at each terms-per-pass the plan measures):
 REV's ``hebbref/kernels/tuned_conv_direct.py`` and ``tuned_conv_shifted.py`` are
 imported from a copy of REV's package (``git archive``) under another name. With
 ``--untied`` too, a second table does the same for the untied layer's functions that
 REV has (``tuned_locally_connected.py``). A kernel change is judged by the ratio of the
 two columns, which a busy host disturbs far less than it does either column.
+
+``--pools`` adds a table that times every candidate of the max pool's forward pass (of the
+ramp and the pool above it, for ``simple``'s) on all threads, on the pools of ``simple`` and
+``deep``, interleaved; with ``--against REV`` too, REV's paths of the same names
+(``tuned_pooling.py``, at their default sizes) run in the same rounds, and each row gives
+this tree's time over REV's.
 
 ``--together`` adds a table that times, on each conv layer, the ``numba`` backend's
 input error and weight increment of one δ called one after the other against
@@ -81,40 +89,58 @@ def best_times(calls, repeats):
     return {name: min(ts) for name, ts in interleaved_times(calls, repeats).items()}
 
 
-def forward_and_increment(path, x, W, delta):
+def forward_and_increment(path, x, W, delta, **block):
     def call():
-        _, (tag, cache) = plan.PATHS["conv_forward"][path](x, W)
+        _, (tag, cache) = plan.PATHS["conv_forward"][path](x, W, **block)
         plan.CONV_WEIGHT_INCREMENT[tag](delta, cache)
     return call
 
 
-def modules_at(revision):
+def direct_widths(calls, make):
+    """``calls`` with its "direct" entry timed at every terms-per-pass the plan measures ("direct:8", "direct:4")."""
+    if "direct" not in calls:
+        return calls
+    out = {}
+    for path, call in calls.items():
+        if path != "direct":
+            out[path] = call
+            continue
+        for width in plan.BLOCKS["direct"][2]:
+            out[f"direct:{width}"] = make(width)
+    return out
+
+
+def modules_at(revision, modules=("tuned_conv_direct", "tuned_conv_shifted", "tuned_locally_connected")):
     """``tuned_conv_direct``, ``tuned_conv_shifted`` and ``tuned_locally_connected`` as of git ``revision``.
 
     Imported from a copy of that revision's package, under another name.
     """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     name = "hebbref_at_" + "".join(ch if ch.isalnum() else "_" for ch in revision)
+    if name in sys.modules:  # copied already by an earlier table
+        return tuple(importlib.import_module(f"{name}.kernels.{module}") for module in modules)
     where = tempfile.mkdtemp(prefix="hebbref-against-")
     archive = subprocess.run(["git", "archive", revision, "hebbref"], cwd=root, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
     os.rename(os.path.join(where, "hebbref"), os.path.join(where, name))
     sys.path.insert(0, where)
-    return tuple(importlib.import_module(f"{name}.kernels.{module}")
-                 for module in ("tuned_conv_direct", "tuned_conv_shifted", "tuned_locally_connected"))
+    return tuple(importlib.import_module(f"{name}.kernels.{module}") for module in modules)
 
 
-def path_calls(direct, shifted, x, W, delta):
-    """Every path of one revision's modules: forward + increment and the input error, direct and shifted."""
+def path_calls(direct, shifted, x, W, delta, **width):
+    """Every path of one revision's modules: forward + increment and the input error, direct and shifted.
+
+    ``width``: the direct loops' terms per pass, for a revision whose direct loops take it.
+    """
     def direct_forward_and_increment():
-        _, xp = direct.forward(x, W)
+        _, xp = direct.forward(x, W, **width)
         direct.weight_increment(delta, xp)
 
     def shifted_forward_and_increment():
         _, cache = shifted.forward(x, W)
         shifted.weight_increment(delta, cache)
     return {"direct: forward h + increment G": direct_forward_and_increment,
-            "direct: input error e": lambda: direct.input_error(delta, W),
+            "direct: input error e": lambda: direct.input_error(delta, W, **width),
             "shifted: forward h + increment G": shifted_forward_and_increment,
             "shifted: input error e, correlation": lambda: shifted.input_error_correlation(delta, W),
             "shifted: input error e, scatter": lambda: shifted.input_error_scatter(delta, W)}
@@ -131,14 +157,63 @@ def against_table(revision, batch, repeats, rng):
         x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
         delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
-        ours = path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta)
         theirs = path_calls(*base, x, W, delta)
+        ours = {(p, ""): f for p, f in path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta).items()
+                if not p.startswith("direct")}
+        for width in plan.BLOCKS["direct"][2]:  # this tree's direct loops at each terms-per-pass the plan measures
+            calls = path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta, width=width)
+            ours.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
         best = best_times({**{("base", p): f for p, f in theirs.items()}, **{("this", p): f for p, f in ours.items()}},
                           repeats)
-        for path in ours:
-            before, after = best[("base", path)], best[("this", path)]
-            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path} | {before:.1f} | {after:.1f} "
-                  f"| {after / before:.2f} |")
+        for path, variant in ours:
+            before, after = best[("base", path)], best[("this", (path, variant))]
+            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path}{variant} | {before:.1f} "
+                  f"| {after:.1f} | {after / before:.2f} |")
+
+
+# (name, C, H = W, window, stride, through the ramp): the pools of simple and deep at their inputs' shapes
+POOLS = [("simple: ramp, pool3s2", 32, 28, 3, 2, True), ("deep: pool3s3", 16, 32, 3, 3, False),
+         ("deep: pool2s2", 64, 11, 2, 2, False), ("deep: pool2s2, last", 64, 6, 2, 2, False)]
+
+
+def pools_table(batch, repeats, rng, revision=None):
+    """Every candidate of the pool's forward pass (and of the ramp and pool's) on all threads, interleaved.
+
+    With ``revision``, that revision's paths of the same equation (its ``tuned_pooling``
+    at its default sizes) run in the same rounds, and each row gives the best time over
+    the best time of the same path at ``revision``, and over that of the fastest path
+    ``revision`` has.
+    """
+    base = modules_at(revision, ("tuned_pooling",))[0] if revision else None
+    against = f" | {revision} (ms) | this / {revision} | this / fastest at {revision}" if revision else ""
+    print(f"\n### the max pool's forward pass, every path, best of {repeats}, interleaved\n")
+    print(f"| pool (N, C, H×W) | path | ms{against} |")
+    print("|---|---|---:" + ("|---:|---:|---:|" if revision else "|"))
+    for name, C, size, k, t, through_ramp in POOLS:
+        x = (rng.standard_normal((batch, C, size, size)) * 3).astype(np.float32)
+        equation = "ramp_maxpool_forward" if through_ramp else "maxpool_forward"
+        arguments = (x, k, t, 0.5) if through_ramp else (x, k, t)
+        calls = {}
+        for label, candidate in plan.candidates(equation, arguments).items():
+            if candidate.threads == numba.get_num_threads():
+                calls[("this", label.rsplit("/", 1)[0])] = (
+                    lambda f=plan.path_function(equation, candidate): f(*arguments))
+        if base is not None:
+            for path in plan.PATHS[equation]:
+                function = getattr(base, plan.PATHS[equation][path].__name__, None)
+                if function is not None:
+                    calls[("base", path)] = lambda f=function: f(*arguments)
+        best = best_times(calls, repeats)
+        fastest_before = min((ms for (tree, _), ms in best.items() if tree == "base"), default=None)
+        for (tree, label), ms in best.items():
+            if tree != "this":
+                continue
+            row = f"| {name} ({batch}, {C}, {size}×{size}) | {label} | {ms:.1f}"
+            if base is not None:
+                before = best.get(("base", label)) if ":" not in label else None
+                row += f" | {before:.1f} | {ms / before:.2f}" if before else " | | "
+                row += f" | {ms / fastest_before:.2f}"
+            print(row + " |")
 
 
 UNTIED_EQUATIONS = ("locally_connected_forward", "locally_connected_input_error", "locally_connected_weight_increment")
@@ -286,6 +361,8 @@ def main():
     parser.add_argument("--against", metavar="REV", help="also time every conv path of git revision REV against this tree's")
     parser.add_argument("--block", action="store_true",
                         help="also time an untied layer, its ramp and the pool above by every path of the block")
+    parser.add_argument("--pools", action="store_true",
+                        help="also time every path of the max pool's forward pass on the pools of simple and deep")
     parser.add_argument("--together", action="store_true",
                         help="also time each conv layer's input error and increment one after the other and together")
     args = parser.parse_args()
@@ -305,29 +382,38 @@ def main():
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
         delta = rng.standard_normal((args.batch, c_out, size, size), dtype=np.float32)
         flops = 2 * args.batch * size * size * c_out * c_in * k * k
+        error_direct = plan.PATHS["conv_input_error"]["direct"]
         rows = {
-            "forward h + increment G": ({path: forward_and_increment(path, x, W, delta)
-                                         for path in plan.PATHS["conv_forward"]
-                                         if plan.applies("conv_forward", path, (x, W))}, 2 * flops,
-                                        ("conv_forward", (x, W))),
-            "input error e": ({path: (lambda f=f: f(delta, None, W)) for path, f in plan.PATHS["conv_input_error"].items()
-                               if plan.applies("conv_input_error", path, (delta, None, W))},
+            "forward h + increment G": (direct_widths({path: forward_and_increment(path, x, W, delta)
+                                                       for path in plan.PATHS["conv_forward"]
+                                                       if plan.applies("conv_forward", path, (x, W))},
+                                                      lambda width: forward_and_increment("direct", x, W, delta,
+                                                                                          width=width)),
+                                        2 * flops, ("conv_forward", (x, W))),
+            "input error e": (direct_widths({path: (lambda f=f: f(delta, None, W))
+                                             for path, f in plan.PATHS["conv_input_error"].items()
+                                             if plan.applies("conv_input_error", path, (delta, None, W))},
+                                            lambda width: lambda: error_direct(delta, None, W, width=width)),
                               flops, ("conv_input_error", (delta, None, W))),
         }
         for equation, (calls, work, (plan_name, arguments)) in rows.items():
             best = best_times(calls, args.repeats)
             chosen = plan.choose(plan_name, *arguments)
             default = plan.default_plan(plan_name, arguments)
-            for path, ms in best.items():
-                print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {path} "
-                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if path == chosen.path else ''} "
-                      f"| {'default' if path == default.path else ''} |")
+            for label, ms in best.items():
+                path, _, width = label.partition(":")
+                picked = path == chosen.path and (not width or int(width) == chosen.block)
+                print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {label} "
+                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if picked else ''} "
+                      f"| {'default' if path == default.path and (not width or int(width) == default.block) else ''} |")
     if args.untied:
         untied_table(args.batch, args.repeats, rng)
     if args.together:
         together_table(args.batch, args.repeats, rng)
     if args.block:
         block_table(args.batch, args.repeats, rng)
+    if args.pools:
+        pools_table(args.batch, args.repeats, rng, args.against)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
         if args.untied:
