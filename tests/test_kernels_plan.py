@@ -117,7 +117,7 @@ def test_a_damaged_plan_file_is_measured_again(timing_on):
 def test_the_default_plan_from_the_shapes():
     threads = numba.get_num_threads()
     small = conv_arguments(c_in=1, c_out=32, k=5)  # 25 terms per output: direct loops
-    assert plan.default_plan("conv_forward", small) == plan.Plan("direct", 1, block=8)  # eight terms per pass
+    assert plan.default_plan("conv_forward", small) == plan.Plan("direct", 1, block=plan.tuned_conv_direct.TERMS_PER_PASS)
     wide = conv_arguments(c_in=64, c_out=64, k=3, n=50, size=11)  # 576 terms, 1.8e8 multiply-adds
     assert plan.default_plan("conv_forward", wide) == plan.Plan("shifted", threads, block=2048)
     x, W = conv_arguments(c_in=16, c_out=64, k=3)

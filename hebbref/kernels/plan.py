@@ -226,7 +226,7 @@ _IMAGES = tuned_conv_winograd.IMAGES_PER_BLOCK
 _WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _IMAGES))
 _TERMS = tuned_conv_direct.TERMS_PER_PASS
 BLOCKS = {
-    "direct": ("terms per pass", "width", (_TERMS, _TERMS // 2)),
+    "direct": ("terms per pass", "width", (_TERMS, 12 - _TERMS)),  # 8 and 4 (or 4 and 8)
     "shifted": _SHIFTED_BLOCKS,
     "shifted-correlation": _SHIFTED_BLOCKS,
     "shifted-scatter": _SHIFTED_BLOCKS,

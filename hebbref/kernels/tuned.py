@@ -4,15 +4,17 @@ Each one asks ``plan.choose`` (the one place where the tuned backend chooses bet
 paths and thread counts, by measurement or by a sound default) and runs the path it
 names, from the tuned kernel modules:
 
-    tuned_conv_direct.py        tied conv by direct loops (few terms per output)
+    tuned_conv_direct.py        tied conv by direct loops (few terms per output), eight or
+                                four window terms per pass
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
     tuned_conv_winograd.py      tied conv by Winograd's tiles: t² gemm over all tiles, the
                                 input and output transformed around them (k = 2, 3)
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
                                 input error also along padded planes)
-    tuned_pooling.py            max pooling, window by window or in a row and a column pass;
-                                both passes fused with a ramp's below it
+    tuned_pooling.py            max pooling, window by window, in a row and a column pass,
+                                or window by window along groups of planes laid out with
+                                the planes last; fused with a ramp's below it
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
     tuned_dropout.py            dropout's training pass: the reference's uniform numbers
                                 drawn a chunk per thread, mask and output in one pass

@@ -15,7 +15,8 @@ that it vectorises, and eight (or four) window terms and two output planes per p
 over the image (``add_terms``, ``add_products``: with eight, each loaded input value
 serves 16 multiply-adds). Eight or four is the plan's choice, measured like a block
 size: four won by far on a CPU with AVX2 alone, whose 16 vector registers eight
-terms overfill. They win when a sum has few terms (the first layer on a grey or colour
+terms overfill. The untied kernels, which share ``add_terms`` and ``add_products``,
+take ``TERMS_PER_PASS``: eight where Numba compiles for AVX-512, four elsewhere. They win when a sum has few terms (the first layer on a grey or colour
 image); ``hebbref.kernels.plan.choose`` decides, per layer shape, between them and the
 shifted products of ``tuned_conv_shifted``. Tested against the readable tier and the
 NumPy reference in ``tests/test_kernels_tuned.py``.
@@ -24,6 +25,7 @@ Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (
 The cache of ``forward`` is the padded input xp (N, C_in, H+k-1, W+k-1) and the terms
 per pass it took, which the weight increment takes too.
 """
+import llvmlite.binding
 import numba
 import numpy as np
 from numba import njit, prange
@@ -72,11 +74,22 @@ def four_terms(x, offsets, t, L):
             x[offsets[t + 2] : offsets[t + 2] + L], x[offsets[t + 3] : offsets[t + 3] + L])
 
 
-# terms per pass of add_terms and add_products, by default (the plan measures 8 and 4 for the direct
-# conv paths, plan.BLOCKS): eight need 16 vector registers for their factors or sums alone, which a
-# CPU with AVX-512 has twice over and one with AVX2 only just; there four were 1.3 to 1.9 times
-# faster (BENCHMARKS.md)
-TERMS_PER_PASS = 8
+def wide_vector_registers():
+    """Whether Numba compiles for 32 vector registers (AVX-512), not 16 (AVX2 and older x86, by default).
+
+    The CPU Numba targets: the host's, unless $NUMBA_CPU_FEATURES names the features.
+    """
+    features = numba.config.CPU_FEATURES
+    if features:
+        return "+avx512f" in features.split(",")
+    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
+
+
+# terms per pass of add_terms and add_products, by default: the untied kernels' only setting, and the
+# direct conv paths' first candidate (the plan measures 8 and 4 for those, plan.BLOCKS). Eight need
+# 16 vector registers for their factors or sums alone, which a CPU with AVX-512 has twice over and
+# one with AVX2 only just: on an AMD EPYC with AVX2, four were 1.3 to 1.9 times faster (BENCHMARKS.md)
+TERMS_PER_PASS = 8 if wide_vector_registers() else 4
 
 
 @njit(cache=True, fastmath=FASTMATH)
