@@ -88,7 +88,8 @@ def wide_vector_registers():
 # terms per pass of add_terms and add_products, by default: the untied kernels' only setting, and the
 # direct conv paths' first candidate (the plan measures 8 and 4 for those, plan.BLOCKS). Eight need
 # 16 vector registers for their factors or sums alone, which a CPU with AVX-512 has twice over and
-# one with AVX2 only just: on an AMD EPYC with AVX2, four were 1.3 to 1.9 times faster (BENCHMARKS.md)
+# one with AVX2 only just: on an AMD EPYC with AVX2, four took 0.64 to 0.97 of the time of eight
+# (BENCHMARKS.md, bench_conv_paths.py --against)
 TERMS_PER_PASS = 8 if wide_vector_registers() else 4
 
 

@@ -40,9 +40,9 @@ from ..layers.pooling import pool_padding
 from .tuned_activations import ramp
 
 
-# planes per group of ``maxpool_plane_groups``, by default: 32 was the fastest of 8, 16, 32 and 64 on
-# deep's pools and within 2 % of 64 on simple's, on the 2-core AMD EPYC of BENCHMARKS.md (scratch
-# timings, side by side);
+# planes per group of ``maxpool_plane_groups``, by default: 32 and 64 were within a quarter of each other
+# on the pools of simple and deep on the 2-core AMD EPYC of BENCHMARKS.md (bench_conv_paths.py
+# --pools), 16 slower; 32 keeps a group's copy of larger planes in less cache;
 # a measured plan (plan.BLOCKS) times 32, 16 and 64 on the machine it runs on
 PLANES_PER_GROUP = 32
 
@@ -91,8 +91,8 @@ def keep_larger(best, where, values, label, step, L):
     A contiguous loop with no branch: it vectorises. ``step`` 1 labels a cell by its
     flat index, ``step`` 0 labels every cell with ``label``. The larger value is taken by
     ``np.maximum``: written as ``value if larger else old``, Numba's loop stayed scalar
-    (three times slower; on equal values the two agree, and only a NaN tells them apart:
-    ``np.maximum`` carries it on, as the reference's ``max`` does).
+    (on equal values the two agree, and only a NaN tells them apart: ``np.maximum``
+    carries it on, as the reference's ``max`` does).
     """
     for m in range(L):
         value, old = values[m], best[m]
