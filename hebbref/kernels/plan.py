@@ -46,8 +46,9 @@ and, for each, one thread or all of Numba's (waking the other threads costs litt
 an idle machine, but more than a small layer's work on a busy one). The paths that work
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
 shifted products' columns per block, the untied layer's images per tile, the direct
-loops' terms per pass (8 or 4: how many vector registers the CPU has decides it). The best size
-depends on the CPU's caches, so it is measured with the rest, never fixed for all CPUs.
+loops' terms per pass (8 or 4: which wins depends on how many vector registers the CPU
+has). The best size depends on the CPU, so it is measured with the rest, never fixed
+for all CPUs.
 Winograd's tiles apply to some kernel widths only (``APPLIES``, ``applies``): a plan
 times them only where they do.
 
