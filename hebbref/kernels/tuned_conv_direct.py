@@ -13,13 +13,14 @@ The loops are the readable tier's (``hebbref.kernels.readable``) reordered for s
 ``prange`` over the batch, the innermost loop running along the flattened image so
 that it vectorises, and eight (or four) window terms and two output planes per pass
 over the image (``add_terms``, ``add_products``: with eight, each loaded input value
-serves 16 multiply-adds). Eight or four is the plan's choice, measured like a block
-size: four won by far on a CPU with AVX2 alone, whose 16 vector registers eight
-terms overfill. The untied kernels, which share ``add_terms`` and ``add_products``,
-take ``TERMS_PER_PASS``: eight where Numba compiles for AVX-512, four elsewhere. They win when a sum has few terms (the first layer on a grey or colour
-image); ``hebbref.kernels.plan.choose`` decides, per layer shape, between them and the
-shifted products of ``tuned_conv_shifted``. Tested against the readable tier and the
-NumPy reference in ``tests/test_kernels_tuned.py``.
+serves 16 multiply-adds). These loops win when a sum has few terms (the first layer
+on a grey or colour image); ``hebbref.kernels.plan.choose`` decides, per layer shape,
+between them and the other paths, and between eight and four terms per pass, measured
+like a block size: four won by far on a CPU with AVX2 alone, whose 16 vector registers
+eight terms overfill. The untied kernels, which share ``add_terms`` and
+``add_products``, take ``TERMS_PER_PASS``: eight where Numba compiles for AVX-512,
+four elsewhere. Tested against the readable tier and the NumPy reference in
+``tests/test_kernels_tuned.py``.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
 The cache of ``forward`` is the padded input xp (N, C_in, H+k-1, W+k-1) and the terms
@@ -75,7 +76,7 @@ def four_terms(x, offsets, t, L):
 
 
 def wide_vector_registers():
-    """Whether Numba compiles for 32 vector registers (AVX-512), not 16 (AVX2 and older x86, by default).
+    """Whether Numba compiles for 32 vector registers (AVX-512), not 16 (AVX2 and older x86).
 
     The CPU Numba targets: the host's, unless $NUMBA_CPU_FEATURES names the features.
     """
