@@ -314,12 +314,38 @@ def images_per_block(N, images=None):
     return per_block
 
 
+def sandwich(G, W):
+    """U[a,b,o,c] = Σ_{i,j} G[a,i] W[o,c,i,j] G[b,j] = (G W[o,c] Gᵀ)[a,b]: (C_out, C_in, k, k) -> (t, t, C_out, C_in), float64.
+
+    Two matrix products over all filters at once, in float64 (G is): written as one
+    three-operand ``np.einsum`` it took milliseconds per layer and step, and a product
+    of float32 by float64 leaves BLAS, so W is made float64 first.
+    """
+    O, C, k, _ = W.shape
+    t = G.shape[0]
+    right = (np.asarray(W, dtype=np.float64).reshape(O * C * k, k) @ G.T).reshape(O * C, k, t)  # Σ_j W G[b,j]
+    both = G @ right.transpose(1, 0, 2).reshape(k, O * C * t)  # Σ_i G[a,i] ·: (a, o·c·b)
+    return both.reshape(t, O, C, t).transpose(0, 3, 1, 2)
+
+
+def sandwich_back(G, dU):
+    """dW[o,c,i,j] = Σ_{a,b} G[a,i] dU[a,b,o,c] G[b,j] = (Gᵀ dU[:,:,o,c] G)[i,j]: (t, t, C_out, C_in) -> (C_out, C_in, k, k).
+
+    The derivative of ``sandwich`` (its transpose), by two matrix products in the same way.
+    """
+    t, _, O, C = dU.shape
+    k = G.shape[1]
+    left = (G.T @ np.asarray(dU, dtype=np.float64).reshape(t, t * O * C)).reshape(k, t, O * C)  # Σ_a G[a,i] dU
+    both = left.transpose(2, 0, 1).reshape(O * C * k, t) @ G  # Σ_b · G[b,j]: (o·c·i, j)
+    return both.reshape(O, C, k, k)
+
+
 def kernel_transforms(W, m):
     """U (t², C_out, C_in) = G W[o,c] Gᵀ at each of the t² positions, and the matrices (A, G, Bᵀ) of F(m, k)."""
     k = W.shape[-1]
     A, G, B_t = winograd_matrices(m, k)
     t = G.shape[0]
-    U = np.einsum("ai,ocij,bj->aboc", G, W, G).reshape(t * t, W.shape[0], W.shape[1])
+    U = sandwich(G, W).reshape(t * t, W.shape[0], W.shape[1])
     return np.ascontiguousarray(U, dtype=W.dtype), (A, G, B_t)
 
 
@@ -361,4 +387,4 @@ def weight_increment(delta, cache):
                                        np.ascontiguousarray(B_t, dtype=dtype), m, before, per_block, parts)
     t = G.shape[0]
     dU = partial.sum(axis=0).reshape(t, t, delta.shape[1], x.shape[1])  # dU[a, b, o, c]
-    return np.ascontiguousarray(np.einsum("ai,aboc,bj->ocij", G, dU, G), dtype=dtype)
+    return np.ascontiguousarray(sandwich_back(G, dU), dtype=dtype)
