@@ -134,8 +134,9 @@ print("readable tier, serial and parallel: the loops' numbers, odd and even kern
 # For a few terms per output, direct loops whose innermost loop runs along the
 # flattened image (it vectorises) and which handle eight window terms and two output
 # planes per pass, so that each value loaded serves sixteen multiply-adds, or four
-# terms per pass: eight need more vector registers than a CPU with AVX2 alone has,
-# and the plan measures both, as it measures block sizes:
+# terms per pass: eight terms' factors alone fill the 16 vector registers of a CPU
+# with AVX2 and no AVX-512, and on such a CPU four were faster (measured, BENCHMARKS.md).
+# The plan measures both, as it measures block sizes:
 
 # %%
 print(inspect.getsource(tuned_conv_direct.add_terms.py_func))
