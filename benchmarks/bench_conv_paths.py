@@ -43,10 +43,11 @@ finds a kernel for the layer's two plans (else it calls the same two functions):
 interleaved, with the best and median of each and the median over rounds of the ratio
 within a round.
 
-``--block`` adds a table that times an untied layer, its ramp and the pool above
-(``lc ramp pool``: untied ``simple``'s first block, and ``deep``'s first untied layer
-under a 3×3 pool at stride 3), forward pass and backward pass to δ and G, by every
-candidate ``plan.candidates`` lists for ``locally_connected_ramp_maxpool_forward`` on all
+``--block`` adds a table that times a conv layer, its ramp and the pool above
+(``conv ramp pool``: ``simple``'s first block, and ``deep``'s first conv layer under a
+3×3 pool at stride 3), and the same with an untied layer (``lc ramp pool``), forward
+pass and backward pass to δ and G, by every candidate ``plan.candidates`` lists for
+``conv_ramp_maxpool_forward`` and ``locally_connected_ramp_maxpool_forward`` on all
 threads: interleaved, with the best and median of each and the median over rounds of
 the ratio within a round to the ``in-turn`` path (the backend's functions one after
 the other).
@@ -319,37 +320,38 @@ def together_table(batch, repeats, rng):
               f"| {paired:.2f} |")
 
 
-# (name, C_in, C_out, H = W, k of the untied layer, window and stride of the pool)
-BLOCKS = [("simple lc ramp pool", 1, 32, 28, 5, 3, 2), ("deep 1a as lc, ramp, pool3s3", 3, 16, 32, 3, 3, 3)]
+# (name, C_in, C_out, H = W, k of the conv or untied layer, window and stride of the pool)
+BLOCKS = [("simple {kind} ramp pool", 1, 32, 28, 5, 3, 2), ("deep 1a as {kind}, ramp, pool3s3", 3, 16, 32, 3, 3, 3)]
 
 
 def block_table(batch, repeats, rng):
-    """Every candidate path of the untied block, forward and backward, against the in-turn path, interleaved."""
-    equation = "locally_connected_ramp_maxpool_forward"
-    print(f"\n### an untied layer, its ramp and the pool above, forward and backward (δ and G); "
+    """Every candidate path of the tied and the untied block, forward and backward, against the in-turn path, interleaved."""
+    print(f"\n### a conv or untied layer, its ramp and the pool above, forward and backward (δ and G); "
           f"{repeats} interleaved rounds\n")
     print("| block (N, C_in→C_out, H×W, k; pool) | path | best / median (ms) | median of the rounds' ratios to in-turn |")
     print("|---|---|---:|---:|")
     every = numba.get_num_threads()
-    for name, c_in, c_out, size, k, window, stride in BLOCKS:
-        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
-        W = (rng.standard_normal((size, size, c_out, c_in, k, k)) / k).astype(np.float32)
-        calls = {}
-        for label, candidate in plan.candidates(equation).items():
-            if candidate.threads == every:
-                forward = plan.path_function(equation, candidate)
-                backward = plan.UNTIED_BLOCK_BACKWARD[candidate.path]
+    for equation, kind in (("conv_ramp_maxpool_forward", "conv"), ("locally_connected_ramp_maxpool_forward", "lc")):
+        for name, c_in, c_out, size, k, window, stride in BLOCKS:
+            x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+            locations = (size, size) if kind == "lc" else ()
+            W = (rng.standard_normal(locations + (c_out, c_in, k, k)) / k).astype(np.float32)
+            calls = {}
+            for label, candidate in plan.candidates(equation).items():
+                if candidate.threads == every:
+                    forward = plan.path_function(equation, candidate)
+                    backward = plan.BLOCK_BACKWARD[equation][candidate.path]
 
-                def call(forward=forward, backward=backward):
-                    y, _, _, cache = forward(x, W, window, stride, 0.5)
-                    backward(np.ones_like(y), cache, 0.5)
-                calls[label.rsplit("/", 1)[0]] = call
-        times = interleaved_times(calls, repeats)
-        base = times["in-turn"]
-        for label, ts in times.items():
-            paired = statistics.median(b / a for a, b in zip(base, ts))
-            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; pool{window}s{stride}) | {label} "
-                  f"| {min(ts):.1f} / {statistics.median(ts):.1f} | {paired:.2f} |")
+                    def call(forward=forward, backward=backward):
+                        y, _, _, cache = forward(x, W, window, stride, 0.5)
+                        backward(np.ones_like(y), cache, 0.5)
+                    calls[label.rsplit("/", 1)[0]] = call
+            times = interleaved_times(calls, repeats)
+            base = times["in-turn"]
+            for label, ts in times.items():
+                paired = statistics.median(b / a for a, b in zip(base, ts))
+                print(f"| {name.format(kind=kind)} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; "
+                      f"pool{window}s{stride}) | {label} | {min(ts):.1f} / {statistics.median(ts):.1f} | {paired:.2f} |")
 
 
 def main():
@@ -360,7 +362,7 @@ def main():
     parser.add_argument("--untied", action="store_true", help="also time every path of the untied layer's kernels")
     parser.add_argument("--against", metavar="REV", help="also time every conv path of git revision REV against this tree's")
     parser.add_argument("--block", action="store_true",
-                        help="also time an untied layer, its ramp and the pool above by every path of the block")
+                        help="also time a conv or untied layer, its ramp and the pool above by every path of the block")
     parser.add_argument("--pools", action="store_true",
                         help="also time every path of the max pool's forward pass on the pools of simple and deep")
     parser.add_argument("--together", action="store_true",

@@ -8,10 +8,12 @@ addend, and dropout's training pass, which draws the mask), which a compiled bac
 replaces when they dominate a training step. Three more take two steps as one: a ramp
 and the max pool right above it (``conv ramp pool``), forward (``ramp_maxpool_forward``)
 and backward (``maxpool_ramp_backward``), and a conv layer's input error and increment
-of one δ (``conv_backward``); two take three: an untied layer, its ramp and the pool
-above (``lc ramp pool``), forward (``locally_connected_ramp_maxpool_forward``) and
-backward to δ and the increment (``maxpool_ramp_locally_connected_backward``). A backend
-that does not give them runs its own functions in a row. The cache that a backend's forward returns is only ever handed back
+of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool
+above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ
+and the increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
+(``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
+``maxpool_ramp_locally_connected_backward``). A backend that does not give them runs
+its own functions in a row. The cache that a backend's forward returns is only ever handed back
 to the same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable
 ``HEBBREF_BACKEND`` overrides the default.
@@ -73,25 +75,31 @@ class Backend:
     # (δ, conv cache, B) -> (conv_input_error, conv_weight_increment) of one δ; by default this
     # backend's own two functions in a row
     conv_backward: Callable = None
-    # (x, W, k, t, slope) -> (y, untied cache, h, cache): an untied layer, the ramp above it and the
-    # pool above that (h may come as a function of no arguments that forms it); by default this
-    # backend's locally_connected_forward, then its ramp_maxpool_forward
-    locally_connected_ramp_maxpool_forward: Callable = None
+    # (x, W, k, t, slope) -> (y, conv cache, h, cache): a conv layer, the ramp above it and the pool
+    # above that (h may come as a function of no arguments that forms it); by default this
+    # backend's conv_forward, then its ramp_maxpool_forward
+    conv_ramp_maxpool_forward: Callable = None
     # (dy, cache, slope) -> (δ, G) of that block (δ may come as a function forming it); by default
-    # this backend's maxpool_ramp_backward, then its locally_connected_weight_increment
+    # this backend's maxpool_ramp_backward, then its conv_weight_increment
+    maxpool_ramp_conv_backward: Callable = None
+    # the same two for an untied layer (its cache, its increment)
+    locally_connected_ramp_maxpool_forward: Callable = None
     maxpool_ramp_locally_connected_backward: Callable = None
 
     def __post_init__(self):
-        if self.conv_backward is None:
-            object.__setattr__(self, "conv_backward", partial(_error_then_increment, self))
-        if self.maxpool_ramp_backward is None:
-            object.__setattr__(self, "maxpool_ramp_backward", partial(_pool_then_ramp, self))
-        if self.ramp_maxpool_forward is None:
-            object.__setattr__(self, "ramp_maxpool_forward", partial(_ramp_then_pool, self))
-        if self.locally_connected_ramp_maxpool_forward is None:
-            object.__setattr__(self, "locally_connected_ramp_maxpool_forward", partial(_untied_then_pool, self))
-        if self.maxpool_ramp_locally_connected_backward is None:
-            object.__setattr__(self, "maxpool_ramp_locally_connected_backward", partial(_pool_then_increment, self))
+        defaults = {
+            "conv_backward": partial(_error_then_increment, self),
+            "maxpool_ramp_backward": partial(_pool_then_ramp, self),
+            "ramp_maxpool_forward": partial(_ramp_then_pool, self),
+            "conv_ramp_maxpool_forward": partial(layer_then_pool, self, "conv_forward"),
+            "maxpool_ramp_conv_backward": partial(pool_then_increment, self, "conv_weight_increment"),
+            "locally_connected_ramp_maxpool_forward": partial(layer_then_pool, self, "locally_connected_forward"),
+            "maxpool_ramp_locally_connected_backward": partial(pool_then_increment, self,
+                                                               "locally_connected_weight_increment"),
+        }
+        for name, default in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
 
 
 def _pool_then_ramp(backend, dy, cache, h, slope):
@@ -109,18 +117,22 @@ def _ramp_then_pool(backend, h, k, t, slope):
     return backend.maxpool_forward(backend.ramp(h, slope), k, t)
 
 
-def _untied_then_pool(backend, x, W, k, t, slope):
-    """``backend``'s untied forward pass, then its ramp_maxpool_forward: the default block forward pass."""
-    h, lc_cache = backend.locally_connected_forward(x, W)
+def layer_then_pool(backend, forward, x, W, k, t, slope):
+    """``backend``'s ``forward`` (its conv or untied forward pass), then its ramp_maxpool_forward: a block's default forward pass.
+
+    Any object with the backend's functions as attributes serves as ``backend`` (the
+    tuned tier's ``in-turn`` block paths hand it ``hebbref.kernels.tuned``).
+    """
+    h, layer_cache = getattr(backend, forward)(x, W)
     y, pool_cache = backend.ramp_maxpool_forward(h, k, t, slope)
-    return y, lc_cache, h, (lc_cache, h, pool_cache)
+    return y, layer_cache, h, (layer_cache, h, pool_cache)
 
 
-def _pool_then_increment(backend, dy, cache, slope):
-    """``backend``'s maxpool_ramp_backward, then its untied increment: the default block backward pass."""
-    lc_cache, h, pool_cache = cache
+def pool_then_increment(backend, increment, dy, cache, slope):
+    """``backend``'s maxpool_ramp_backward, then its ``increment`` (conv or untied): a block's default backward pass."""
+    layer_cache, h, pool_cache = cache
     delta = backend.maxpool_ramp_backward(dy, pool_cache, h, slope)
-    return delta, backend.locally_connected_weight_increment(delta, lc_cache)
+    return delta, getattr(backend, increment)(delta, layer_cache)
 
 
 NUMPY = Backend(
@@ -134,6 +146,8 @@ NUMPY = Backend(
     maxpool_ramp_backward=layers.maxpool_ramp_backward,
     ramp_maxpool_forward=layers.ramp_maxpool_forward,
     conv_backward=layers.conv_backward,
+    conv_ramp_maxpool_forward=layers.conv_ramp_maxpool_forward,
+    maxpool_ramp_conv_backward=layers.maxpool_ramp_conv_backward,
     locally_connected_ramp_maxpool_forward=layers.locally_connected_ramp_maxpool_forward,
     maxpool_ramp_locally_connected_backward=layers.maxpool_ramp_locally_connected_backward,
 )
@@ -162,7 +176,8 @@ def _load_numba():
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "maxpool_ramp_backward",
-                        "ramp_maxpool_forward", "conv_backward", "locally_connected_ramp_maxpool_forward",
+                        "ramp_maxpool_forward", "conv_backward", "conv_ramp_maxpool_forward",
+                        "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",
                         "maxpool_ramp_locally_connected_backward")},
     )
 

@@ -208,6 +208,39 @@ class Conv2D(WeightedLayer):
         e_below, self.G = self.ops.conv_backward(delta, self.cache, self.feedback)  # Bᵀ δ, Σ δ xᵀ
         return e_below
 
+    # the block ``conv ramp pool`` (or ``lc ramp pool``), taken as one step each way: the backend's
+    # two functions for it, and whether the last forward pass was ``forward_with_ramp_and_pool``
+    block_forward, block_backward = "conv_ramp_maxpool_forward", "maxpool_ramp_conv_backward"
+    in_block = False
+
+    def forward(self, x, train=False):
+        self.in_block, self.block_cache = False, None
+        return super().forward(x, train)
+
+    def forward_with_ramp_and_pool(self, x, ramp, pool, train=False):
+        """pool.forward(ramp.forward(self.forward(x))) as one step: the pool's output.
+
+        The backend's ``block_forward``; ``backward_from_pool`` takes the block's
+        backward pass. ``ramp.h`` may be formed only when read.
+        """
+        y, self.cache, ramp.h, self.block_cache = getattr(self.ops, self.block_forward)(
+            x, self.W, pool.window, pool.stride, ramp.slope)
+        pool.cache = None  # the pool's own cache is the block's now
+        self.in_block = True
+        return y
+
+    def backward_from_pool(self, dy, ramp):
+        """The block's backward pass from the error dy at the pool's output: self.backward(δ), δ below ``ramp``.
+
+        The backend's ``block_backward`` gives δ (which may be formed only when read)
+        and G; the input error below, when there is a layer below to send it to, is
+        this layer's own of δ.
+        """
+        self.delta, self.G = getattr(self.ops, self.block_backward)(dy, self.block_cache, ramp.slope)
+        if not self.sends_error:
+            return None
+        return self._input_error(self.delta, self.cache, self.feedback)
+
     def describe(self):
         return f"conv{self.kernel}:{self.channels}"
 
@@ -222,35 +255,8 @@ class LocallyConnected2D(Conv2D):
 
     kind = "lc"
     backward = WeightedLayer.backward  # the untied functions, one after the other (no conv_backward)
-    in_block = False  # the last forward pass was ``forward_with_ramp_and_pool``
-
-    def forward(self, x, train=False):
-        self.in_block, self.block_cache = False, None
-        return super().forward(x, train)
-
-    def forward_with_ramp_and_pool(self, x, ramp, pool, train=False):
-        """pool.forward(ramp.forward(self.forward(x))) as one step (``lc ramp pool``): the pool's output.
-
-        The backend's ``locally_connected_ramp_maxpool_forward``; ``backward_from_pool``
-        takes the block's backward pass. ``ramp.h`` may be formed only when read.
-        """
-        y, self.cache, ramp.h, self.block_cache = self.ops.locally_connected_ramp_maxpool_forward(
-            x, self.W, pool.window, pool.stride, ramp.slope)
-        pool.cache = None  # the pool's own cache is the block's now
-        self.in_block = True
-        return y
-
-    def backward_from_pool(self, dy, ramp):
-        """The block's backward pass from the error dy at the pool's output: self.backward(δ), δ below ``ramp``.
-
-        The backend's ``maxpool_ramp_locally_connected_backward`` gives δ (which may be
-        formed only when read) and G; the input error below, when there is a layer below
-        to send it to, is this layer's own of δ.
-        """
-        self.delta, self.G = self.ops.maxpool_ramp_locally_connected_backward(dy, self.block_cache, ramp.slope)
-        if not self.sends_error:
-            return None
-        return self._input_error(self.delta, self.cache, self.feedback)
+    block_forward = "locally_connected_ramp_maxpool_forward"  # ``lc ramp pool``, as Conv2D's block
+    block_backward = "maxpool_ramp_locally_connected_backward"
 
     def build(self, input_shape, ctx):
         if len(input_shape) != 3:

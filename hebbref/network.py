@@ -1,11 +1,13 @@
 """A network: a list of layers, a learning rule, and one SGD step (SPEC §3).
 
-    o = forward(x)                       # SPEC §2 (a ramp and the max pool above it: one step)
+    o = forward(x)                       # SPEC §2 (a ramp and the max pool above it: one step; a conv or
+                                         #   untied layer, its ramp and the pool above: one step)
     loss, e_L = loss_fn(o, y)            # SPEC §4, e_L carries 1/B
     for each weighted layer: B = rule.feedback_for(layer)   # the rule decides (hebbref.rules)
     for each layer, top to bottom:       # SPEC §3
         e = layer.backward(e)            #   δ = e ⊙ σ'(h);  G = Σ δ xᵀ;  e_below = Bᵀ δ
-                                         #   (a max pool right above a ramp and that ramp: one step)
+                                         #   (a max pool right above a ramp and that ramp: one step;
+                                         #   with the conv or untied layer below the ramp too, one step)
     for each weighted layer:             # after all errors are sent
         rule.update(layer, η, λ)         #   W -= η (G + λW);  R as the rule says
     rule.after_update(network)           # the weight mirror's step, for wm
@@ -25,7 +27,7 @@ from .errors import ConfigError, InputError, choose
 from .init import check_init
 from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
-from .modules import UNTIED_INITS, Dense, Flatten, Layer, LocallyConnected2D, MaxPool, Ramp, WeightedLayer
+from .modules import UNTIED_INITS, Conv2D, Dense, Flatten, Layer, MaxPool, Ramp, WeightedLayer
 from .rules import make_rule
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -186,12 +188,12 @@ class Network:
         return x
 
     def _block_at(self, i):
-        """Whether layers i, i+1, i+2 are an untied layer, a ramp and a max pool, taken as one step each way.
+        """Whether layers i, i+1, i+2 are a conv or untied layer, a ramp and a max pool, taken as one step each way.
 
         Not under a direct-feedback rule, which reads each ramp's h in the layers' own layout.
         """
         three = self.layers[i:i + 3]
-        return (len(three) == 3 and isinstance(three[0], LocallyConnected2D) and isinstance(three[1], Ramp)
+        return (len(three) == 3 and isinstance(three[0], Conv2D) and isinstance(three[1], Ramp)
                 and isinstance(three[2], MaxPool) and not self.rule.direct)
 
     def backward(self, e, rule=None):
@@ -209,7 +211,7 @@ class Network:
         while i >= 0:
             layer, below = self.layers[i], self.layers[i - 1] if i > 0 else None
             if isinstance(layer, MaxPool) and i >= 2 and getattr(self.layers[i - 2], "in_block", False):
-                e = self.layers[i - 2].backward_from_pool(e, below)  # the pool's, the ramp's and the untied layer's
+                e = self.layers[i - 2].backward_from_pool(e, below)  # the pool's, the ramp's and the conv or untied layer's
                 i -= 3
             elif isinstance(layer, MaxPool) and isinstance(below, Ramp):
                 e = layer.backward_through_ramp(e, below)  # the pool's step and the ramp's, in one pass

@@ -10,7 +10,8 @@
 * to the NumPy reference's steps, up to rounding (in float64, where no rounding moves
   a window's winner);
 
-then whole networks that take the block are held to the reference backend.
+(whole networks that take the block are held to the reference backend in
+tests/test_conv_block.py, with the tied block).
 """
 import numpy as np
 import pytest
@@ -20,50 +21,15 @@ from hypothesis import strategies as st
 import hebbref
 from hebbref import activations, layers
 from hebbref.backends import get_backend
-from hebbref.experiments.probes import probe
 from hebbref.kernels import plan, tuned, tuned_locally_connected, tuned_pooling, tuned_untied_block
 from hebbref.modules import Deferred
 
 from comparisons import assert_close, tolerance
+from block_checks import bits, block_cases, block_input, formed, run_path
 from strategies import SEEDS
 
 EQUATION = "locally_connected_ramp_maxpool_forward"
 PATH_NAMES = list(plan.PATHS[EQUATION])
-
-
-@st.composite
-def block_cases(draw):
-    """(N, C_in, C_out, H, W, k of the untied layer, k and t of the pool): odd and even kernels, odd channel counts."""
-    return (draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 8)),
-            draw(st.integers(1, 8)), draw(st.integers(1, 5)), draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-
-
-def _block_input(case, dtype, seed, slope):
-    """x, W and dy, with fields h large enough that σ saturates many cells (they tie at ±1 in σ(h))."""
-    n, c_in, c_out, h, w, k, pool_k, pool_t = case
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, c_in, h, w)).astype(dtype)
-    W = (rng.normal(size=(h, w, c_out, c_in, k, k)) * 2 / slope).astype(dtype)
-    ho, wo = -(-h // pool_t), -(-w // pool_t)
-    dy = (rng.normal(size=(n, c_out, ho, wo)) * 10.0 ** rng.integers(-3, 4, size=(n, c_out, ho, wo))).astype(dtype)
-    return x, W, dy
-
-
-def _formed(value):
-    """An array a block path returned, or the array its function forms."""
-    return value() if callable(value) else value
-
-
-def _bits(a):
-    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
-
-
-def _run_path(name, tile, x, W, pool_k, pool_t, slope, dy):
-    function = plan.PATHS[EQUATION][name]
-    forward = function if tile is None else (lambda *a: function(*a, tile_size=tile))
-    y, lc_cache, h, cache = forward(x, W, pool_k, pool_t, slope)
-    delta, G = plan.UNTIED_BLOCK_BACKWARD[name](dy, cache, slope)
-    return y, lc_cache, _formed(h), _formed(delta), G
 
 
 @pytest.mark.parametrize("tile", [1, 3, None])
@@ -73,8 +39,8 @@ def _run_path(name, tile, x, W, pool_k, pool_t, slope, dy):
 def test_the_images_last_path_equals_the_tuned_steps_in_a_row_bit_for_bit(tile, case, dtype, seed, slope):
     """h, the pool's output, δ (hence the winners) and G: the numbers of the batch-last steps of the same tile."""
     n, c_in, c_out, hh, w, k, pool_k, pool_t = case
-    x, W, dy = _block_input(case, dtype, seed, slope)
-    y, xp, h, delta, G = _run_path("images-last", tile, x, W, pool_k, pool_t, slope, dy)
+    x, W, dy = block_input(case, dtype, seed, slope, untied=True)
+    y, xp, _, h, delta, G = run_path(EQUATION, "images-last", tile, x, W, pool_k, pool_t, slope, dy)
     size = tile or tuned_untied_block.IMAGES_PER_TILE
     h_steps, xp_steps = tuned_locally_connected.locally_connected_forward_batch_last(x, W, size)
     y_steps, pool_cache = plan.PATHS["ramp_maxpool_forward"]["ramp-then-loops"](h_steps, pool_k, pool_t, slope)
@@ -83,7 +49,7 @@ def test_the_images_last_path_equals_the_tuned_steps_in_a_row_bit_for_bit(tile, 
     np.testing.assert_array_equal(xp, xp_steps)
     for name, ours, steps in [("h", h, h_steps), ("y", y, y_steps), ("δ", delta, delta_steps), ("G", G, G_steps)]:
         assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
-        np.testing.assert_array_equal(_bits(ours), _bits(steps), err_msg=f"{name}, case {case}, tile {tile}")
+        np.testing.assert_array_equal(bits(ours), bits(steps), err_msg=f"{name}, case {case}, tile {tile}")
 
 
 @pytest.mark.parametrize("name", PATH_NAMES)
@@ -92,8 +58,8 @@ def test_the_images_last_path_equals_the_tuned_steps_in_a_row_bit_for_bit(tile, 
 def test_every_block_path_equals_the_reference_three_steps(name, case, seed, slope):
     """Against hebbref.layers, up to rounding: float64, where rounding moves no winner."""
     n, c_in, c_out, hh, w, k, pool_k, pool_t = case
-    x, W, dy = _block_input(case, np.float64, seed, slope)
-    y, lc_cache, h, delta, G = _run_path(name, None, x, W, pool_k, pool_t, slope, dy)
+    x, W, dy = block_input(case, np.float64, seed, slope, untied=True)
+    y, lc_cache, _, h, delta, G = run_path(EQUATION, name, None, x, W, pool_k, pool_t, slope, dy)
     y_ref, lc_ref, h_ref, cache_ref = layers.locally_connected_ramp_maxpool_forward(x, W, pool_k, pool_t, slope)
     delta_ref, G_ref = layers.maxpool_ramp_locally_connected_backward(dy, cache_ref, slope)
     rtol = 10 * tolerance(np.float64)
@@ -130,7 +96,7 @@ def test_the_pool_kernels_along_the_images_equal_those_along_the_planes(case, dt
     top, left, ho, wo = tuned_pooling._windows(h, k, t)
     h_last = tuned_untied_block.images_last(h)
     y_last, winner_last = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, ho, wo, h.dtype.type(slope))
-    np.testing.assert_array_equal(_bits(tuned_untied_block.images_first(y_last)), _bits(y_planes))
+    np.testing.assert_array_equal(bits(tuned_untied_block.images_first(y_last)), bits(y_planes))
     # the same cells win; a winner where the ramp saturates is marked -1 - its index
     marks = tuned_untied_block.images_first(winner_last)
     np.testing.assert_array_equal(np.where(marks < 0, -1 - marks, marks), winner_planes)
@@ -140,11 +106,11 @@ def test_the_pool_kernels_along_the_images_equal_those_along_the_planes(case, dt
     delta_last = tuned_pooling.maxpool_ramp_backward_images_last(tuned_untied_block.images_last(dy), winner_last,
                                                                  hh, w, k, t, top, left, h.dtype.type(slope))
     delta_planes = tuned.maxpool_ramp_backward(dy, (winner_planes, (hh, w)), h, slope)
-    np.testing.assert_array_equal(_bits(tuned_untied_block.images_first(delta_last)), _bits(delta_planes))
+    np.testing.assert_array_equal(bits(tuned_untied_block.images_first(delta_last)), bits(delta_planes))
 
 
 def test_the_reference_block_is_its_three_functions_in_a_row():
-    x, W, dy = _block_input((3, 2, 3, 6, 5, 3, 3, 2), np.float64, 1, 0.5)
+    x, W, dy = block_input((3, 2, 3, 6, 5, 3, 3, 2), np.float64, 1, 0.5, untied=True)
     y, lc_cache, h, cache = layers.locally_connected_ramp_maxpool_forward(x, W, 3, 2, 0.5)
     h_steps, lc_steps = layers.locally_connected_forward(x, W)
     y_steps, pool_cache = layers.maxpool_forward(hebbref.activations.ramp(h_steps, 0.5), 3, 2)
@@ -160,7 +126,7 @@ def test_the_reference_block_is_its_three_functions_in_a_row():
 def test_every_candidate_plan_of_the_block_computes_the_reference(dtype, monkeypatch):
     """Every path, tile and thread count a measured plan may pick, through the numba backend's two functions."""
     monkeypatch.setitem(plan.BLOCKS, "images-last", ("images per tile", "tile_size", (1, 4, 16)))
-    x, W, dy = _block_input((9, 2, 3, 7, 6, 3, 3, 2), dtype, 3, 0.5)
+    x, W, dy = block_input((9, 2, 3, 7, 6, 3, 3, 2), dtype, 3, 0.5, untied=True)
     y_ref, _, h_ref, cache_ref = layers.locally_connected_ramp_maxpool_forward(x, W, 3, 2, 0.5)
     delta_ref, G_ref = layers.maxpool_ramp_locally_connected_backward(dy, cache_ref, 0.5)
     rtol = 10 * tolerance(dtype)
@@ -173,7 +139,7 @@ def test_every_candidate_plan_of_the_block_computes_the_reference(dtype, monkeyp
         y, _, h, cache = tuned.locally_connected_ramp_maxpool_forward(x, W, 3, 2, 0.5)
         assert cache[0] == candidate.path
         delta, G = tuned.maxpool_ramp_locally_connected_backward(dy, cache, 0.5)
-        for what, ours, reference in [("y", y, y_ref), ("h", _formed(h), h_ref), ("δ", _formed(delta), delta_ref)]:
+        for what, ours, reference in [("y", y, y_ref), ("h", formed(h), h_ref), ("δ", formed(delta), delta_ref)]:
             assert_close(ours, reference, rtol, f"{name} {what}")
         assert_close(G, G_ref, rtol * 10, f"{name} G")
 
@@ -196,75 +162,10 @@ def test_a_deferred_attribute_is_formed_once_and_only_when_read():
     assert holder.value is None
 
 
-def _pair(rule, architecture="lc3:5 ramp pool3s2 dense7 ramp out", input_shape=(2, 9, 8), seed=4):
-    """The same untied network on the reference backend and on the numba backend."""
-    return [hebbref.build_network(architecture, input_shape, 4, rule=rule, backend=backend, seed=seed)
-            for backend in ("numpy", "numba")]
-
-
-def _batch(input_shape, n=11, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n,) + input_shape) * 2, rng.integers(0, 4, size=n)
-
-
-@pytest.mark.parametrize("rule", ["bp", "urfb", "frfb", "brsf"])
-def test_an_untied_network_takes_the_block_as_one_step_and_learns_what_the_reference_learns(rule):
-    reference, ours = _pair(rule)
-    x, y = _batch((2, 9, 8))
-    for _ in range(3):
-        for net in (reference, ours):
-            net.train_step(x, y, lr=0.05, loss="hinge")
-    assert ours.layers[0].in_block
-    for p, q in zip(reference.parameters(), ours.parameters()):
-        assert_close(q.W, p.W, 1e-9, f"{rule} {p.name} W")
-        assert_close(q.R, p.R, 1e-9, f"{rule} {p.name} R")
-    # what the block did not write out is formed on demand, as the reference holds it
-    assert_close(ours.layers[1].h, reference.layers[1].h, 1e-9, "the ramp's h")
-    assert_close(ours.layers[0].delta, reference.layers[0].delta, 1e-9, "the untied layer's δ")
-
-
-def test_an_untied_layer_below_another_sends_its_error_down_through_the_block():
-    """The block's δ goes through the untied layer's own input error when a weighted layer lies below it."""
-    architecture = "conv3:3 ramp lc3:4 ramp pool2s2 dense6 ramp out"
-    reference, ours = _pair("urfb", architecture, (2, 8, 8))
-    x, y = _batch((2, 8, 8))
-    for _ in range(2):
-        for net in (reference, ours):
-            net.train_step(x, y, lr=0.05, loss="hinge")
-    assert ours.layers[2].in_block and ours.layers[2].sends_error
-    for p, q in zip(reference.parameters(), ours.parameters()):
-        assert_close(q.W, p.W, 1e-9, f"{p.name} W")
-        assert_close(q.R, p.R, 1e-9, f"{p.name} R")
-
-
-def test_probes_read_the_deferred_delta_and_a_direct_rule_takes_no_block():
-    reference, ours = _pair("urfb")
-    x, y = _batch((2, 9, 8))
-    ours.train_step(x, y, lr=0.05, loss="hinge")
-    reference.train_step(x, y, lr=0.05, loss="hinge")
-    got, want = probe(ours, x, y), probe(reference, x, y)
-    assert ours.layers[0].in_block
-    for layer, values in want.items():
-        for key, value in values.items():
-            assert np.isclose(got[layer][key], value, rtol=1e-7, atol=1e-9), (layer, key, got[layer][key], value)
-    for net in _pair("dfa"):
-        net.train_step(x, y, lr=0.05, loss="hinge")
-        assert not net.layers[0].in_block  # the rule reads each ramp's h in the layers' own layout
-
-
-def test_a_forward_pass_of_the_layer_alone_leaves_the_block():
-    net = _pair("bp")[1]
-    x, y = _batch((2, 9, 8))
-    net.train_step(x, y, lr=0.05, loss="hinge")
-    assert net.layers[0].in_block
-    net.layers[0].forward(x)
-    assert not net.layers[0].in_block and net.layers[0].block_cache is None
-
-
 def test_backends_without_the_block_run_their_own_functions_in_a_row():
     """The readable backend composes its own functions; its block equals the reference's."""
     readable = get_backend("readable")
-    x, W, dy = _block_input((2, 2, 3, 5, 6, 2, 2, 2), np.float64, 5, 0.5)
+    x, W, dy = block_input((2, 2, 3, 5, 6, 2, 2, 2), np.float64, 5, 0.5, untied=True)
     y, lc_cache, h, cache = readable.locally_connected_ramp_maxpool_forward(x, W, 2, 2, 0.5)
     delta, G = readable.maxpool_ramp_locally_connected_backward(dy, cache, 0.5)
     y_ref, _, h_ref, cache_ref = layers.locally_connected_ramp_maxpool_forward(x, W, 2, 2, 0.5)

@@ -33,13 +33,19 @@ per equation (``PATHS``):
                         copied), "ramp-then-loops" (σ(h) formed, then pooled window by
                         window) or "plane-groups" (σ applied as each group is laid out)
     dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
+    conv_ramp_maxpool_forward
+                        a conv layer, its ramp and the pool above (``conv ramp pool``):
+                        "direct" (the direct loops, the ramp and pool taken image by image
+                        while its h is in cache, the terms per pass a block size as for
+                        the conv; tuned_conv_block) or "in-turn"; timed, as the next one,
+                        with the backward pass it implies
     locally_connected_ramp_maxpool_forward
                         an untied layer, its ramp and the pool above (``lc ramp pool``):
                         "images-last" (every array between the three laid out with the
                         images last; tuned_untied_block) or "in-turn" (the backend's
                         functions one after the other, each by its own plan: a candidate
                         on all threads only, ``PLANNED_PARTS``); timed with the backward
-                        pass it implies, which follows it (``UNTIED_BLOCK_BACKWARD``)
+                        pass it implies, which follows it (``BLOCK_BACKWARD``)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
@@ -73,7 +79,8 @@ measured again by itself.
 a sound choice from the shape alone (nothing measured, nothing written), the one
 benchmarks/bench_conv_paths.py supported on the 2-core Xeon of BENCHMARKS.md: direct
 loops below 64 terms per output sum, shifted products from there on (the input error
-by scatter when there are fewer input than output channels), the first path of
+by scatter when there are fewer input than output channels; the conv block by the
+direct loops where they are the conv's default, else in turn), the first path of
 ``PATHS`` for every other equation (for the untied forward pass and increment,
 "batch-last": 1.2-5 times faster than the other path on every layer shape of
 ``benchmarks/bench_conv_paths.py --untied`` in BENCHMARKS.md; the untied input error
@@ -91,8 +98,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import (tuned_activations, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout,
-               tuned_locally_connected, tuned_pooling, tuned_untied_block)
+from ..backends import layer_then_pool, pool_then_increment
+from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
+               tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -143,6 +151,30 @@ def _winograd(name, tile):
     return forward, input_error
 
 
+def _in_turn(forward, increment):
+    """A block's "in-turn" path, forward and backward: the tuned backend's own functions in a row, each by its own plan.
+
+    ``forward`` and ``increment`` name the layer's (conv or untied); the pool's and the
+    ramp's are ``ramp_maxpool_forward`` and ``maxpool_ramp_backward``
+    (``backends.layer_then_pool``, ``backends.pool_then_increment``).
+    """
+    def forward_in_turn(x, W, k, t, slope):
+        from . import tuned  # the backend's functions (tuned imports this module)
+
+        return layer_then_pool(tuned, forward, x, W, k, t, slope)
+
+    def backward_in_turn(dy, cache, slope):
+        from . import tuned
+
+        return pool_then_increment(tuned, increment, dy, cache, slope)
+
+    return forward_in_turn, backward_in_turn
+
+
+_CONV_IN_TURN = _in_turn("conv_forward", "conv_weight_increment")
+_UNTIED_IN_TURN = _in_turn("locally_connected_forward", "locally_connected_weight_increment")
+
+
 # "winograd": the widest tile whose transforms hold only 0, ±1 and ±½ (points 0, ±1, ∞, so
 # t = m + k - 1 = 4): F(2×2, 3×3) and F(3×3, 2×2); "winograd-4x4": F(4×4, 3×3)
 _WINOGRAD_FORWARD, _WINOGRAD_ERROR = _winograd("winograd", lambda k: 5 - k)
@@ -185,9 +217,12 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_backward_of_sum": {"loops": tuned_activations.ramp_backward_of_sum},
     # timed on (x, p) alone: the path then draws from a generator of its own
     "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
-    # an untied layer, its ramp and the pool above; timed with the backward pass it implies
+    # a conv layer, its ramp and the pool above; timed with the backward pass it implies
+    "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.forward_direct_path,
+                                  "in-turn": _CONV_IN_TURN[0]},
+    # an untied layer, its ramp and the pool above; likewise
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.forward_images_last_path,
-                                               "in-turn": tuned_untied_block.forward_in_turn},
+                                               "in-turn": _UNTIED_IN_TURN[0]},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment,
                          "winograd": tuned_conv_winograd.weight_increment,
@@ -203,9 +238,13 @@ APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}
 # paths that call the backend's functions for other equations, each by its own plan
 PLANNED_PARTS = {"in-turn"}
-# the untied block's backward pass follows its forward pass's path, whose cache it reads
-UNTIED_BLOCK_BACKWARD = {"images-last": tuned_untied_block.backward_images_last_path,
-                         "in-turn": tuned_untied_block.backward_in_turn}
+# a block's backward pass follows its forward pass's path, whose cache it reads: equation -> {path: backward}
+BLOCK_BACKWARD = {
+    "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.backward_direct_path,
+                                  "in-turn": _CONV_IN_TURN[1]},
+    "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.backward_images_last_path,
+                                               "in-turn": _UNTIED_IN_TURN[1]},
+}
 
 
 def conv_backward_together(forward_path, error_plan):
@@ -278,6 +317,9 @@ def default_plan(equation, arguments):
         x, W = arguments
         C_out, C_in, k, _ = W.shape
         path = "shifted" if C_in * k * k >= SHIFTED_FROM else "direct"
+    elif equation == "conv_ramp_maxpool_forward":  # the block by the direct loops where they are the conv's default
+        C_out, C_in, k, _ = arguments[1].shape
+        path = "in-turn" if C_in * k * k >= SHIFTED_FROM else "direct"
     elif equation == "conv_input_error":
         delta, _, B = arguments
         C_out, C_in, k, _ = B.shape
@@ -294,6 +336,8 @@ def work(equation, arguments):
     first = arguments[0]
     if equation in ("conv_forward", "conv_input_error"):  # (N, ·, H, W) positions times the filter bank
         return first.shape[0] * first.shape[2] * first.shape[3] * arguments[-1].size
+    if equation == "conv_ramp_maxpool_forward":  # (x, W, k, t, slope): the conv's multiply-adds
+        return first.shape[0] * first.shape[2] * first.shape[3] * arguments[1].size
     if equation in ("locally_connected_forward", "locally_connected_input_error"):
         return first.shape[0] * arguments[-1].size
     if equation == "locally_connected_ramp_maxpool_forward":
@@ -349,12 +393,12 @@ def plan_key(equation, arguments):
 def _candidate(equation, plan, arguments):
     """A call of one path on the arguments; a forward pass whose cache fixes a backward path is timed with it.
 
-    The conv forward pass with the weight increment it implies; the untied block's
-    forward pass with its backward pass.
+    The conv forward pass with the weight increment it implies; a block's forward pass
+    (conv or untied, its ramp and its pool) with its backward pass.
     """
     function = path_function(equation, plan)
-    if equation == "locally_connected_ramp_maxpool_forward":
-        return functools.partial(_block_forward_and_backward, function, UNTIED_BLOCK_BACKWARD[plan.path], arguments)
+    if equation in BLOCK_BACKWARD:
+        return functools.partial(_block_forward_and_backward, function, BLOCK_BACKWARD[equation][plan.path], arguments)
     if equation != "conv_forward":
         return lambda: function(*arguments)
     x, W = arguments

@@ -20,6 +20,9 @@ names, from the tuned kernel modules:
                                 drawn a chunk per thread, mask and output in one pass
     tuned_untied_block.py       an untied layer, its ramp and the pool above, one step
                                 each way, every array between them laid out images last
+    tuned_conv_block.py         a tied conv layer, its ramp and the pool above, one step
+                                each way: the direct loops, with the ramp and pool taken
+                                image by image while its h is in cache
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
@@ -30,7 +33,7 @@ the forward pass was "shifted" and the input error's plan is "shifted-correlatio
 (``plan.conv_backward_together``), laying δ out once.
 """
 from ..activations import DEFAULT_SLOPE
-from .plan import CONV_WEIGHT_INCREMENT, UNTIED_BLOCK_BACKWARD, choose, conv_backward_together, on_threads, \
+from .plan import BLOCK_BACKWARD, CONV_WEIGHT_INCREMENT, choose, conv_backward_together, on_threads, \
     path_function
 
 
@@ -68,6 +71,32 @@ def conv_backward(delta, cache, B):
         return together(delta, saved, B)
 
 
+def _block_forward(equation, x, W, k, t, slope):
+    """A block's forward pass by its plan: -> (y, layer cache, h or a function forming it, (path, cache, threads))."""
+    (y, layer_cache, h, saved), plan = _run(equation, x, W, k, t, slope)
+    return y, layer_cache, h, (plan.path, saved, plan.threads)
+
+
+def _block_backward(equation, dy, cache, slope):
+    """A block's backward pass, by the path and on the threads of its forward pass: -> (δ or a function forming it, G)."""
+    path, saved, threads = cache
+    with on_threads(threads):
+        return BLOCK_BACKWARD[equation][path](dy, saved, slope)
+
+
+def conv_ramp_maxpool_forward(x, W, k, t, slope=DEFAULT_SLOPE):
+    """A conv layer, the ramp above it and the pool above that: -> (y, conv cache, h or a function forming it, cache).
+
+    The block's path (tuned_conv_block.py) is chosen with its backward pass, which follows it.
+    """
+    return _block_forward("conv_ramp_maxpool_forward", x, W, k, t, slope)
+
+
+def maxpool_ramp_conv_backward(dy, cache, slope=DEFAULT_SLOPE):
+    """δ = (maxpool_backward of dy) ⊙ σ'(h) and G = Σ δ xᵀ of the block: -> (δ or a function forming it, G)."""
+    return _block_backward("conv_ramp_maxpool_forward", dy, cache, slope)
+
+
 def locally_connected_forward(x, W):
     """h = W ⊛_untied x: (N, C_in, H, W) -> (N, C_out, H, W); cache = padded x."""
     return _run("locally_connected_forward", x, W)[0]
@@ -88,15 +117,12 @@ def locally_connected_ramp_maxpool_forward(x, W, k, t, slope=DEFAULT_SLOPE):
 
     The block's path (tuned_untied_block.py) is chosen with its backward pass, which follows it.
     """
-    (y, lc_cache, h, saved), plan = _run("locally_connected_ramp_maxpool_forward", x, W, k, t, slope)
-    return y, lc_cache, h, (plan.path, saved, plan.threads)
+    return _block_forward("locally_connected_ramp_maxpool_forward", x, W, k, t, slope)
 
 
 def maxpool_ramp_locally_connected_backward(dy, cache, slope=DEFAULT_SLOPE):
     """δ = (maxpool_backward of dy) ⊙ σ'(h) and G = Σ_n δ xᵀ of the block: -> (δ or a function forming it, G)."""
-    path, saved, threads = cache
-    with on_threads(threads):
-        return UNTIED_BLOCK_BACKWARD[path](dy, saved, slope)
+    return _block_backward("locally_connected_ramp_maxpool_forward", dy, cache, slope)
 
 
 def maxpool_forward(x, k, t):

@@ -31,7 +31,8 @@ the path returns them as functions of no arguments (δ by
 ``increment_from_winners`` forms).
 
 ``in-turn``: the tuned backend's own functions in a row (its untied forward pass and
-increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan.
+increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan
+(``plan._in_turn``).
 
 Both give the same y and the same winners; δ is the same to the bit, and G agrees up
 to the order of the sums over the images.
@@ -147,21 +148,3 @@ def backward_images_last_path(dy, cache, slope):
         return images_first(tuned_pooling.maxpool_ramp_backward_images_last(dy_last, cache.winner, H, W, k, t, top,
                                                                             left, dtype.type(slope)))
     return delta, G
-
-
-def forward_in_turn(x, W, k, t, slope):
-    """The tuned backend's untied forward pass, then its ramp_maxpool_forward: -> (y, xp, h, cache)."""
-    from . import tuned  # the backend's functions (tuned imports the plan, which lists this module's paths)
-
-    h, lc_cache = tuned.locally_connected_forward(x, W)
-    y, pool_cache = tuned.ramp_maxpool_forward(h, k, t, slope)
-    return y, lc_cache, h, (lc_cache, h, pool_cache)
-
-
-def backward_in_turn(dy, cache, slope):
-    """The tuned backend's maxpool_ramp_backward, then its untied increment: -> (δ, G)."""
-    from . import tuned
-
-    lc_cache, h, pool_cache = cache
-    delta = tuned.maxpool_ramp_backward(dy, pool_cache, h, slope)
-    return delta, tuned.locally_connected_weight_increment(delta, lc_cache)

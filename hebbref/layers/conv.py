@@ -16,6 +16,9 @@ Everything is vectorised with a sliding-window view and one tensor contraction.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..activations import DEFAULT_SLOPE
+from .pooling import maxpool_ramp_backward, ramp_maxpool_forward
+
 
 def same_padding(k):
     """(before, after) zero padding that keeps the size for a k-wide kernel at stride 1."""
@@ -68,3 +71,30 @@ def conv_weight_increment(delta, cache):
     xp = cache
     k = xp.shape[-1] - delta.shape[-1] + 1
     return np.tensordot(delta, windows(xp, k), axes=([0, 2, 3], [0, 2, 3]))  # (C_out, C_in, k, k)
+
+
+def conv_ramp_maxpool_forward(x, W, k, t, slope=DEFAULT_SLOPE):
+    """A conv layer, the ramp above it and the max pool above that, in a row: -> (y, conv cache, h, cache).  # SPEC §2
+
+    The forward pass as a network takes it where the three sit in a row (``conv ramp
+    pool``, ``simple``): h = W ⊛ x, y = maxpool(σ(h)) with a k×k window at stride t.
+    Returns the pool's output, the conv layer's cache, the ramp's input h and the cache
+    of ``maxpool_ramp_conv_backward``. A compiled backend may return, instead of h, a
+    function of no arguments that forms it.
+    """
+    h, conv_cache = conv_forward(x, W)
+    y, pool_cache = ramp_maxpool_forward(h, k, t, slope)
+    return y, conv_cache, h, (conv_cache, h, pool_cache)
+
+
+def maxpool_ramp_conv_backward(dy, cache, slope=DEFAULT_SLOPE):
+    """The same block's backward pass: -> (δ, G).  # SPEC §3
+
+    δ = (maxpool_backward of dy) ⊙ σ'(h), the error at the conv layer's output, and
+    G = Σ δ xᵀ, its increment. The input error below, when one is needed, is the conv
+    layer's own (``conv_input_error`` of δ). A compiled backend may return, instead of
+    δ, a function of no arguments that forms it.
+    """
+    conv_cache, h, pool_cache = cache
+    delta = maxpool_ramp_backward(dy, pool_cache, h, slope)
+    return delta, conv_weight_increment(delta, conv_cache)

@@ -1,0 +1,206 @@
+"""TUNED TIER. A tied conv layer, its ramp and the max pool above, as one step each way.  # SPEC §2, §3, §5
+
+The first block of ``simple`` (``conv5:32 ramp pool3s2``), as a network takes it
+when the three sit in a row (``hebbref.network``):
+
+    forward:   h = W ⊛ x,  y = maxpool(σ(h))                      conv_ramp_maxpool_forward
+    backward:  δ = (dy sent to the winners) ⊙ σ'(h),  G = Σ δ xᵀ    maxpool_ramp_conv_backward
+
+Two paths, which ``plan.choose`` times against each other (each forward pass with the
+backward pass it implies):
+
+``direct``: the direct loops of ``tuned_conv_direct``, with the ramp and the pool taken
+while each image's h is still in cache; neither h nor δ is written out.
+
+    forward:   image by image (one parallel iteration each), the output planes two at a
+               time (``add_terms``, as ``correlate_valid_direct`` makes them), laid out
+               with the planes last in a buffer of one image's h; the pool of σ(h) then
+               runs window by window along the planes, a select per plane
+               (``tuned_pooling.keep_larger_of_ramp``, as the untied block's pool runs
+               along the images), and marks each winner where the ramp saturates
+               (-1 - its index), so that the backward pass needs no h
+    backward:  image by image, each pair of δ planes formed from the pool's errors at
+               the marked winners (``delta_plane``: a cell's windows summed in order,
+               times s; 0 where σ' = 0 or no window won), with its rows Wp apart as
+               ``weight_increment_direct`` lays δ out, and ``add_products`` adds the
+               pair's share of G
+
+``in-turn``: the tuned backend's own functions in a row (its conv forward pass and
+increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan
+(``plan._in_turn``).
+
+h (the ramp's input) and δ (the conv layer's), in the (N, C, H, W) layout of the rest
+of the library, are formed only when something asks for them (a probe, the input
+error of a conv layer that is not the first): the ``direct`` path returns them as
+functions of no arguments. h is the direct loops' sum again, from the forward pass's
+x and W (W copied: the update that follows changes the layer's own); δ comes from
+the marked winners, the same numbers as the rows the increment forms.
+
+Both paths give the same y and winners, and the same h, to the bit (the direct loops'
+sums, in the same order); δ is the same to the bit, up to the sign of a zero where the
+ramp saturates (here +0, in ``scatter_to_winners_ramp`` e·0), and so is G when the
+in-turn forward pass took the direct loops with the same terms per pass.
+"""
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..layers.conv import same_padding
+from . import tuned_pooling
+from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_products, add_terms, correlate_valid_direct, \
+    pad_spatial, tap_offsets
+
+
+@dataclass(frozen=True)
+class Direct:
+    """The ``direct`` path's cache: what its backward pass reads."""
+    xp: np.ndarray  # x padded, (N, C_in, Hp, Wp): the conv layer's cache, as on the direct conv path
+    winner: np.ndarray  # each window's winner, marked where the ramp saturates, (N, C_out, Ho, Wo)
+    width: int  # terms per pass of the direct loops, forward and increment alike
+    h_shape: tuple  # (H, W) of h
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, s, width):
+    """y = the max of σ(h) over each k×k window at stride t, h = W ⊛ x, image by image: -> y, winner (N, C_out, Ho, Wo).
+
+    ``xp`` is x padded for the conv (N, C_in, Hp, Wp); ``top`` and ``left`` the pool's
+    padding before the image. One image's planes are made two at a time by
+    ``add_terms`` (an odd last one paired with itself, its twin dropped), each with its
+    rows Wp apart, and copied into ``cells`` (H·W, C_out): each cell of the image a run
+    of its C_out planes. The windows are then taken cell by cell in row-major order, clipped to
+    the image, along the run (``keep_larger_of_ramp``): the first maximum of σ(h) in
+    row-major order wins, as in ``tuned_pooling.maxpool_windows``, and ``winner`` holds
+    its flat index r·W + q where σ'(h) = s, -1 - r·W - q where the ramp saturates.
+    """
+    N, C, Hp, Wp = xp.shape
+    O, _, kc, _ = W.shape
+    H, Wd = Hp - kc + 1, Wp - kc + 1
+    L = (H - 1) * Wp + Wd  # flat length that covers every output, rows Wp apart
+    offsets = tap_offsets(C, Hp, Wp, kc)
+    x_flat = xp.reshape(N, C * Hp * Wp)
+    w_flat = W.reshape(O, C * kc * kc)
+    y = np.empty((N, O, Ho * Wo), dtype=xp.dtype)
+    winner = np.empty((N, O, Ho * Wo), dtype=np.int32)
+    for n in prange(N):
+        planes = np.empty((O + 1, L), dtype=xp.dtype)  # h[n], rows Wp apart; row O: an odd last plane's twin
+        cells = np.empty((H * Wd, O), dtype=xp.dtype)  # h[n], the planes last
+        best = np.empty(O, dtype=xp.dtype)
+        where = np.empty(O, dtype=np.int32)
+        planes[:] = 0
+        for o in range(0, O, 2):
+            add_terms(planes[o], planes[o + 1], x_flat[n], offsets, w_flat[o], w_flat[min(o + 1, O - 1)], L, width)
+        for i in range(H):
+            for j in range(Wd):
+                run = cells[i * Wd + j]  # written in order, read from C_out rows that stay in cache along j
+                for o in range(O):
+                    run[o] = planes[o, i * Wp + j]
+        for u in range(Ho):
+            r0 = u * t - top
+            for v in range(Wo):
+                s0 = v * t - left
+                first = True
+                for r in range(max(r0, 0), min(r0 + k, H)):
+                    for c in range(max(s0, 0), min(s0 + k, Wd)):
+                        tuned_pooling.keep_larger_of_ramp(best, where, cells[r * Wd + c], np.int32(r * Wd + c), s,
+                                                          first)
+                        first = False
+                for m in range(O):
+                    y[n, m, u * Wo + v] = best[m]
+                    winner[n, m, u * Wo + v] = where[m]
+    return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
+
+
+@njit(cache=True, inline="always")
+def delta_plane(plane, errors, marks, W, stride, s):
+    """One (n, o) plane of δ, its rows ``stride`` apart: e = each window's error at its winner, then δ = e·s.
+
+    ``marks`` as ``conv_ramp_maxpool_direct`` marks the winners: a window whose winner
+    saturates the ramp (a negative mark) adds nothing, so that cell ends at 0, as σ' = 0
+    makes it. Windows in order, as ``tuned_pooling.scatter_plane`` adds them; cells no
+    window won, and the gaps between rows, are 0.
+    """
+    plane[:] = 0
+    for m in range(errors.size):
+        where = marks[m]
+        if where >= 0:
+            plane[(where // W) * stride + where % W] += errors[m]
+    for m in range(plane.size):
+        plane[m] *= s
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def increment_from_winners(dy, winner, xp, W, s, chunks, zero, width):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b], δ formed plane by plane from the pool's errors: -> (O, C, k, k).
+
+    As ``tuned_conv_direct.weight_increment_direct``, with each pair of δ planes made
+    by ``delta_plane`` from ``dy`` and the marked ``winner`` rather than copied from δ.
+    ``W`` is the width of h.
+    """
+    N, O, Ho, Wo = dy.shape
+    _, C, Hp, Wp = xp.shape
+    k = Wp - W + 1
+    H = Hp - k + 1
+    L = (H - 1) * Wp + W
+    offsets = tap_offsets(C, Hp, Wp, k)
+    x_flat = xp.reshape(N, C * Hp * Wp)
+    errors, marks = dy.reshape(N, O, Ho * Wo), winner.reshape(N, O, Ho * Wo)
+    partial = np.zeros((chunks, O, C * k * k), dtype=dy.dtype)
+    for part in prange(chunks):
+        p = np.empty(L, dtype=dy.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
+        q = np.empty(L, dtype=dy.dtype)  # δ[n, o + 1]
+        scratch = np.zeros(C * k * k, dtype=dy.dtype)
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            for o in range(0, O, 2):
+                o2 = min(o + 1, O - 1)
+                delta_plane(p, errors[n, o], marks[n, o], W, Wp, s)
+                delta_plane(q, errors[n, o2], marks[n, o2], W, Wp, s)
+                g = partial[part, o]
+                f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
+                add_products(g, f, p, q, x_flat[n], offsets, L, zero, width)
+    return partial.sum(axis=0).reshape(O, C, k, k)
+
+
+@njit(parallel=True, cache=True)
+def delta_from_winners(dy, winner, H, W, s):
+    """δ (N, O, H, W) from the pool's errors and the marked winners, plane by plane (``delta_plane``)."""
+    N, O, Ho, Wo = dy.shape
+    delta = np.empty((N * O, H * W), dtype=dy.dtype)
+    errors, marks = dy.reshape(N * O, Ho * Wo), winner.reshape(N * O, Ho * Wo)
+    for plane in prange(N * O):
+        delta_plane(delta[plane], errors[plane], marks[plane], W, W, s)
+    return delta.reshape(N, O, H, W)
+
+
+def forward_direct_path(x, W, k, t, slope, width=None):
+    """The block's forward pass by the direct loops: -> (y, conv cache, h as a function, cache)."""
+    x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
+    width = width or TERMS_PER_PASS
+    before, after = same_padding(W.shape[-1])
+    xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1): the conv layer's cache, as on the direct path
+    top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
+    y, winner = conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, x.dtype.type(slope), width)
+    W_then = W.copy()  # the layer's W changes in the update that follows
+
+    def h():  # formed only when read
+        return correlate_valid_direct(xp, W_then, width)
+
+    conv_cache = ("direct", (xp, width), numba.get_num_threads())  # as tuned.conv_forward returns it
+    return y, conv_cache, h, Direct(xp, winner, width, x.shape[2:])
+
+
+def backward_direct_path(dy, cache, slope):
+    """The block's backward pass by the direct loops: -> (δ as a function, G)."""
+    dtype = cache.xp.dtype
+    dy = np.ascontiguousarray(dy, dtype=dtype)
+    H, W = cache.h_shape
+    s = dtype.type(slope)
+    chunks = min(dy.shape[0], numba.get_num_threads())
+    G = increment_from_winners(dy, cache.winner, cache.xp, W, s, chunks, dtype.type(0), cache.width)
+
+    def delta():  # formed only when read
+        return delta_from_winners(dy, cache.winner, H, W, s)
+
+    return delta, G
