@@ -6,7 +6,7 @@ layers), and more that default to the reference (max pooling forward and backwar
 the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
 addend, and dropout's training pass, which draws the mask), which a compiled backend
 replaces when they dominate a training step. Three more take two steps as one: a ramp
-and the max pool right above it (``conv ramp pool``), forward (``ramp_maxpool_forward``)
+and the max pool right above it (``ramp pool``), forward (``ramp_maxpool_forward``)
 and backward (``maxpool_ramp_backward``), and a conv layer's input error and increment
 of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool
 above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ

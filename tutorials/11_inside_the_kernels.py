@@ -40,8 +40,8 @@ from numba import cuda
 
 import hebbref
 from hebbref.backends import get_backend
-from hebbref.kernels import (plan, readable, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
-                             tuned_untied_block)
+from hebbref.kernels import (plan, readable, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted,
+                             tuned_conv_winograd, tuned_untied_block)
 from hebbref.layers import conv
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -281,8 +281,21 @@ print("one urfb step of `simple`: numba and numpy weights agree; loss", round(lo
 print(tuned_untied_block.__doc__)
 
 # %% [markdown]
-# The untied `simple` network takes that step; after one `urfb` step its weights agree
-# with the reference's to rounding, as the tied network's do:
+# The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
+# pool`: `Backend.conv_ramp_maxpool_forward` and `maxpool_ramp_conv_backward`). There
+# the layout is not what costs: the direct loops make an image's 32 planes at a time,
+# and the pool is taken from them while they are still in cache, so h is never written
+# out, and the increment forms δ plane by plane from the pool's winners, so δ is not
+# either (`hebbref/kernels/tuned_conv_block.py`). In the tied network trained above,
+# the first layer went as one step:
+
+# %%
+assert networks["numba"].layers[0].in_block and networks["numpy"].layers[0].in_block
+print(networks["numba"].layers[0].block_cache[0], "path;", tuned_conv_block.__doc__.splitlines()[0])
+
+# %% [markdown]
+# The untied `simple` network takes its own block; after one `urfb` step its weights
+# agree with the reference's to rounding, as the tied network's do:
 
 # %%
 networks = {name: hebbref.build_network("simple", input_shape=(1, 28, 28), n_classes=10, rule="urfb", seed=0,

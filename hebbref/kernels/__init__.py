@@ -27,6 +27,7 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
     tuned_pooling.py            max pooling
     tuned_activations.py        the ramp and its derivative
     tuned_dropout.py            dropout's training pass (the mask's numbers drawn on every thread)
+    tuned_conv_block.py         a conv layer, its ramp and the pool above as one step
     tuned_untied_block.py       an untied layer, its ramp and the pool above as one step
 
 Every public function takes and returns exactly what its NumPy twin takes and returns
@@ -34,7 +35,7 @@ Every public function takes and returns exactly what its NumPy twin takes and re
 The process settings the tuned tier wants (threads, allocator, SciPy's BLAS) are made
 by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on import.
 Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
-(tuned vs readable and reference; ``test_conv_winograd.py``, ``test_untied_block.py`` and
-``test_kernels_shifted.py`` for single modules), ``tests/test_cuda.py`` (device functions, on a GPU or
+(tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_block.py``,
+``test_untied_block.py`` and ``test_kernels_shifted.py`` for single modules), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
