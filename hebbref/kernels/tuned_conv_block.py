@@ -36,10 +36,11 @@ functions of no arguments. h is the direct loops' sum again, from the forward pa
 x and W (W copied: the update that follows changes the layer's own); δ comes from
 the marked winners, the same numbers as the rows the increment forms.
 
-Both paths give the same y and winners, and the same h, to the bit (the direct loops'
-sums, in the same order); δ is the same to the bit, up to the sign of a zero where the
-ramp saturates (here +0, in ``scatter_to_winners_ramp`` e·0), and so is G when the
-in-turn forward pass took the direct loops with the same terms per pass.
+Where the in-turn forward pass took the direct loops at the same terms per pass, the
+two paths give the same h, y and winners to the bit (the same sums in the same order),
+the same δ up to the sign of a zero where the ramp saturates (here +0; e·0 in
+``tuned_pooling.scatter_to_winners_ramp``), and the same G. With the other conv paths,
+they agree up to rounding.
 """
 from dataclasses import dataclass
 
