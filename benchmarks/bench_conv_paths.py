@@ -31,7 +31,8 @@ REV has (``tuned_locally_connected.py``). A kernel change is judged by the ratio
 two columns, which a busy host disturbs far less than it does either column.
 
 ``--pools`` adds a table that times every candidate of the max pool's forward pass (of the
-ramp and the pool above it, for ``simple``'s) on all threads, on the pools of ``simple`` and
+ramp and the pool above it, for ``simple``'s; and of each of ``deep``'s pools again as it
+reads its sum block's output σ(h) + a) on all threads, on the pools of ``simple`` and
 ``deep``, interleaved; with ``--against REV`` too, REV's paths of the same names
 (``tuned_pooling.py``, at their default sizes) run in the same rounds, and each row gives
 this tree's time over REV's.
@@ -172,13 +173,17 @@ def against_table(revision, batch, repeats, rng):
                   f"| {after:.1f} | {after / before:.2f} |")
 
 
-# (name, C, H = W, window, stride, through the ramp): the pools of simple and deep at their inputs' shapes
-POOLS = [("simple: ramp, pool3s2", 32, 28, 3, 2, True), ("deep: pool3s3", 16, 32, 3, 3, False),
-         ("deep: pool2s2", 64, 11, 2, 2, False), ("deep: pool2s2, last", 64, 6, 2, 2, False)]
+# (name, C, H = W, window, stride, what is pooled: "ramp" σ(h), "sum" a sum block's σ(h) + a, else x itself)
+POOLS = [("simple: ramp, pool3s2", 32, 28, 3, 2, "ramp"), ("deep: pool3s3", 16, 32, 3, 3, "x"),
+         ("deep: pool2s2", 64, 11, 2, 2, "x"), ("deep: pool2s2, last", 64, 6, 2, 2, "x"),
+         ("deep: sum block, pool3s3", 16, 32, 3, 3, "sum"), ("deep: sum block, pool2s2", 64, 11, 2, 2, "sum"),
+         ("deep: sum block, pool2s2, last", 64, 6, 2, 2, "sum")]
+# the equation that pools each kind, and its arguments after the pooled array(s)
+POOL_EQUATIONS = {"ramp": "ramp_maxpool_forward", "sum": "ramp_plus_maxpool_forward", "x": "maxpool_forward"}
 
 
 def pools_table(batch, repeats, rng, revision=None):
-    """Every candidate of the pool's forward pass (and of the ramp and pool's) on all threads, interleaved.
+    """Every candidate of the pool's forward pass (and of the ramp and pool's, and the sum block and pool's) on all threads, interleaved.
 
     With ``revision``, that revision's paths of the same equation (its ``tuned_pooling``
     at its default sizes) run in the same rounds, and each row gives the best time over
@@ -190,10 +195,11 @@ def pools_table(batch, repeats, rng, revision=None):
     print(f"\n### the max pool's forward pass, every path, best of {repeats}, interleaved\n")
     print(f"| pool (N, C, H×W) | path | ms{against} |")
     print("|---|---|---:" + ("|---:|---:|---:|" if revision else "|"))
-    for name, C, size, k, t, through_ramp in POOLS:
+    for name, C, size, k, t, kind in POOLS:
         x = (rng.standard_normal((batch, C, size, size)) * 3).astype(np.float32)
-        equation = "ramp_maxpool_forward" if through_ramp else "maxpool_forward"
-        arguments = (x, k, t, 0.5) if through_ramp else (x, k, t)
+        equation = POOL_EQUATIONS[kind]
+        a = rng.random((batch, C, size, size), dtype=np.float32)  # a sum block's first ramp's output
+        arguments = {"ramp": (x, k, t, 0.5), "sum": (x, a, k, t, 0.5), "x": (x, k, t)}[kind]
         calls = {}
         for label, candidate in plan.candidates(equation, arguments).items():
             if candidate.threads == numba.get_num_threads():

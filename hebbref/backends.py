@@ -5,10 +5,11 @@ A backend is a table of six functions with the signatures of the NumPy reference
 layers), and more that default to the reference (max pooling forward and backward,
 the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
 addend, and dropout's training pass, which draws the mask), which a compiled backend
-replaces when they dominate a training step. Three more take two steps as one: a ramp
+replaces when they dominate a training step. Four more take two steps as one: a ramp
 and the max pool right above it (``ramp pool``), forward (``ramp_maxpool_forward``)
-and backward (``maxpool_ramp_backward``), and a conv layer's input error and increment
-of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool
+and backward (``maxpool_ramp_backward``), a sum block's output and the max pool right
+above it (``sum[...] pool``, forward: ``ramp_plus_maxpool_forward``), and a conv
+layer's input error and increment of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool
 above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ
 and the increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
 (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
@@ -72,6 +73,9 @@ class Backend:
     # (h, k, t, slope) -> maxpool_forward(σ(h), k, t): a ramp and the pool above it; by default
     # this backend's ramp, then its maxpool_forward
     ramp_maxpool_forward: Callable = None
+    # (h, a, k, t, slope) -> maxpool_forward(σ(h) + a, k, t): a sum block's output and the pool above
+    # it; by default this backend's ramp_plus, then its maxpool_forward
+    ramp_plus_maxpool_forward: Callable = None
     # (δ, conv cache, B) -> (conv_input_error, conv_weight_increment) of one δ; by default this
     # backend's own two functions in a row
     conv_backward: Callable = None
@@ -91,6 +95,7 @@ class Backend:
             "conv_backward": partial(_error_then_increment, self),
             "maxpool_ramp_backward": partial(_pool_then_ramp, self),
             "ramp_maxpool_forward": partial(_ramp_then_pool, self),
+            "ramp_plus_maxpool_forward": partial(_ramp_plus_then_pool, self),
             "conv_ramp_maxpool_forward": partial(layer_then_pool, self, "conv_forward"),
             "maxpool_ramp_conv_backward": partial(pool_then_increment, self, "conv_weight_increment"),
             "locally_connected_ramp_maxpool_forward": partial(layer_then_pool, self, "locally_connected_forward"),
@@ -115,6 +120,11 @@ def _error_then_increment(backend, delta, cache, B):
 def _ramp_then_pool(backend, h, k, t, slope):
     """``backend``'s ramp, then its maxpool_forward: the default ramp_maxpool_forward."""
     return backend.maxpool_forward(backend.ramp(h, slope), k, t)
+
+
+def _ramp_plus_then_pool(backend, h, a, k, t, slope):
+    """``backend``'s ramp_plus, then its maxpool_forward: the default ramp_plus_maxpool_forward."""
+    return backend.maxpool_forward(backend.ramp_plus(h, a, slope), k, t)
 
 
 def layer_then_pool(backend, forward, x, W, k, t, slope):
@@ -145,6 +155,7 @@ NUMPY = Backend(
     layers.locally_connected_weight_increment,
     maxpool_ramp_backward=layers.maxpool_ramp_backward,
     ramp_maxpool_forward=layers.ramp_maxpool_forward,
+    ramp_plus_maxpool_forward=layers.ramp_plus_maxpool_forward,
     conv_backward=layers.conv_backward,
     conv_ramp_maxpool_forward=layers.conv_ramp_maxpool_forward,
     maxpool_ramp_conv_backward=layers.maxpool_ramp_conv_backward,
@@ -176,7 +187,8 @@ def _load_numba():
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "maxpool_ramp_backward",
-                        "ramp_maxpool_forward", "conv_backward", "conv_ramp_maxpool_forward",
+                        "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "conv_backward",
+                        "conv_ramp_maxpool_forward",
                         "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",
                         "maxpool_ramp_locally_connected_backward")},
     )

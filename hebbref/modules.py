@@ -414,6 +414,7 @@ class SumBlock(Layer):
         self.ramp_a, self.ramp_b = Ramp(), Ramp()
 
     def build(self, input_shape, ctx):
+        self.ops = ctx.backend
         shape_a = self.ramp_a.build(self.conv_a.build(input_shape, ctx), ctx)
         shape_b = self.ramp_b.build(self.conv_b.build(shape_a, ctx), ctx)
         if shape_a != shape_b:
@@ -433,6 +434,17 @@ class SumBlock(Layer):
     def forward(self, x, train=False):
         a = self.ramp_a.forward(self.conv_a.forward(x, train))
         return self.ramp_b.forward_plus(self.conv_b.forward(a, train), a)  # b + a, b = σ(h_b)
+
+    def forward_with_pool(self, x, pool, train=False):
+        """pool.forward(self.forward(x)), the block's output b + a formed as the pool reads it and not kept.
+
+        The backend's ``ramp_plus_maxpool_forward``; the pool's cache is that of its own
+        forward pass, so the backward pass is the two layers' own.
+        """
+        a = self.ramp_a.forward(self.conv_a.forward(x, train))
+        h_b = self.ramp_b.h = self.conv_b.forward(a, train)
+        y, pool.cache = self.ops.ramp_plus_maxpool_forward(h_b, a, pool.window, pool.stride, self.ramp_b.slope)
+        return y
 
     def backward(self, e):
         delta_b = self.ramp_b.backward(e)  # δ_b = e ⊙ σ'(h_b)

@@ -1,7 +1,8 @@
 """A network: a list of layers, a learning rule, and one SGD step (SPEC §3).
 
     o = forward(x)                       # SPEC §2 (a ramp and the max pool above it: one step; a conv or
-                                         #   untied layer, its ramp and the pool above: one step)
+                                         #   untied layer, its ramp and the pool above: one step; a sum
+                                         #   block's output and the pool above: one pass)
     loss, e_L = loss_fn(o, y)            # SPEC §4, e_L carries 1/B
     for each weighted layer: B = rule.feedback_for(layer)   # the rule decides (hebbref.rules)
     for each layer, top to bottom:       # SPEC §3
@@ -27,7 +28,7 @@ from .errors import ConfigError, InputError, choose
 from .init import check_init
 from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
-from .modules import UNTIED_INITS, Conv2D, Dense, Flatten, Layer, MaxPool, Ramp, WeightedLayer
+from .modules import UNTIED_INITS, Conv2D, Dense, Flatten, Layer, MaxPool, Ramp, SumBlock, WeightedLayer
 from .rules import make_rule
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -181,6 +182,9 @@ class Network:
                 i += 3
             elif isinstance(layer, Ramp) and isinstance(above, MaxPool):
                 x = above.forward_of_ramp(x, layer, train)  # the ramp's step and the pool's, in one pass
+                i += 2
+            elif isinstance(layer, SumBlock) and isinstance(above, MaxPool):
+                x = layer.forward_with_pool(x, above, train)  # the block's output formed as the pool reads it
                 i += 2
             else:
                 x = layer.forward(x, train)

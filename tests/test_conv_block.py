@@ -223,6 +223,38 @@ def test_a_network_learns_through_its_blocks_what_it_learns_layer_by_layer(kind,
         assert_close(p.delta, q.delta, 1e-9, f"{kind} {backend} {p.name} δ")
 
 
+SUM_AND_POOL = "sum[conv3:4,conv3:4] pool3s2 sum[conv2:3,conv2:3] pool2s2 dense5 ramp out"
+
+
+@pytest.mark.parametrize("rule", ["bp", "urfb", "dfa"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_sum_block_and_the_pool_above_learn_in_one_pass_what_they_learn_in_two(rule, backend, monkeypatch):
+    """``sum[...] pool``: the block's output formed as the pool reads it (``SumBlock.forward_with_pool``), against the
+    two layers' own forward passes; and the numba backend against the reference."""
+    x, y = _batch((2, 9, 8))
+    nets = [hebbref.build_network(SUM_AND_POOL, (2, 9, 8), 4, rule=rule, backend=b, seed=5, slope=0.25)
+            for b in (backend, backend, "numpy")]  # a slope that is not the default: each call must pass its own on
+    fused = hebbref.modules.SumBlock.forward_with_pool
+    calls = []
+
+    def counted(self, x, pool, train=False):
+        calls.append(self)
+        return fused(self, x, pool, train)
+
+    for net, one_pass in zip(nets, (True, False, True)):
+        in_two = lambda self, x, pool, train=False: pool.forward(self.forward(x, train), train)  # noqa: E731
+        monkeypatch.setattr(hebbref.modules.SumBlock, "forward_with_pool", counted if one_pass else in_two)
+        for _ in range(2):
+            net.train_step(x, y, lr=0.05, loss="hinge")
+    assert len(calls) == 2 * 2 * 2  # two blocks, two steps, two networks
+    for p, q, r in zip(*(net.parameters() for net in nets)):
+        assert_close(p.W, q.W, 1e-9, f"{backend} {rule} {p.name} W, in one pass and in two")
+        assert_close(p.R, q.R, 1e-9, f"{backend} {rule} {p.name} R, in one pass and in two")
+        assert_close(p.W, r.W, 1e-9, f"{backend} {rule} {p.name} W, against the reference")
+    for ours, reference in zip(nets[0].layers[0].activations(), nets[2].layers[0].activations()):
+        assert_close(ours[1].h, reference[1].h, 1e-9, f"{backend} {rule}: the ramps' h")
+
+
 @pytest.mark.parametrize("kind", ONE_BLOCK)
 def test_probes_read_the_deferred_delta_and_a_direct_rule_takes_no_block(kind):
     reference, ours = _pair("urfb", ONE_BLOCK[kind])
@@ -259,3 +291,15 @@ def test_backends_without_the_block_run_their_own_functions_in_a_row():
     delta_ref, G_ref = layers.maxpool_ramp_conv_backward(dy, cache_ref, 0.5)
     for what, ours, reference in [("y", y, y_ref), ("h", h, h_ref), ("δ", delta, delta_ref), ("G", G, G_ref)]:
         assert_close(ours, reference, 1e-9, what)
+
+
+def test_backends_without_the_sum_and_pool_step_run_their_own_functions_in_a_row():
+    """The readable backend forms σ(h) + a by its ramp_plus and pools it by its maxpool_forward: the reference's numbers."""
+    readable = get_backend("readable")
+    rng = np.random.default_rng(6)
+    h, a = rng.normal(size=(2, 3, 7, 6)) * 4, rng.normal(size=(2, 3, 7, 6))
+    y, cache = readable.ramp_plus_maxpool_forward(h, a, 3, 2, 0.25)
+    y_ref, cache_ref = layers.ramp_plus_maxpool_forward(h, a, 3, 2, 0.25)
+    assert_close(y, y_ref, 1e-12, "y")
+    dy = rng.normal(size=y.shape)
+    assert_close(readable.maxpool_backward(dy, cache), layers.maxpool_backward(dy, cache_ref), 1e-12, "e")

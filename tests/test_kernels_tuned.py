@@ -260,6 +260,47 @@ def test_every_ramp_and_pool_forward_path_equals_the_two_steps_with_the_same_win
     np.testing.assert_array_equal(_bits(y), _bits(y_ref))
 
 
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
+def test_every_sum_and_pool_forward_path_equals_the_two_steps_with_the_same_winners(case, dtype, seed, slope):
+    """ramp_plus_maxpool_forward: the pool of σ(h) + a (a sum block's output), its maxima and the very cells that won.
+
+    a holds small integers and σ saturates many cells, so that σ(h) + a ties within
+    windows: the first cell must win.
+    """
+    h, _, rng = _ramp_input(case, dtype, seed, slope)
+    a = rng.integers(-1, 2, size=h.shape).astype(dtype)
+    k, t = case[4:]
+    x = activations.ramp_plus(h, a, slope)
+    y_ref, _ = layers.maxpool_forward(x, k, t)
+    np.testing.assert_array_equal(layers.ramp_plus_maxpool_forward(h, a, k, t, slope)[0], y_ref)
+    y_loops, (winner_loops, _) = plan.PATHS["maxpool_forward"]["loops"](x, k, t)
+    for name, path in plan.PATHS["ramp_plus_maxpool_forward"].items():
+        y, cache = path(h, a, k, t, slope)
+        assert cache[1] == h.shape[2:] and y.dtype == h.dtype
+        np.testing.assert_array_equal(_bits(y), _bits(y_ref), err_msg=name)
+        np.testing.assert_array_equal(cache[0], winner_loops, err_msg=name)
+        dy = rng.normal(size=y.shape).astype(dtype)  # the pool's own backward pass reads the cache
+        np.testing.assert_array_equal(tuned.maxpool_backward(dy, cache),
+                                      tuned.maxpool_backward(dy, (winner_loops, cache[1])))
+    y, _ = tuned.ramp_plus_maxpool_forward(h, a, k, t, slope)
+    np.testing.assert_array_equal(_bits(y), _bits(y_ref))
+
+
+@pytest.mark.parametrize("group", plan.BLOCKS["plane-groups"][2] + (1, 5))
+def test_sum_and_pool_by_plane_groups_of_every_size(group):
+    """σ(h) + a pooled by groups of the plan's sizes (and odd ones): a short last group, clipped windows, ties."""
+    rng = np.random.default_rng(group)
+    h = (rng.normal(size=(5, 7, 9, 10)) * 3).astype(np.float32)
+    a = rng.integers(-1, 2, size=h.shape).astype(np.float32)
+    x = activations.ramp_plus(h, a, 0.5)
+    for k, t in [(3, 2), (4, 3)]:
+        y_loops, (winner_loops, _) = plan.PATHS["maxpool_forward"]["loops"](x, k, t)
+        y, (winner, _) = plan.PATHS["ramp_plus_maxpool_forward"]["plane-groups"](h, a, k, t, 0.5, group=group)
+        np.testing.assert_array_equal(y, y_loops)
+        np.testing.assert_array_equal(winner, winner_loops)
+
+
 @settings(max_examples=30, deadline=None)
 @given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
 def test_pool_and_ramp_backward_in_one_pass_equal_the_two_steps(case, dtype, seed, slope):

@@ -32,6 +32,10 @@ per equation (``PATHS``):
                         "separable-padded" (the pool of σ(h), σ applied as each plane is
                         copied), "ramp-then-loops" (σ(h) formed, then pooled window by
                         window) or "plane-groups" (σ applied as each group is laid out)
+    ramp_plus_maxpool_forward
+                        "plane-groups" (σ(h) + a formed as each group is laid out) or
+                        "in-turn" (the backend's ramp_plus, then its maxpool_forward, each
+                        by its own plan)
     dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
     conv_ramp_maxpool_forward
                         a conv layer, its ramp and the pool above (``conv ramp pool``):
@@ -171,6 +175,13 @@ def _in_turn(forward, increment):
     return forward_in_turn, backward_in_turn
 
 
+def _ramp_plus_in_turn(h, a, k, t, slope):
+    """The "in-turn" path of ``ramp_plus_maxpool_forward``: the tuned backend's ramp_plus, then its maxpool_forward."""
+    from . import tuned
+
+    return tuned.maxpool_forward(tuned.ramp_plus(h, a, slope), k, t)
+
+
 _CONV_IN_TURN = _in_turn("conv_forward", "conv_weight_increment")
 _UNTIED_IN_TURN = _in_turn("locally_connected_forward", "locally_connected_weight_increment")
 
@@ -208,6 +219,9 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_maxpool_forward": {"separable-padded": tuned_pooling.ramp_maxpool_forward_padded,
                              "ramp-then-loops": tuned_pooling.ramp_maxpool_forward_loops,
                              "plane-groups": tuned_pooling.ramp_maxpool_forward_plane_groups},
+    # a sum block's output and the pool above; "in-turn": the backend's ramp_plus, then its maxpool_forward
+    "ramp_plus_maxpool_forward": {"plane-groups": tuned_pooling.ramp_plus_maxpool_forward_plane_groups,
+                                  "in-turn": _ramp_plus_in_turn},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
     "maxpool_ramp_backward": {"loops": tuned_pooling.maxpool_ramp_backward},
     "ramp": {"loops": tuned_activations.ramp},

@@ -14,7 +14,8 @@ names, from the tuned kernel modules:
                                 input error also along padded planes)
     tuned_pooling.py            max pooling, window by window, in a row and a column pass,
                                 or window by window along groups of planes laid out with
-                                the planes last; fused with a ramp's below it
+                                the planes last; fused with a ramp's below it, or with a
+                                sum block's output σ(h) + a
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
     tuned_dropout.py            dropout's training pass: the reference's uniform numbers
                                 drawn a chunk per thread, mask and output in one pass
@@ -138,6 +139,11 @@ def maxpool_backward(dy, cache):
 def ramp_maxpool_forward(h, k, t, slope=DEFAULT_SLOPE):
     """maxpool_forward(σ(h), k, t): a ramp and the pool above it, σ(h) not written out; -> (y, cache).  # SPEC §2"""
     return _run("ramp_maxpool_forward", h, k, t, slope)[0]
+
+
+def ramp_plus_maxpool_forward(h, a, k, t, slope=DEFAULT_SLOPE):
+    """maxpool_forward(σ(h) + a, k, t): a sum block's output and the pool above it, σ(h) + a not written out.  # SPEC §2"""
+    return _run("ramp_plus_maxpool_forward", h, a, k, t, slope)[0]
 
 
 def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):

@@ -223,12 +223,14 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks, through_ramp=False, s=1.0)
 
 
 @njit(parallel=True, cache=True)
-def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, s=1.0):
+def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, s=1.0, addend=None):
     """The maximum of each window and where it is, ``group`` planes at a time laid out with the planes last: -> y, winner.
 
     The (n, c) planes go by groups of ``group``: a group is copied into ``cells``
     (H·W, group), each cell of the image a run of the group's planes (σ applied on the
-    way when ``through_ramp``), and the windows are then taken as
+    way when ``through_ramp``, and then ``addend``'s cell added when one is given: a
+    sum block's σ(h) + a, as ``tuned_activations.ramp_plus`` forms it), and the
+    windows are then taken as
     ``ramp_maxpool_images_last`` takes them along the images: cell by cell in row-major
     order, clipped to the image, one select per plane (no branch, the loop along the
     run vectorises). The first cell sets ``best`` and ``where``, every later one
@@ -252,7 +254,12 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, 
         where = np.empty(group, dtype=np.int32)
         for m in range(L):  # the group's planes, each laid along the cells
             plane = planes[p0 + m]
-            if through_ramp:
+            if addend is not None:
+                extra = addend.reshape(P, H * W)[p0 + m]
+                for q in range(H * W):
+                    cells[q, m] = min(max(s * plane[q], -one), one)  # σ(h), rounded to the dtype,
+                    cells[q, m] = cells[q, m] + extra[q]  # then + a: tuned_activations.ramp_plus's two steps
+            elif through_ramp:
                 for q in range(H * W):
                     cells[q, m] = min(max(s * plane[q], -one), one)  # tuned_activations.ramp's expression
             else:
@@ -469,6 +476,17 @@ def maxpool_forward_plane_groups(x, k, t, group=None, through_ramp=False, slope=
 def ramp_maxpool_forward_plane_groups(h, k, t, slope=DEFAULT_SLOPE, group=None):
     """maxpool_forward(σ(h), k, t), σ applied as ``maxpool_plane_groups`` lays each group of planes out; -> (y, cache)."""
     return maxpool_forward_plane_groups(h, k, t, group, through_ramp=True, slope=slope)
+
+
+def ramp_plus_maxpool_forward_plane_groups(h, a, k, t, slope=DEFAULT_SLOPE, group=None):
+    """maxpool_forward(σ(h) + a, k, t), σ(h) + a formed as ``maxpool_plane_groups`` lays each group out; -> (y, cache)."""
+    h = np.ascontiguousarray(h)
+    a = np.ascontiguousarray(a, dtype=h.dtype)
+    if a.shape != h.shape:
+        raise ValueError(f"a has shape {a.shape}, h has {h.shape}")
+    y, winner = maxpool_plane_groups(h, k, t, *_windows(h, k, t), group or PLANES_PER_GROUP, True,
+                                     h.dtype.type(slope), a)
+    return y, (winner, h.shape[2:])
 
 
 def ramp_maxpool_forward_loops(h, k, t, slope=DEFAULT_SLOPE):

@@ -21,7 +21,13 @@ from .locally_connected import (
     locally_connected_weight_increment,
     maxpool_ramp_locally_connected_backward,
 )
-from .pooling import maxpool_backward, maxpool_forward, maxpool_ramp_backward, ramp_maxpool_forward
+from .pooling import (
+    maxpool_backward,
+    maxpool_forward,
+    maxpool_ramp_backward,
+    ramp_maxpool_forward,
+    ramp_plus_maxpool_forward,
+)
 
 __all__ = [
     "conv_backward", "conv_forward", "conv_input_error", "conv_weight_increment", "same_padding",
@@ -32,4 +38,5 @@ __all__ = [
     "locally_connected_weight_increment", "locally_connected_ramp_maxpool_forward",
     "maxpool_ramp_locally_connected_backward",
     "maxpool_backward", "maxpool_forward", "maxpool_ramp_backward", "ramp_maxpool_forward",
+    "ramp_plus_maxpool_forward",
 ]

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..activations import DEFAULT_SLOPE, ramp, ramp_backward
+from ..activations import DEFAULT_SLOPE, ramp, ramp_backward, ramp_plus
 
 
 def pool_padding(n, k, t):
@@ -55,18 +55,30 @@ def ramp_maxpool_forward(h, k, t, slope=DEFAULT_SLOPE):
     """maxpool_forward(σ(h), k, t): a ramp and the max pool above it, in a row; -> (y, cache).  # SPEC §2
 
     The two steps of the forward pass as a network takes them where a pool sits right
-    above a ramp (``conv ramp pool``); a compiled backend applies σ as it reads each
+    above a ramp (``ramp pool``); a compiled backend applies σ as it reads each
     plane, without writing σ(h) out. The winners are those of σ(h): cells that the ramp
     saturates tie, and the first of them wins.
     """
     return maxpool_forward(ramp(h, slope), k, t)
 
 
+def ramp_plus_maxpool_forward(h, a, k, t, slope=DEFAULT_SLOPE):
+    """maxpool_forward(σ(h) + a, k, t): a sum block's output and the max pool above it, in a row; -> (y, cache).  # SPEC §2
+
+    The forward pass as a network takes it where a pool sits right above a sum block
+    (``sum[...] pool``, ``deep``): h is the block's second field, a the first ramp's
+    output. A compiled backend forms σ(h) + a as it reads each plane, without writing
+    it out. The pool's backward pass is ``maxpool_backward``'s, as after
+    ``maxpool_forward``.
+    """
+    return maxpool_forward(ramp_plus(h, a, slope), k, t)
+
+
 def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
     """δ = (maxpool_backward of dy) ⊙ σ'(h): the error through a max pool and the ramp below it.  # SPEC §3
 
     ``h`` is the ramp's input. The two steps of the backward pass in a row, as a network
-    takes them where a pool sits right above a ramp (``conv ramp pool``); a compiled
+    takes them where a pool sits right above a ramp (``ramp pool``); a compiled
     backend does both in one pass over each plane.
     """
     return ramp_backward(maxpool_backward(dy, cache), h, slope)
