@@ -282,12 +282,14 @@ print(tuned_untied_block.__doc__)
 
 # %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
-# pool`: `Backend.conv_ramp_maxpool_forward` and `maxpool_ramp_conv_backward`). There
-# the layout is not what costs: the direct loops make an image's 32 planes at a time,
-# and the pool is taken from them while they are still in cache, so h is never written
-# out, and the increment forms δ plane by plane from the pool's winners, so δ is not
-# either (`hebbref/kernels/tuned_conv_block.py`). In the tied network trained above,
-# the first layer went as one step:
+# pool`: `Backend.conv_ramp_maxpool_forward` and `maxpool_ramp_conv_backward`). Its
+# kernels keep the library's layout; what the block saves is writing arrays out and
+# reading them back. The direct loops make one image's 32 planes at a time and the pool
+# is taken from them while they are still in cache, so h is never written out; the
+# increment forms δ plane by plane from the pool's winners, so δ is not either
+# (`hebbref/kernels/tuned_conv_block.py`; BENCHMARKS.md times the block against the
+# three steps in a row). In the tied network trained above, the first layer went as
+# one step:
 
 # %%
 assert networks["numba"].layers[0].in_block and networks["numpy"].layers[0].in_block
