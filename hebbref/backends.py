@@ -95,7 +95,7 @@ class Backend:
             "conv_backward": partial(_error_then_increment, self),
             "maxpool_ramp_backward": partial(_pool_then_ramp, self),
             "ramp_maxpool_forward": partial(_ramp_then_pool, self),
-            "ramp_plus_maxpool_forward": partial(_ramp_plus_then_pool, self),
+            "ramp_plus_maxpool_forward": partial(ramp_plus_then_pool, self),
             "conv_ramp_maxpool_forward": partial(layer_then_pool, self, "conv_forward"),
             "maxpool_ramp_conv_backward": partial(pool_then_increment, self, "conv_weight_increment"),
             "locally_connected_ramp_maxpool_forward": partial(layer_then_pool, self, "locally_connected_forward"),
@@ -122,7 +122,7 @@ def _ramp_then_pool(backend, h, k, t, slope):
     return backend.maxpool_forward(backend.ramp(h, slope), k, t)
 
 
-def _ramp_plus_then_pool(backend, h, a, k, t, slope):
+def ramp_plus_then_pool(backend, h, a, k, t, slope):
     """``backend``'s ramp_plus, then its maxpool_forward: the default ramp_plus_maxpool_forward."""
     return backend.maxpool_forward(backend.ramp_plus(h, a, slope), k, t)
 

@@ -431,9 +431,14 @@ class SumBlock(Layer):
     def sends_error(self, value):
         self.conv_a.sends_error = value
 
-    def forward(self, x, train=False):
+    def _a_and_h_b(self, x, train):
+        """a = σ(conv_a(x)) and the second field h_b = conv_b(a), the steps both forward passes share."""
         a = self.ramp_a.forward(self.conv_a.forward(x, train))
-        return self.ramp_b.forward_plus(self.conv_b.forward(a, train), a)  # b + a, b = σ(h_b)
+        return a, self.conv_b.forward(a, train)
+
+    def forward(self, x, train=False):
+        a, h_b = self._a_and_h_b(x, train)
+        return self.ramp_b.forward_plus(h_b, a)  # b + a, b = σ(h_b)
 
     def forward_with_pool(self, x, pool, train=False):
         """pool.forward(self.forward(x)), the block's output b + a formed as the pool reads it and not kept.
@@ -441,8 +446,8 @@ class SumBlock(Layer):
         The backend's ``ramp_plus_maxpool_forward``; the pool's cache is that of its own
         forward pass, so the backward pass is the two layers' own.
         """
-        a = self.ramp_a.forward(self.conv_a.forward(x, train))
-        h_b = self.ramp_b.h = self.conv_b.forward(a, train)
+        a, h_b = self._a_and_h_b(x, train)
+        self.ramp_b.h = h_b  # as forward_plus keeps it, for σ'(h_b) in the backward pass
         y, pool.cache = self.ops.ramp_plus_maxpool_forward(h_b, a, pool.window, pool.stride, self.ramp_b.slope)
         return y
 

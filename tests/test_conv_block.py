@@ -23,7 +23,7 @@ import hebbref
 from hebbref import activations, layers
 from hebbref.backends import get_backend
 from hebbref.experiments.probes import probe
-from hebbref.kernels import plan, tuned, tuned_conv_block, tuned_conv_direct
+from hebbref.kernels import plan, tuned, tuned_conv_direct
 
 from comparisons import assert_close, tolerance
 from block_checks import bits, block_cases, block_input, formed, run_path

@@ -102,7 +102,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ..backends import layer_then_pool, pool_then_increment
+from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
 from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
                tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
 
@@ -176,10 +176,11 @@ def _in_turn(forward, increment):
 
 
 def _ramp_plus_in_turn(h, a, k, t, slope):
-    """The "in-turn" path of ``ramp_plus_maxpool_forward``: the tuned backend's ramp_plus, then its maxpool_forward."""
+    """The "in-turn" path of ``ramp_plus_maxpool_forward``: the tuned backend's ramp_plus, then its maxpool_forward
+    (``backends.ramp_plus_then_pool``, the Backend's default)."""
     from . import tuned
 
-    return tuned.maxpool_forward(tuned.ramp_plus(h, a, slope), k, t)
+    return ramp_plus_then_pool(tuned, h, a, k, t, slope)
 
 
 _CONV_IN_TURN = _in_turn("conv_forward", "conv_weight_increment")
