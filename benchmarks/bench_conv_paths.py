@@ -51,9 +51,12 @@ pass and backward pass to δ and G, by every candidate ``plan.candidates`` lists
 ``conv_ramp_maxpool_forward`` and ``locally_connected_ramp_maxpool_forward`` on all
 threads: interleaved, with the best and median of each and the median over rounds of
 the ratio within a round to the ``in-turn`` path (the backend's functions one after
-the other).
+the other). With ``--against REV`` too, REV's path of the same name and block size (from
+REV's ``plan``) runs in the same rounds, and each row gives the median over rounds of
+this tree's time over REV's.
 """
 import argparse
+import functools
 import importlib
 import os
 import statistics
@@ -330,34 +333,59 @@ def together_table(batch, repeats, rng):
 BLOCKS = [("simple {kind} ramp pool", 1, 32, 28, 5, 3, 2), ("deep 1a as {kind}, ramp, pool3s3", 3, 16, 32, 3, 3, 3)]
 
 
-def block_table(batch, repeats, rng):
-    """Every candidate path of the tied and the untied block, forward and backward, against the in-turn path, interleaved."""
+def block_table(batch, repeats, rng, revision=None):
+    """Every candidate path of the tied and the untied block, forward and backward, against the in-turn path, interleaved.
+
+    With ``revision``, that revision's path of the same name and block size (its
+    ``plan.PATHS`` and the backward pass it pairs with each) runs in the same rounds, and
+    each row gives its times and the median over rounds of this tree's time over it.
+    """
+    base = modules_at(revision, ("plan",))[0] if revision else None
+    against = f" | {revision}: best / median (ms) | median of the rounds' ratios this / {revision}" if base else ""
     print(f"\n### a conv or untied layer, its ramp and the pool above, forward and backward (δ and G); "
           f"{repeats} interleaved rounds\n")
-    print("| block (N, C_in→C_out, H×W, k; pool) | path | best / median (ms) | median of the rounds' ratios to in-turn |")
-    print("|---|---|---:|---:|")
+    print("| block (N, C_in→C_out, H×W, k; pool) | path | best / median (ms) | median of the rounds' ratios to in-turn"
+          f"{against} |")
+    print("|---|---|---:|---:|" + ("---:|---:|" if base else ""))
     every = numba.get_num_threads()
     for equation, kind in (("conv_ramp_maxpool_forward", "conv"), ("locally_connected_ramp_maxpool_forward", "lc")):
         for name, c_in, c_out, size, k, window, stride in BLOCKS:
             x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
             locations = (size, size) if kind == "lc" else ()
             W = (rng.standard_normal(locations + (c_out, c_in, k, k)) / k).astype(np.float32)
+
+            def block_call(forward, backward):
+                def call():
+                    y, _, _, cache = forward(x, W, window, stride, 0.5)
+                    backward(np.ones_like(y), cache, 0.5)
+                return call
             calls = {}
             for label, candidate in plan.candidates(equation).items():
-                if candidate.threads == every:
-                    forward = plan.path_function(equation, candidate)
-                    backward = plan.BLOCK_BACKWARD[equation][candidate.path]
-
-                    def call(forward=forward, backward=backward):
-                        y, _, _, cache = forward(x, W, window, stride, 0.5)
-                        backward(np.ones_like(y), cache, 0.5)
-                    calls[label.rsplit("/", 1)[0]] = call
+                if candidate.threads != every:
+                    continue
+                label = label.rsplit("/", 1)[0]
+                calls[("this", label)] = block_call(plan.path_function(equation, candidate),
+                                                    plan.BLOCK_BACKWARD[equation][candidate.path])
+                paths = getattr(base, "PATHS", {}).get(equation, {})
+                backward = getattr(base, "BLOCK_BACKWARD", {}).get(equation, {}).get(candidate.path)
+                if candidate.path in paths and backward is not None:
+                    forward = paths[candidate.path]
+                    if candidate.block is not None:
+                        forward = functools.partial(forward, **{base.BLOCKS[candidate.path][1]: candidate.block})
+                    calls[("base", label)] = block_call(forward, backward)
             times = interleaved_times(calls, repeats)
-            base = times["in-turn"]
-            for label, ts in times.items():
-                paired = statistics.median(b / a for a, b in zip(base, ts))
-                print(f"| {name.format(kind=kind)} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; "
-                      f"pool{window}s{stride}) | {label} | {min(ts):.1f} / {statistics.median(ts):.1f} | {paired:.2f} |")
+            in_turn = times[("this", "in-turn")]
+            for (tree, label), ts in times.items():
+                if tree != "this":
+                    continue
+                paired = statistics.median(b / a for a, b in zip(in_turn, ts))
+                row = (f"| {name.format(kind=kind)} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; "
+                       f"pool{window}s{stride}) | {label} | {min(ts):.1f} / {statistics.median(ts):.1f} | {paired:.2f}")
+                if base is not None:
+                    before = times.get(("base", label))
+                    row += (f" | {min(before):.1f} / {statistics.median(before):.1f} | "
+                            f"{statistics.median(a / b for a, b in zip(ts, before)):.2f}" if before else " | | ")
+                print(row + " |")
 
 
 def main():
@@ -419,7 +447,7 @@ def main():
     if args.together:
         together_table(args.batch, args.repeats, rng)
     if args.block:
-        block_table(args.batch, args.repeats, rng)
+        block_table(args.batch, args.repeats, rng, args.against)
     if args.pools:
         pools_table(args.batch, args.repeats, rng, args.against)
     if args.against:

@@ -13,6 +13,7 @@
 (whole networks that take the block are held to the reference backend in
 tests/test_conv_block.py, with the tied block).
 """
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -95,8 +96,8 @@ def test_the_pool_kernels_along_the_images_equal_those_along_the_planes(case, dt
     y_planes, (winner_planes, _) = plan.PATHS["ramp_maxpool_forward"]["ramp-then-loops"](h, k, t, slope)
     top, left, ho, wo = tuned_pooling._windows(h, k, t)
     h_last = tuned_untied_block.images_last(h)
-    y_last, winner_last = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, ho, wo, h.dtype.type(slope))
-    np.testing.assert_array_equal(bits(tuned_untied_block.images_first(y_last)), bits(y_planes))
+    y, winner_last = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, ho, wo, h.dtype.type(slope))
+    np.testing.assert_array_equal(bits(y), bits(y_planes))
     # the same cells win; a winner where the ramp saturates is marked -1 - its index
     marks = tuned_untied_block.images_first(winner_last)
     np.testing.assert_array_equal(np.where(marks < 0, -1 - marks, marks), winner_planes)
@@ -107,6 +108,25 @@ def test_the_pool_kernels_along_the_images_equal_those_along_the_planes(case, dt
                                                                  hh, w, k, t, top, left, h.dtype.type(slope))
     delta_planes = tuned.maxpool_ramp_backward(dy, (winner_planes, (hh, w)), h, slope)
     np.testing.assert_array_equal(bits(tuned_untied_block.images_first(delta_last)), bits(delta_planes))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 2), (1, 7), (7, 1), (5, 5), (4, 2 * tuned_locally_connected.PART_MOST + 3),
+                                   (2 * tuned_locally_connected.PART_MOST + 3, 4), (50, 61)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_the_transposition_by_parts_equals_the_transpose(shape, dtype, threads):
+    """``batch_last`` cuts the longer axis into parts: every shape, wide or tall, more parts than numbers, one thread or two."""
+    a = np.arange(np.prod(shape)).reshape(shape).astype(dtype)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        out = tuned_locally_connected.batch_last(a)
+    finally:
+        numba.set_num_threads(previous)
+    assert out.dtype == a.dtype and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, a.T)
+    x = a.reshape(shape[0], 1, 1, shape[1])
+    np.testing.assert_array_equal(tuned_untied_block.images_first(tuned_untied_block.images_last(x)), x)
 
 
 def test_the_reference_block_is_its_three_functions_in_a_row():

@@ -335,7 +335,7 @@ def scatter_to_winners_ramp(dy, winner, h, s):
 
 @njit(parallel=True, cache=True)
 def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
-    """y = max over each window of σ(h), σ(h) = clip(s·h, -1, 1), with the images last: (C, H, W, N) -> y, winner (C, Ho, Wo, N).
+    """y = max over each window of σ(h), σ(h) = clip(s·h, -1, 1), h with the images last: (C, H, W, N) -> y (N, C, Ho, Wo), winner (C, Ho, Wo, N).
 
     Each window's cells in row-major order, clipped to the image; each cell is a run
     of N images, so the first cell sets ``best`` and ``where`` for all of them and every
@@ -343,24 +343,32 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
     branch): the first maximum in row-major order wins, as in ``maxpool_windows``.
     ``winner`` holds the cell's flat index r·W + q in its (H, W) plane where σ'(h) = s
     there (|s·h| <= 1), and -1 - r·W - q where the ramp saturates (σ' = 0), so that the
-    backward pass (``maxpool_ramp_backward_images_last``) needs no h. One parallel
-    iteration per channel and row of windows.
+    backward pass (``maxpool_ramp_backward_images_last``) needs no h; it stays with the
+    images last, as that pass reads it. y goes out with the images first, the layout
+    of the layers above: one parallel iteration per channel, whose plane of maxima
+    (Ho·Wo runs of N images) is then written image by image, each image's plane a
+    contiguous run of y, while the maxima are in cache (no transposition of y after).
     """
     C, H, W, N = h.shape
-    y = np.empty((C, Ho, Wo, N), dtype=h.dtype)
+    y = np.empty((N, C, Ho * Wo), dtype=h.dtype)
     winner = np.empty((C, Ho, Wo, N), dtype=np.int32)
-    for job in prange(C * Ho):
-        c, u = job // Ho, job % Ho
-        r0 = u * t - top
-        for v in range(Wo):
-            s0 = v * t - left
-            best, where = y[c, u, v], winner[c, u, v]
-            first = True
-            for r in range(max(r0, 0), min(r0 + k, H)):
-                for q in range(max(s0, 0), min(s0 + k, W)):
-                    keep_larger_of_ramp(best, where, h[c, r, q], np.int32(r * W + q), s, first)
-                    first = False
-    return y, winner
+    for c in prange(C):
+        maxima = np.empty((Ho * Wo, N), dtype=h.dtype)
+        for u in range(Ho):
+            r0 = u * t - top
+            for v in range(Wo):
+                s0 = v * t - left
+                best, where = maxima[u * Wo + v], winner[c, u, v]
+                first = True
+                for r in range(max(r0, 0), min(r0 + k, H)):
+                    for q in range(max(s0, 0), min(s0 + k, W)):
+                        keep_larger_of_ramp(best, where, h[c, r, q], np.int32(r * W + q), s, first)
+                        first = False
+        for n in range(N):
+            plane = y[n, c]
+            for p in range(Ho * Wo):
+                plane[p] = maxima[p, n]
+    return y.reshape(N, C, Ho, Wo), winner
 
 
 @njit(cache=True, inline="always")

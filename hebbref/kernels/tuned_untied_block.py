@@ -17,8 +17,8 @@ backward pass reads no h:
 
     xp = x padded, laid out batch last (C_in, Hp, Wp, N)         tuned_locally_connected._batch_last
     h_last = the untied sums, left images last                   tuned_locally_connected.forward_images_last
-    y_last, winner = the pool of σ(h_last), along the images      tuned_pooling.ramp_maxpool_images_last
-    y = y_last laid out (N, C, Ho, Wo)                            tuned_locally_connected.batch_last
+    y, winner = the pool of σ(h_last), along the images, y
+        written out (N, C, Ho, Wo) channel by channel             tuned_pooling.ramp_maxpool_images_last
     dy_last = dy laid out images last                             tuned_locally_connected.batch_last
     G = Σ_n δ xpᵀ, each row of δ (the winners' errors ⊙ σ', along
         the images) formed as the increment reaches it              increment_from_winners
@@ -129,9 +129,9 @@ def forward_images_last_path(x, W, k, t, slope, tile_size=None):
     x_last = _batch_last(xp)
     h_last = forward_images_last(x_last, W, tile_size)
     top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
-    y_last, winner = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, Ho, Wo, h_last.dtype.type(slope))
+    y, winner = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, Ho, Wo, h_last.dtype.type(slope))
     cache = ImagesLast(x_last, h_last, winner, (k, t, top, left), tile_size)
-    return images_first(y_last), xp, lambda: images_first(h_last), cache
+    return y, xp, lambda: images_first(h_last), cache
 
 
 def backward_images_last_path(dy, cache, slope):
