@@ -20,14 +20,14 @@ backward pass reads no h:
     y, winner = the pool of σ(h_last), along the images, y
         written out (N, C, Ho, Wo) channel by channel             tuned_pooling.ramp_maxpool_images_last
     dy_last = dy laid out images last                             tuned_locally_connected.batch_last
-    G = Σ_n δ xpᵀ, each row of δ (the winners' errors ⊙ σ', along
-        the images) formed as the increment reaches it              increment_from_winners
+    G = Σ_n δ xpᵀ, each location's δ (the winners' errors ⊙ σ',
+        along the images) formed as the increment reaches it         increment_from_winners
 
 The layers' own h (the ramp's input) and δ (the untied layer's), in the (N, C, H, W)
 layout of the rest of the library, are formed only when something asks for them (a
 probe, a direct-feedback rule, the input error of a layer that is not the first):
 the path returns them as functions of no arguments (δ by
-``tuned_pooling.maxpool_ramp_backward_images_last``, the same numbers as the rows
+``tuned_pooling.maxpool_ramp_backward_images_last``, the same numbers as those
 ``increment_from_winners`` forms).
 
 ``in-turn``: the tuned backend's own functions in a row (its untied forward pass and
@@ -44,9 +44,8 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from . import tuned_pooling
-from .tuned_conv_direct import FASTMATH, pad_spatial
-from .tuned_locally_connected import RUN_PAD, _batch_last, batch_last, batch_last_taps, forward_images_last, \
-    row_products
+from .tuned_conv_direct import FASTMATH, add_products, pad_spatial
+from .tuned_locally_connected import RUN_PAD, _batch_last, batch_last, batch_last_taps, forward_images_last
 
 # images per tile of the untied sums and increment, by default: the whole batch of 500 in one tile was
 # the fastest of 128, 256 and 512 for untied simple's block on the 2-core Xeon of BENCHMARKS.md
@@ -79,44 +78,55 @@ def images_last(a):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s, tile_size, zero):
-    """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b], δ formed row by row from the pool's errors: -> (H, W, C_out, C_in, k, k).
+    """G[i,j,o,c,a,b] = Σ_n δ[n,o,i,j] xp[n,c,i+a,j+b], δ formed location by location from the pool's errors: -> (H, W, C_out, C_in, k, k).
 
     ``dy`` and ``winner`` with the images last, (C_out, Ho, Wo, N), ``winner`` as
     ``tuned_pooling.ramp_maxpool_images_last`` marks it; ``x_last`` is xp batch last.
     One parallel iteration per row i of locations, as in
-    ``tuned_locally_connected.weight_increment_batch_last``; tile by tile, row i of δ is
-    formed in ``d`` (C_out, W, images) from the windows that reach row i, in row-major
-    order, as ``tuned_pooling.maxpool_ramp_backward_images_last`` forms it (the same
-    numbers), and ``row_products`` adds the tile's share of every increment of the row.
-    δ itself is never written out.
+    ``tuned_locally_connected.weight_increment_batch_last``. Tile by tile, each
+    location's δ, every channel along the tile's images, is formed in ``d`` (C_out,
+    images) from the windows that hold the location (at most ⌈k/t⌉² of them), in
+    row-major order, as ``tuned_pooling.maxpool_ramp_backward_images_last`` forms it
+    (the same numbers), and ``add_products`` adds the location's increments, two
+    channels at a time, while d is in cache. δ itself is never written out.
     """
     O, Ho, Wo, N = dy.shape
     C, Hp, Wp, _ = x_last.shape
     taps = batch_last_taps(C, Hp, Wp, k, N)
     x_flat = x_last.reshape(-1)
     T = C * k * k
-    run = tile_size + RUN_PAD
     G = np.zeros((H, W, O, T), dtype=dy.dtype)
     for i in prange(H):
-        d = np.empty((O, W, run), dtype=dy.dtype)
-        scratch = np.zeros(T, dtype=dy.dtype)
-        u_first = max(0, -((pool_k - 1 - i - top) // t))  # the first window whose rows reach row i
-        u_last = min(Ho - 1, (i + top) // t)  # and the last
+        d = np.empty((O, tile_size + RUN_PAD), dtype=dy.dtype)
+        scratch = np.zeros(T, dtype=dy.dtype)  # the twin sums of an odd last channel, dropped
+        u_first, u_last = windows_holding(i, pool_k, t, top, Ho)
         for n0 in range(0, N, tile_size):
             L = min(tile_size, N - n0)
-            d[:] = 0
-            for c in range(O):
-                for u in range(u_first, u_last + 1):
-                    for v in range(Wo):
-                        s0 = v * t - left
-                        errors, where = dy[c, u, v, n0 : n0 + L], winner[c, u, v, n0 : n0 + L]
-                        for q in range(max(s0, 0), min(s0 + pool_k, W)):
-                            cells, label = d[c, q], np.int32(i * W + q)
+            for j in range(W):
+                v_first, v_last = windows_holding(j, pool_k, t, left, Wo)
+                label = np.int32(i * W + j)
+                for c in range(O):
+                    cells = d[c, :L]
+                    cells[:] = 0
+                    for u in range(u_first, u_last + 1):
+                        for v in range(v_first, v_last + 1):
+                            errors, where = dy[c, u, v, n0 : n0 + L], winner[c, u, v, n0 : n0 + L]
                             for m in range(L):  # vectorised
                                 cells[m] += errors[m] if where[m] == label else zero
-                d[c] *= s
-            row_products(G, i, d.reshape(-1), 0, W * run, run, x_flat, taps, Wp, N, n0, L, scratch, zero)
+                    for m in range(L):
+                        cells[m] *= s
+                x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
+                for o in range(0, O, 2):
+                    o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
+                    twin = G[i, j, o2] if o2 != o else scratch
+                    add_products(G[i, j, o], twin, d[o, :L], d[o2, :L], x, taps, L, zero)
     return G.reshape(H, W, O, C, k, k)
+
+
+@njit(cache=True)
+def windows_holding(i, k, t, before, count):
+    """(first, last): the windows of a k-wide pool at stride t, ``before`` cells of padding before, that hold cell i."""
+    return max(0, -((k - 1 - i - before) // t)), min(count - 1, (i + before) // t)
 
 
 def forward_images_last_path(x, W, k, t, slope, tile_size=None):
