@@ -366,12 +366,12 @@ def block_table(batch, repeats, rng, revision=None):
                 label = label.rsplit("/", 1)[0]
                 calls[("this", label)] = block_call(plan.path_function(equation, candidate),
                                                     plan.BLOCK_BACKWARD[equation][candidate.path])
-                paths = getattr(base, "PATHS", {}).get(equation, {})
+                forward = getattr(base, "PATHS", {}).get(equation, {}).get(candidate.path)
                 backward = getattr(base, "BLOCK_BACKWARD", {}).get(equation, {}).get(candidate.path)
-                if candidate.path in paths and backward is not None:
-                    forward = paths[candidate.path]
+                block = getattr(base, "BLOCKS", {}).get(candidate.path)
+                if forward is not None and backward is not None and (candidate.block is None or block):
                     if candidate.block is not None:
-                        forward = functools.partial(forward, **{base.BLOCKS[candidate.path][1]: candidate.block})
+                        forward = functools.partial(forward, **{block[1]: candidate.block})
                     calls[("base", label)] = block_call(forward, backward)
             times = interleaved_times(calls, repeats)
             in_turn = times[("this", "in-turn")]

@@ -111,8 +111,9 @@ def test_the_pool_kernels_along_the_images_equal_those_along_the_planes(case, dt
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 2), (1, 7), (7, 1), (5, 5), (4, 2 * tuned_locally_connected.PART_MOST + 3),
-                                   (2 * tuned_locally_connected.PART_MOST + 3, 4), (50, 61)])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 2), (1, 7), (7, 1), (5, 5), (50, 61),
+                                   (4, 2 * tuned_locally_connected.PART_MOST + 3),
+                                   (2 * tuned_locally_connected.PART_MOST + 3, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_the_transposition_by_parts_equals_the_transpose(shape, dtype, threads):
     """``batch_last`` cuts the longer axis into parts: every shape, wide or tall, more parts than numbers, one thread or two."""
