@@ -34,8 +34,20 @@ Every public function takes and returns exactly what its NumPy twin takes and re
 (same shapes, same dtype); the cache a forward returns is private to its backend.
 The process settings the tuned tier wants (threads, allocator, SciPy's BLAS) are made
 by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on import.
-Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
+Compiled kernels are cached on disk by Numba, and dropped when any file of this folder
+changes (``disk_cache.py``). Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
 (tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_block.py``,
 ``test_untied_block.py`` and ``test_kernels_shifted.py`` for single modules), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
+from . import disk_cache  # noqa: E402
+from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted,  # noqa: E402
+               tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
+
+# the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
+# each process). Before any kernel runs, drop those that Numba kept from another version of
+# this folder's source: it checks only each function's own file (disk_cache.py says why
+# that is not enough)
+CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
+                  tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
+disk_cache.keep_in_step(CACHED_MODULES)

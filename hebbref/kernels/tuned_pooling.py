@@ -393,44 +393,55 @@ def keep_larger_of_ramp(best, where, cells, label, s, first):
 def maxpool_ramp_backward_images_last(dy, winner, H, W, k, t, top, left, s):
     """δ = (dy sent to each window's winner) ⊙ σ'(h), with the images last: (C, Ho, Wo, N) -> (C, H, W, N).
 
-    ``winner`` as ``ramp_maxpool_images_last`` marks it. Windows in row-major order;
-    each adds its error to every cell of its (clipped) window, for the images whose
-    unsaturated winner that cell is (a select per image), so each cell sums the errors
-    of the windows it wins in the order ``scatter_plane`` adds them; then δ = e·s. A
-    cell where the ramp saturates sums no error and ends at 0, as σ' = 0 makes it in
-    ``scatter_to_winners_ramp``: the same numbers, without reading h. A row of cells is
-    zeroed just before the first window that reaches it and multiplied by s as soon as
-    no later window can reach it, while it is in cache. One parallel iteration per channel.
+    ``winner`` as ``ramp_maxpool_images_last`` marks it. Cell by cell, each a run of N
+    images: ``delta_at`` sums the errors of the windows the cell wins and multiplies
+    by s, reading no h. One parallel iteration per channel.
     """
     C, Ho, Wo, N = dy.shape
     delta = np.empty((C, H, W, N), dtype=dy.dtype)
     zero = dy.dtype.type(0)  # a bare 0 would make the selects, and the loops, float64
     for c in prange(C):
-        e = delta[c]
-        zeroed = done = 0  # rows [0, zeroed) zeroed; rows [0, done) final, multiplied by s
-        for u in range(Ho):
-            r0 = u * t - top
-            while zeroed < min(r0 + k, H):
-                e[zeroed] = 0
-                zeroed += 1
-            for v in range(Wo):
-                s0 = v * t - left
-                errors, where = dy[c, u, v], winner[c, u, v]
-                for r in range(max(r0, 0), min(r0 + k, H)):
-                    for q in range(max(s0, 0), min(s0 + k, W)):
-                        cells, label = e[r, q], np.int32(r * W + q)
-                        for m in range(N):  # vectorised
-                            cells[m] += errors[m] if where[m] == label else zero
-            while done < min(r0 + t, zeroed):  # later windows start at row r0 + t or below
-                e[done] *= s
-                done += 1
-        while zeroed < H:  # rows no window reaches
-            e[zeroed] = 0
-            zeroed += 1
-        while done < H:
-            e[done] *= s
-            done += 1
+        for i in range(H):
+            rows = windows_holding(i, k, t, top, Ho)
+            for j in range(W):
+                delta_at(dy, winner, c, i, j, W, rows, windows_holding(j, k, t, left, Wo), 0, s, zero, delta[c, i, j])
     return delta
+
+
+@njit(cache=True, inline="always")
+def delta_at(dy, winner, c, i, j, W, rows, columns, n0, s, zero, cells):
+    """cells[m] = s · Σ dy[c, u, v, n0 + m] over the windows (u, v) whose winner for image n0 + m is cell (i, j).
+
+    dy and ``winner`` with the images last, (C, Ho, Wo, N), ``winner`` as
+    ``ramp_maxpool_images_last`` marks it; ``rows`` and ``columns`` are the (first,
+    last) windows that hold row i and column j (``windows_holding``); ``cells`` the run
+    of images to fill. The windows are taken in row-major order, so each cell sums its
+    errors in the order ``scatter_plane`` adds them; a select per image, no branch. A
+    cell where the ramp saturates was marked -1 - its index, wins no error and ends at
+    0, as σ' = 0 makes it in ``scatter_to_winners_ramp``. Used by
+    ``maxpool_ramp_backward_images_last`` and by the untied block's increment
+    (``tuned_untied_block.increment_from_winners``): one form of δ for both.
+    """
+    L = cells.size
+    label = np.int32(i * W + j)
+    for m in range(L):
+        cells[m] = zero
+    for u in range(rows[0], rows[1] + 1):
+        for v in range(columns[0], columns[1] + 1):
+            errors, where = dy[c, u, v, n0 : n0 + L], winner[c, u, v, n0 : n0 + L]
+            for m in range(L):  # vectorised
+                cells[m] += errors[m] if where[m] == label else zero
+    for m in range(L):
+        cells[m] *= s
+
+
+@njit(cache=True)
+def windows_holding(i, k, t, before, count):
+    """(first, last): the windows of a k-wide pool at stride t, ``before`` cells of padding before, that hold cell i.
+
+    first > last where no window holds it.
+    """
+    return max(0, -((k - 1 - i - before) // t)), min(count - 1, (i + before) // t)
 
 
 def _windows(x, k, t):

@@ -27,8 +27,8 @@ The layers' own h (the ramp's input) and δ (the untied layer's), in the (N, C, 
 layout of the rest of the library, are formed only when something asks for them (a
 probe, a direct-feedback rule, the input error of a layer that is not the first):
 the path returns them as functions of no arguments (δ by
-``tuned_pooling.maxpool_ramp_backward_images_last``, the same numbers as those
-``increment_from_winners`` forms).
+``tuned_pooling.maxpool_ramp_backward_images_last``; it and ``increment_from_winners``
+form each location's δ with one function, ``tuned_pooling.delta_at``).
 
 ``in-turn``: the tuned backend's own functions in a row (its untied forward pass and
 increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan
@@ -44,6 +44,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from . import tuned_pooling
+from .tuned_pooling import delta_at, windows_holding
 from .tuned_conv_direct import FASTMATH, add_products, pad_spatial
 from .tuned_locally_connected import RUN_PAD, _batch_last, batch_last, batch_last_taps, forward_images_last
 
@@ -85,10 +86,10 @@ def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s,
     One parallel iteration per row i of locations, as in
     ``tuned_locally_connected.weight_increment_batch_last``. Tile by tile, each
     location's δ, every channel along the tile's images, is formed in ``d`` (C_out,
-    images) from the windows that hold the location (at most ⌈k/t⌉² of them), in
-    row-major order, as ``tuned_pooling.maxpool_ramp_backward_images_last`` forms it
-    (the same numbers), and ``add_products`` adds the location's increments, two
-    channels at a time, while d is in cache. δ itself is never written out.
+    images) from the windows that hold the location (at most ⌈k/t⌉² of them) by
+    ``tuned_pooling.delta_at``, the function that forms the deferred δ
+    (``maxpool_ramp_backward_images_last``), and ``add_products`` adds the location's
+    increments, two channels at a time, while d is in cache. δ itself is never written out.
     """
     O, Ho, Wo, N = dy.shape
     C, Hp, Wp, _ = x_last.shape
@@ -99,34 +100,19 @@ def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s,
     for i in prange(H):
         d = np.empty((O, tile_size + RUN_PAD), dtype=dy.dtype)
         scratch = np.zeros(T, dtype=dy.dtype)  # the twin sums of an odd last channel, dropped
-        u_first, u_last = windows_holding(i, pool_k, t, top, Ho)
+        rows = windows_holding(i, pool_k, t, top, Ho)
         for n0 in range(0, N, tile_size):
             L = min(tile_size, N - n0)
             for j in range(W):
-                v_first, v_last = windows_holding(j, pool_k, t, left, Wo)
-                label = np.int32(i * W + j)
+                columns = windows_holding(j, pool_k, t, left, Wo)
                 for c in range(O):
-                    cells = d[c, :L]
-                    cells[:] = 0
-                    for u in range(u_first, u_last + 1):
-                        for v in range(v_first, v_last + 1):
-                            errors, where = dy[c, u, v, n0 : n0 + L], winner[c, u, v, n0 : n0 + L]
-                            for m in range(L):  # vectorised
-                                cells[m] += errors[m] if where[m] == label else zero
-                    for m in range(L):
-                        cells[m] *= s
+                    delta_at(dy, winner, c, i, j, W, rows, columns, n0, s, zero, d[c, :L])
                 x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
                 for o in range(0, O, 2):
                     o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
                     twin = G[i, j, o2] if o2 != o else scratch
                     add_products(G[i, j, o], twin, d[o, :L], d[o2, :L], x, taps, L, zero)
     return G.reshape(H, W, O, C, k, k)
-
-
-@njit(cache=True)
-def windows_holding(i, k, t, before, count):
-    """(first, last): the windows of a k-wide pool at stride t, ``before`` cells of padding before, that hold cell i."""
-    return max(0, -((k - 1 - i - before) // t)), min(count - 1, (i + before) // t)
 
 
 def forward_images_last_path(x, W, k, t, slope, tile_size=None):

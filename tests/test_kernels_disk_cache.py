@@ -1,0 +1,72 @@
+"""Numba's compiled kernels on disk follow the kernels' source, across files (hebbref/kernels/disk_cache.py).
+
+Numba reloads a cached kernel while the kernel's own file is unchanged, even when a
+function it inlines from another file has changed. ``disk_cache.keep_in_step`` drops a
+module's cached kernels when the recorded fingerprint of the whole folder differs.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hebbref.kernels import disk_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# one cached kernel of tuned_pooling, called once: prints whether it came from the disk
+CALL = """
+import json
+from hebbref.kernels import tuned_pooling
+tuned_pooling.windows_holding(3, 3, 2, 1, 14)
+stats = tuned_pooling.windows_holding.stats
+print(json.dumps([sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), stats.cache_path]))
+"""
+
+
+def _call(cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", CALL], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    hits, misses, folder = json.loads(out.stdout.strip().splitlines()[-1])
+    return hits, misses, Path(folder)
+
+
+def test_a_kernel_compiled_from_another_source_is_compiled_again(tmp_path):
+    hits, misses, folder = _call(tmp_path)
+    assert (hits, misses) == (0, 1)  # an empty cache: compiled, then saved
+    assert _call(tmp_path)[:2] == (1, 0)  # the same source: loaded from the disk
+    record = folder / disk_cache.FINGERPRINT_FILE
+    recorded = json.loads(record.read_text())
+    assert recorded["hebbref.kernels.tuned_pooling"] == disk_cache.fingerprint()
+    # as if the kernels had been compiled from another version of the folder (an edit of another file)
+    recorded["hebbref.kernels.tuned_pooling"] = "another source"
+    record.write_text(json.dumps(recorded))
+    assert _call(tmp_path)[:2] == (0, 1)  # dropped, compiled again
+    assert json.loads(record.read_text())["hebbref.kernels.tuned_pooling"] == disk_cache.fingerprint()
+    assert _call(tmp_path)[:2] == (1, 0)  # and saved again
+
+
+def test_the_fingerprint_follows_every_file_of_the_folder(tmp_path):
+    folder = tmp_path / "kernels"
+    shutil.copytree(disk_cache.KERNELS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    before = disk_cache.fingerprint(folder)
+    assert disk_cache.fingerprint(folder) == before
+    pooling = folder / "tuned_pooling.py"
+    pooling.write_text(pooling.read_text().replace("cells[m] *= s", "cells[m] *= -s"))
+    assert disk_cache.fingerprint(folder) != before
+    pooling.unlink()
+    assert disk_cache.fingerprint(folder) != before
+
+
+def test_every_kernel_module_with_cached_kernels_is_kept_in_step():
+    """A new module with cached kernels must join ``CACHED_MODULES`` in hebbref/kernels/__init__.py."""
+    import hebbref.kernels as kernels
+
+    for path in disk_cache.KERNELS.glob("*.py"):
+        if path.stem in ("__init__", "readable_cuda"):  # readable_cuda: numba.cuda, imported only on a GPU
+            continue
+        module = __import__(f"hebbref.kernels.{path.stem}", fromlist=["_"])
+        if disk_cache.cached_kernels(module):
+            assert module in kernels.CACHED_MODULES, f"{module.__name__} is not in CACHED_MODULES"
+    assert disk_cache.cached_kernels(kernels.tuned_pooling)  # the test sees the cached kernels at all
