@@ -156,14 +156,18 @@ def cpu_model():
 
 
 def info(backend=None):
-    """Everything ``hebbref info`` prints, as a dict: versions, backend, threads, CPU, what was changed."""
+    """Everything ``hebbref info`` prints, as a dict: versions, backend, threads, CPU, what was changed.
+
+    "compiled kernels": the folder where Numba caches the tuned kernels, and which modules'
+    kernels were dropped there when this process loaded them (``hebbref.kernels.disk_cache``).
+    """
     import numba
     import numpy
     import scipy
 
     from . import __version__
     from .backends import get_backend
-    from .kernels import plan
+    from .kernels import disk_cache, plan
 
     chosen = get_backend(backend)  # loading the backend applies its process settings
     try:
@@ -180,6 +184,10 @@ def info(backend=None):
         "cpu": {"model": cpu_model(), "cores visible": os.cpu_count()},
         "threads": {"numba": numba.get_num_threads(), "threading layer": layer},
         "process settings changed": list(CHANGES),
+        "compiled kernels": {
+            f"cache folder {folder}": (f"dropped in this process, their source changed: {', '.join(dropped)}" if dropped
+                                       else "none dropped: recorded as compiled from this source")
+            for folder, dropped in disk_cache.FOLDERS.items()},
         "plans": {"timing": plan.timing_enabled(), "cache file": str(plan.cache_file()),
                   "machine": plan.machine(), "stored for this machine": len(plan.stored_plans()),
                   "chosen in this process": plan.chosen_in_this_process()},

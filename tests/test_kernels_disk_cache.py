@@ -45,6 +45,15 @@ def test_a_kernel_compiled_from_another_source_is_compiled_again(tmp_path):
     assert _call(tmp_path)[:2] == (0, 1)  # dropped, compiled again
     assert json.loads(record.read_text())["hebbref.kernels.tuned_pooling"] == disk_cache.fingerprint()
     assert _call(tmp_path)[:2] == (1, 0)  # and saved again
+    # hebbref info says which were dropped
+    recorded["hebbref.kernels.tuned_pooling"] = "another source"
+    record.write_text(json.dumps(recorded))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    info = [sys.executable, "-m", "hebbref", "info", "--backend", "numba"]
+    out = subprocess.run(info, env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert f"cache folder {folder}: dropped in this process, their source changed: hebbref.kernels.tuned_pooling\n" in out
+    out = subprocess.run(info, env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert f"cache folder {folder}: none dropped" in out
 
 
 def test_the_fingerprint_follows_every_file_of_the_folder(tmp_path):

@@ -80,7 +80,8 @@ def test_hebbref_info_reports_versions_backend_threads_cpu_and_changes():
     out = subprocess.run([sys.executable, "-m", "hebbref", "info", "--backend", "numba"], env=environment,
                          capture_output=True, text=True, check=True).stdout
     for expected in ("versions:", "numba:", "backend: numba", "cpu:", "model:", "threads:",
-                     "process settings changed:", "[applied] Numba's OpenMP threads", "plans:"):
+                     "process settings changed:", "[applied] Numba's OpenMP threads", "compiled kernels:",
+                     "cache folder ", "plans:"):
         assert expected in out, f"{expected!r} missing from hebbref info:\n{out}"
     bad = subprocess.run([sys.executable, "-m", "hebbref", "info", "--backend", "fortran"], env=environment,
                          capture_output=True, text=True)

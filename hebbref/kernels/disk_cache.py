@@ -28,6 +28,7 @@ from numba.core.registry import CPUDispatcher
 
 FINGERPRINT_FILE = "hebbref-kernels-source.json"
 KERNELS = Path(__file__).resolve().parent
+FOLDERS = {}  # cache folder -> the modules whose kernels this process dropped there (``hebbref info`` prints it)
 
 
 def fingerprint(folder=KERNELS):
@@ -63,6 +64,7 @@ def keep_in_step(modules, source=None):
             folder = kernels[0][1].stats.cache_path
             by_folder.setdefault(folder, []).append((module, kernels))
     for folder, entries in by_folder.items():
+        FOLDERS.setdefault(folder, [])
         path = Path(folder) / FINGERPRINT_FILE
         try:
             recorded = json.loads(path.read_text()) if path.exists() else {}
@@ -78,6 +80,7 @@ def keep_in_step(modules, source=None):
                 recorded[module.__name__] = source
                 dropped.append(module.__name__)
             _write_atomically(path, json.dumps(recorded, indent=1, sort_keys=True))
+            FOLDERS[folder].extend(module.__name__ for module, _ in stale)
         except OSError:  # a folder this process cannot write: Numba does not cache there either
             continue
     return dropped
