@@ -78,11 +78,11 @@ def keep_in_step(modules, source=None):
                 for _, dispatcher in kernels:
                     dispatcher._cache.flush()  # an empty index: the next call compiles and saves anew
                 recorded[module.__name__] = source
-                dropped.append(module.__name__)
             _write_atomically(path, json.dumps(recorded, indent=1, sort_keys=True))
-            FOLDERS[folder].extend(module.__name__ for module, _ in stale)
         except OSError:  # a folder this process cannot write: Numba does not cache there either
             continue
+        FOLDERS[folder].extend(module.__name__ for module, _ in stale)
+        dropped.extend(module.__name__ for module, _ in stale)
     return dropped
 
 
