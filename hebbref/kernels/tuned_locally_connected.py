@@ -351,15 +351,25 @@ def row_products(G, i, d_flat, d_start, o_stride, j_stride, x_flat, taps, Wp, N,
     ``add_products`` adds sixteen dot products per pass (eight terms, two channels);
     ``scratch`` (C_in·k·k) takes the twin sums of an odd last channel, dropped.
     """
-    Wd, O = G.shape[1], G.shape[2]
-    for j in range(Wd):
-        x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
-        d = d_flat[d_start + j * j_stride :]
-        for o in range(0, O, 2):
-            o2 = min(o + 1, O - 1)
-            f = G[i, j, o2] if o2 != o else scratch
-            p, q = d[o * o_stride :][:L], d[o2 * o_stride :][:L]
-            add_products(G[i, j, o], f, p, q, x, taps, L, zero)
+    for j in range(G.shape[1]):
+        location_products(G, i, j, d_flat[d_start + j * j_stride :], o_stride, x_flat, taps, Wp, N, n0, L, scratch,
+                          zero)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def location_products(G, i, j, d, o_stride, x_flat, taps, Wp, N, n0, L, scratch, zero):
+    """G[i, j, o, t] += Σ_{m<L} δ[n0+m, o, i, j] · xp[n0+m] at term t of location (i, j), every channel o: a tile of images.
+
+    The tile's δ at channel o is the run d[o·o_stride :][:L]; channels go two at a time
+    (``add_products``), an odd last one paired with itself, its twin sums into ``scratch``.
+    """
+    O = G.shape[2]
+    x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
+    for o in range(0, O, 2):
+        o2 = min(o + 1, O - 1)
+        f = G[i, j, o2] if o2 != o else scratch
+        p, q = d[o * o_stride :][:L], d[o2 * o_stride :][:L]
+        add_products(G[i, j, o], f, p, q, x, taps, L, zero)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)

@@ -45,8 +45,9 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from . import tuned_pooling
 from .tuned_pooling import delta_at, windows_holding
-from .tuned_conv_direct import FASTMATH, add_products, pad_spatial
-from .tuned_locally_connected import RUN_PAD, _batch_last, batch_last, batch_last_taps, forward_images_last
+from .tuned_conv_direct import FASTMATH, pad_spatial
+from .tuned_locally_connected import (RUN_PAD, _batch_last, batch_last, batch_last_taps, forward_images_last,
+                                      location_products)
 
 # images per tile of the untied sums and increment, by default: the whole batch of 500 in one tile was
 # the fastest of 128, 256 and 512 for untied simple's block on the 2-core Xeon of BENCHMARKS.md
@@ -88,8 +89,8 @@ def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s,
     location's δ, every channel along the tile's images, is formed in ``d`` (C_out,
     images) from the windows that hold the location (at most ⌈k/t⌉² of them) by
     ``tuned_pooling.delta_at``, the function that forms the deferred δ
-    (``maxpool_ramp_backward_images_last``), and ``add_products`` adds the location's
-    increments, two channels at a time, while d is in cache. δ itself is never written out.
+    (``maxpool_ramp_backward_images_last``), and ``location_products`` (as in
+    ``row_products``) adds the location's increments, two channels at a time, while d is in cache. δ itself is never written out.
     """
     O, Ho, Wo, N = dy.shape
     C, Hp, Wp, _ = x_last.shape
@@ -107,11 +108,7 @@ def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s,
                 columns = windows_holding(j, pool_k, t, left, Wo)
                 for c in range(O):
                     delta_at(dy, winner, c, i, j, W, rows, columns, n0, s, zero, d[c, :L])
-                x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
-                for o in range(0, O, 2):
-                    o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
-                    twin = G[i, j, o2] if o2 != o else scratch
-                    add_products(G[i, j, o], twin, d[o, :L], d[o2, :L], x, taps, L, zero)
+                location_products(G, i, j, d.reshape(-1), d.shape[1], x_flat, taps, Wp, N, n0, L, scratch, zero)
     return G.reshape(H, W, O, C, k, k)
 
 
