@@ -27,7 +27,26 @@ for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(name, "1")
 os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend shows the figures in place
 
-generate.write_pages(theory=os.environ.get("HEBBREF_DOCS_THEORY", "1") != "0")
+generate.write_pages(theory=os.environ.get("HEBBREF_DOCS_THEORY", "1") != "0")  # starts the theory report
+
+
+def read_theory_last(app, env, docnames):
+    """Sphinx reads the theory page last: its report runs meanwhile, beside the tutorials' notebooks."""
+    if "theory" in docnames:
+        docnames.remove("theory")
+        docnames.append("theory")
+
+
+def theory_page_with_its_report(app, docname, source):
+    if docname == "theory":
+        page = generate.finish_theory_page()  # waits for the report, then writes the page
+        if page is not None:
+            source[0] = page
+
+
+def setup(app):
+    app.connect("env-before-read-docs", read_theory_last)
+    app.connect("source-read", theory_page_with_its_report)
 
 project = "hebbref"
 author = "the hebbref developers"

@@ -7,7 +7,8 @@ Everything written here is git-ignored and rebuilt on every ``./run docs``:
                                 to download it as a notebook after its title cell
     docs/tutorials/index.md     tutorials/README.md, and the tutorials' table of contents
     docs/theory.md              theory/README.md, then the report and plots of
-                                ``hebbref theory --quick`` (``--quick`` only under HEBBREF_FAST=1)
+                                ``hebbref theory --quick`` (``--quick`` only under HEBBREF_FAST=1),
+                                which runs while Sphinx reads the other pages
     docs/results.md, benchmarks.md, data.md     RESULTS.md, BENCHMARKS.md, hebbref/datasets/README.md
     docs/figures/               the pathway picture (docs/pathways.py) and every image those pages show
 
@@ -17,6 +18,7 @@ is copied under docs/figures/, a link to any other file of the repository become
 file's path in code (the site does not serve the source tree), and a link to something
 that does not exist is left as it is, so that the build fails on it.
 """
+import atexit
 import json
 import os
 import re
@@ -171,27 +173,50 @@ THEORY_TITLE = "Theory: the linear case, stated, derived and checked"
 
 
 # --- theory -------------------------------------------------------------------------------
-def run_theory_report(out):
-    """``hebbref theory --quick`` (or the full run) into ``out``; returns the report's text.
+THEORY_RUN = {}  # "process", "out": the report being written while Sphinx reads the other pages
 
+
+def start_theory_report(out):
+    """Start ``hebbref theory --quick`` (or the full run) into ``out``, on every core, in the background.
+
+    The theory page waits for it (``finish_theory_page``), which Sphinx reads last
+    (conf.py), so that the report and the tutorials' notebooks run side by side.
     ``HEBBREF_DOCS_THEORY_FROM=DIR`` takes the report a former run wrote into DIR instead.
     """
+    from hebbref.experiments.rundir import available_cores
+
+    THEORY_RUN.update(out=out, process=None)
     earlier = os.environ.get("HEBBREF_DOCS_THEORY_FROM")
     if earlier:
         shutil.copytree(earlier, out, dirs_exist_ok=True)
-        return (out / "report.md").read_text(encoding="utf-8")
+        return
     relative = os.path.relpath(out, ROOT)  # the report names its command: no absolute paths
-    command = [sys.executable, "-m", "theory", "--out", relative] + (["--quick"] if fast() else [])
+    jobs = str(available_cores())  # the settings side by side, one per core: the same numbers, sooner
+    command = [sys.executable, "-m", "theory", "--out", relative, "--jobs", jobs] + (["--quick"] if fast() else [])
     env = dict(os.environ, MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    subprocess.run(command, cwd=ROOT, env=env, check=True)
-    return (out / "report.md").read_text(encoding="utf-8")
+    THEORY_RUN["process"] = subprocess.Popen(command, cwd=ROOT, env=env)
+    atexit.register(_stop_theory_report)  # a build that fails before the theory page leaves no report running
 
 
-def write_theory_page():
-    report_dir = FIGURES / "theory-report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    report = run_theory_report(report_dir)
+def _stop_theory_report():
+    process = THEORY_RUN.get("process")
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def finish_theory_page():
+    """Wait for the report ``write_pages`` started, write docs/theory.md with it and return the page's text.
+
+    None when no report is pending (``write_pages(theory=False)``, or the page already written).
+    """
+    if "out" not in THEORY_RUN:
+        return None
+    out, process = THEORY_RUN.pop("out"), THEORY_RUN.pop("process")
+    if process is not None and process.wait() != 0:
+        raise subprocess.CalledProcessError(process.returncode, process.args)
+    report = (out / "report.md").read_text(encoding="utf-8")
     # the report's images are next to it: make its links relative to theory.md
     report = re.sub(r"(!\[[^\]]*\]\()(?![a-z]+:)([^)\s]+\))", r"\1figures/theory-report/\2", report)
     report = re.sub(r"^(#+)", r"#\1", report, flags=re.MULTILINE)  # its title becomes a section
@@ -200,6 +225,7 @@ def write_theory_page():
              f"`{command} --out DIR` wrote while this site was built, unedited.\n\n"
              + escape_dollars_block(report))
     write_markdown_page("theory/README.md", "theory", title=THEORY_TITLE, extra=extra)
+    return (DOCS / "theory.md").read_text(encoding="utf-8")
 
 
 def escape_dollars_block(text):
@@ -208,7 +234,11 @@ def escape_dollars_block(text):
 
 # --- all ----------------------------------------------------------------------------------
 def write_pages(theory=True):
-    """Write every generated page; ``theory=False`` skips the theory report (for tests)."""
+    """Write every generated page; ``theory=False`` skips the theory report (for tests).
+
+    The theory report is started here and runs while Sphinx reads the other pages; the
+    theory page gets it from ``finish_theory_page``.
+    """
     clean()
     TUTORIALS.mkdir(parents=True)
     FIGURES.mkdir(parents=True)
@@ -224,12 +254,14 @@ def write_pages(theory=True):
     write_markdown_page("RESULTS.md", "results", title="Results: the paper's claims, measured")
     write_markdown_page("BENCHMARKS.md", "benchmarks", title="Benchmarks: speed against PyTorch")
     write_markdown_page("hebbref/datasets/README.md", "data", title="Data: the datasets and their formats")
+    write_markdown_page("theory/README.md", "theory", title=THEORY_TITLE)  # the report is added when it is done
     if theory:
-        write_theory_page()
-    else:
-        write_markdown_page("theory/README.md", "theory", title=THEORY_TITLE)
+        report_dir = FIGURES / "theory-report"
+        report_dir.mkdir(parents=True, exist_ok=True)
+        start_theory_report(report_dir)
     return json.dumps(sorted(TUTORIAL_PAGES.values()))
 
 
 if __name__ == "__main__":
     print(write_pages())
+    finish_theory_page()

@@ -131,3 +131,23 @@ def test_the_tutorials_are_found_by_their_names():
 ])
 def test_a_summary_line_opening_with_an_equation(line, expected):
     assert docstrings.rewrite([line])[0] == expected
+
+
+def test_the_theory_page_waits_for_its_report_and_fails_with_it(tmp_path, monkeypatch):
+    """The report runs in the background (write_pages); the page is written when it is done, or the build fails."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(generate, "DOCS", tmp_path)
+    monkeypatch.setattr(generate, "FIGURES", tmp_path / "figures")
+    out = tmp_path / "figures" / "theory-report"
+    out.mkdir(parents=True)
+    write_report = f"import time, pathlib; time.sleep(1); pathlib.Path({str(out)!r}, 'report.md').write_text('# R\\n![v](v.png)')"
+    monkeypatch.setattr(generate, "THEORY_RUN", {"out": out, "process": subprocess.Popen([sys.executable, "-c", write_report])})
+    page = generate.finish_theory_page()
+    assert "## R" in page and "![v](figures/theory-report/v.png)" in page  # waited; links from theory.md
+    assert (tmp_path / "theory.md").read_text(encoding="utf-8") == page
+    assert generate.finish_theory_page() is None  # nothing pending any more
+    generate.THEORY_RUN.update(out=out, process=subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    with pytest.raises(subprocess.CalledProcessError):
+        generate.finish_theory_page()

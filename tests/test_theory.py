@@ -291,11 +291,45 @@ def test_report_writes_summary_of_the_documented_form(tmp_path, monkeypatch):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
 
 
+def test_the_report_in_two_processes_equals_the_report_in_one(tmp_path, monkeypatch):
+    """``jobs=2``: the settings run in spawned workers; the summary and report are those of one process."""
+    import json
+
+    import theory.report as report
+    from hebbref.errors import ConfigError
+    from theory.ensemble import Setting
+
+    monkeypatch.setattr(report, "SETTINGS", [Setting("tiny", "two instances", n_quick=2, first_seed=90_000),
+                                             Setting("tiny2", "two more", n_quick=2, first_seed=91_000)])
+    monkeypatch.setattr(report, "SGD_SETTINGS", [SGDSetting("tiny_sgd", "one instance", n_quick=1, max_steps=400)])
+    monkeypatch.setattr(report, "IDENTITY_SEEDS_QUICK", range(1))
+    monkeypatch.setattr(report, "theorem_checks", lambda quick: [])  # not what is run in the workers
+    said = {1: [], 2: []}
+    for jobs in (1, 2):
+        report.write_report(str(tmp_path / str(jobs)), quick=True, jobs=jobs, progress=said[jobs].append)
+    summaries = [json.loads((tmp_path / str(jobs) / "summary.json").read_text()) for jobs in (1, 2)]
+    for summary in summaries:
+        del summary["elapsed_s"]
+    assert summaries[0] == summaries[1]
+    assert [entry["name"] for entry in summaries[1]["settings"]] == ["tiny", "tiny2", "tiny_sgd"]
+    texts = [(tmp_path / str(jobs) / "report.md").read_text().split("\n", 3)[3] for jobs in (1, 2)]  # past the time
+    assert texts[0] == texts[1]
+    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == sorted(p.name for p in (tmp_path / "2").iterdir())
+    # the same progress, each setting named with its time as it finishes, in the same order
+    assert [m.split(":")[0] for m in said[1][:-1]] == [m.split(":")[0] for m in said[2][:-1]]
+    assert [m.split(":")[0] for m in said[2][2:5]] == ["flow ensemble tiny", "flow ensemble tiny2", "SGD tiny_sgd"]
+    with pytest.raises(ConfigError, match="jobs"):
+        report.write_report(str(tmp_path / "0"), quick=True, jobs=0)
+
+
 def test_command_line_rejects_an_empty_out_folder(capsys):
     from hebbref.cli import main
 
     assert main(["theory", "--quick", "--out", ""]) == 2
     assert "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["theory", "--quick", "--jobs", "0"])
+    assert "--jobs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -1,15 +1,17 @@
-"""``hebbref theory [--quick] [--out DIR]`` and ``python -m theory``: the linear-case report.
+"""``hebbref theory [--quick] [--out DIR] [--jobs N]`` and ``python -m theory``: the linear-case report.
 
 Runs the identity checks along trajectories, the gradient-flow ensembles (theory.ensemble)
 and discrete SGD through hebbref's Dense layers (theory.sgd), and writes report.md, PNG
 plots and summary.json into DIR (default ``theory-report``). ``--quick`` uses fewer
-instances and finishes in under 2 minutes on 2 cores.
+instances and finishes in under 2 minutes on 2 cores; ``--jobs N`` runs N settings at
+once, in separate processes (the same numbers as one after another).
 """
 import argparse
 import sys
 from pathlib import Path
 
 from hebbref.errors import ConfigError
+from hebbref.experiments.cli import positive
 from hebbref.experiments.train import prepare_out
 
 DESCRIPTION = "Linear-case theory of bp, frfb and urfb (SPEC §8): identities, ensembles, SGD; writes a report."
@@ -20,6 +22,8 @@ def add_arguments(parser):
                         help="fewer instances (under 2 minutes on 2 cores)")
     parser.add_argument("--out", default="theory-report", metavar="DIR",
                         help="folder for report.md, *.png and summary.json (default: theory-report)")
+    parser.add_argument("--jobs", type=positive, default=1, metavar="N",
+                        help="settings run at once, in separate processes (default 1; the numbers do not change)")
     return parser
 
 
@@ -32,7 +36,7 @@ def run(args):
     check_out_folder(args.out)
     command = "hebbref theory" + (" --quick" if args.quick else "") + f" --out {args.out}"
     try:
-        write_report(args.out, quick=args.quick, command=command,
+        write_report(args.out, quick=args.quick, command=command, jobs=args.jobs,
                      progress=lambda message: print(message, file=sys.stderr))
     except OSError as error:  # the disk filled up, the folder was removed, ...
         raise ConfigError(f"cannot write the report into {args.out}: {error.strerror or error}") from None

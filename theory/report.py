@@ -1,6 +1,9 @@
 """Run every check and write report.md, PNG plots and summary.json.  # SPEC §8
 
-    write_report(out_dir, quick)   ->  the summary dict (also written as summary.json)
+    write_report(out_dir, quick, jobs=1)   ->  the summary dict (also written as summary.json)
+
+``jobs`` > 1 runs the settings (each one seeded by itself) in that many worker processes;
+the numbers, the report and the plots are the same as one after another.
 
 summary.json: {"theorems": [{"name", "statement", "max_check_error", "n_checked", "check"}, ...],
 "conjectures": [...], "settings": [{"name", "n_instances", "frac_urfb_faster",
@@ -408,36 +411,71 @@ def conjectures(entries, all_results):
     return out
 
 
-def write_report(out_dir, quick=False, command="python -m theory", progress=print):
-    """Run identities, flow ensembles and SGD; write report.md, *.png, summary.json into out_dir."""
+def run_settings(quick=False, jobs=1):
+    """Yield (label, setting, outcome, seconds) for every flow then SGD setting, in that order.
+
+    ``outcome`` is what ``run_setting`` or ``run_sgd_setting`` returns. With ``jobs`` > 1
+    the settings run in that many spawned processes (each with its share of the cores'
+    BLAS threads), and are yielded in the same order.
+    """
+    tasks = [("flow ensemble", setting, quick) for setting in SETTINGS]
+    tasks += [("SGD", setting, quick) for setting in SGD_SETTINGS]
+    if jobs <= 1:
+        for task in tasks:
+            yield task[:2] + _run_one(task)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from hebbref.experiments.compare import _end_with_parent, _threads_per_worker
+
+    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker
+    with _threads_per_worker(jobs), ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                                        initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
+        for task, done in zip(tasks, pool.map(_run_one, tasks)):
+            yield task[:2] + done
+
+
+def _run_one(task):
+    """(outcome, seconds) of one setting: a flow ensemble or an SGD setting."""
+    label, setting, quick = task
+    start = time.time()
+    outcome = run_setting(setting, quick=quick) if label == "flow ensemble" else run_sgd_setting(setting, quick=quick)
+    return outcome, time.time() - start
+
+
+def write_report(out_dir, quick=False, command="python -m theory", progress=print, jobs=1):
+    """Run identities, flow ensembles and SGD; write report.md, *.png, summary.json into out_dir.
+
+    ``jobs``: settings run at once, in separate processes (``run_settings``).
+    """
     if not isinstance(out_dir, str) or not out_dir:
         raise ConfigError(f"out_dir must be a folder path, got {out_dir!r}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"jobs must be a whole number ≥ 1, got {jobs!r}")
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
     progress(f"theorem checks ({'quick' if quick else 'full'})")
     theorems = theorem_checks(quick)
     progress(f"identities along trajectories ({'quick' if quick else 'full'})")
     identities, _ = identity_checks(IDENTITY_SEEDS_QUICK if quick else IDENTITY_SEEDS_FULL)
-    entries, all_results, figures = [], {}, []
-    for setting in SETTINGS:
-        progress(f"flow ensemble {setting.name}")
-        results, entry = run_setting(setting, quick=quick)
+    entries, all_results, figures, sgd_figures = [], {}, [], []
+    for label, setting, (results, entry), seconds in run_settings(quick, jobs):
+        progress(f"{label} {setting.name}: {seconds:.0f} s")
         entries.append(entry)
-        all_results[setting.name] = results
-        name = f"curves_{setting.name}.png"
-        plot_curves(results, os.path.join(out_dir, name), f"{setting.name}: {setting.description}")
-        figures.append(name)
+        if label == "flow ensemble":
+            all_results[setting.name] = results
+            name = f"curves_{setting.name}.png"
+            plot_curves(results, os.path.join(out_dir, name), f"{setting.name}: {setting.description}")
+            figures.append(name)
+        else:
+            name = f"sgd_{setting.name}.png"
+            plot_sgd(results, os.path.join(out_dir, name), f"{setting.name}: {setting.description}")
+            sgd_figures.append(name)
     plot_ratio_histograms(all_results, os.path.join(out_dir, "time_ratio_histograms.png"))
     plot_dominance(all_results, os.path.join(out_dir, "dominance_margins.png"))
     plot_theorem(os.path.join(out_dir, "theorem_scalar_chain.png"))
-    figures[:0] = ["theorem_scalar_chain.png", "time_ratio_histograms.png", "dominance_margins.png"]
-    for setting in SGD_SETTINGS:
-        progress(f"SGD {setting.name}")
-        rows, entry = run_sgd_setting(setting, quick=quick)
-        entries.append(entry)
-        name = f"sgd_{setting.name}.png"
-        plot_sgd(rows, os.path.join(out_dir, name), f"{setting.name}: {setting.description}")
-        figures.append(name)
+    figures = ["theorem_scalar_chain.png", "time_ratio_histograms.png", "dominance_margins.png"] + figures + sgd_figures
     summary = {"theorems": theorems, "conjectures": conjectures(entries, all_results), "settings": entries,
                "identities": identities, "quick": bool(quick), "command": command, "elapsed_s": time.time() - start}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
