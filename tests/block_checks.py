@@ -1,6 +1,6 @@
 """What the tests of the two blocks share (``conv ramp pool`` and ``lc ramp pool``, a layer, its
-ramp and the pool above taken as one step each way): their cases and inputs, and one
-run of a block path forward and backward."""
+ramp and the pool above taken as one step each way): their cases and inputs, one run of a
+block path forward and backward, and a batch for a network that takes them."""
 import numpy as np
 from hypothesis import strategies as st
 
@@ -24,6 +24,12 @@ def block_input(case, dtype, seed, slope, untied):
     ho, wo = -(-h // pool_t), -(-w // pool_t)
     dy = (rng.normal(size=(n, c_out, ho, wo)) * 10.0 ** rng.integers(-3, 4, size=(n, c_out, ho, wo))).astype(dtype)
     return x, W, dy
+
+
+def network_batch(input_shape, n=11, seed=0):
+    """(x, labels) of ``n`` images of ``input_shape`` for a network with 4 classes."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n,) + input_shape) * 2, rng.integers(0, 4, size=n)
 
 
 def formed(value):
