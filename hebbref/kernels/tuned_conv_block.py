@@ -16,7 +16,7 @@ while each image's h is still in cache; neither h nor δ is written out.
                time (``add_terms``, as ``correlate_valid_direct`` makes them), laid out
                with the planes last in a buffer of one image's h; the pool of σ(h) then
                runs window by window along the planes, a select per plane
-               (``tuned_pooling.keep_larger_of_ramp``, as the untied block's pool runs
+               (``tuned_pooling.pool_window_of_runs``, as the untied block's pool runs
                along the images), and marks each winner where the ramp saturates
                (-1 - its index), so that the backward pass needs no h
     backward:  image by image, each pair of δ planes formed from the pool's errors at
@@ -72,7 +72,7 @@ def conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, s, width):
     ``add_terms`` (an odd last one paired with itself, its twin dropped), each with its
     rows Wp apart, and copied into ``cells`` (H·W, C_out): each cell of the image a run
     of its C_out planes. The windows are then taken cell by cell in row-major order, clipped to
-    the image, along the run (``keep_larger_of_ramp``): the first maximum of σ(h) in
+    the image, along the run (``tuned_pooling.pool_window_of_runs``): the first maximum of σ(h) in
     row-major order wins, as in ``tuned_pooling.maxpool_windows``, and ``winner`` holds
     its flat index r·W + q where σ'(h) = s, -1 - r·W - q where the ramp saturates.
     """
@@ -102,12 +102,8 @@ def conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, s, width):
             r0 = u * t - top
             for v in range(Wo):
                 s0 = v * t - left
-                first = True
-                for r in range(max(r0, 0), min(r0 + k, H)):
-                    for c in range(max(s0, 0), min(s0 + k, Wd)):
-                        tuned_pooling.keep_larger_of_ramp(best, where, cells[r * Wd + c], np.int32(r * Wd + c), s,
-                                                          first)
-                        first = False
+                tuned_pooling.pool_window_of_runs(best, where, cells, Wd, max(r0, 0), min(r0 + k, H), max(s0, 0),
+                                                  min(s0 + k, Wd), s, True)
                 for m in range(O):
                     y[n, m, u * Wo + v] = best[m]
                     winner[n, m, u * Wo + v] = where[m]

@@ -230,12 +230,10 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, 
     (H·W, group), each cell of the image a run of the group's planes (σ applied on the
     way when ``through_ramp``, and then ``addend``'s cell added when one is given: a
     sum block's σ(h) + a, as ``tuned_activations.ramp_plus`` forms it), and the
-    windows are then taken as
-    ``ramp_maxpool_images_last`` takes them along the images: cell by cell in row-major
-    order, clipped to the image, one select per plane (no branch, the loop along the
-    run vectorises). The first cell sets ``best`` and ``where``, every later one
-    replaces them where it is strictly larger, so the first maximum in row-major order
-    wins, as in ``maxpool_windows``. Planes are far apart in x (H·W numbers), the
+    windows are then taken by ``pool_window_of_runs``, as ``ramp_maxpool_images_last``
+    takes them along the images: cell by cell in row-major order, clipped to the image,
+    one select per plane, so the first maximum in row-major order wins, as in
+    ``maxpool_windows``. Planes are far apart in x (H·W numbers), the
     cells of one window close together: the copy turns the one into the other once,
     where the padded path's passes run along each plane and then pick every t-th
     position out. One parallel iteration per group; the last group may be short.
@@ -269,16 +267,8 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, 
             r0 = u * t - top
             for v in range(Wo):
                 s0 = v * t - left
-                first = True
-                for r in range(max(r0, 0), min(r0 + k, H)):
-                    for q in range(max(s0, 0), min(s0 + k, W)):
-                        run, label = cells[r * W + q], np.int32(r * W + q)
-                        for m in range(L):  # vectorised
-                            value = run[m]
-                            larger = first or value > best[m]
-                            best[m] = value if first else np.maximum(value, best[m])
-                            where[m] = label if larger else where[m]
-                        first = False
+                pool_window_of_runs(best, where, cells, W, max(r0, 0), min(r0 + k, H), max(s0, 0), min(s0 + k, W),
+                                    s, False)  # the last group's runs past L: not read
                 o = u * Wo + v
                 for m in range(L):
                     y[p0 + m, o] = best[m]
@@ -337,11 +327,9 @@ def scatter_to_winners_ramp(dy, winner, h, s):
 def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
     """y = max over each window of σ(h), σ(h) = clip(s·h, -1, 1), h with the images last: (C, H, W, N) -> y (N, C, Ho, Wo), winner (C, Ho, Wo, N).
 
-    Each window's cells in row-major order, clipped to the image; each cell is a run
-    of N images, so the first cell sets ``best`` and ``where`` for all of them and every
-    later one replaces them where it is strictly larger (a select per image, no
-    branch): the first maximum in row-major order wins, as in ``maxpool_windows``.
-    ``winner`` holds the cell's flat index r·W + q in its (H, W) plane where σ'(h) = s
+    Each window by ``pool_window_of_runs``: its cells in row-major order, clipped to
+    the image, each cell a run of N images (a select per image, no branch), so the first
+    maximum in row-major order wins, as in ``maxpool_windows``. ``winner`` holds the cell's flat index r·W + q in its (H, W) plane where σ'(h) = s
     there (|s·h| <= 1), and -1 - r·W - q where the ramp saturates (σ' = 0), so that the
     backward pass (``maxpool_ramp_backward_images_last``) needs no h; it stays with the
     images last, as that pass reads it. y goes out with the images first, the layout
@@ -353,17 +341,14 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
     y = np.empty((N, C, Ho * Wo), dtype=h.dtype)
     winner = np.empty((C, Ho, Wo, N), dtype=np.int32)
     for c in prange(C):
+        runs = h[c].reshape(H * W, N)  # cell r·W + q: its run of N images
         maxima = np.empty((Ho * Wo, N), dtype=h.dtype)
         for u in range(Ho):
             r0 = u * t - top
             for v in range(Wo):
                 s0 = v * t - left
-                best, where = maxima[u * Wo + v], winner[c, u, v]
-                first = True
-                for r in range(max(r0, 0), min(r0 + k, H)):
-                    for q in range(max(s0, 0), min(s0 + k, W)):
-                        keep_larger_of_ramp(best, where, h[c, r, q], np.int32(r * W + q), s, first)
-                        first = False
+                pool_window_of_runs(maxima[u * Wo + v], winner[c, u, v], runs, W,
+                                    max(r0, 0), min(r0 + k, H), max(s0, 0), min(s0 + k, W), s, True)
         for n in range(N):
             plane = y[n, c]
             for p in range(Ho * Wo):
@@ -372,8 +357,47 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
 
 
 @njit(cache=True, inline="always")
+def pool_window_of_runs(best, where, runs, W, r0, r1, s0, s1, s, ramp):
+    """One window of an image W wide, rows r0 to r1 - 1 and columns s0 to s1 - 1 (clipped to the image), each
+    of its cells a run of numbers pooled side by side (images, planes or channels): ``runs[r·W + q]``.
+
+    Cell by cell in row-major order: the first cell sets ``best`` and ``where`` for
+    every run, each later one replaces them where it is strictly larger (a select per
+    run, no branch: the loop along the run vectorises), so the first maximum in
+    row-major order wins, as in ``maxpool_windows``. ``where`` gets the cell's flat
+    index r·W + q. With ``ramp``, σ(runs) is pooled and a cell where the ramp saturates
+    is marked -1 - r·W - q (``keep_larger_of_ramp``). The window walk of the three pools
+    that take runs: ``ramp_maxpool_images_last``, ``maxpool_plane_groups`` and the conv
+    block (``tuned_conv_block.conv_ramp_maxpool_direct``).
+    """
+    first = True
+    for r in range(r0, r1):
+        for q in range(s0, s1):
+            label = np.int32(r * W + q)
+            if ramp:
+                keep_larger_of_ramp(best, where, runs[r * W + q], label, s, first)
+            else:
+                keep_larger_first(best, where, runs[r * W + q], label, first)
+            first = False
+
+
+@njit(cache=True, inline="always")
+def keep_larger_first(best, where, cells, label, first):
+    """One cell of a window, a run: where ``cells`` beats ``best`` (or ``first``), it becomes best, ``label`` its mark.
+
+    A select per number, no branch: the loop vectorises (the larger value by
+    ``np.maximum``, as in ``keep_larger``).
+    """
+    for m in range(best.size):
+        value = cells[m]
+        larger = first or value > best[m]
+        best[m] = value if first else np.maximum(value, best[m])
+        where[m] = label if larger else where[m]
+
+
+@njit(cache=True, inline="always")
 def keep_larger_of_ramp(best, where, cells, label, s, first):
-    """One cell of a window, a run of images: where σ(cells) beats ``best`` (or ``first``), it becomes best, its mark ``where``.
+    """One cell of a window, a run: where σ(cells) beats ``best`` (or ``first``), it becomes best, its mark ``where``.
 
     The mark is ``label`` where σ' = s at the cell (|s·h| <= 1), -1 - ``label`` where
     the ramp saturates. A select per image, no branch: the loop vectorises (the larger
