@@ -312,15 +312,15 @@ def test_ranking_reports_since_when_the_order_of_the_rules_has_held():
 
 def test_parallel_workers_share_the_cores_and_the_environment_is_put_back(monkeypatch):
     """Each of ``jobs`` workers starts with cores // jobs BLAS and Numba threads; a user's setting wins."""
-    from hebbref.experiments.compare import _threads_per_worker
+    from hebbref.experiments.rundir import threads_per_worker
 
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setenv("NUMBA_NUM_THREADS", "7")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     before = dict(os.environ)
-    with _threads_per_worker(2):
+    with threads_per_worker(2):
         assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
         assert os.environ["NUMBA_NUM_THREADS"] == "7"
-    with _threads_per_worker(16):
+    with threads_per_worker(16):
         assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     assert dict(os.environ) == before

@@ -415,8 +415,8 @@ def run_settings(quick=False, jobs=1):
     """Yield (label, setting, outcome, seconds) for every flow then SGD setting, in that order.
 
     ``outcome`` is what ``run_setting`` or ``run_sgd_setting`` returns. With ``jobs`` > 1
-    the settings run in that many spawned processes (each with its share of the cores'
-    BLAS threads), and are yielded in the same order.
+    the settings run in that many spawned processes (``hebbref.experiments.rundir.worker_pool``:
+    each with its share of the cores' BLAS threads), and are yielded in the same order.
     """
     tasks = [("flow ensemble", setting, quick) for setting in SETTINGS]
     tasks += [("SGD", setting, quick) for setting in SGD_SETTINGS]
@@ -424,14 +424,9 @@ def run_settings(quick=False, jobs=1):
         for task in tasks:
             yield task[:2] + _run_one(task)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from hebbref.experiments.rundir import worker_pool
 
-    from hebbref.experiments.compare import _end_with_parent, _threads_per_worker
-
-    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker
-    with _threads_per_worker(jobs), ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                                        initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
+    with worker_pool(jobs) as pool:
         for task, done in zip(tasks, pool.map(_run_one, tasks)):
             yield task[:2] + done
 

@@ -19,20 +19,13 @@ Afterwards (``summarise``):
 - with ``--study depth``: ``OUT/depth.png`` and a table of final test accuracy
   against the number of hidden layers.
 """
-import contextlib
 import csv
-import ctypes
-import ctypes.util
 import dataclasses
 import hashlib
 import json
-import multiprocessing
-import os
 import re
-import signal
 import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -41,7 +34,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import plots
 from .train import LOG, prepare_out, train
-from .rundir import RunsFailed, available_cores, environment_kept, failure_text, lock_folder
+from .rundir import RunsFailed, failure_text, lock_folder, worker_pool
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
 GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
@@ -92,42 +85,6 @@ def grid_configs(base, out, nets, rules, untied=(False,), losses=("hinge",), ini
     return configs
 
 
-PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
-
-
-def _end_with_parent(parent):
-    """Worker initialiser: end this worker when the comparison that started it dies.
-
-    A killed ``hebbref compare`` would otherwise leave its workers training, and writing
-    into the runs' folders, until their current run ends (hours for a long run), where a
-    restarted comparison would train the same runs again beside them. On Linux the kernel
-    sends SIGTERM to the worker when its parent dies; elsewhere nothing is done.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError, TypeError):  # not Linux / glibc
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-@contextlib.contextmanager
-def _threads_per_worker(jobs):
-    """Share the cores among ``jobs`` worker processes: each starts with cores // jobs BLAS and Numba threads.
-
-    Set in the environment the spawned workers inherit (the libraries read it as they
-    load), and put back afterwards; a thread count the user set is left alone. Without
-    it each worker starts as many threads as there are cores, and the idle ones spin
-    against the other workers' (the demo's two workers took 1.6x as long on 2 cores).
-    """
-    threads = str(max(1, available_cores() // jobs))
-    with environment_kept():
-        for name in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            os.environ.setdefault(name, threads)
-        yield
-
-
 def _train_one(config):
     """Worker of a parallel comparison: one quiet run, resumed if it was started before."""
     config = dataclasses.replace(config, quiet=True)
@@ -171,11 +128,9 @@ def run_grid(configs, jobs=1, stream=None, scheduler=None, keep_going=False):
                 failures.append((config, failure_text(error)))
                 stream.write(f"[{i}/{total}] {run_name(config)} failed: {failures[-1][1]}\n")
         return failures
-    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (numba threads)
     by_out = {config.out: config for config in configs}
     done = 0
-    with _threads_per_worker(jobs), ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                                        initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
+    with worker_pool(jobs) as pool:
         try:
             for out, accuracy, error in pool.map(_train_one_safely, configs):
                 done += 1
