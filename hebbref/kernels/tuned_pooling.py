@@ -329,10 +329,11 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
 
     Each window by ``pool_window_of_runs``: its cells in row-major order, clipped to
     the image, each cell a run of N images (a select per image, no branch), so the first
-    maximum in row-major order wins, as in ``maxpool_windows``. ``winner`` holds the cell's flat index r·W + q in its (H, W) plane where σ'(h) = s
-    there (|s·h| <= 1), and -1 - r·W - q where the ramp saturates (σ' = 0), so that the
-    backward pass (``maxpool_ramp_backward_images_last``) needs no h; it stays with the
-    images last, as that pass reads it. y goes out with the images first, the layout
+    maximum in row-major order wins, as in ``maxpool_windows``. ``winner`` holds the
+    cell's flat index r·W + q in its (H, W) plane where σ'(h) = s there (|s·h| <= 1),
+    and -1 - r·W - q where the ramp saturates (σ' = 0), so that the backward pass
+    (``maxpool_ramp_backward_images_last``) needs no h; it stays with the images last,
+    as that pass reads it. y goes out with the images first, the layout
     of the layers above: one parallel iteration per channel, whose plane of maxima
     (Ho·Wo runs of N images) is then written image by image, each image's plane a
     contiguous run of y, while the maxima are in cache (no transposition of y after).

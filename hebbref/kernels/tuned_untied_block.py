@@ -90,7 +90,8 @@ def increment_from_winners(dy, winner, x_last, H, W, k, pool_k, t, top, left, s,
     images) from the windows that hold the location (at most ⌈k/t⌉² of them) by
     ``tuned_pooling.delta_at``, the function that forms the deferred δ
     (``maxpool_ramp_backward_images_last``), and ``location_products`` (as in
-    ``row_products``) adds the location's increments, two channels at a time, while d is in cache. δ itself is never written out.
+    ``row_products``) adds the location's increments, two channels at a time, while d
+    is in cache. δ itself is never written out.
     """
     O, Ho, Wo, N = dy.shape
     C, Hp, Wp, _ = x_last.shape
