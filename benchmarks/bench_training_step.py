@@ -8,7 +8,8 @@ Prints one Markdown table per measurement of issue 3:
 2. the same with the conv layer untied, against PyTorch's unfold + einsum;
 3. ``deep`` on 32×32×3, tied, against PyTorch;
 4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update);
-5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit);
+5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit),
+   the two raced call by call;
 and the compile cost (first step in a fresh process, with an empty and with a filled
 Numba cache). Above the tables: the CPU model, the versions, the thread counts, and
 the process settings the ``numba`` backend made (``hebbref.runtime``); below them, the
@@ -144,15 +145,28 @@ def best_seconds(f, repeats):
 
 
 def kernel_table(batch, repeats):
-    """GFLOP/s of every conv and untied kernel on the layer shapes of ``simple`` and ``deep``."""
+    """GFLOP/s of every conv and untied kernel on the layer shapes of ``simple`` and ``deep``, next to the matmul's.
+
+    Each numba kernel races NumPy's float32 matmul (2048×2048), one call of each per
+    round (``race``), so that a kernel's fraction of the limit compares two calls that met
+    nearly the same load of the machine: the last column is the median over rounds of
+    (kernel GFLOP/s / matmul GFLOP/s) within a round; the one before it, best against best.
+    """
     numba_backend = backends.get_backend("numba")
     rng = np.random.default_rng(0)
     a = rng.random((2048, 2048), dtype=np.float32)
-    matmul = 2 * 2048**3 / best_seconds(lambda: a @ a, repeats) / 1e9
-    print("\n### 5. kernels: achieved GFLOP/s (one multiply-add = 2 flops), best of "
-          f"{repeats}\n\nNumPy float32 matmul 2048×2048 on this machine: **{matmul:.0f} GFLOP/s** (the limit).\n")
-    print("| layer (N, C_in→C_out, H×W, k) | kernel | numba GFLOP/s | numpy GFLOP/s | numba / matmul |")
-    print("|---|---|---:|---:|---:|")
+    matmul_flops = 2 * 2048**3
+
+    def matmul():
+        a @ a
+
+    print("\n### 5. kernels: achieved GFLOP/s (one multiply-add = 2 flops), each numba kernel raced against NumPy's "
+          f"float32 matmul 2048×2048 (the limit), {repeats} rounds\n")
+    print(f"NumPy float32 matmul 2048×2048 at the start: **{matmul_flops / best_seconds(matmul, repeats) / 1e9:.0f} "
+          "GFLOP/s**.\n")
+    print("| layer (N, C_in→C_out, H×W, k) | kernel | numba GFLOP/s, best | numpy GFLOP/s | matmul GFLOP/s in the "
+          "same rounds, best | numba / matmul, best / best | median of the rounds' ratios |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     shapes = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 16, 16, 32, 3),
               ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
     for label, c_in, c_out, size, k in shapes:
@@ -162,16 +176,22 @@ def kernel_table(batch, repeats):
         for kind in ("conv", "locally_connected") if label == "simple conv" else ("conv",):
             W = rng.random(((size, size) if kind != "conv" else ()) + (c_out, c_in, k, k), dtype=np.float32)
             for which in ("forward", "input_error", "weight_increment"):
-                rates = []
+                calls = []
                 for table_ in (numba_backend, backends.get_backend("numpy")):
                     fwd = getattr(table_, f"{kind}_forward")
                     _, cache = fwd(x, W)
-                    f = {"forward": lambda: fwd(x, W),
-                         "input_error": lambda: getattr(table_, f"{kind}_input_error")(delta, cache, W),
-                         "weight_increment": lambda: getattr(table_, f"{kind}_weight_increment")(delta, cache)}[which]
-                    rates.append(flops / best_seconds(f, max(2, repeats // 2)) / 1e9)
+                    calls.append({"forward": lambda: fwd(x, W),
+                                  "input_error": lambda: getattr(table_, f"{kind}_input_error")(delta, cache, W),
+                                  "weight_increment": lambda: getattr(table_, f"{kind}_weight_increment")(delta, cache)
+                                  }[which])
+                times = race({"numba": calls[0], "matmul": matmul}, repeats)
+                numba_rate, matmul_rate = flops / min(times["numba"]) / 1e9, matmul_flops / min(times["matmul"]) / 1e9
+                numpy_rate = flops / best_seconds(calls[1], max(2, repeats // 2)) / 1e9
+                rounds = statistics.median(flops * m / (matmul_flops * t)  # (flops / t) / (matmul_flops / m)
+                                           for t, m in zip(times["numba"], times["matmul"]))
                 name = f"{label}{' untied' if kind != 'conv' else ''} ({batch}, {c_in}→{c_out}, {size}×{size}, {k})"
-                print(f"| {name} | {kind}_{which} | {rates[0]:.1f} | {rates[1]:.1f} | {rates[0] / matmul:.2f} |")
+                print(f"| {name} | {kind}_{which} | {numba_rate:.1f} | {numpy_rate:.1f} | {matmul_rate:.0f} | "
+                      f"{numba_rate / matmul_rate:.2f} | {rounds:.2f} |")
 
 
 FIRST_STEP = """
