@@ -34,8 +34,8 @@ two columns, which a busy host disturbs far less than it does either column.
 ramp and the pool above it, for ``simple``'s; and of each of ``deep``'s pools again as it
 reads its sum block's output σ(h) + a) on all threads, on the pools of ``simple`` and
 ``deep``, interleaved; with ``--against REV`` too, REV's paths of the same names
-(``tuned_pooling.py``, at their default sizes) run in the same rounds, and each row gives
-this tree's time over REV's.
+(``tuned_pooling.py``, each at the block size of the row) run in the same rounds, and
+each row gives this tree's time over REV's.
 
 ``--together`` adds a table that times, on each conv layer, the ``numba`` backend's
 input error and weight increment of one δ called one after the other against
@@ -188,10 +188,10 @@ POOL_EQUATIONS = {"ramp": "ramp_maxpool_forward", "sum": "ramp_plus_maxpool_forw
 def pools_table(batch, repeats, rng, revision=None):
     """Every candidate of the pool's forward pass (and of the ramp and pool's, and the sum block and pool's) on all threads, interleaved.
 
-    With ``revision``, that revision's paths of the same equation (its ``tuned_pooling``
-    at its default sizes) run in the same rounds, and each row gives the best time over
-    the best time of the same path at ``revision``, and over that of the fastest path
-    ``revision`` has.
+    With ``revision``, that revision's paths of the same equation (its ``tuned_pooling``,
+    each at the block size of the row) run in the same rounds, and each row gives the best
+    time over the best time of the same path and size at ``revision``, and over that of
+    the fastest path ``revision`` has.
     """
     base = modules_at(revision, ("tuned_pooling",))[0] if revision else None
     against = f" | {revision} (ms) | this / {revision} | this / fastest at {revision}" if revision else ""
@@ -208,11 +208,13 @@ def pools_table(batch, repeats, rng, revision=None):
             if candidate.threads == numba.get_num_threads():
                 calls[("this", label.rsplit("/", 1)[0])] = (
                     lambda f=plan.path_function(equation, candidate): f(*arguments))
-        if base is not None:
-            for path in plan.PATHS[equation]:
-                function = getattr(base, plan.PATHS[equation][path].__name__, None)
-                if function is not None:
-                    calls[("base", path)] = lambda f=function: f(*arguments)
+        if base is not None:  # the revision's function of each candidate's path, at the candidate's block size
+            for label, candidate in plan.candidates(equation, arguments).items():
+                function = getattr(base, plan.PATHS[equation][candidate.path].__name__, None)
+                if function is not None and candidate.threads == numba.get_num_threads():
+                    if candidate.block is not None:
+                        function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
+                    calls[("base", label.rsplit("/", 1)[0])] = lambda f=function: f(*arguments)
         best = best_times(calls, repeats)
         fastest_before = min((ms for (tree, _), ms in best.items() if tree == "base"), default=None)
         for (tree, label), ms in best.items():
@@ -220,7 +222,7 @@ def pools_table(batch, repeats, rng, revision=None):
                 continue
             row = f"| {name} ({batch}, {C}, {size}×{size}) | {label} | {ms:.1f}"
             if base is not None:
-                before = best.get(("base", label)) if ":" not in label else None
+                before = best.get(("base", label))
                 row += f" | {before:.1f} | {ms / before:.2f}" if before else " | | "
                 row += f" | {ms / fastest_before:.2f}"
             print(row + " |")

@@ -84,7 +84,9 @@ def maxpool_windows(x, k, t, top, left, Ho, Wo):
     return y, winner
 
 
-@njit(cache=True)
+# inlined where it is called (pool_window_of_runs, row_and_column_passes): as a call, the window walk
+# of the plane-groups pools came out slower, and inlined the separable passes gained (BENCHMARKS.md, 2026-12-02)
+@njit(cache=True, inline="always")
 def keep_larger(best, where, values, label, step, L):
     """Where values[m] > best[m]: best[m] = values[m], where[m] = label + step·m (m < L).
 
@@ -366,34 +368,25 @@ def pool_window_of_runs(best, where, runs, W, r0, r1, s0, s1, s, ramp):
     every run, each later one replaces them where it is strictly larger (a select per
     run, no branch: the loop along the run vectorises), so the first maximum in
     row-major order wins, as in ``maxpool_windows``. ``where`` gets the cell's flat
-    index r·W + q. With ``ramp``, σ(runs) is pooled and a cell where the ramp saturates
-    is marked -1 - r·W - q (``keep_larger_of_ramp``). The window walk of the three pools
-    that take runs: ``ramp_maxpool_images_last``, ``maxpool_plane_groups`` and the conv
-    block (``tuned_conv_block.conv_ramp_maxpool_direct``).
+    index r·W + q (``keep_larger``). With ``ramp``, σ(runs) is pooled and a cell where
+    the ramp saturates is marked -1 - r·W - q (``keep_larger_of_ramp``). The window walk
+    of the three pools that take runs: ``ramp_maxpool_images_last``,
+    ``maxpool_plane_groups`` and the conv block (``tuned_conv_block.conv_ramp_maxpool_direct``).
     """
     first = True
     for r in range(r0, r1):
         for q in range(s0, s1):
             label = np.int32(r * W + q)
+            cells = runs[r * W + q]
             if ramp:
-                keep_larger_of_ramp(best, where, runs[r * W + q], label, s, first)
+                keep_larger_of_ramp(best, where, cells, label, s, first)
+            elif first:  # the first cell is the best so far of every run
+                for m in range(best.size):
+                    best[m] = cells[m]
+                    where[m] = label
             else:
-                keep_larger_first(best, where, runs[r * W + q], label, first)
+                keep_larger(best, where, cells, label, 0, best.size)
             first = False
-
-
-@njit(cache=True, inline="always")
-def keep_larger_first(best, where, cells, label, first):
-    """One cell of a window, a run: where ``cells`` beats ``best`` (or ``first``), it becomes best, ``label`` its mark.
-
-    A select per number, no branch: the loop vectorises (the larger value by
-    ``np.maximum``, as in ``keep_larger``).
-    """
-    for m in range(best.size):
-        value = cells[m]
-        larger = first or value > best[m]
-        best[m] = value if first else np.maximum(value, best[m])
-        where[m] = label if larger else where[m]
 
 
 @njit(cache=True, inline="always")
