@@ -144,6 +144,17 @@ def best_seconds(f, repeats):
     return min(ts)
 
 
+def kernel_call(table_, kind, which, x, W, delta):
+    """A call of one backend's ``{kind}_{which}`` on (x, W, δ), its forward pass's cache made first."""
+    forward = getattr(table_, f"{kind}_forward")
+    _, cache = forward(x, W)
+    if which == "forward":
+        return lambda: forward(x, W)
+    if which == "input_error":
+        return lambda: getattr(table_, f"{kind}_input_error")(delta, cache, W)
+    return lambda: getattr(table_, f"{kind}_weight_increment")(delta, cache)
+
+
 def kernel_table(batch, repeats):
     """GFLOP/s of every conv and untied kernel on the layer shapes of ``simple`` and ``deep``, next to the matmul's.
 
@@ -176,14 +187,8 @@ def kernel_table(batch, repeats):
         for kind in ("conv", "locally_connected") if label == "simple conv" else ("conv",):
             W = rng.random(((size, size) if kind != "conv" else ()) + (c_out, c_in, k, k), dtype=np.float32)
             for which in ("forward", "input_error", "weight_increment"):
-                calls = []
-                for table_ in (numba_backend, backends.get_backend("numpy")):
-                    fwd = getattr(table_, f"{kind}_forward")
-                    _, cache = fwd(x, W)
-                    calls.append({"forward": lambda: fwd(x, W),
-                                  "input_error": lambda: getattr(table_, f"{kind}_input_error")(delta, cache, W),
-                                  "weight_increment": lambda: getattr(table_, f"{kind}_weight_increment")(delta, cache)
-                                  }[which])
+                calls = [kernel_call(table_, kind, which, x, W, delta)
+                         for table_ in (numba_backend, backends.get_backend("numpy"))]
                 times = race({"numba": calls[0], "matmul": matmul}, repeats)
                 numba_rate, matmul_rate = flops / min(times["numba"]) / 1e9, matmul_flops / min(times["matmul"]) / 1e9
                 numpy_rate = flops / best_seconds(calls[1], max(2, repeats // 2)) / 1e9
