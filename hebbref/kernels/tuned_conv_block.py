@@ -99,11 +99,8 @@ def conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, s, width):
                 for o in range(O):
                     run[o] = planes[o, i * Wp + j]
         for u in range(Ho):
-            r0 = u * t - top
             for v in range(Wo):
-                s0 = v * t - left
-                tuned_pooling.pool_window_of_runs(best, where, cells, Wd, max(r0, 0), min(r0 + k, H), max(s0, 0),
-                                                  min(s0 + k, Wd), s, True)
+                tuned_pooling.pool_window_of_runs(best, where, cells, H, Wd, u * t - top, v * t - left, k, s, True)
                 for m in range(O):
                     y[n, m, u * Wo + v] = best[m]
                     winner[n, m, u * Wo + v] = where[m]

@@ -266,11 +266,8 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, 
                 for q in range(H * W):
                     cells[q, m] = plane[q]
         for u in range(Ho):
-            r0 = u * t - top
-            for v in range(Wo):
-                s0 = v * t - left
-                pool_window_of_runs(best, where, cells, W, max(r0, 0), min(r0 + k, H), max(s0, 0), min(s0 + k, W),
-                                    s, False)  # the last group's runs past L: not read
+            for v in range(Wo):  # the last group's runs past L: not read
+                pool_window_of_runs(best, where, cells, H, W, u * t - top, v * t - left, k, s, False)
                 o = u * Wo + v
                 for m in range(L):
                     y[p0 + m, o] = best[m]
@@ -347,11 +344,9 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
         runs = h[c].reshape(H * W, N)  # cell r·W + q: its run of N images
         maxima = np.empty((Ho * Wo, N), dtype=h.dtype)
         for u in range(Ho):
-            r0 = u * t - top
             for v in range(Wo):
-                s0 = v * t - left
-                pool_window_of_runs(maxima[u * Wo + v], winner[c, u, v], runs, W,
-                                    max(r0, 0), min(r0 + k, H), max(s0, 0), min(s0 + k, W), s, True)
+                pool_window_of_runs(maxima[u * Wo + v], winner[c, u, v], runs, H, W, u * t - top, v * t - left, k, s,
+                                    True)
         for n in range(N):
             plane = y[n, c]
             for p in range(Ho * Wo):
@@ -360,22 +355,22 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
 
 
 @njit(cache=True, inline="always")
-def pool_window_of_runs(best, where, runs, W, r0, r1, s0, s1, s, ramp):
-    """One window of an image W wide, rows r0 to r1 - 1 and columns s0 to s1 - 1 (clipped to the image), each
-    of its cells a run of numbers pooled side by side (images, planes or channels): ``runs[r·W + q]``.
+def pool_window_of_runs(best, where, runs, H, W, r0, s0, k, s, ramp):
+    """The k×k window at row r0, column s0 (less than 0 in the padding) of an H×W image, each of its cells a run of
+    numbers pooled side by side (images, planes or channels): ``runs[r·W + q]``.
 
-    Cell by cell in row-major order: the first cell sets ``best`` and ``where`` for
-    every run, each later one replaces them where it is strictly larger (a select per
-    run, no branch: the loop along the run vectorises), so the first maximum in
-    row-major order wins, as in ``maxpool_windows``. ``where`` gets the cell's flat
+    The window is clipped to the image, and its cells taken in row-major order: the
+    first cell sets ``best`` and ``where`` for every run, each later one replaces them
+    where it is strictly larger (a select per run, no branch: the loop along the run
+    vectorises), so the first maximum in row-major order wins, as in ``maxpool_windows``. ``where`` gets the cell's flat
     index r·W + q (``keep_larger``). With ``ramp``, σ(runs) is pooled and a cell where
     the ramp saturates is marked -1 - r·W - q (``keep_larger_of_ramp``). The window walk
     of the three pools that take runs: ``ramp_maxpool_images_last``,
     ``maxpool_plane_groups`` and the conv block (``tuned_conv_block.conv_ramp_maxpool_direct``).
     """
     first = True
-    for r in range(r0, r1):
-        for q in range(s0, s1):
+    for r in range(max(r0, 0), min(r0 + k, H)):
+        for q in range(max(s0, 0), min(s0 + k, W)):
             label = np.int32(r * W + q)
             cells = runs[r * W + q]
             if ramp:
