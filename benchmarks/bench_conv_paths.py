@@ -205,16 +205,16 @@ def pools_table(batch, repeats, rng, revision=None):
         arguments = {"ramp": (x, k, t, 0.5), "sum": (x, a, k, t, 0.5), "x": (x, k, t)}[kind]
         calls = {}
         for label, candidate in plan.candidates(equation, arguments).items():
-            if candidate.threads == numba.get_num_threads():
-                calls[("this", label.rsplit("/", 1)[0])] = (
-                    lambda f=plan.path_function(equation, candidate): f(*arguments))
-        if base is not None:  # the revision's function of each candidate's path, at the candidate's block size
-            for label, candidate in plan.candidates(equation, arguments).items():
-                function = getattr(base, plan.PATHS[equation][candidate.path].__name__, None)
-                if function is not None and candidate.threads == numba.get_num_threads():
-                    if candidate.block is not None:
-                        function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
-                    calls[("base", label.rsplit("/", 1)[0])] = lambda f=function: f(*arguments)
+            if candidate.threads != numba.get_num_threads():
+                continue
+            path_name = label.rsplit("/", 1)[0]
+            calls[("this", path_name)] = lambda f=plan.path_function(equation, candidate): f(*arguments)
+            # the revision's function of the same path, at the candidate's block size
+            function = getattr(base, plan.PATHS[equation][candidate.path].__name__, None) if base else None
+            if function is not None:
+                if candidate.block is not None:
+                    function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
+                calls[("base", path_name)] = lambda f=function: f(*arguments)
         best = best_times(calls, repeats)
         fastest_before = min((ms for (tree, _), ms in best.items() if tree == "base"), default=None)
         for (tree, label), ms in best.items():
