@@ -19,11 +19,10 @@ while each image's h is still in cache; neither h nor δ is written out.
                (``tuned_pooling.pool_window_of_runs``, as the untied block's pool runs
                along the images), and marks each winner where the ramp saturates
                (-1 - its index), so that the backward pass needs no h
-    backward:  image by image, each pair of δ planes formed from the pool's errors at
-               the marked winners (``delta_plane``: a cell's windows summed in order,
-               times s; 0 where σ' = 0 or no window won), with its rows Wp apart as
-               ``weight_increment_direct`` lays δ out, and ``add_products`` adds the
-               pair's share of G
+    backward:  the direct path's increment (``tuned_conv_direct.increment_of_planes``),
+               each δ plane formed from the pool's errors at the marked winners
+               (``delta_plane``: a cell's windows summed in order, times s; 0 where
+               σ' = 0 or no window won) rather than copied from δ
 
 ``in-turn``: the tuned backend's own functions in a row (its conv forward pass and
 increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan
@@ -50,7 +49,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from . import tuned_pooling
-from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_products, add_terms, correlate_valid_direct, \
+from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_terms, correlate_valid_direct, increment_of_planes, \
     pad_spatial, tap_offsets
 
 
@@ -125,36 +124,16 @@ def delta_plane(plane, errors, marks, W, stride, s):
         plane[m] *= s
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def increment_from_winners(dy, winner, xp, W, s, chunks, zero, width):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b], δ formed plane by plane from the pool's errors: -> (O, C, k, k).
+@njit(cache=True, inline="always")
+def plane_from_winners(plane, source, n, o, stride):
+    """δ[n, o] by ``delta_plane``, ``source`` = (the pool's errors and the marked winners, both (N, O, Ho·Wo), W, s).
 
-    As ``tuned_conv_direct.weight_increment_direct``, with each pair of δ planes made
-    by ``delta_plane`` from ``dy`` and the marked ``winner`` rather than copied from δ.
-    ``W`` is the width of h.
+    The form of a δ plane that ``tuned_conv_direct.increment_of_planes`` takes, so that
+    the block's increment is the direct path's with δ made from the winners rather than
+    copied from δ.
     """
-    N, O, Ho, Wo = dy.shape
-    _, C, Hp, Wp = xp.shape
-    k = Wp - W + 1
-    H = Hp - k + 1
-    L = (H - 1) * Wp + W
-    offsets = tap_offsets(C, Hp, Wp, k)
-    x_flat = xp.reshape(N, C * Hp * Wp)
-    errors, marks = dy.reshape(N, O, Ho * Wo), winner.reshape(N, O, Ho * Wo)
-    partial = np.zeros((chunks, O, C * k * k), dtype=dy.dtype)
-    for part in prange(chunks):
-        p = np.empty(L, dtype=dy.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
-        q = np.empty(L, dtype=dy.dtype)  # δ[n, o + 1]
-        scratch = np.zeros(C * k * k, dtype=dy.dtype)
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            for o in range(0, O, 2):
-                o2 = min(o + 1, O - 1)
-                delta_plane(p, errors[n, o], marks[n, o], W, Wp, s)
-                delta_plane(q, errors[n, o2], marks[n, o2], W, Wp, s)
-                g = partial[part, o]
-                f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
-                add_products(g, f, p, q, x_flat[n], offsets, L, zero, width)
-    return partial.sum(axis=0).reshape(O, C, k, k)
+    errors, marks, W, s = source
+    delta_plane(plane, errors[n, o], marks[n, o], W, stride, s)
 
 
 @njit(parallel=True, cache=True)
@@ -192,7 +171,10 @@ def backward_direct_path(dy, cache, slope):
     H, W = cache.h_shape
     s = dtype.type(slope)
     chunks = min(dy.shape[0], numba.get_num_threads())
-    G = increment_from_winners(dy, cache.winner, cache.xp, W, s, chunks, dtype.type(0), cache.width)
+    N, O, Ho, Wo = dy.shape
+    source = (dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), W, s)
+    k = cache.xp.shape[-1] - W + 1
+    G = increment_of_planes(plane_from_winners, source, O, cache.xp, k, chunks, dtype.type(0), cache.width)
 
     def delta():  # formed only when read
         return delta_from_winners(dy, cache.winner, H, W, s)

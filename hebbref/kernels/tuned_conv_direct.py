@@ -241,37 +241,45 @@ def correlate_valid_direct(xp, W, width=TERMS_PER_PASS):
     return h
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def weight_increment_direct(delta, xp, k, chunks, zero, width=TERMS_PER_PASS):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops: -> (O, C, k, k).
+@njit(cache=True, inline="always")
+def copy_plane(plane, delta, n, o, stride):
+    """δ[n, o] into ``plane`` with its rows ``stride`` apart; the gaps between the rows are left as they are (0)."""
+    _, _, H, Wd = delta.shape
+    for i in range(H):
+        row = plane[i * stride : i * stride + Wd]  # a view: plain stores
+        for j in range(Wd):
+            row[j] = delta[n, o, i, j]
 
-    The batch is cut into ``chunks`` pieces summed in parallel, then added up. Each δ
-    plane is first copied with its rows Wp apart (zeros in between), so that every term
-    (c, a, b) is one long dot product with the shifted flattened planes of the image;
-    planes go two at a time (``add_products``; an odd last one is paired with itself and
-    its twin sum dropped). ``zero`` is a 0 of the dtype to accumulate in.
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def increment_of_planes(form_plane, source, O, xp, k, chunks, zero, width):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops, each δ plane made by ``form_plane``: -> (O, C, k, k).
+
+    ``form_plane(plane, source, n, o, Wp)`` writes δ[n, o] into ``plane`` with its rows
+    Wp apart and 0 in the gaps (``copy_plane`` from δ itself; the conv block's
+    ``delta_plane`` from the pool's errors), so that every term (c, a, b) is one long
+    dot product with the shifted flattened planes of the image. The batch is cut into
+    ``chunks`` pieces summed in parallel, then added up; planes go two at a time
+    (``add_products``; an odd last one is paired with itself and its twin sum dropped).
+    ``zero`` is a 0 of the dtype to accumulate in.
     """
-    N, O, H, Wd = delta.shape
-    _, C, Hp, Wp = xp.shape
-    L = (H - 1) * Wp + Wd
+    N, C, Hp, Wp = xp.shape
+    H = Hp - k + 1
+    L = (H - 1) * Wp + Wp - k + 1  # flat length that covers every output, rows Wp apart
     offsets = tap_offsets(C, Hp, Wp, k)
     x_flat = xp.reshape(N, C * Hp * Wp)
-    partial = np.zeros((chunks, O, C * k * k), dtype=delta.dtype)
+    partial = np.zeros((chunks, O, C * k * k), dtype=xp.dtype)
     for part in prange(chunks):
-        p = np.zeros(L, dtype=delta.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
-        q = np.zeros(L, dtype=delta.dtype)  # δ[n, o + 1]
-        scratch = np.zeros(C * k * k, dtype=delta.dtype)
+        p = np.zeros(L, dtype=xp.dtype)  # δ[n, o] with rows Wp apart, 0 in the gaps
+        q = np.zeros(L, dtype=xp.dtype)  # δ[n, o + 1]
+        scratch = np.zeros(C * k * k, dtype=xp.dtype)
         for n in range(part * N // chunks, (part + 1) * N // chunks):
             for o in range(0, O, 2):
                 o2 = min(o + 1, O - 1)
-                for i in range(H):
-                    p_row, q_row = p[i * Wp : i * Wp + Wd], q[i * Wp : i * Wp + Wd]  # views: plain stores
-                    for j in range(Wd):
-                        p_row[j] = delta[n, o, i, j]
-                        q_row[j] = delta[n, o2, i, j]
-                g = partial[part, o]
+                form_plane(p, source, n, o, Wp)
+                form_plane(q, source, n, o2, Wp)
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
-                add_products(g, f, p, q, x_flat[n], offsets, L, zero, width)
+                add_products(partial[part, o], f, p, q, x_flat[n], offsets, L, zero, width)
     return partial.sum(axis=0).reshape(O, C, k, k)
 
 
@@ -297,4 +305,4 @@ def weight_increment(delta, cache):
     delta = np.ascontiguousarray(delta)
     k = xp.shape[-1] - delta.shape[-1] + 1
     chunks = min(delta.shape[0], numba.get_num_threads())
-    return weight_increment_direct(delta, xp, k, chunks, delta.dtype.type(0), width)
+    return increment_of_planes(copy_plane, delta, delta.shape[1], xp, k, chunks, delta.dtype.type(0), width)
