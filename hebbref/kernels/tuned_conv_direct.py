@@ -302,7 +302,7 @@ def input_error(delta, B, width=None):
 def weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (xp, terms per pass) from ``forward``."""
     xp, width = cache
-    delta = np.ascontiguousarray(delta)
+    delta = np.ascontiguousarray(delta, dtype=xp.dtype)  # one dtype, as on the other paths: G is summed in it
     k = xp.shape[-1] - delta.shape[-1] + 1
     chunks = min(delta.shape[0], numba.get_num_threads())
-    return increment_of_planes(copy_plane, delta, delta.shape[1], xp, k, chunks, delta.dtype.type(0), width)
+    return increment_of_planes(copy_plane, delta, delta.shape[1], xp, k, chunks, xp.dtype.type(0), width)
