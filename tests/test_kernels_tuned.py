@@ -101,6 +101,18 @@ def test_the_shifted_input_error_and_increment_together_on_blocks_of_every_size(
         check(G, layers.conv_weight_increment(delta, xp), f"increment {label}", rtol(np.dtype(dtype)))
 
 
+@pytest.mark.parametrize("forward_path", FORWARD_PATHS)
+def test_every_conv_increment_sums_in_the_dtype_of_its_forward_pass(forward_path):
+    """A δ of another dtype than x is taken in x's: G has x's dtype on every path, and the reference's numbers."""
+    shape = (3, 2, 4, 6, 5, 3)
+    x, W, _, delta = conv_case(shape, np.float32, 7)
+    _, (path, cache) = plan.PATHS["conv_forward"][forward_path](x, W)
+    G = plan.CONV_WEIGHT_INCREMENT[path](delta.astype(np.float64), cache)
+    assert G.dtype == np.float32, f"{forward_path}: {G.dtype}"
+    _, xp = layers.conv_forward(x, W)
+    check(G, layers.conv_weight_increment(delta, xp), f"increment {forward_path}", rtol(np.dtype(np.float32)))
+
+
 def test_only_a_shifted_forward_pass_with_a_correlation_input_error_goes_together():
     together = {(f, e) for f in FORWARD_PATHS for e in ERROR_PATHS
                 if plan.conv_backward_together(f, plan.Plan(e, 1)) is not None}
