@@ -257,7 +257,7 @@ def increment_of_planes(form_plane, source, O, xp, k, chunks, zero, width):
 
     ``form_plane(plane, source, n, o, Wp)`` writes δ[n, o] into ``plane`` with its rows
     Wp apart and 0 in the gaps (``copy_plane`` from δ itself; the conv block's
-    ``delta_plane`` from the pool's errors), so that every term (c, a, b) is one long
+    ``plane_from_winners`` from the pool's errors), so that every term (c, a, b) is one long
     dot product with the shifted flattened planes of the image. The batch is cut into
     ``chunks`` pieces summed in parallel, then added up; planes go two at a time
     (``add_products``; an odd last one is paired with itself and its twin sum dropped).
