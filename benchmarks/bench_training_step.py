@@ -10,6 +10,10 @@ Prints one Markdown table per measurement of issue 3:
 4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update);
 5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit),
    the two raced call by call;
+6. where hebbref ``numba``'s step goes, for the three networks of tables 1 to 3: the time of
+   each backend call the network makes, of the dense layers' products (NumPy's matmul), of
+   the weight updates and of the dropout layers' backward pass, each against hebbref's step
+   and against PyTorch's step in the same rounds (``step_parts``);
 and the compile cost (first step in a fresh process, with an empty and with a filled
 Numba cache). Above the tables: the CPU model, the versions, the thread counts, and
 the process settings the ``numba`` backend made (``hebbref.runtime``); below them, the
@@ -26,6 +30,9 @@ of the machine; the bests of a busy machine may come from different moments). Py
 runs with as many threads as Numba; without it the PyTorch columns say so.
 """
 import argparse
+import collections
+import contextlib
+import dataclasses
 import os
 import platform
 import statistics
@@ -45,6 +52,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hebbref  # noqa: E402
+import hebbref.modules  # noqa: E402
+import hebbref.rules  # noqa: E402
 from hebbref import backends, runtime  # noqa: E402
 from hebbref.kernels import plan  # noqa: E402
 
@@ -112,14 +121,16 @@ def paired_ratio(ts, baseline_ts):
     return f"{statistics.median(t / b for t, b in zip(ts, baseline_ts)):.2f}"
 
 
-def network_tables(batch, repeats):
+def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
     no_torch = "" if torch else "PyTorch is not installed (`pip install torch==2.13.0`): its column is left out."
     cases = [
         ("1. `simple`, 28×28×1, tied, bp", "simple", (1, 28, 28), False),
         ("2. `simple`, 28×28×1, untied (PyTorch: unfold + einsum), bp", "simple", (1, 28, 28), True),
         ("3. `deep`, 32×32×3, tied, bp", "deep", (3, 32, 32), False),
     ]
-    for title, net_name, shape, untied in cases:
+    for number, (title, net_name, shape, untied) in enumerate(cases, 1):
+        if number not in tables:
+            continue
         contenders = {"hebbref numba": hebbref_step(net_name, shape, "bp", "numba", untied, batch)}
         if torch:  # right after hebbref numba in each round: the two runs a ratio compares meet the same load
             contenders["PyTorch"] = torch_step(net_name, shape, untied, batch)
@@ -127,11 +138,138 @@ def network_tables(batch, repeats):
         times = race(contenders, repeats)
         table(title, times, "PyTorch" if torch else "hebbref numpy (reference)", no_torch)
     for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
-                                    ("deep", (3, 32, 32), False)]:
+                                    ("deep", (3, 32, 32), False)] if 4 in tables else []:
         times = race({rule: hebbref_step(net_name, shape, rule, "numba", untied, batch)
                       for rule in ("bp", "frfb", "urfb")}, repeats)
         table(f"4. the price of the feedback update: `{net_name}`{' untied' if untied else ''}, hebbref numba",
               times, "bp")
+
+
+# the functions outside the backend that a training step calls, by module, with the part each is counted in
+OUTSIDE_THE_BACKEND = {
+    hebbref.modules: {"dense_forward": "dense products (NumPy matmul)",
+                      "dense_input_error": "dense products (NumPy matmul)",
+                      "dense_weight_increment": "dense products (NumPy matmul)",
+                      "dropout_backward": "dropout, backward (NumPy)"},
+    hebbref.rules: {"forward_update": "weight updates, W and R (NumPy)"},
+}
+
+
+def timed(label, fn, spent):
+    """``fn``, adding the seconds each call takes to ``spent[label]``."""
+    def call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[label] += time.perf_counter() - start
+    return call
+
+
+def _shape(a):
+    return "×".join(map(str, a.shape)) if hasattr(a, "shape") else ""
+
+
+def timed_backend(backend, spent):
+    """A copy of ``backend`` whose every function adds its time to ``spent``, under its name and its arrays' shapes.
+
+    Only the calls the network makes are timed: a backend function's own calls of the
+    others go to the untimed ``backend``, so that no time is counted twice.
+    """
+    def by_shape(name, fn):
+        def call(*args, **kwargs):
+            shapes = ", ".join(_shape(a) for a in args if hasattr(a, "shape"))
+            return timed(f"backend: {name} {shapes}".rstrip(), fn, spent)(*args, **kwargs)
+        return call
+    functions = {field.name: by_shape(field.name, getattr(backend, field.name))
+                 for field in dataclasses.fields(backend) if callable(getattr(backend, field.name))}
+    return dataclasses.replace(backend, **functions)
+
+
+@contextlib.contextmanager
+def outside_the_backend_timed(spent):
+    """While inside, the functions of ``OUTSIDE_THE_BACKEND`` add their time to ``spent``, by part."""
+    saved = [(module, name, getattr(module, name)) for module, names in OUTSIDE_THE_BACKEND.items() for name in names]
+    try:
+        for module, name, fn in saved:
+            setattr(module, name, timed(OUTSIDE_THE_BACKEND[module][name], fn, spent))
+        yield
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+
+
+def step_parts(net_name, input_shape, untied, batch, repeats, backend="numba", seed=0, against=None):
+    """Where a hebbref step goes: -> (steps, parts, against_times), each a list with one entry per round.
+
+    ``steps``: the seconds of each timed step; ``parts``: per round, {part: seconds}. The
+    parts are the backend calls the network makes (by name and the shapes of the arrays
+    each is given) and ``OUTSIDE_THE_BACKEND``; what is left (the loss, the Python between
+    the calls, a deferred δ formed by whoever reads it) is the step less the parts. ``against``: a
+    callable run right after each timed step (PyTorch's), its seconds in ``against_times``.
+    """
+    spent = collections.defaultdict(float)
+    net = hebbref.build_network(net_name, input_shape, 10, rule="bp", dtype="float32",
+                                backend=timed_backend(backends.get_backend(backend), spent), untied=untied, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch,) + input_shape, dtype=np.float32)
+    y = rng.integers(0, 10, size=batch)
+    steps, parts, against_times = [], [], []
+    with outside_the_backend_timed(spent):
+        for round_ in range(repeats + 1):  # the first round warms up, untimed
+            spent.clear()
+            start = time.perf_counter()
+            net.train_step(x, y, lr=0.01, loss="hinge")
+            seconds = time.perf_counter() - start
+            if against is not None:
+                start = time.perf_counter()
+                against()
+                other = time.perf_counter() - start
+            if round_:
+                steps.append(seconds)
+                parts.append(dict(spent))
+                if against is not None:
+                    against_times.append(other)
+    return steps, parts, against_times
+
+
+def parts_table(batch, repeats, least_share=0.01):
+    """Table 6: the parts of hebbref numba's step (``step_parts``), each a median over rounds."""
+    cases = [("`simple`, tied", "simple", (1, 28, 28), False), ("`simple`, untied", "simple", (1, 28, 28), True),
+             ("`deep`", "deep", (3, 32, 32), False)]
+    print("\n### 6. where hebbref numba's step goes (bp, the networks of tables 1 to 3): each part's time in a "
+          f"step, median of {repeats} rounds\n")
+    print("Each round times one hebbref step with every part timed, then one PyTorch step. A part's shares "
+          "are the medians over rounds of its time over hebbref's step and over PyTorch's step of the same "
+          f"round. Parts under {least_share:.0%} of the step are summed in one row; \"the rest\" is the "
+          "step less every part (the loss, the Python between the calls, a deferred δ formed where it is "
+          "read).\n")
+    for title, net_name, shape, untied in cases:
+        against = torch_step(net_name, shape, untied, batch) if torch else None
+        if against is not None:
+            against()  # its warm-up
+        steps, parts, theirs = step_parts(net_name, shape, untied, batch, repeats, against=against)
+        labels = sorted({label for p in parts for label in p},
+                        key=lambda label: -statistics.median(p.get(label, 0.0) for p in parts))
+        rows = []
+        small = [0.0] * len(steps)
+        for label in labels:
+            seconds = [p.get(label, 0.0) for p in parts]
+            if statistics.median(s / t for s, t in zip(seconds, steps)) >= least_share:
+                rows.append((label, seconds))
+            else:
+                small = [a + b for a, b in zip(small, seconds)]
+        rows.append((f"{len(labels) - len(rows)} parts under {least_share:.0%} each, together", small))
+        rows.append(("the rest", [t - sum(p.values()) for t, p in zip(steps, parts)]))
+        rows.append(("**the step**", steps))
+        print(f"\n{title}: hebbref's step {1e3 * statistics.median(steps):.1f} ms"
+              + (f", PyTorch's {1e3 * statistics.median(theirs):.1f} ms (medians)" if theirs else "") + "\n")
+        print("| part | ms | share of hebbref's step | over PyTorch's step |")
+        print("|---|---:|---:|---:|")
+        for label, seconds in rows:
+            share = statistics.median(s / t for s, t in zip(seconds, steps))
+            over = f"{statistics.median(s / t for s, t in zip(seconds, theirs)):.3f}" if theirs else "n/a"
+            print(f"| {label} | {1e3 * statistics.median(seconds):.1f} | {share:.3f} | {over} |")
 
 
 def best_seconds(f, repeats):
@@ -241,11 +379,19 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
+    parser.add_argument("--tables", default="1,2,3,4,5,6",
+                        help="the numbered tables to print, comma-separated (default: all six)")
     parser.add_argument("--no-blas-timeout", action="store_true",
                         help="do not set OPENBLAS_THREAD_TIMEOUT=4 for this process (see the top of this file)")
     parser.add_argument("--reuse-plans", action="store_true",
                         help="take the plans already in the plan file (default: measure them afresh, in this run)")
     args = parser.parse_args(argv)
+    try:
+        tables = {int(number) for number in args.tables.split(",")}
+    except ValueError:
+        parser.error(f"--tables takes numbers from 1 to 6 separated by commas, got {args.tables!r}")
+    if not tables <= {1, 2, 3, 4, 5, 6}:
+        parser.error(f"--tables takes numbers from 1 to 6, got {args.tables!r}")
     if not args.reuse_plans:  # plans measured now, on this machine as it is during the run
         os.environ[plan.CACHE_VARIABLE] = tempfile.mkdtemp(prefix="hebbref-plans-")
     backends.get_backend("numba")  # loads the kernels and applies hebbref.runtime's process settings
@@ -267,8 +413,11 @@ def main(argv=None):
     blas_environment = {name: os.environ.get(name) for name in
                         ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"- environment: {blas_environment}")
-    network_tables(args.batch, args.repeats)
-    kernel_table(args.batch, args.repeats)
+    network_tables(args.batch, args.repeats, tables)
+    if 5 in tables:
+        kernel_table(args.batch, args.repeats)
+    if 6 in tables:
+        parts_table(args.batch, args.repeats)
     plans_table()
     if not args.skip_compile:
         compile_table()

@@ -1,0 +1,85 @@
+"""benchmarks/bench_training_step.py's table 6 (where a step goes): its timing leaves the step as it was.
+
+The table's figures go into BENCHMARKS.md, so the machinery under them is held here: the
+timed backend and the timed functions outside it compute exactly what the plain ones do,
+the functions are put back afterwards, and the parts of a step add up to no more than it.
+These run on the NumPy reference backend, a small batch, and no PyTorch.
+"""
+import collections
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+import hebbref
+import hebbref.modules
+import hebbref.rules
+from hebbref import backends
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_training_step.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")  # the script sets it by default; put back after the import
+        spec = importlib.util.spec_from_file_location("bench_training_step", BENCH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def _batch(seed=0, n=8):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 28, 28)), rng.integers(0, 10, size=n)
+
+
+def _weights(net):
+    return [layer.W.copy() for layer in net.parameters()] + [layer.R.copy() for layer in net.parameters()]
+
+
+def test_a_timed_step_is_the_plain_step(bench):
+    """The same weights after two urfb steps, timed or not, and every kind of part is counted."""
+    x, y = _batch()
+    plain = hebbref.build_network("simple", (1, 28, 28), 10, rule="urfb", backend="numpy", seed=3)
+    spent = collections.defaultdict(float)
+    timed = hebbref.build_network("simple", (1, 28, 28), 10, rule="urfb", seed=3,
+                                  backend=bench.timed_backend(backends.get_backend("numpy"), spent))
+    for _ in range(2):
+        plain.train_step(x, y, lr=0.05)
+        with bench.outside_the_backend_timed(spent):
+            timed.train_step(x, y, lr=0.05)
+    for a, b in zip(_weights(plain), _weights(timed)):
+        np.testing.assert_array_equal(a, b)
+    assert {"dense products (NumPy matmul)", "weight updates, W and R (NumPy)", "dropout, backward (NumPy)"} <= set(spent)
+    assert any(label.startswith("backend: conv_ramp_maxpool_forward 8×1×28×28, 32×1×5×5") for label in spent)
+    assert all(seconds > 0 for seconds in spent.values())
+
+
+# what a step calls outside the backend: the dense layer's three products, dropout's backward pass, the updates
+OUTSIDE = [(hebbref.modules, "dense_forward"), (hebbref.modules, "dense_input_error"),
+           (hebbref.modules, "dense_weight_increment"), (hebbref.modules, "dropout_backward"),
+           (hebbref.rules, "forward_update")]
+
+
+def test_every_function_outside_the_backend_is_timed_then_put_back(bench):
+    originals = [getattr(module, name) for module, name in OUTSIDE]
+    with pytest.raises(RuntimeError):
+        with bench.outside_the_backend_timed({}):
+            for (module, name), original in zip(OUTSIDE, originals):
+                assert getattr(module, name) is not original, name
+            raise RuntimeError("a step that fails half way")
+    for (module, name), original in zip(OUTSIDE, originals):
+        assert getattr(module, name) is original, name
+
+
+def test_the_parts_of_a_step_add_up_to_no_more_than_it(bench):
+    ran = []
+    steps, parts, theirs = bench.step_parts("simple", (1, 28, 28), False, 8, 3, backend="numpy",
+                                            against=lambda: ran.append(1))
+    assert len(steps) == len(parts) == len(theirs) == 3
+    assert len(ran) == 4  # after the warm-up step too, which is not kept
+    for step, spent in zip(steps, parts):
+        assert spent and all(seconds >= 0 for seconds in spent.values())
+        assert sum(spent.values()) <= step
