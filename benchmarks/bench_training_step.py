@@ -239,9 +239,9 @@ def parts_table(batch, repeats, least_share=0.01):
              ("`deep`", "deep", (3, 32, 32), False)]
     print("\n### 6. where hebbref numba's step goes (bp, the networks of tables 1 to 3): each part's time in a "
           f"step, median of {repeats} rounds\n")
-    print("Each round times one hebbref step with every part timed, then one PyTorch step. A part's shares "
-          "are the medians over rounds of its time over hebbref's step and over PyTorch's step of the same "
-          f"round. Parts under {least_share:.0%} of the step are summed in one row; \"the rest\" is the "
+    print("Each round times one hebbref step with every part timed, then one PyTorch step (where PyTorch is "
+          "installed). A part's shares are the medians over rounds of its time over hebbref's step and over "
+          f"PyTorch's step of the same round. Parts under {least_share:.0%} of the step are summed in one row; \"the rest\" is the "
           "step less every part (the loss, the Python between the calls, a deferred δ formed where it is "
           "read).\n")
     for title, net_name, shape, untied in cases:
@@ -259,7 +259,8 @@ def parts_table(batch, repeats, least_share=0.01):
                 rows.append((label, seconds))
             else:
                 small = [a + b for a, b in zip(small, seconds)]
-        rows.append((f"{len(labels) - len(rows)} parts under {least_share:.0%} each, together", small))
+        if len(rows) < len(labels):
+            rows.append((f"{len(labels) - len(rows)} parts under {least_share:.0%} each, together", small))
         rows.append(("the rest", [t - sum(p.values()) for t, p in zip(steps, parts)]))
         rows.append(("**the step**", steps))
         print(f"\n{title}: hebbref's step {1e3 * statistics.median(steps):.1f} ms"
