@@ -8,6 +8,7 @@ These run on the NumPy reference backend, a small batch, and no PyTorch.
 import collections
 import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -22,8 +23,9 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_t
 
 @pytest.fixture(scope="module")
 def bench():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")  # the script sets it by default; put back after the import
+    with pytest.MonkeyPatch.context() as patch:  # what the script's import changes is put back after it
+        patch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")  # the script sets it by default
+        patch.setattr(sys, "path", list(sys.path))  # and puts benchmarks/ first where PyTorch is installed
         spec = importlib.util.spec_from_file_location("bench_training_step", BENCH)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

@@ -70,9 +70,9 @@ def eight_terms(x, offsets, t, L):
 
 # inlined where it is called: as a call, each view it returns takes a reference to the array that
 # every thread's views share, counted (atomically) on every pass; inlined, Numba drops the counts.
-# On deep 2a and 3 the direct loops at four terms took 0.56 to 0.76 of their time as calls
+# On deep 2a, 2b and 3 the direct loops at four terms took 0.60 to 0.77 of their time as calls
 # (BENCHMARKS.md, bench_conv_paths.py --against). eight_terms, inlined the same way, made the
-# passes of eight terms slower on an AVX2 CPU (1.1 to 1.3 times), so it stays a call.
+# passes of eight terms slower on an AVX2 CPU (1.07 to 1.33 times), so it stays a call.
 @njit(cache=True, inline="always")
 def four_terms(x, offsets, t, L):
     """Terms t to t+3 of a window over a flattened image: the views x[offsets[t+i] :][:L], i = 0..3."""
