@@ -50,7 +50,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from . import tuned_pooling
 from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_terms, correlate_valid_direct, increment_of_planes, \
-    pad_spatial, tap_offsets
+    pad_spatial, paired, tap_offsets
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, s, width):
         where = np.empty(O, dtype=np.int32)
         planes[:] = 0
         for o in range(0, O, 2):
-            add_terms(planes[o], planes[o + 1], x_flat[n], offsets, w_flat[o], w_flat[min(o + 1, O - 1)], L, width)
+            add_terms(planes[o], planes[o + 1], x_flat[n], offsets, w_flat[o], w_flat[paired(o, O)], L, width)
         for i in range(H):
             for j in range(Wd):
                 run = cells[i * Wd + j]  # written in order, read from C_out rows that stay in cache along j

@@ -99,6 +99,16 @@ def wide_vector_registers():
 TERMS_PER_PASS = 8 if wide_vector_registers() else 4
 
 
+@njit(cache=True, inline="always")
+def paired(o, O):
+    """The channel that goes with output channel o (even) in a pass over two planes: o + 1, or o if it is the last.
+
+    ``add_terms`` and ``add_products`` make two planes per pass; with an odd number O of
+    channels the last one is paired with itself, and its twin result is dropped.
+    """
+    return min(o + 1, O - 1)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def add_terms(p, q, x, offsets, w, v, L, width=TERMS_PER_PASS):
     """p += Σ_t w[t] x[offsets[t]:][:L] and q += Σ_t v[t] x[offsets[t]:][:L]: two output planes at once.
@@ -234,7 +244,7 @@ def correlate_valid_direct(xp, W, width=TERMS_PER_PASS):
         p = np.empty(L, dtype=xp.dtype)  # h[n, o] with rows Wp apart
         q = np.empty(L, dtype=xp.dtype)  # h[n, o + 1]
         for o in range(0, O, 2):
-            o2 = min(o + 1, O - 1)
+            o2 = paired(o, O)
             p[:] = 0
             q[:] = 0
             add_terms(p, q, x_flat[n], offsets, w_flat[o], w_flat[o2], L, width)
@@ -280,7 +290,7 @@ def increment_of_planes(form_plane, source, O, xp, k, chunks, zero, width):
         scratch = np.zeros(C * k * k, dtype=xp.dtype)
         for n in range(part * N // chunks, (part + 1) * N // chunks):
             for o in range(0, O, 2):
-                o2 = min(o + 1, O - 1)
+                o2 = paired(o, O)
                 form_plane(p, source, n, o, Wp)
                 form_plane(q, source, n, o2, Wp)
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..layers.conv import same_padding
-from .tuned_conv_direct import FASTMATH, add_products, add_terms, pad_spatial
+from .tuned_conv_direct import FASTMATH, add_products, add_terms, pad_spatial, paired
 
 # images per tile in the forward pass and the input error, by default: a location's filter
 # (C_in·k·k·C_out numbers) is read once per tile, not once per image. The best size depends
@@ -282,7 +282,7 @@ def row_tile_sums(x_flat, taps, w, i, Wp, N, n0, L, out, start, o_stride, j_stri
         x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
         runs = out[start + j * j_stride :]
         for o in range(0, O, 2):
-            o2 = min(o + 1, O - 1)  # an odd last channel is paired with itself
+            o2 = paired(o, O)
             q = runs[(o + 1) * o_stride :][:L] if o + 1 < O else spare[:L]
             add_terms(runs[o * o_stride :][:L], q, x, taps, w[i, j, o], w[i, j, o2], L)
 
@@ -366,7 +366,7 @@ def location_products(G, i, j, d, o_stride, x_flat, taps, Wp, N, n0, L, scratch,
     O = G.shape[2]
     x = x_flat[(i * Wp + j) * N + n0 :]  # term t of location (i, j), tile's images: x[taps[t]:][:L]
     for o in range(0, O, 2):
-        o2 = min(o + 1, O - 1)
+        o2 = paired(o, O)
         f = G[i, j, o2] if o2 != o else scratch
         p, q = d[o * o_stride :][:L], d[o2 * o_stride :][:L]
         add_products(G[i, j, o], f, p, q, x, taps, L, zero)
