@@ -190,6 +190,8 @@ def info(backend=None):
             for folder, dropped in disk_cache.FOLDERS.items()},
         "plans": {"timing": plan.timing_enabled(), "cache file": str(plan.cache_file()),
                   "machine": plan.machine(), "stored for this machine": len(plan.stored_plans()),
+                  "of them timed with this kernel source": sum(stored.get("kernels") == plan.kernels_source()
+                                                               for stored in plan.stored_plans().values()),
                   "chosen in this process": plan.chosen_in_this_process()},
         "environment": {name: os.environ[name] for name in watched if name in os.environ},
     }

@@ -174,7 +174,7 @@ def test_a_stored_plan_measured_among_other_candidates_is_measured_again(timing_
     before = {f"loops/{t}": 1.0 for t in sorted({1, every})}  # timed when "loops" was the only path
     timing_on.parent.mkdir(parents=True, exist_ok=True)
     timing_on.write_text(json.dumps({plan.machine(): {key: {"path": "loops", "threads": every, "measured_ms": before,
-                                                            "block": None}}}))
+                                                            "block": None, "kernels": plan.kernels_source()}}}))
     measured = []
     real_measure = plan._measure
     monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
@@ -191,13 +191,39 @@ def test_a_stored_plan_that_lacks_its_block_size_is_measured_again(timing_on, mo
     x, W = conv_arguments(c_in=8, c_out=8)
     key = plan.plan_key("conv_forward", (x, W))
     timing_on.parent.mkdir(parents=True, exist_ok=True)
-    timing_on.write_text(json.dumps({plan.machine(): {key: {"path": "shifted", "threads": 1, "measured_ms": None}}}))
+    timing_on.write_text(json.dumps({plan.machine(): {key: {"path": "shifted", "threads": 1, "measured_ms": None,
+                                                            "kernels": plan.kernels_source()}}}))
     measured = []
     real_measure = plan._measure
     monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
     chosen = plan.choose("conv_forward", x, W)
     assert measured == [key] and chosen.measured_ms
     assert (chosen.block is None) == (chosen.path not in plan.BLOCKS)
+
+
+def test_a_stored_plan_measured_with_other_kernel_code_is_measured_again(timing_on, monkeypatch):
+    """An edit or upgrade of the kernels may change which path is fastest: a plan keeps the source it was timed with."""
+    x = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    key = plan.plan_key("maxpool_forward", (x, 3, 2))
+    every = numba.get_num_threads()
+    stored = {"path": "loops", "threads": every, "block": None,
+              "measured_ms": {name: 1.0 for name in plan.candidates("maxpool_forward")}}
+    timing_on.parent.mkdir(parents=True, exist_ok=True)
+    measured = []
+    real_measure = plan._measure
+    monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
+    for kernels in ("0" * 64, None):  # another source's fingerprint; none (a plan file written before)
+        entry = dict(stored) if kernels is None else {**stored, "kernels": kernels}
+        timing_on.write_text(json.dumps({plan.machine(): {key: entry}}))
+        plan.forget()
+        plan.choose("maxpool_forward", x, 3, 2)
+        assert measured == [key]
+        assert json.loads(timing_on.read_text())[plan.machine()][key]["kernels"] == plan.kernels_source()
+        measured.clear()
+    timing_on.write_text(json.dumps({plan.machine(): {key: {**stored, "kernels": plan.kernels_source()}}}))
+    plan.forget()
+    assert plan.choose("maxpool_forward", x, 3, 2) == plan.Plan("loops", every, stored["measured_ms"], None)
+    assert measured == []
 
 
 def test_the_default_plan_takes_each_blocked_path_at_its_default_size():

@@ -75,8 +75,10 @@ memory and on disk, in a small JSON file (``cache_file()``:
 ``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
 on the same machine reuses it and another CPU measures its own. Delete the file to
 measure again (a plan timed while other work loaded the cores may be a poor one); a
-plan measured among other candidates than this version's (a path added since) is
-measured again by itself.
+plan measured among other candidates than this version's (a path added since), or
+with other kernel code (each plan is stored with ``disk_cache.fingerprint()``, the
+SHA-256 of ``hebbref/kernels/*.py``, so an edit or an upgrade of any kernel may change
+which path is fastest), is measured again by itself.
 
 **Timing is off** when ``HEBBREF_TUNE=0``, and under pytest unless ``HEBBREF_TUNE=1``
 (the tests of the plans themselves): then ``default_plan`` gives
@@ -103,6 +105,7 @@ import numba
 import numpy as np
 
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
+from . import disk_cache
 from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
                tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
 
@@ -543,10 +546,18 @@ def stored_plans():
     return _load().get(machine(), {})
 
 
+@functools.lru_cache(maxsize=None)
+def kernels_source():
+    """The fingerprint of the kernels' source a plan is stored with (``disk_cache.fingerprint``), read once."""
+    return disk_cache.fingerprint()
+
+
 def _read_plan(key, arguments):
     stored = stored_plans().get(key)
     if not stored:
         return None
+    if stored.get("kernels") != kernels_source():
+        return None  # measured with other kernel code (or before plans recorded it): measure again
     try:
         plan = Plan(stored["path"], int(stored["threads"]), stored.get("measured_ms"), stored.get("block"))
     except (KeyError, TypeError, ValueError):
@@ -567,7 +578,7 @@ def _write_plan(key, plan):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         plans = _load()
-        plans.setdefault(machine(), {})[key] = asdict(plan)
+        plans.setdefault(machine(), {})[key] = {**asdict(plan), "kernels": kernels_source()}
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(plans, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(temporary, path)
