@@ -105,9 +105,8 @@ import numba
 import numpy as np
 
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
-from . import disk_cache
-from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
-               tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
+from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted,
+               tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
