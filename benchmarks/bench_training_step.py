@@ -15,8 +15,9 @@ Prints one Markdown table per measurement of issue 3:
    the weight updates and of the dropout layers' backward pass, each against hebbref's step
    and against PyTorch's step in the same rounds (``step_parts``);
 and the compile cost (first step in a fresh process, with an empty and with a filled
-Numba cache). Above the tables: the CPU model, the versions, the thread counts, and
-the process settings the ``numba`` backend made (``hebbref.runtime``); below them, the
+Numba cache). Above the tables: the CPU model, the versions, the thread counts, the
+process settings the ``numba`` backend made (``hebbref.runtime``) and the pace of the
+machine (NumPy's float32 matmul, ``machine_pace``; again at the end); below them, the
 plan ``hebbref.kernels.plan.choose`` took for every layer shape (measured on this
 machine during the warm-up steps, into a fresh plan file unless ``--reuse-plans``;
 the default from the shapes with ``HEBBREF_TUNE=0``).
@@ -283,6 +284,17 @@ def best_seconds(f, repeats):
     return min(ts)
 
 
+def machine_pace(repeats, size=2048):
+    """GFLOP/s of NumPy's float32 size×size matmul, best of ``repeats``: the pace of the machine at that moment.
+
+    Printed at the start and at the end of a run (and at the start of table 5): on a shared
+    host it moves from run to run, and with it every time in the tables, so two runs compare
+    best at the same pace.
+    """
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    return 2 * size**3 / best_seconds(lambda: a @ a, repeats) / 1e9
+
+
 def kernel_call(table_, kind, which, x, W, delta):
     """A call of one backend's ``{kind}_{which}`` on (x, W, δ), its forward pass's cache made first."""
     forward = getattr(table_, f"{kind}_forward")
@@ -312,8 +324,7 @@ def kernel_table(batch, repeats):
 
     print("\n### 5. kernels: achieved GFLOP/s (one multiply-add = 2 flops), each numba kernel raced against NumPy's "
           f"float32 matmul 2048×2048 (the limit), {repeats} rounds\n")
-    print(f"NumPy float32 matmul 2048×2048 at the start: **{matmul_flops / best_seconds(matmul, repeats) / 1e9:.0f} "
-          "GFLOP/s**.\n")
+    print(f"NumPy float32 matmul 2048×2048 at the start: **{machine_pace(repeats):.0f} GFLOP/s**.\n")
     print("| layer (N, C_in→C_out, H×W, k) | kernel | numba GFLOP/s, best | numpy GFLOP/s | matmul GFLOP/s in the "
           "same rounds, best | numba / matmul, best / best | median of the rounds' ratios |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -414,6 +425,8 @@ def main(argv=None):
     blas_environment = {name: os.environ.get(name) for name in
                         ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"- environment: {blas_environment}")
+    print(f"- pace: NumPy float32 matmul 2048×2048 at {machine_pace(args.repeats):.0f} GFLOP/s at the start "
+          f"(best of {args.repeats}; the end of the run gives it again)")
     network_tables(args.batch, args.repeats, tables)
     if 5 in tables:
         kernel_table(args.batch, args.repeats)
@@ -423,7 +436,8 @@ def main(argv=None):
     if not args.skip_compile:
         compile_table()
     print(f"\nNumba threading layer: {numba.threading_layer()}; load average after the run: "
-          f"{os.getloadavg()[0]:.2f} (above 0: other processes shared the cores)")
+          f"{os.getloadavg()[0]:.2f} (above 0: other processes shared the cores); NumPy float32 matmul "
+          f"2048×2048 at {machine_pace(args.repeats):.0f} GFLOP/s at the end")
 
 
 if __name__ == "__main__":

@@ -85,3 +85,19 @@ def test_the_parts_of_a_step_add_up_to_no_more_than_it(bench):
     for step, spent in zip(steps, parts):
         assert spent and all(seconds >= 0 for seconds in spent.values())
         assert sum(spent.values()) <= step
+
+
+def test_a_run_gives_the_pace_of_the_machine_at_its_start_and_end(bench, monkeypatch, capsys):
+    """The matmul rate before and after the tables: runs on a shared host compare only at the same pace."""
+    monkeypatch.setenv(bench.plan.CACHE_VARIABLE, "unused")  # main points it at a fresh folder; put back after
+    paces = []
+    real_pace = bench.machine_pace
+    monkeypatch.setattr(bench, "machine_pace", lambda repeats: paces.append(repeats) or real_pace(repeats, size=64))
+    monkeypatch.setattr(bench, "network_tables", lambda *args: print("### 4. (the steps, left out here)"))
+    bench.main(["--batch", "2", "--repeats", "1", "--skip-compile", "--tables", "4"])
+    out = capsys.readouterr().out
+    assert paces == [1, 1]
+    head, tail = out.split("### 4.", 1)
+    assert "- pace: NumPy float32 matmul 2048×2048 at " in head and " GFLOP/s at the start" in head
+    assert tail.rstrip().endswith("GFLOP/s at the end")
+    assert 0 < real_pace(2, size=64) < 1e5
