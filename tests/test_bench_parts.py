@@ -3,7 +3,8 @@
 The table's figures go into BENCHMARKS.md, so the machinery under them is held here: the
 timed backend and the timed functions outside it compute exactly what the plain ones do,
 the functions are put back afterwards, and the parts of a step add up to no more than it.
-These run on the NumPy reference backend, a small batch, and no PyTorch.
+These run on the NumPy reference backend, a small batch, and no PyTorch. Last, a run
+states the pace of the machine at its start and its end (the steps themselves left out).
 """
 import collections
 import importlib.util
