@@ -177,6 +177,7 @@ def info(backend=None):
     watched = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                "NUMBA_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "HEBBREF_BACKEND",
                ENVIRONMENT_VARIABLE, plan.TUNE_VARIABLE, plan.CACHE_VARIABLE)
+    stored = plan.stored_plans()  # the plan file, read once
     return {
         "versions": {"hebbref": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                      "numba": numba.__version__, "scipy": scipy.__version__},
@@ -189,9 +190,9 @@ def info(backend=None):
                                        else "none dropped: recorded as compiled from this source")
             for folder, dropped in disk_cache.FOLDERS.items()},
         "plans": {"timing": plan.timing_enabled(), "cache file": str(plan.cache_file()),
-                  "machine": plan.machine(), "stored for this machine": len(plan.stored_plans()),
-                  "of them timed with this kernel source": sum(stored.get("kernels") == plan.kernels_source()
-                                                               for stored in plan.stored_plans().values()),
+                  "machine": plan.machine(), "stored for this machine": len(stored),
+                  "of them timed with this kernel source": sum(entry.get("kernels") == plan.kernels_source()
+                                                               for entry in stored.values()),
                   "chosen in this process": plan.chosen_in_this_process()},
         "environment": {name: os.environ[name] for name in watched if name in os.environ},
     }
