@@ -283,7 +283,7 @@ def row_tile_sums(x_flat, taps, w, i, Wp, N, n0, L, out, start, o_stride, j_stri
         runs = out[start + j * j_stride :]
         for o in range(0, O, 2):
             o2 = paired(o, O)
-            q = runs[(o + 1) * o_stride :][:L] if o + 1 < O else spare[:L]
+            q = runs[o2 * o_stride :][:L] if o2 != o else spare[:L]
             add_terms(runs[o * o_stride :][:L], q, x, taps, w[i, j, o], w[i, j, o2], L)
 
 
