@@ -11,7 +11,7 @@ Prints one Markdown table per measurement of issue 3:
 5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit),
    the two raced call by call;
 6. where hebbref ``numba``'s step goes, for the three networks of tables 1 to 3: the time of
-   each backend call the network makes, of the dense layers' products (NumPy's matmul), of
+   each backend call the network makes (the dense layers' products among them), of
    the weight updates and of the dropout layers' backward pass, each against hebbref's step
    and against PyTorch's step in the same rounds (``step_parts``);
 and the compile cost (first step in a fresh process, with an empty and with a filled
@@ -147,11 +147,11 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
 
 
 # the functions outside the backend that a training step calls, by module, with the part each is counted in
+# the dense layers' three products (the backend's dense_forward, dense_input_error and
+# dense_weight_increment), summed in one part of table 6
+DENSE_PRODUCTS = "dense products (the backend's dense_*)"
 OUTSIDE_THE_BACKEND = {
-    hebbref.modules: {"dense_forward": "dense products (NumPy matmul)",
-                      "dense_input_error": "dense products (NumPy matmul)",
-                      "dense_weight_increment": "dense products (NumPy matmul)",
-                      "dropout_backward": "dropout, backward (NumPy)"},
+    hebbref.modules: {"dropout_backward": "dropout, backward (NumPy)"},
     hebbref.rules: {"forward_update": "weight updates, W and R (NumPy)"},
 }
 
@@ -180,7 +180,8 @@ def timed_backend(backend, spent):
     def by_shape(name, fn):
         def call(*args, **kwargs):
             shapes = ", ".join(_shape(a) for a in args if hasattr(a, "shape"))
-            return timed(f"backend: {name} {shapes}".rstrip(), fn, spent)(*args, **kwargs)
+            label = DENSE_PRODUCTS if name.startswith("dense_") else f"backend: {name} {shapes}".rstrip()
+            return timed(label, fn, spent)(*args, **kwargs)
         return call
     functions = {field.name: by_shape(field.name, getattr(backend, field.name))
                  for field in dataclasses.fields(backend) if callable(getattr(backend, field.name))}

@@ -4,8 +4,8 @@ A backend is a table of six functions with the signatures of the NumPy reference
 ``hebbref.layers`` (forward, input error, weight increment, for tied and untied
 layers), and more that default to the reference (max pooling forward and backward,
 the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
-addend, and dropout's training pass, which draws the mask), which a compiled backend
-replaces when they dominate a training step. Four more take two steps as one: a ramp
+addend, dropout's training pass, which draws the mask, and the dense layer's three
+products), which a compiled backend replaces when they dominate a training step. Four more take two steps as one: a ramp
 and the max pool right above it (``ramp pool``), forward (``ramp_maxpool_forward``)
 and backward (``maxpool_ramp_backward``), a sum block's output and the max pool right
 above it (``sum[...] pool``, forward: ``ramp_plus_maxpool_forward``), and a conv
@@ -67,6 +67,9 @@ class Backend:
     ramp_plus: Callable = activations.ramp_plus  # σ(h) + a, a sum block's output
     ramp_backward_of_sum: Callable = activations.ramp_backward_of_sum  # (e1 + e2) ⊙ σ'(h)
     dropout_draw: Callable = layers.dropout_draw  # (rng, x, p) -> (x ⊙ m, m), m drawn from rng
+    dense_forward: Callable = layers.dense_forward  # the dense layer's three products
+    dense_input_error: Callable = layers.dense_input_error
+    dense_weight_increment: Callable = layers.dense_weight_increment
     # (dy, pool cache, h, slope) -> (maxpool_backward of dy) ⊙ σ'(h): a pool's backward pass and
     # that of the ramp below it; by default this backend's own two functions in a row
     maxpool_ramp_backward: Callable = None
@@ -186,7 +189,8 @@ def _load_numba():
         tuned.locally_connected_weight_increment,
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
-                        "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "maxpool_ramp_backward",
+                        "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "dense_forward",
+                        "dense_input_error", "dense_weight_increment", "maxpool_ramp_backward",
                         "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "conv_backward",
                         "conv_ramp_maxpool_forward",
                         "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",

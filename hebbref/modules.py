@@ -21,12 +21,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .init import glorot_uniform
-from .layers import (
-    dense_forward,
-    dense_input_error,
-    dense_weight_increment,
-    dropout_backward,
-)
+from .layers import dropout_backward
 
 UNTIED_INITS = ("tied", "independent")
 
@@ -155,18 +150,19 @@ class Dense(WeightedLayer):
         if len(input_shape) != 1:
             raise ConfigError(f"dense layer needs a flat input, got shape {input_shape}")
         (d_in,) = input_shape
+        self.ops = ctx.backend
         self._set_weights(*self._draw_pair((self.units, d_in), d_in, self.units, ctx), ctx)
         self.output_shape = (self.units,)
         return self.output_shape
 
     def _forward(self, x, W):
-        return dense_forward(x, W)
+        return self.ops.dense_forward(x, W)
 
     def _input_error(self, delta, cache, B):
-        return dense_input_error(delta, cache, B)
+        return self.ops.dense_input_error(delta, cache, B)
 
     def _weight_increment(self, delta, cache):
-        return dense_weight_increment(delta, cache)
+        return self.ops.dense_weight_increment(delta, cache)
 
     def describe(self):
         return f"dense{self.units}"

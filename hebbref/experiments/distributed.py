@@ -27,9 +27,10 @@ thread per run, a lone ``dask worker --nthreads 1`` on 16 cores gives a run 16. 
 Numba kernels order their sums by thread count, so the count a run started with is kept
 in its folder (``threads``) and a resumed run uses it again wherever it lands. Each task
 applies the tuned backend's process settings (``hebbref.runtime.prepare``) before Numba
-starts its threads, so that idle ones sleep; NumPy's OpenBLAS threads sleep only with
-``OPENBLAS_THREAD_TIMEOUT`` set, which a LocalCluster's workers inherit from the client
-and ``dask worker`` must be given.
+starts its threads, so that idle ones sleep. The ``numba`` backend computes the dense
+layers' products on Numba's threads too (SciPy's gemm, one thread per call); NumPy's
+OpenBLAS (the ``numpy`` backend's products, the direct-feedback rules' ``e F``) sleeps when idle only with ``OPENBLAS_THREAD_TIMEOUT`` set,
+which a LocalCluster's workers inherit from the client and ``dask worker`` must be given.
 
 Dask is imported only here, and only when ``--scheduler`` is used:
 ``pip install 'hebbref[distributed]'``.
@@ -163,11 +164,16 @@ def slots_per_host(client):
 
 
 def set_blas_threads(count):
-    """Set the thread count of NumPy's and SciPy's bundled OpenBLAS (process-wide)."""
-    import numpy
-    import scipy
+    """Set the thread count of NumPy's bundled OpenBLAS (process-wide).
 
-    for package in (numpy, scipy):
+    SciPy's OpenBLAS stays on the one thread ``hebbref.runtime`` loaded it with: the tuned
+    kernels call its gemm from inside Numba's parallel blocks, one call per Numba thread
+    (the shifted conv products, the dense products), so each call must run on its caller's
+    thread; ``count`` threads each would put count² threads on the task's cores.
+    """
+    import numpy
+
+    for package in (numpy,):
         folder = os.path.join(os.path.dirname(os.path.dirname(package.__file__)), f"{package.__name__}.libs")
         for path in glob.glob(os.path.join(folder, "lib*openblas*.so*")):
             library = ctypes.CDLL(path)

@@ -24,6 +24,9 @@ names, from the tuned kernel modules:
     tuned_conv_block.py         a tied conv layer, its ramp and the pool above, one step
                                 each way: the direct loops, with the ramp and pool taken
                                 image by image while its h is in cache
+    tuned_dense.py              the dense layer's three products, one SciPy gemm per
+                                Numba thread: no path to choose, and no NumPy BLAS
+                                thread left spinning against the kernels that follow
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
@@ -34,6 +37,7 @@ the forward pass was "shifted" and the input error's plan is "shifted-correlatio
 (``plan.conv_backward_together``), laying δ out once.
 """
 from ..activations import DEFAULT_SLOPE
+from .tuned_dense import dense_forward, dense_input_error, dense_weight_increment  # noqa: F401 (no plan: one path)
 from .plan import BLOCK_BACKWARD, CONV_WEIGHT_INCREMENT, choose, conv_backward_together, on_threads, \
     path_function
 
