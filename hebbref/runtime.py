@@ -10,9 +10,10 @@ changes, records each in ``CHANGES``, and ``hebbref info`` prints them:
    threads. ``OMP_WAIT_POLICY=passive`` is set only while Numba starts its threads
    (libgomp reads it then, once) and removed again, so other OpenMP runtimes in the
    process (PyTorch's) keep their defaults.
-2. **SciPy's OpenBLAS loads on one thread.** The shifted products
-   (``hebbref.kernels.tuned_conv_shifted``) call its gemm from inside Numba's parallel
-   blocks, one block per thread, so each call must run on its caller's thread.
+2. **SciPy's OpenBLAS loads on one thread.** The shifted, Winograd and dense products
+   (``hebbref.kernels.tuned_conv_shifted``, ``tuned_conv_winograd``, ``tuned_dense``) call
+   its gemm from inside Numba's parallel blocks, one block per thread, so each call must
+   run on its caller's thread.
    ``OPENBLAS_NUM_THREADS=1`` is set only while ``scipy.linalg.cython_blas`` loads
    (OpenBLAS reads it then) and the variable put back as it was. NumPy's own OpenBLAS,
    a separate library loaded with NumPy, keeps its threads (a user's
@@ -29,9 +30,12 @@ changes, records each in ``CHANGES``, and ``hebbref info`` prints them:
 ``HEBBREF_RUNTIME=0`` switches all three off; a user's ``OMP_WAIT_POLICY`` is left as it is.
 
 Not changed, because it can only be set before NumPy loads: NumPy's OpenBLAS lets its
-idle threads spin about 0.1 s after each product. ``OPENBLAS_THREAD_TIMEOUT=4`` in the
-environment, set before Python starts, makes them sleep at once; ``hebbref info`` says
-whether it is set.
+idle threads spin about 0.1 s after each product. The ``numba`` backend does not call it
+in a step: the dense layers' products run on Numba's threads, one SciPy gemm each
+(``hebbref.kernels.tuned_dense``). Code that calls NumPy's products between the
+kernels (the ``numpy`` backend, the direct-feedback rules, a user's own) gets the spin
+unless ``OPENBLAS_THREAD_TIMEOUT=4`` was in the environment before Python started;
+``hebbref info`` says whether it is set.
 
 **Why SciPy's gemm is reached through its address** (``scipy.linalg.cython_blas``, via
 ``numba.extending.get_cython_function_address``), the one place this is explained: the
@@ -100,7 +104,7 @@ def _start_numba_threads_passive():
 
 
 def _load_scipy_blas_on_one_thread():
-    what = "SciPy's OpenBLAS (the shifted products' gemm) loaded with OPENBLAS_NUM_THREADS=1"
+    what = "SciPy's OpenBLAS (the gemm of the shifted, Winograd and dense products) loaded with OPENBLAS_NUM_THREADS=1"
     if "scipy.linalg.cython_blas" in sys.modules:
         return _record(what, False, "SciPy's BLAS was already loaded: it keeps its own thread count")
     with _environment_variable_while("OPENBLAS_NUM_THREADS", "1"):
@@ -212,8 +216,8 @@ def print_info(args):
         else:
             print(f"{key}: {value}")
     if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
-        print("note: NumPy's OpenBLAS threads spin after each product; OPENBLAS_THREAD_TIMEOUT=4 set before "
-              "Python starts makes them sleep (hebbref does not set it)")
+        print("note: NumPy's OpenBLAS threads spin after each product (the numba backend's steps call none); "
+              "OPENBLAS_THREAD_TIMEOUT=4 set before Python starts makes them sleep (hebbref does not set it)")
     return 0
 
 
