@@ -69,7 +69,8 @@ def test_every_cut_gives_the_same_product(batch, d_in, d_out, parts):
 
 
 def test_views_and_other_dtypes_take_the_reference_values():
-    """A transposed view is laid out first; mixed float32 and float64 give float64; integers go to NumPy."""
+    """A transposed view is laid out first; float32 with float64 gives float64; read-only arrays are read;
+    integers go to NumPy."""
     rng = np.random.default_rng(5)
     x, W, delta = _arrays(rng, 12, 20, 6, np.float64)
     h, _ = tuned_dense.dense_forward(np.asfortranarray(x), W[:, ::1].T.copy().T)
@@ -77,6 +78,8 @@ def test_views_and_other_dtypes_take_the_reference_values():
     e = tuned_dense.dense_input_error(delta.astype(np.float32), None, W)
     assert e.dtype == np.float64
     np.testing.assert_allclose(e, delta.astype(np.float32) @ W, rtol=1e-12)
+    x.setflags(write=False)  # data loaded read-only (a memory map) may reach a first dense layer as it is
+    np.testing.assert_allclose(tuned_dense.dense_weight_increment(delta, x), delta.T @ x, rtol=1e-12)
     xi, Wi = np.arange(6).reshape(2, 3), np.arange(12).reshape(4, 3)
     np.testing.assert_array_equal(tuned_dense.dense_forward(xi, Wi)[0], xi @ Wi.T)
 

@@ -38,8 +38,8 @@ by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on impo
 Compiled kernels are cached on disk by Numba, and dropped when any file of this folder
 changes (``disk_cache.py``). Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
 (tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_block.py``,
-``test_untied_block.py``, ``test_kernels_shifted.py`` and ``test_kernels_dense.py`` for single modules, ``test_blocks.py``
-for what the two blocks share), ``tests/test_cuda.py`` (device functions, on a GPU or
+``test_untied_block.py``, ``test_kernels_shifted.py`` and ``test_kernels_dense.py`` for
+single modules, ``test_blocks.py`` for what the two blocks share), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
 from . import disk_cache  # noqa: E402
