@@ -296,7 +296,8 @@ class DirectFeedbackAlignment(Rule):
     def direct_error(self, layer, e_L):
         """e_l = F_l e_L for every example: (N, C) -> (N,) + layer.output_shape.  (F is drawn
         again, identically, when the network is rebuilt: no state to save.)"""
-        return (e_L @ self.F[layer.name].T).reshape((e_L.shape[0],) + tuple(layer.output_shape))
+        e = layer.ops.dense_forward(e_L, self.F[layer.name])[0]  # e_L Fᵀ: the dense layer's product, by the backend
+        return e.reshape((e_L.shape[0],) + tuple(layer.output_shape))
 
 
 class WeightMirror(Rule):

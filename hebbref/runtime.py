@@ -32,8 +32,8 @@ changes, records each in ``CHANGES``, and ``hebbref info`` prints them:
 Not changed, because it can only be set before NumPy loads: NumPy's OpenBLAS lets its
 idle threads spin about 0.1 s after each product. The ``numba`` backend does not call it
 in a step: the dense layers' products run on Numba's threads, one SciPy gemm each
-(``hebbref.kernels.tuned_dense``). Code that calls NumPy's products between the
-kernels (the ``numpy`` backend, the direct-feedback rules, a user's own) gets the spin
+(``hebbref.kernels.tuned_dense``), as do the direct-feedback rules' products. Code that
+calls NumPy's products between the kernels (the ``numpy`` backend, a user's own) gets the spin
 unless ``OPENBLAS_THREAD_TIMEOUT=4`` was in the environment before Python started;
 ``hebbref info`` says whether it is set.
 

@@ -22,7 +22,7 @@ CASES = [  # (preset, untied, input shape)
 ]
 
 
-@pytest.mark.parametrize("rule", ["bp", "frfb", "urfb"])
+@pytest.mark.parametrize("rule", ["bp", "frfb", "urfb", "dfa"])
 @pytest.mark.parametrize("net_name,untied,shape", CASES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_training_steps_agree_between_numpy_and_numba(net_name, untied, shape, rule, dtype):

@@ -29,9 +29,9 @@ in its folder (``threads``) and a resumed run uses it again wherever it lands. E
 applies the tuned backend's process settings (``hebbref.runtime.prepare``) before Numba
 starts its threads, so that idle ones sleep. The ``numba`` backend computes the dense
 layers' products on Numba's threads too (SciPy's gemm, one thread per call); NumPy's
-OpenBLAS (the ``numpy`` backend's products, the direct-feedback rules' ``e F``) sleeps
-when idle only with ``OPENBLAS_THREAD_TIMEOUT`` set, which a LocalCluster's workers
-inherit from the client and ``dask worker`` must be given.
+OpenBLAS (the ``numpy`` backend's products) sleeps when idle only with
+``OPENBLAS_THREAD_TIMEOUT`` set, which a LocalCluster's workers inherit from the client
+and ``dask worker`` must be given.
 
 Dask is imported only here, and only when ``--scheduler`` is used:
 ``pip install 'hebbref[distributed]'``.
