@@ -146,10 +146,10 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
               times, "bp")
 
 
-# the functions outside the backend that a training step calls, by module, with the part each is counted in
 # the dense layers' three products (the backend's dense_forward, dense_input_error and
 # dense_weight_increment), summed in one part of table 6
 DENSE_PRODUCTS = "dense products (the backend's dense_*)"
+# the functions outside the backend that a training step calls, by module, with the part each is counted in
 OUTSIDE_THE_BACKEND = {
     hebbref.modules: {"dropout_backward": "dropout, backward (NumPy)"},
     hebbref.rules: {"forward_update": "weight updates, W and R (NumPy)"},

@@ -5,11 +5,12 @@ A backend is a table of six functions with the signatures of the NumPy reference
 layers), and more that default to the reference (max pooling forward and backward,
 the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
 addend, dropout's training pass, which draws the mask, and the dense layer's three
-products), which a compiled backend replaces when they dominate a training step. Four more take two steps as one: a ramp
-and the max pool right above it (``ramp pool``), forward (``ramp_maxpool_forward``)
-and backward (``maxpool_ramp_backward``), a sum block's output and the max pool right
-above it (``sum[...] pool``, forward: ``ramp_plus_maxpool_forward``), and a conv
-layer's input error and increment of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool
+products), which a compiled backend replaces when they dominate a training step. Four
+more take two steps as one: a ramp and the max pool right above it (``ramp pool``),
+forward (``ramp_maxpool_forward``) and backward (``maxpool_ramp_backward``), a sum
+block's output and the max pool right above it (``sum[...] pool``, forward:
+``ramp_plus_maxpool_forward``), and a conv layer's input error and increment of one δ
+(``conv_backward``); four take three: a conv layer, its ramp and the pool
 above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ
 and the increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
 (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
