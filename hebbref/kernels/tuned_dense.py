@@ -15,10 +15,11 @@ one thread, so each part runs on the thread that calls it.
 threads of its own, and after each product they spin (about 0.1 s) waiting for more
 work, unless ``OPENBLAS_THREAD_TIMEOUT`` was set before NumPy loaded, which a library
 cannot do. In a training step the conv kernels follow at once, on Numba's threads, and
-share the cores with the spinning ones. On 2 cores that made `deep`'s step take 1.7
-times as long (BENCHMARKS.md, 2026-12-02, "NumPy's spinning threads"). Here the
-products run on Numba's threads, which sleep when idle (``hebbref.runtime``), so no
-thread spins whatever the environment holds.
+shared the cores with the spinning ones: on 2 cores `deep`'s step took about one and a
+half times as long as with the variable set. Even with it set, `simple`'s three products
+took nearly twice as long in a step as alone. Here the products run on Numba's threads,
+which sleep when idle (``hebbref.runtime``), and both went away (BENCHMARKS.md,
+2026-12-02, "a Zen 5 EPYC with AVX-512; the dense products on Numba's threads").
 """
 import numba
 import numpy as np
