@@ -174,15 +174,14 @@ def set_blas_threads(count):
     """
     import numpy
 
-    for package in (numpy,):
-        folder = os.path.join(os.path.dirname(os.path.dirname(package.__file__)), f"{package.__name__}.libs")
-        for path in glob.glob(os.path.join(folder, "lib*openblas*.so*")):
-            library = ctypes.CDLL(path)
-            for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                         "openblas_set_num_threads64_", "openblas_set_num_threads"):
-                if hasattr(library, name):
-                    getattr(library, name)(count)
-                    break
+    folder = os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy.libs")
+    for path in glob.glob(os.path.join(folder, "lib*openblas*.so*")):
+        library = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(library, name):
+                getattr(library, name)(count)
+                break
 
 
 def task_threads(folder, slots, host, worker_threads):

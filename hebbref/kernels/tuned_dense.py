@@ -62,14 +62,12 @@ def split_product(blas, P, Q, transpose_p, transpose_q, parts):
 
 
 def _product(P, Q, transpose_p, transpose_q):
-    """op(P) op(Q) by ``split_product`` for float32 and float64; any other dtype by NumPy (the reference's ``@``)."""
+    """op(P) op(Q) by ``split_product`` in float32 and float64; another dtype or an empty operand by NumPy's ``@``."""
     dtype = np.result_type(P, Q)
-    if dtype not in (np.float32, np.float64):
+    if dtype not in (np.float32, np.float64) or P.size == 0 or Q.size == 0:
         return (P.T if transpose_p else P) @ (Q.T if transpose_q else Q)
     P = np.ascontiguousarray(P, dtype=dtype)
     Q = np.ascontiguousarray(Q, dtype=dtype)
-    if P.size == 0 or Q.size == 0:
-        return (P.T if transpose_p else P) @ (Q.T if transpose_q else Q)
     return split_product(blas_for(dtype), P, Q, transpose_p, transpose_q, numba.get_num_threads())
 
 
