@@ -14,7 +14,7 @@ the process settings of the ``numba`` backend (``hebbref.runtime``), and prints 
 them what ``plan.choose`` picks here: the measured plan (timing on), and the default
 from the shape (what ``HEBBREF_TUNE=0`` and the tests use). GFLOP/s count the useful
 multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the forward row: forward and weight
-increment, twice that). Above the table: the CPU model and NumPy's 2048² float32
+increment, twice that). Above the table: the CPU (``runtime.cpu_key``) and NumPy's 2048² float32
 product, the machine's limit at the time of the run.
 
 ``--untied`` adds a table of the untied (locally connected) layer's paths on the same
@@ -408,7 +408,7 @@ def main():
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
 
-    print(f"CPU: {runtime.cpu_model()}; batch {args.batch}, float32, Numba {args.threads} threads, "
+    print(f"CPU: {runtime.cpu_key()}; batch {args.batch}, float32, Numba {args.threads} threads, "
           f"best of {args.repeats}, interleaved; plans timed: {plan.timing_enabled()}\n")
     square = rng.standard_normal((2048, 2048), dtype=np.float32)
     matmul = best_times({"matmul": lambda: square @ square}, args.repeats)["matmul"]

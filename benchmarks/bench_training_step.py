@@ -15,7 +15,7 @@ Prints one Markdown table per measurement of issue 3:
    the weight updates and of the dropout layers' backward pass, each against hebbref's step
    and against PyTorch's step in the same rounds (``step_parts``);
 and the compile cost (first step in a fresh process, with an empty and with a filled
-Numba cache). Above the tables: the CPU model, the versions, the thread counts, the
+Numba cache). Above the tables: the CPU (``runtime.cpu_key``), the versions, the thread counts, the
 process settings the ``numba`` backend made (``hebbref.runtime``) and the pace of the
 machine (NumPy's float32 matmul, ``machine_pace``; again at the end); below them, the
 plan ``hebbref.kernels.plan.choose`` took for every layer shape (measured on this
@@ -412,7 +412,7 @@ def main(argv=None):
     if torch:
         torch.set_num_threads(threads)
     print(f"## hebbref benchmark: batch {args.batch}, float32, best and median of {args.repeats} interleaved runs\n")
-    print(f"- machine: {runtime.cpu_model()} ({platform.machine()}), {os.cpu_count()} CPUs visible, "
+    print(f"- machine: {runtime.cpu_key()} ({platform.machine()}), {os.cpu_count()} CPUs visible, "
           f"load average before the run {os.getloadavg()[0]:.2f}")
     print(f"- threads: Numba {threads}, PyTorch {torch.get_num_threads() if torch else 'absent'}")
     print(f"- versions: hebbref {hebbref.__version__}, numpy {np.__version__}, numba {numba.__version__}, "

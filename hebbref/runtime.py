@@ -48,9 +48,12 @@ run in parallel on Numba's threads. Neither keeps the speed, so the raw gemm sta
 """
 import ctypes
 import ctypes.util
+import functools
+import hashlib
 import os
 import platform
 import sys
+from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "HEBBREF_RUNTIME"
 CHANGES = []  # one dict per setting prepare() considered: what, applied (bool), how or why not
@@ -149,14 +152,80 @@ def scipy_gemm_address(name):
 
 def cpu_model():
     """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    return _cpu_fields().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_fields(path="/proc/cpuinfo"):
+    """The first processor's entries of Linux's cpuinfo, {name: value}; {} where there is none."""
+    fields = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        with open(path, encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the end of the first processor's block
+                name, _, value = line.partition(":")
+                fields[name.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return fields
+
+
+@functools.lru_cache(maxsize=None)
+def _l2_size():
+    """The first core's L2 cache size as Linux's sysfs gives it ("2048K"), or None."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() == "2":
+                return (index / "size").read_text().strip()
+        except OSError:
+            pass
+    return None
+
+
+def numba_target():
+    """The CPU that Numba compiles the kernels for: $NUMBA_CPU_NAME, else LLVM's name for the host.
+
+    A feature list in $NUMBA_CPU_FEATURES changes the code as much as the name does, so it
+    is named too (by a short digest).
+    """
+    import llvmlite.binding
+    import numba
+
+    name = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()
+    features = numba.config.CPU_FEATURES
+    if features:
+        name += f" with features {hashlib.sha1(features.encode()).hexdigest()[:8]}"
+    return name
+
+
+def cpu_identity():
+    """What tells one CPU from another where the kernels' speed is concerned, as a dict.
+
+    The model name alone does not: a virtual machine often shows a generic one ("Intel(R)
+    Xeon(R) Processor") for several generations. So the vendor, family, model and stepping
+    numbers, the L2 cache per core (the block sizes depend on it) and the CPU that Numba
+    compiles for are added where the system gives them; a plan measured on one CPU is not
+    taken on another that shares its name (``hebbref.kernels.plan.machine``).
+    """
+    fields = _cpu_fields()
+    numbers = [fields.get(name) for name in ("vendor_id", "cpu family", "model", "stepping")]
+    return {
+        "model": cpu_model(),
+        "vendor, family, model, stepping": " ".join(numbers) if all(numbers) else None,
+        "L2 per core": _l2_size(),
+        "Numba compiles for": numba_target(),
+    }
+
+
+def cpu_key():
+    """``cpu_identity`` as one line: "model name [vendor family/model/stepping, L2 size, compiled for target]"."""
+    identity = cpu_identity()
+    numbers = identity["vendor, family, model, stepping"]
+    rest = [numbers.replace(" ", "/").replace("/", " ", 1) if numbers else None,
+            f"L2 {identity['L2 per core']}" if identity["L2 per core"] else None,
+            f"compiled for {identity['Numba compiles for']}"]
+    return f"{identity['model']} [{', '.join(part for part in rest if part)}]"
 
 
 def info(backend=None):
@@ -186,7 +255,7 @@ def info(backend=None):
         "versions": {"hebbref": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                      "numba": numba.__version__, "scipy": scipy.__version__},
         "backend": chosen.name,
-        "cpu": {"model": cpu_model(), "cores visible": os.cpu_count()},
+        "cpu": {**cpu_identity(), "cores visible": os.cpu_count()},
         "threads": {"numba": numba.get_num_threads(), "threading layer": layer},
         "process settings changed": list(CHANGES),
         "compiled kernels": {
@@ -222,7 +291,7 @@ def print_info(args):
 
 
 def add_commands(subparsers):
-    """``hebbref info``: versions, backend, threads, CPU model, and what the backend changed in the process."""
+    """``hebbref info``: versions, backend, threads, the CPU, and what the backend changed in the process."""
     parser = subparsers.add_parser("info", help="versions, backend, threads, CPU, and the process settings changed")
     parser.add_argument("--backend", default=None, help="backend to load and report (default: the default one)")
     parser.set_defaults(func=print_info)

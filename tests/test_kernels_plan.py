@@ -1,4 +1,4 @@
-"""hebbref.kernels.plan: paths chosen by measurement, cached on disk per CPU model, a default when timing is off."""
+"""hebbref.kernels.plan: paths chosen by measurement, cached on disk per CPU, a default when timing is off."""
 import json
 import time
 from pathlib import Path
@@ -248,3 +248,46 @@ def test_candidates_are_timed_in_rounds_not_one_after_another(timing_on, monkeyp
     chosen = plan.choose("conv_input_error", delta, None, W)
     assert set(chosen.measured_ms) == {"a/1", "b/1"}
     assert order == ["a", "b"] + ["a", "b"] * plan.REPEATS  # warm-ups, then the rounds
+
+
+def test_two_cpus_that_share_a_model_name_keep_their_own_plans(timing_on, monkeypatch):
+    """A virtual machine may give several CPU generations one generic name: the numbers tell them apart."""
+    measured = []
+    real_measure = plan._measure
+    monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
+    generic = {"model name": "Intel(R) Xeon(R) Processor", "vendor_id": "GenuineIntel", "cpu family": "6",
+               "stepping": "1"}
+    h = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    for model in ("143", "173"):
+        monkeypatch.setattr(runtime, "_cpu_fields", lambda fields={**generic, "model": model}: fields)
+        plan.forget()
+        plan.choose("ramp", h, 0.5)
+    assert len(measured) == 2, "the second CPU took the first one's plan"
+    machines = list(json.loads(timing_on.read_text()))
+    assert len(machines) == 2 and all(m.startswith("Intel(R) Xeon(R) Processor [GenuineIntel 6/") for m in machines)
+    assert {"6/143/1" in m for m in machines} == {True, False}
+
+
+def test_the_cpu_identity_reads_cpuinfo_and_names_what_numba_compiles_for(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                       "model name\t: AMD EPYC Processor\nstepping\t: 0\n\nprocessor\t: 1\nmodel\t\t: 99\n")
+    fields = runtime._cpu_fields.__wrapped__(str(cpuinfo))  # the first processor's block only
+    assert (fields["vendor_id"], fields["cpu family"], fields["model"], fields["stepping"]) == ("AuthenticAMD", "26",
+                                                                                                "2", "0")
+    assert runtime._cpu_fields.__wrapped__(str(tmp_path / "absent")) == {}
+    monkeypatch.setattr(runtime, "_cpu_fields", lambda: fields)
+    identity = runtime.cpu_identity()
+    assert identity["model"] == "AMD EPYC Processor"
+    assert identity["vendor, family, model, stepping"] == "AuthenticAMD 26 2 0"
+    assert runtime.cpu_key().startswith("AMD EPYC Processor [AuthenticAMD 26/2/0, ")
+    assert runtime.cpu_key().endswith(f"compiled for {identity['Numba compiles for']}]")
+
+    monkeypatch.setattr(numba.config, "CPU_NAME", "skylake-avx512")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
+    assert runtime.numba_target() == "skylake-avx512"
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,-avx512f")
+    other_features = runtime.numba_target()
+    assert other_features.startswith("skylake-avx512 with features ") and other_features != "skylake-avx512"
+    monkeypatch.setattr(runtime, "_cpu_fields", lambda: {})  # not Linux: the model name from platform
+    assert runtime.cpu_key().startswith(f"{runtime.cpu_model()} [")

@@ -16,7 +16,7 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
     tuned.py                    the ``numba`` backend's functions: ask the plan, run the path
     plan.py                     ``choose``: the one place that picks a path and a thread
                                 count, by timing the candidates once per shape (cached on
-                                disk per CPU model) or by a default when timing is off
+                                disk per CPU) or by a default when timing is off
     tuned_conv_direct.py        tied conv by direct, hand-unrolled loops
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views of the input
     tuned_conv_winograd.py      tied conv by Winograd's minimal filtering: tiles of m×m

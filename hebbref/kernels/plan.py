@@ -72,8 +72,10 @@ would make it lose unfairly. Fewer threads than Numba has are kept only when the
 by more than ``FEWER_THREADS_MARGIN`` (``pick`` says why). The choice is cached in
 memory and on disk, in a small JSON file (``cache_file()``:
 ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
-``~/.cache/hebbref``), under the CPU model and Numba's thread count, so a later process
-on the same machine reuses it and another CPU measures its own. Delete the file to
+``~/.cache/hebbref``), under the CPU (``machine()``: its model name, and where the system gives them its
+family, model and stepping numbers, its L2 size and the CPU Numba compiles for) and
+Numba's thread count, so a later process on the same machine reuses it and another CPU,
+even one that shows the same name, measures its own. Delete the file to
 measure again (a plan timed while other work loaded the cores may be a poor one); a
 plan measured among other candidates than this version's (a path added since), or
 with other kernel code (each plan is stored with ``disk_cache.fingerprint()``, the
@@ -527,10 +529,10 @@ def cache_file():
 
 
 def machine():
-    """Plans hold for one CPU model and one thread count."""
-    from ..runtime import cpu_model
+    """Plans hold for one CPU and one thread count: ``runtime.cpu_key()`` (more than the model's name) and the count."""
+    from ..runtime import cpu_key
 
-    return f"{cpu_model()}, {numba.get_num_threads()} threads"
+    return f"{cpu_key()}, {numba.get_num_threads()} threads"
 
 
 def _load():
