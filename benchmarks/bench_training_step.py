@@ -149,10 +149,11 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
 # the dense layers' three products (the backend's dense_forward, dense_input_error and
 # dense_weight_increment), summed in one part of table 6
 DENSE_PRODUCTS = "dense products (the backend's dense_*)"
+# every SGD step on W and R (the backend's weight_update), summed in one part
+WEIGHT_UPDATES = "weight updates, W and R (the backend's weight_update)"
 # the functions outside the backend that a training step calls, by module, with the part each is counted in
 OUTSIDE_THE_BACKEND = {
     hebbref.modules: {"dropout_backward": "dropout, backward (NumPy)"},
-    hebbref.rules: {"forward_update": "weight updates, W and R (NumPy)"},
 }
 
 
@@ -180,7 +181,8 @@ def timed_backend(backend, spent):
     def by_shape(name, fn):
         def call(*args, **kwargs):
             shapes = ", ".join(_shape(a) for a in args if hasattr(a, "shape"))
-            label = DENSE_PRODUCTS if name.startswith("dense_") else f"backend: {name} {shapes}".rstrip()
+            label = (DENSE_PRODUCTS if name.startswith("dense_") else WEIGHT_UPDATES if name == "weight_update"
+                     else f"backend: {name} {shapes}".rstrip())
             return timed(label, fn, spent)(*args, **kwargs)
         return call
     functions = {field.name: by_shape(field.name, getattr(backend, field.name))

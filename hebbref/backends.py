@@ -1,24 +1,24 @@
 """Backends: which code computes the conv and locally connected layers.
 
 A backend is a table of six functions with the signatures of the NumPy reference in
-``hebbref.layers`` (forward, input error, weight increment, for tied and untied
-layers), and more that default to the reference (max pooling forward and backward,
-the ramp, its derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's
-addend, dropout's training pass, which draws the mask, and the dense layer's three
-products), which a compiled backend replaces when they dominate a training step. Four
-more take two steps as one: a ramp and the max pool right above it (``ramp pool``),
-forward (``ramp_maxpool_forward``) and backward (``maxpool_ramp_backward``), a sum
-block's output and the max pool right above it (``sum[...] pool``, forward:
-``ramp_plus_maxpool_forward``), and a conv layer's input error and increment of one δ
-(``conv_backward``); four take three: a conv layer, its ramp and the pool
-above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ
-and the increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
-(``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
-``maxpool_ramp_locally_connected_backward``). A backend that does not give them runs
-its own functions in a row. The cache that a backend's forward returns is only ever handed back
-to the same backend. A network picks its backend when it is built
-(``build_network(..., backend="numpy")``); the environment variable
-``HEBBREF_BACKEND`` overrides the default.
+``hebbref.layers`` (forward, input error, weight increment, for tied and untied layers),
+and more that default to the reference (max pooling forward and backward, the ramp, its
+derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's addend, dropout's
+training pass, which draws the mask, the dense layer's three products, and the SGD step
+W ← W - η (G + λ W) that every rule takes on W and R), which a compiled backend replaces
+when they dominate a training step. Four more take two steps as one: a ramp and the max
+pool right above it (``ramp pool``), forward (``ramp_maxpool_forward``) and backward
+(``maxpool_ramp_backward``), a sum block's output and the max pool right above it
+(``sum[...] pool``, forward: ``ramp_plus_maxpool_forward``), and a conv layer's input
+error and increment of one δ (``conv_backward``); four take three: a conv layer, its
+ramp and the pool above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``)
+and backward to δ and the increment (``maxpool_ramp_conv_backward``), and the same for
+an untied layer (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
+``maxpool_ramp_locally_connected_backward``). A backend that does not give them runs its
+own functions in a row. The cache that a backend's forward returns is only ever handed
+back to the same backend. A network picks its backend when it is built
+(``build_network(..., backend="numpy")``); the environment variable ``HEBBREF_BACKEND``
+overrides the default.
 
     numpy     the reference, pure NumPy (hebbref.layers, hebbref.activations)
     numba     the tuned tier: CPU kernels compiled by Numba (hebbref.kernels.tuned); which
@@ -47,6 +47,7 @@ from typing import Callable
 
 from . import activations, layers
 from .errors import ConfigError
+from .rules import forward_update
 
 ENVIRONMENT_VARIABLE = "HEBBREF_BACKEND"
 
@@ -71,6 +72,7 @@ class Backend:
     dense_forward: Callable = layers.dense_forward  # the dense layer's three products
     dense_input_error: Callable = layers.dense_input_error
     dense_weight_increment: Callable = layers.dense_weight_increment
+    weight_update: Callable = forward_update  # (W, G, η, λ): W ← W - η (G + λ W) in place, the SGD step (rules)
     # (dy, pool cache, h, slope) -> (maxpool_backward of dy) ⊙ σ'(h): a pool's backward pass and
     # that of the ramp below it; by default this backend's own two functions in a row
     maxpool_ramp_backward: Callable = None
@@ -191,7 +193,7 @@ def _load_numba():
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "dense_forward",
-                        "dense_input_error", "dense_weight_increment", "maxpool_ramp_backward",
+                        "dense_input_error", "dense_weight_increment", "weight_update", "maxpool_ramp_backward",
                         "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "conv_backward",
                         "conv_ramp_maxpool_forward",
                         "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",

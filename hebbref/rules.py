@@ -46,9 +46,12 @@ def forward_update(W, G, eta, weight_decay=0.0):
         W -= eta * G
 
 
-def hebbian_feedback_update(R, G, eta, weight_decay=0.0):
-    """R ← R - η (G + λ R), in place: the very increment W gets (urfb; kp with its decay).  # SPEC §3, §9"""
-    forward_update(R, G, eta, weight_decay)
+def hebbian_feedback_update(R, G, eta, weight_decay=0.0, step=forward_update):
+    """R ← R - η (G + λ R), in place: the very increment W gets (urfb; kp with its decay).  # SPEC §3, §9
+
+    ``step`` takes the SGD step: ``forward_update``, or a backend's ``weight_update`` (the same bits).
+    """
+    step(R, G, eta, weight_decay)
 
 
 # --- the base class ------------------------------------------------------------------------
@@ -98,12 +101,17 @@ class Rule:
 
     # 2. the updates
     def update(self, layer, eta, weight_decay=0.0):
-        """W -= η (G + λ W), and R as the rule says (``feedback_update``)."""
-        forward_update(layer.W, layer.G, eta, weight_decay)
-        self.feedback_update(layer.R, layer.G, eta, weight_decay)
+        """W -= η (G + λ W), and R as the rule says (``feedback_update``).
 
-    def feedback_update(self, R, G, eta, weight_decay=0.0):
-        """R's change in an SGD step: none, unless the rule says otherwise."""
+        Each SGD step is ``forward_update``'s arithmetic, taken by the layer's backend
+        (``layer.ops.weight_update``: NumPy's two lines, or one compiled pass, the same bits).
+        """
+        step = layer.ops.weight_update
+        step(layer.W, layer.G, eta, weight_decay)
+        self.feedback_update(layer.R, layer.G, eta, weight_decay, step)
+
+    def feedback_update(self, R, G, eta, weight_decay=0.0, step=forward_update):
+        """R's change in an SGD step: none, unless the rule says otherwise (``step`` takes one, as ``forward_update``)."""
 
     # 3. after the step
     def after_update(self, network):
@@ -168,8 +176,8 @@ class UpdatedRandomFeedback(Rule):
     def feedback(self, W, R):
         return R
 
-    def feedback_update(self, R, G, eta, weight_decay=0.0):
-        hebbian_feedback_update(R, G, eta)  # R -= η G: W's increment, without W's decay
+    def feedback_update(self, R, G, eta, weight_decay=0.0, step=forward_update):
+        hebbian_feedback_update(R, G, eta, step=step)  # R -= η G: W's increment, without W's decay
 
 
 # --- the wider family (SPEC §9) ------------------------------------------------------------
@@ -185,8 +193,8 @@ class KolenPollack(UpdatedRandomFeedback):
     name = "kp"
     summary = "Kolen-Pollack: B = R, R gets W's increment and W's weight decay"
 
-    def feedback_update(self, R, G, eta, weight_decay=0.0):
-        hebbian_feedback_update(R, G, eta, weight_decay)  # R -= η (G + λ R)
+    def feedback_update(self, R, G, eta, weight_decay=0.0, step=forward_update):
+        hebbian_feedback_update(R, G, eta, weight_decay, step)  # R -= η (G + λ R)
 
 
 def sign_scale(W):

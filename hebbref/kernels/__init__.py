@@ -30,6 +30,7 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
     tuned_conv_block.py         a conv layer, its ramp and the pool above as one step
     tuned_untied_block.py       an untied layer, its ramp and the pool above as one step
     tuned_dense.py              the dense layer's three products, one SciPy gemm per thread
+    tuned_update.py             the SGD step W ← W - η (G + λ W), in place, one parallel pass
 
 Every public function takes and returns exactly what its NumPy twin takes and returns
 (same shapes, same dtype); the cache a forward returns is private to its backend.
@@ -38,19 +39,19 @@ by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on impo
 Compiled kernels are cached on disk by Numba, and dropped when any file of this folder
 changes (``disk_cache.py``). Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
 (tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_block.py``,
-``test_untied_block.py``, ``test_kernels_shifted.py`` and ``test_kernels_dense.py`` for
+``test_untied_block.py``, ``test_kernels_shifted.py``, ``test_kernels_dense.py`` and ``test_kernels_update.py`` for
 single modules, ``test_blocks.py`` for what the two blocks share), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
 from . import disk_cache  # noqa: E402
 from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted,  # noqa: E402
                tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
-               tuned_untied_block)
+               tuned_untied_block, tuned_update)
 
 # the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
 # each process). Before any kernel runs, drop those that Numba kept from another version of
 # this folder's source: it checks only each function's own file (disk_cache.py says why
 # that is not enough)
 CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted, tuned_conv_winograd,
-                  tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
+                  tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block, tuned_update)
 disk_cache.keep_in_step(CACHED_MODULES)

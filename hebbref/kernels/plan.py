@@ -108,7 +108,8 @@ import numpy as np
 
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
 from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted,
-               tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block)
+               tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block,
+               tuned_update)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -236,6 +237,8 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_backward_of_sum": {"loops": tuned_activations.ramp_backward_of_sum},
     # timed on (x, p) alone: the path then draws from a generator of its own
     "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
+    # W ← W - η (G + λ W) with G first; timed on G alone (a scratch W), never on a network's W
+    "weight_update": {"loops": tuned_update.update_of},
     # a conv layer, its ramp and the pool above; timed with the backward pass it implies
     "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.forward_direct_path,
                                   "in-turn": _CONV_IN_TURN[0]},

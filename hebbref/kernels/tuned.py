@@ -180,6 +180,11 @@ def ramp_backward_of_sum(e1, e2, h, slope=DEFAULT_SLOPE):
     return _run("ramp_backward_of_sum", e1, e2, h, slope)[0]
 
 
+def weight_update(W, G, eta, weight_decay=0.0):
+    """W ← W - η (G + λ W), in place, one parallel pass; timed on G alone (``tuned_update.update_of``).  # SPEC §3"""
+    _run("weight_update", G, W, eta, weight_decay, plan_arguments=(G,))
+
+
 def dropout_draw(rng, x, p):
     """A training pass: (x ⊙ m, m), m = [u >= p]/(1-p) with u = rng.random(x.shape), the reference's numbers.
 
