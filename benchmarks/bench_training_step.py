@@ -11,9 +11,9 @@ Prints one Markdown table per measurement of issue 3:
 5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit),
    the two raced call by call;
 6. where hebbref ``numba``'s step goes, for the three networks of tables 1 to 3: the time of
-   each backend call the network makes (the dense layers' products among them), of
-   the weight updates and of the dropout layers' backward pass, each against hebbref's step
-   and against PyTorch's step in the same rounds (``step_parts``);
+   each backend call the network makes (the dense layers' products, the dropout layers'
+   backward pass and the weight updates among them), each against hebbref's step and
+   against PyTorch's step in the same rounds (``step_parts``);
 and the compile cost (first step in a fresh process, with an empty and with a filled
 Numba cache). Above the tables: the CPU (``runtime.cpu_key``), the versions, the thread counts, the
 process settings the ``numba`` backend made (``hebbref.runtime``) and the pace of the
@@ -32,7 +32,6 @@ runs with as many threads as Numba; without it the PyTorch columns say so.
 """
 import argparse
 import collections
-import contextlib
 import dataclasses
 import os
 import platform
@@ -151,10 +150,6 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
 DENSE_PRODUCTS = "dense products (the backend's dense_*)"
 # every SGD step on W and R (the backend's weight_update), summed in one part
 WEIGHT_UPDATES = "weight updates, W and R (the backend's weight_update)"
-# the functions outside the backend that a training step calls, by module, with the part each is counted in
-OUTSIDE_THE_BACKEND = {
-    hebbref.modules: {"dropout_backward": "dropout, backward (NumPy)"},
-}
 
 
 def timed(label, fn, spent):
@@ -190,25 +185,12 @@ def timed_backend(backend, spent):
     return dataclasses.replace(backend, **functions)
 
 
-@contextlib.contextmanager
-def outside_the_backend_timed(spent):
-    """While inside, the functions of ``OUTSIDE_THE_BACKEND`` add their time to ``spent``, by part."""
-    saved = [(module, name, getattr(module, name)) for module, names in OUTSIDE_THE_BACKEND.items() for name in names]
-    try:
-        for module, name, fn in saved:
-            setattr(module, name, timed(OUTSIDE_THE_BACKEND[module][name], fn, spent))
-        yield
-    finally:
-        for module, name, fn in saved:
-            setattr(module, name, fn)
-
-
 def step_parts(net_name, input_shape, untied, batch, repeats, backend="numba", seed=0, against=None):
     """Where a hebbref step goes: -> (steps, parts, against_times), each a list with one entry per round.
 
     ``steps``: the seconds of each timed step; ``parts``: per round, {part: seconds}. The
     parts are the backend calls the network makes (by name and the shapes of the arrays
-    each is given) and ``OUTSIDE_THE_BACKEND``; what is left (the loss, the Python between
+    each is given); what is left (the loss, the Python between
     the calls, a deferred δ formed by whoever reads it) is the step less the parts. ``against``: a
     callable run right after each timed step (PyTorch's), its seconds in ``against_times``.
     """
@@ -219,21 +201,20 @@ def step_parts(net_name, input_shape, untied, batch, repeats, backend="numba", s
     x = rng.random((batch,) + input_shape, dtype=np.float32)
     y = rng.integers(0, 10, size=batch)
     steps, parts, against_times = [], [], []
-    with outside_the_backend_timed(spent):
-        for round_ in range(repeats + 1):  # the first round warms up, untimed
-            spent.clear()
+    for round_ in range(repeats + 1):  # the first round warms up, untimed
+        spent.clear()
+        start = time.perf_counter()
+        net.train_step(x, y, lr=0.01, loss="hinge")
+        seconds = time.perf_counter() - start
+        if against is not None:
             start = time.perf_counter()
-            net.train_step(x, y, lr=0.01, loss="hinge")
-            seconds = time.perf_counter() - start
+            against()
+            other = time.perf_counter() - start
+        if round_:
+            steps.append(seconds)
+            parts.append(dict(spent))
             if against is not None:
-                start = time.perf_counter()
-                against()
-                other = time.perf_counter() - start
-            if round_:
-                steps.append(seconds)
-                parts.append(dict(spent))
-                if against is not None:
-                    against_times.append(other)
+                against_times.append(other)
     return steps, parts, against_times
 
 

@@ -4,16 +4,17 @@ A backend is a table of six functions with the signatures of the NumPy reference
 ``hebbref.layers`` (forward, input error, weight increment, for tied and untied layers),
 and more that default to the reference (max pooling forward and backward, the ramp, its
 derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's addend, dropout's
-training pass, which draws the mask, the dense layer's three products, and the SGD step
-W ← W - η (G + λ W) that every rule takes on W and R), which a compiled backend replaces
-when they dominate a training step. Four more take two steps as one: a ramp and the max
-pool right above it (``ramp pool``), forward (``ramp_maxpool_forward``) and backward
-(``maxpool_ramp_backward``), a sum block's output and the max pool right above it
-(``sum[...] pool``, forward: ``ramp_plus_maxpool_forward``), and a conv layer's input
-error and increment of one δ (``conv_backward``); four take three: a conv layer, its
-ramp and the pool above (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``)
-and backward to δ and the increment (``maxpool_ramp_conv_backward``), and the same for
-an untied layer (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
+training pass, which draws the mask, and its backward pass, the dense layer's three
+products, and the SGD step W ← W - η (G + λ W) that every rule takes on W and R), which
+a compiled backend replaces when they dominate a training step. Four more take two steps
+as one: a ramp and the max pool right above it (``ramp pool``), forward
+(``ramp_maxpool_forward``) and backward (``maxpool_ramp_backward``), a sum block's
+output and the max pool right above it (``sum[...] pool``, forward:
+``ramp_plus_maxpool_forward``), and a conv layer's input error and increment of one δ
+(``conv_backward``); four take three: a conv layer, its ramp and the pool above
+(``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ and the
+increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
+(``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
 ``maxpool_ramp_locally_connected_backward``). A backend that does not give them runs its
 own functions in a row. The cache that a backend's forward returns is only ever handed
 back to the same backend. A network picks its backend when it is built
@@ -69,6 +70,7 @@ class Backend:
     ramp_plus: Callable = activations.ramp_plus  # σ(h) + a, a sum block's output
     ramp_backward_of_sum: Callable = activations.ramp_backward_of_sum  # (e1 + e2) ⊙ σ'(h)
     dropout_draw: Callable = layers.dropout_draw  # (rng, x, p) -> (x ⊙ m, m), m drawn from rng
+    dropout_backward: Callable = layers.dropout_backward  # (e, m) -> e ⊙ m
     dense_forward: Callable = layers.dense_forward  # the dense layer's three products
     dense_input_error: Callable = layers.dense_input_error
     dense_weight_increment: Callable = layers.dense_weight_increment
@@ -192,7 +194,7 @@ def _load_numba():
         tuned.locally_connected_weight_increment,
         **{name: getattr(tuned, name)
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
-                        "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "dense_forward",
+                        "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "dropout_backward", "dense_forward",
                         "dense_input_error", "dense_weight_increment", "weight_update", "maxpool_ramp_backward",
                         "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "conv_backward",
                         "conv_ramp_maxpool_forward",

@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import ConfigError
 from .init import glorot_uniform
-from .layers import dropout_backward
 
 UNTIED_INITS = ("tied", "independent")
 
@@ -374,7 +373,7 @@ class Dropout(Layer):
         return out
 
     def backward(self, e):
-        return e if self.mask is None else dropout_backward(e, self.mask)
+        return e if self.mask is None else self.ops.dropout_backward(e, self.mask)  # the reference: e ⊙ m
 
     def describe(self):
         return f"drop{self.p:g}"

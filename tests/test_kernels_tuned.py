@@ -378,6 +378,52 @@ def test_tuned_dropout_draws_the_reference_mask_bit_for_bit_and_leaves_the_gener
                                       reference_rng.integers(0, 1000, size=3, dtype=bits))
 
 
+@settings(max_examples=20, deadline=None)
+@given(dtype=DTYPES, seed=SEEDS, threads=st.sampled_from([1, 2]),
+       shape=st.sampled_from([(1,), (7,), (3, 11), (4, 2, 5, 5)]), view=st.booleans())
+def test_tuned_dropout_backward_is_the_reference_product_bit_for_bit(dtype, seed, threads, shape, view):
+    """e ⊙ m in one parallel pass: the same bits as the reference's product, -0.0 included, views too."""
+    import numba
+
+    from hebbref.kernels import tuned
+
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=shape).astype(dtype)
+    _, m = layers.dropout_draw(rng, e, 0.4)
+    if view:  # arrays as a transposition leaves them (not contiguous)
+        e, m = e.T, m.T
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        ours = tuned.dropout_backward(e, m)
+    finally:
+        numba.set_num_threads(before)
+    reference = layers.dropout_backward(e, m)
+    assert ours.shape == reference.shape and ours.dtype == reference.dtype
+    np.testing.assert_array_equal(_bits(ours), _bits(reference))
+    mixed = tuned.dropout_backward(e.astype(np.float64), m.astype(np.float32))  # NumPy's promotion
+    np.testing.assert_array_equal(mixed, layers.dropout_backward(e.astype(np.float64), m.astype(np.float32)))
+
+
+def test_the_dropout_layer_sends_its_error_through_the_backend():
+    """A network's dropout layers take e ⊙ m from their backend's ``dropout_backward``."""
+    import dataclasses
+
+    import hebbref
+    from hebbref import backends
+
+    calls = []
+
+    def counted(e, m):
+        calls.append(e.shape)
+        return layers.dropout_backward(e, m)
+
+    backend = dataclasses.replace(backends.get_backend("numpy"), dropout_backward=counted)
+    net = hebbref.build_network("dense12 ramp drop0.4 dense9 drop0.7 out", (1, 4, 5), 3, backend=backend, seed=3)
+    net.train_step(np.random.default_rng(0).random((6, 1, 4, 5)), np.arange(6) % 3, lr=0.1)
+    assert sorted(calls) == [(6, 9), (6, 12)]
+
+
 def test_the_dropout_layer_draws_through_its_backend_the_reference_numbers():
     """A numba network's dropout masks, step after step, are the numpy network's."""
     import hebbref

@@ -237,6 +237,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_backward_of_sum": {"loops": tuned_activations.ramp_backward_of_sum},
     # timed on (x, p) alone: the path then draws from a generator of its own
     "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
+    "dropout_backward": {"loops": tuned_dropout.dropout_backward},
     # W ← W - η (G + λ W) with G first; timed on G alone (a scratch W), never on a network's W
     "weight_update": {"loops": tuned_update.update_of},
     # a conv layer, its ramp and the pool above; timed with the backward pass it implies

@@ -180,6 +180,11 @@ def ramp_backward_of_sum(e1, e2, h, slope=DEFAULT_SLOPE):
     return _run("ramp_backward_of_sum", e1, e2, h, slope)[0]
 
 
+def dropout_backward(e, mask):
+    """e_below = e ⊙ m, one parallel pass."""
+    return _run("dropout_backward", e, mask)[0]
+
+
 def weight_update(W, G, eta, weight_decay=0.0):
     """W ← W - η (G + λ W), in place, one parallel pass; timed on G alone (``tuned_update.update_of``).  # SPEC §3"""
     _run("weight_update", G, W, eta, weight_decay, plan_arguments=(G,))
