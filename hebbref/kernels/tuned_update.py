@@ -4,15 +4,15 @@ The reference (``hebbref.rules.forward_update``) is
 
     W ← W - η (G + λ W)        (with λ = 0 exactly W ← W - η G)
 
-written as NumPy's ``W -= eta * G``: a temporary array for η G, then a second pass. For
-the dense layer of ``simple`` (500 × 6272 in float32, 12.5 MB) that took about 4 ms of
-a step on a 2-core Xeon, W's update and R's (urfb) twice that, where one pass over W
-and G on both cores took about 1 ms (BENCHMARKS.md, 2026-12-02, afternoon). Here each
-element is updated where it lies, with the same arithmetic in the same order and dtype,
-so the same bits: η and λ are taken in W's dtype, as NumPy takes a Python number next
-to a float32 array. Where NumPy would compute in another dtype (η a float64 NumPy
-scalar with a float32 W, G of another dtype) or W is not one contiguous block, the
-reference's own lines run.
+written as NumPy's ``W -= eta * G``: a temporary array for η G, then a second pass. In
+the step benchmark's table 6 on a 2-core Xeon, bp's updates of W (``simple``'s dense
+layer alone is 500 × 6272 in float32, 12.5 MB) took 3.0 to 3.1 ms of a ``simple`` step
+that way (3.6 to 3.7 untied), and 1.0 to 1.1 (1.2) as the pass below; urfb updates R
+too, twice the time (BENCHMARKS.md, 2026-12-02, afternoon). Here each element is updated
+where it lies, with the same arithmetic in the same order and dtype, so the same bits:
+η and λ are taken in W's dtype, as NumPy takes a Python number next to a float32 array.
+Where NumPy would compute in another dtype (η a float64 NumPy scalar with a float32 W,
+G of another dtype) or W is not one contiguous block, the reference's own lines run.
 
 Any shape; W is changed in place and nothing is returned. ``update_of`` is the same
 with G first, for the plan, which times it on G alone.
