@@ -26,8 +26,8 @@ def _pair(rng, shape, dtype):
 
 
 def _both(update, W, G, eta, weight_decay):
-    """(W after ``update``, W after the reference), each on its own copy."""
-    ours, theirs = W.copy(), W.copy()
+    """(W after ``update``, W after the reference), each on its own copy, laid out as W is."""
+    ours, theirs = W.copy(order="K"), W.copy(order="K")
     update(ours, G, eta, weight_decay)
     forward_update(theirs, G, eta, weight_decay)
     return ours, theirs
@@ -79,6 +79,7 @@ def test_views_other_dtypes_and_read_only_arrays_take_the_reference():
     ]
     for W_case, G_case in cases:
         ours, theirs = _both(tuned_update.weight_update, W_case, G_case, 0.1, 0.0)
+        assert ours.flags.f_contiguous == W_case.flags.f_contiguous
         np.testing.assert_array_equal(ours, theirs)
     ours, theirs = _both(tuned_update.weight_update, W, G, np.float64(0.1), 0.0)  # NumPy's float64 arithmetic
     np.testing.assert_array_equal(ours, theirs)
