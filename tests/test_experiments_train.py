@@ -12,9 +12,8 @@ import pytest
 
 import hebbref
 from hebbref.cli import main
-from hebbref.experiments.data import Splits
 from hebbref.experiments.probes import angle_degrees, correlation, probe
-from hebbref.experiments.train import CHECKPOINT, LOG, Progress, TrainConfig, read_checkpoint, train
+from hebbref.experiments.train import CHECKPOINT, LOG, Progress, TrainConfig, train
 from hebbref.losses import hinge_loss
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hebbref import layers
 from hebbref.kernels import readable
 
-from comparisons import assert_close, tolerance
+from comparisons import tolerance
 from kernel_checks import (
     Readable, check, check_conv_module, check_locally_connected_module, check_maxpool_module, check_ramp_module,
     pool_cases,
