@@ -208,21 +208,27 @@ def cpu_identity():
     compiles for are added where the system gives them; a plan measured on one CPU is not
     taken on another that shares its name (``hebbref.kernels.plan.machine``).
     """
-    fields = _cpu_fields()
-    numbers = [fields.get(name) for name in ("vendor_id", "cpu family", "model", "stepping")]
+    numbers = _cpu_numbers()
     return {
         "model": cpu_model(),
-        "vendor, family, model, stepping": " ".join(numbers) if all(numbers) else None,
+        "vendor, family, model, stepping": " ".join(numbers) if numbers else None,
         "L2 per core": _l2_size(),
         "Numba compiles for": numba_target(),
     }
 
 
+def _cpu_numbers():
+    """(vendor, family, model, stepping) as cpuinfo gives them, or None where one is missing."""
+    fields = _cpu_fields()
+    numbers = tuple(fields.get(name) for name in ("vendor_id", "cpu family", "model", "stepping"))
+    return numbers if all(numbers) else None
+
+
 def cpu_key():
     """``cpu_identity`` as one line: "model name [vendor family/model/stepping, L2 size, compiled for target]"."""
     identity = cpu_identity()
-    numbers = identity["vendor, family, model, stepping"]
-    rest = [numbers.replace(" ", "/").replace("/", " ", 1) if numbers else None,
+    numbers = _cpu_numbers()
+    rest = [f"{numbers[0]} {'/'.join(numbers[1:])}" if numbers else None,
             f"L2 {identity['L2 per core']}" if identity["L2 per core"] else None,
             f"compiled for {identity['Numba compiles for']}"]
     return f"{identity['model']} [{', '.join(part for part in rest if part)}]"
