@@ -6,12 +6,13 @@ and more that default to the reference (max pooling forward and backward, the ra
 derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's addend, dropout's
 training pass, which draws the mask, and its backward pass, the dense layer's three
 products, and the SGD step W ← W - η (G + λ W) that every rule takes on W and R), which
-a compiled backend replaces when they dominate a training step. Four more take two steps
+a compiled backend replaces when they dominate a training step. Five more take two steps
 as one: a ramp and the max pool right above it (``ramp pool``), forward
 (``ramp_maxpool_forward``) and backward (``maxpool_ramp_backward``), a sum block's
 output and the max pool right above it (``sum[...] pool``, forward:
-``ramp_plus_maxpool_forward``), and a conv layer's input error and increment of one δ
-(``conv_backward``); four take three: a conv layer, its ramp and the pool above
+``ramp_plus_maxpool_forward``; backward, at the block's first ramp, whose error adds the
+pool's to the second conv's: ``maxpool_ramp_backward_of_sum``), and a conv layer's input
+error and increment of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool above
 (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ and the
 increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
 (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
@@ -84,6 +85,10 @@ class Backend:
     # (h, a, k, t, slope) -> maxpool_forward(σ(h) + a, k, t): a sum block's output and the pool above
     # it; by default this backend's ramp_plus, then its maxpool_forward
     ramp_plus_maxpool_forward: Callable = None
+    # (e1, dy, pool cache, h, slope) -> (e1 + maxpool_backward of dy) ⊙ σ'(h): a sum block's first ramp
+    # when a pool sits above the block; by default this backend's maxpool_backward, then its
+    # ramp_backward_of_sum
+    maxpool_ramp_backward_of_sum: Callable = None
     # (δ, conv cache, B) -> (conv_input_error, conv_weight_increment) of one δ; by default this
     # backend's own two functions in a row
     conv_backward: Callable = None
@@ -104,6 +109,7 @@ class Backend:
             "maxpool_ramp_backward": partial(_pool_then_ramp, self),
             "ramp_maxpool_forward": partial(_ramp_then_pool, self),
             "ramp_plus_maxpool_forward": partial(ramp_plus_then_pool, self),
+            "maxpool_ramp_backward_of_sum": partial(_pool_then_ramp_of_sum, self),
             "conv_ramp_maxpool_forward": partial(layer_then_pool, self, "conv_forward"),
             "maxpool_ramp_conv_backward": partial(pool_then_increment, self, "conv_weight_increment"),
             "locally_connected_ramp_maxpool_forward": partial(layer_then_pool, self, "locally_connected_forward"),
@@ -118,6 +124,11 @@ class Backend:
 def _pool_then_ramp(backend, dy, cache, h, slope):
     """``backend``'s maxpool_backward, then its ramp_backward: the default maxpool_ramp_backward."""
     return backend.ramp_backward(backend.maxpool_backward(dy, cache), h, slope)
+
+
+def _pool_then_ramp_of_sum(backend, e1, dy, cache, h, slope):
+    """``backend``'s maxpool_backward, then its ramp_backward_of_sum: the default maxpool_ramp_backward_of_sum."""
+    return backend.ramp_backward_of_sum(e1, backend.maxpool_backward(dy, cache), h, slope)
 
 
 def _error_then_increment(backend, delta, cache, B):
@@ -164,6 +175,7 @@ NUMPY = Backend(
     maxpool_ramp_backward=layers.maxpool_ramp_backward,
     ramp_maxpool_forward=layers.ramp_maxpool_forward,
     ramp_plus_maxpool_forward=layers.ramp_plus_maxpool_forward,
+    maxpool_ramp_backward_of_sum=layers.maxpool_ramp_backward_of_sum,
     conv_backward=layers.conv_backward,
     conv_ramp_maxpool_forward=layers.conv_ramp_maxpool_forward,
     maxpool_ramp_conv_backward=layers.maxpool_ramp_conv_backward,
@@ -196,7 +208,8 @@ def _load_numba():
            for name in ("maxpool_forward", "maxpool_backward", "ramp", "ramp_derivative", "ramp_backward",
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "dropout_backward", "dense_forward",
                         "dense_input_error", "dense_weight_increment", "weight_update", "maxpool_ramp_backward",
-                        "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "conv_backward",
+                        "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "maxpool_ramp_backward_of_sum",
+                        "conv_backward",
                         "conv_ramp_maxpool_forward",
                         "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",
                         "maxpool_ramp_locally_connected_backward")},

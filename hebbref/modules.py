@@ -452,6 +452,19 @@ class SumBlock(Layer):
         delta_a = self.ramp_a.backward_of_sum(e_a, e)  # δ_a = (e_a + e) ⊙ σ'(h_a)
         return self.conv_a.backward(delta_a)
 
+    def backward_from_pool(self, e, pool):
+        """self.backward(pool.backward(e)), the pool's error never written out: ``e`` is the error at the pool's output.
+
+        The pool's scatter is taken twice, plane by plane, where each ramp's σ' is applied
+        (the backend's ``maxpool_ramp_backward`` and ``maxpool_ramp_backward_of_sum``).
+        """
+        ramp_a, ramp_b = self.ramp_a, self.ramp_b
+        delta_b = self.ops.maxpool_ramp_backward(e, pool.cache, ramp_b.h, ramp_b.slope)  # δ_b = e_pool ⊙ σ'(h_b)
+        e_a = self.conv_b.backward(delta_b)
+        # δ_a = (e_a + e_pool) ⊙ σ'(h_a), e_pool the pool's error at the block's output
+        delta_a = self.ops.maxpool_ramp_backward_of_sum(e_a, e, pool.cache, ramp_a.h, ramp_a.slope)
+        return self.conv_a.backward(delta_a)
+
     def parameters(self):
         return [self.conv_a, self.conv_b]
 

@@ -220,6 +220,9 @@ class Network:
             elif isinstance(layer, MaxPool) and isinstance(below, Ramp):
                 e = layer.backward_through_ramp(e, below)  # the pool's step and the ramp's, in one pass
                 i -= 2
+            elif isinstance(layer, MaxPool) and isinstance(below, SumBlock):
+                e = below.backward_from_pool(e, layer)  # the pool's error taken into both ramps' steps
+                i -= 2
             else:
                 e = layer.backward(e)
                 i -= 1

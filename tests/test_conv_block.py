@@ -101,6 +101,39 @@ def test_a_sum_block_and_the_pool_above_learn_in_one_pass_what_they_learn_in_two
         assert_close(ours[1].h, reference[1].h, 1e-9, f"{backend} {rule}: the ramps' h")
 
 
+@pytest.mark.parametrize("rule", ["bp", "urfb"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_error_through_a_pool_into_a_sum_block_is_the_two_layers_own_backward_passes(rule, backend, monkeypatch):
+    """``sum[...] pool`` backward (``SumBlock.backward_from_pool``: the pool's error taken into both ramps' steps)
+    against the pool's backward pass and then the block's; and the numba backend against the reference.
+
+    Every δ and G of the blocks and the error that leaves them, after a step in one pass and in two.
+    """
+    x, y = network_batch((2, 9, 8))
+    nets = [hebbref.build_network(SUM_AND_POOL, (2, 9, 8), 4, rule=rule, backend=b, seed=5, slope=0.25)
+            for b in (backend, backend, "numpy")]
+    fused = hebbref.modules.SumBlock.backward_from_pool
+    calls = []
+
+    def counted(self, e, pool):
+        calls.append(self)
+        return fused(self, e, pool)
+
+    def in_two(self, e, pool):
+        return self.backward(pool.backward(e))
+
+    for net, one_pass in zip(nets, (True, False, True)):
+        monkeypatch.setattr(hebbref.modules.SumBlock, "backward_from_pool", counted if one_pass else in_two)
+        for _ in range(2):
+            net.train_step(x, y, lr=0.05, loss="hinge")
+    assert len(calls) == 2 * 2 * 2  # two blocks, two steps, two networks
+    for p, q, r in zip(*(net.parameters() for net in nets)):
+        assert_close(p.G, q.G, 1e-9, f"{backend} {rule} {p.name} G, in one pass and in two")
+        assert_close(p.W, q.W, 1e-9, f"{backend} {rule} {p.name} W, in one pass and in two")
+        assert_close(p.R, q.R, 1e-9, f"{backend} {rule} {p.name} R, in one pass and in two")
+        assert_close(p.G, r.G, 1e-9, f"{backend} {rule} {p.name} G, against the reference")
+
+
 def test_backends_without_the_sum_and_pool_step_run_their_own_functions_in_a_row():
     """The readable backend forms σ(h) + a by its ramp_plus and pools it by its maxpool_forward: the reference's numbers."""
     readable = get_backend("readable")
@@ -111,3 +144,6 @@ def test_backends_without_the_sum_and_pool_step_run_their_own_functions_in_a_row
     assert_close(y, y_ref, 1e-12, "y")
     dy = rng.normal(size=y.shape)
     assert_close(readable.maxpool_backward(dy, cache), layers.maxpool_backward(dy, cache_ref), 1e-12, "e")
+    e1 = rng.normal(size=h.shape)
+    assert_close(readable.maxpool_ramp_backward_of_sum(e1, dy, cache, h, 0.25),
+                 layers.maxpool_ramp_backward_of_sum(e1, dy, cache_ref, h, 0.25), 1e-12, "δ at the first ramp")

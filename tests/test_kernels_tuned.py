@@ -338,6 +338,40 @@ def test_pool_and_ramp_backward_in_one_pass_equal_the_two_steps(case, dtype, see
     np.testing.assert_array_equal(_bits(fused), _bits(two_steps))
 
 
+@settings(max_examples=30, deadline=None)
+@given(case=pool_cases(), dtype=DTYPES, seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
+def test_pool_and_sum_ramp_backward_in_one_pass_equal_the_two_steps(case, dtype, seed, slope):
+    """maxpool_ramp_backward_of_sum: the pool's scatter, then δ = (e1 + e) ⊙ σ'(h), as the two functions compute them.
+
+    A sum block's first ramp under a pool: e1 comes from the block's second conv. e1 holds
+    -0.0 where the pool's error is +0.0, so that an addend dropped or taken in the wrong
+    order shows in the sign; and e1 ≈ -e at some winners, so that their sum cancels.
+    """
+    h, x, rng = _ramp_input(case, dtype, seed, slope)
+    k, t = case[4:]
+    _, cache_ref = layers.maxpool_forward(x, k, t)
+    _, cache = tuned.maxpool_forward(x, k, t)
+    dy = (rng.normal(size=cache[0].shape) * 10.0 ** rng.integers(-3, 4, size=cache[0].shape)).astype(dtype)
+    e1 = rng.normal(size=h.shape).astype(dtype)
+    e1[rng.random(size=h.shape) < 0.3] = -0.0
+    e_pool = tuned.maxpool_backward(dy, cache)
+    cancel = (e_pool != 0) & (rng.random(size=h.shape) < 0.3)
+    e1[cancel] = -e_pool[cancel]
+    fused = tuned.maxpool_ramp_backward_of_sum(e1, dy, cache, h, slope)
+    assert fused.dtype == h.dtype and fused.shape == h.shape
+    reference = layers.maxpool_ramp_backward_of_sum(e1, dy, cache_ref, h, slope)
+    np.testing.assert_array_equal(
+        reference, activations.ramp_backward_of_sum(e1, layers.maxpool_backward(dy, cache_ref), h, slope))
+    # up to rounding, as the reference's scatter sums a cell's errors in float64: relative to the addends
+    # (where e1 cancels the pool's error, the sum itself is all rounding)
+    bound = rtol(np.dtype(dtype)) * slope * (np.abs(e1) + np.abs(e_pool)).astype(np.float64)
+    assert np.all(np.abs(fused.astype(np.float64) - reference) <= bound)
+    two_steps = tuned.ramp_backward_of_sum(e1, e_pool, h, slope)
+    np.testing.assert_array_equal(_bits(fused), _bits(two_steps))
+    with pytest.raises(ValueError, match="one shape"):
+        tuned.maxpool_ramp_backward_of_sum(np.zeros(h.shape[:-1] + (h.shape[-1] + 1,), dtype), dy, cache, h, slope)
+
+
 def _bits(a):
     """The bit patterns of a float array: 0.0 and -0.0 differ, as do NaNs with other payloads."""
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)

@@ -230,6 +230,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
                                   "in-turn": _ramp_plus_in_turn},
     "maxpool_backward": {"loops": tuned_pooling.maxpool_backward},
     "maxpool_ramp_backward": {"loops": tuned_pooling.maxpool_ramp_backward},
+    "maxpool_ramp_backward_of_sum": {"loops": tuned_pooling.maxpool_ramp_backward_of_sum},
     "ramp": {"loops": tuned_activations.ramp},
     "ramp_derivative": {"loops": tuned_activations.ramp_derivative},
     "ramp_backward": {"loops": tuned_activations.ramp_backward},

@@ -155,6 +155,11 @@ def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
     return _run("maxpool_ramp_backward", dy, cache, h, slope)[0]
 
 
+def maxpool_ramp_backward_of_sum(e1, dy, cache, h, slope=DEFAULT_SLOPE):
+    """δ = (e1 + maxpool_backward of dy) ⊙ σ'(h) in one pass: a sum block's first ramp, with a pool above the block.  # SPEC §3"""
+    return _run("maxpool_ramp_backward_of_sum", e1, dy, cache, h, slope)[0]
+
+
 def ramp(h, slope=DEFAULT_SLOPE):
     """σ(h) = clip(s·h, -1, 1).  # SPEC §2"""
     return _run("ramp", h, slope)[0]

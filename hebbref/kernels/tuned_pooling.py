@@ -9,6 +9,7 @@ several overlapping windows receives the sum of their errors.
     e[n,c,winner(u,v)] += dy[n,c,u,v]                            maxpool_backward
     y = maxpool_forward(σ(h)), h the input of a ramp below        ramp_maxpool_forward (fused)
     δ = e ⊙ σ'(h), e as above, h the input of a ramp below         maxpool_ramp_backward (fused)
+    δ = (e1 + e) ⊙ σ'(h), a sum block's first ramp below the pool  maxpool_ramp_backward_of_sum (fused)
 
 One plane (n, c) per parallel iteration, so the backward scatter has no races.
 Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo); the cache holds the winners' flat
@@ -323,6 +324,30 @@ def scatter_to_winners_ramp(dy, winner, h, s):
 
 
 @njit(parallel=True, cache=True)
+def scatter_to_winners_ramp_of_sum(e1, dy, winner, h, s):
+    """δ = (e1 + e scattered to the winners) ⊙ σ'(h), plane by plane: (N, C, Ho, Wo) -> (N, C, H, W).
+
+    A sum block's first ramp with a pool above the block: e1 comes down through the
+    block's second conv, dy through the pool. Each plane's scatter is still in cache when
+    e1 is added and σ' applied: the same numbers as ``scatter_to_winners`` followed by
+    ``tuned_activations.ramp_backward_of_sum`` (whose expression this is), without
+    writing the pool's error out and reading it back.
+    """
+    N, C, Ho, Wo = dy.shape
+    H, W = h.shape[2], h.shape[3]
+    delta = np.empty((N * C, H * W), dtype=dy.dtype)
+    dy_rows, winner_rows = dy.reshape(N * C, Ho * Wo), winner.reshape(N * C, Ho * Wo)
+    h_rows, e1_rows = h.reshape(N * C, H * W), e1.reshape(N * C, H * W)
+    one, zero = h.dtype.type(1), dy.dtype.type(0)
+    for p in prange(N * C):
+        plane, h_plane, e1_plane = delta[p], h_rows[p], e1_rows[p]
+        scatter_plane(plane, dy_rows[p], winner_rows[p])  # the pool's error, 0 off the winners
+        for m in range(H * W):
+            plane[m] = (e1_plane[m] + plane[m]) * s if abs(s * h_plane[m]) <= one else zero
+    return delta.reshape(N, C, H, W)
+
+
+@njit(parallel=True, cache=True)
 def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
     """y = max over each window of σ(h), σ(h) = clip(s·h, -1, 1), h with the images last: (C, H, W, N) -> y (N, C, Ho, Wo), winner (C, Ho, Wo, N).
 
@@ -539,3 +564,18 @@ def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
     if h.shape[2:] != tuple(shape):
         raise ValueError(f"h has planes of {h.shape[2:]}, the pool's input had {tuple(shape)}")
     return scatter_to_winners_ramp(np.ascontiguousarray(dy, dtype=h.dtype), winner, h, h.dtype.type(slope))
+
+
+def maxpool_ramp_backward_of_sum(e1, dy, cache, h, slope=DEFAULT_SLOPE):
+    """δ = (e1 + maxpool_backward of dy) ⊙ σ'(h) in one pass over each plane: a sum block's first ramp, a pool above.
+
+    (N, C, H, W) and (N, C, Ho, Wo) -> (N, C, H, W), in h's dtype.
+    """
+    winner, shape = cache
+    h = np.ascontiguousarray(h)
+    e1 = np.ascontiguousarray(e1, dtype=h.dtype)
+    if h.shape[2:] != tuple(shape) or e1.shape != h.shape:
+        raise ValueError(f"e1 {e1.shape} and h {h.shape} must have one shape, with the planes of the pool's input "
+                         f"{tuple(shape)}")
+    return scatter_to_winners_ramp_of_sum(e1, np.ascontiguousarray(dy, dtype=h.dtype), winner, h,
+                                          h.dtype.type(slope))

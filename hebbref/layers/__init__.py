@@ -25,6 +25,7 @@ from .pooling import (
     maxpool_backward,
     maxpool_forward,
     maxpool_ramp_backward,
+    maxpool_ramp_backward_of_sum,
     ramp_maxpool_forward,
     ramp_plus_maxpool_forward,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "locally_connected_forward", "locally_connected_input_error",
     "locally_connected_weight_increment", "locally_connected_ramp_maxpool_forward",
     "maxpool_ramp_locally_connected_backward",
-    "maxpool_backward", "maxpool_forward", "maxpool_ramp_backward", "ramp_maxpool_forward",
+    "maxpool_backward", "maxpool_forward", "maxpool_ramp_backward", "maxpool_ramp_backward_of_sum",
+    "ramp_maxpool_forward",
     "ramp_plus_maxpool_forward",
 ]

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..activations import DEFAULT_SLOPE, ramp, ramp_backward, ramp_plus
+from ..activations import DEFAULT_SLOPE, ramp, ramp_backward, ramp_backward_of_sum, ramp_plus
 
 
 def pool_padding(n, k, t):
@@ -82,3 +82,16 @@ def maxpool_ramp_backward(dy, cache, h, slope=DEFAULT_SLOPE):
     backend does both in one pass over each plane.
     """
     return ramp_backward(maxpool_backward(dy, cache), h, slope)
+
+
+def maxpool_ramp_backward_of_sum(e1, dy, cache, h, slope=DEFAULT_SLOPE):
+    """δ = (e1 + maxpool_backward of dy) ⊙ σ'(h): a sum block's first ramp, with a max pool above the block.  # SPEC §3
+
+    The error at a = σ(h), the block's first ramp, is the sum of two: ``e1``, the one
+    that comes down through the block's second conv, and the error at the block's
+    output a + b, which here comes down through the pool above (``dy`` at the pool's
+    output). The steps in a row, as a network takes them for ``sum[...] pool``; a
+    compiled backend does them in one pass over each plane, without writing the
+    pool's error out.
+    """
+    return ramp_backward_of_sum(e1, maxpool_backward(dy, cache), h, slope)
