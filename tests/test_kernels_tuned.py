@@ -412,6 +412,58 @@ def test_tuned_dropout_draws_the_reference_mask_bit_for_bit_and_leaves_the_gener
                                       reference_rng.integers(0, 1000, size=3, dtype=bits))
 
 
+@settings(max_examples=40, deadline=None)
+@given(dtype=DTYPES, seed=SEEDS, chunks=st.integers(1, 5), lanes=st.sampled_from([1, 2, 7, 64]),
+       p=st.sampled_from([0.0, 0.3, 0.5, 0.8]), size=st.sampled_from([1, 7, 33, 130, 1001]),
+       skip=st.integers(0, 2**70), generator=st.sampled_from(["PCG64", "PCG64", "PCG64DXSM", "MT19937", "buffered"]))
+def test_dropout_drawn_in_lanes_is_the_reference_bit_for_bit_and_leaves_the_generator_as_it(
+        dtype, seed, chunks, lanes, p, size, skip, generator):
+    """The "lanes" path steps NumPy's PCG64 inside the kernel, L steps from one state at a time: the same u, m, x ⊙ m
+    and generator state after as the reference's rng.random, for chunks and blocks of L that do not divide the size.
+
+    ``skip``: the generator is first advanced up to 2^70 steps, so that the 128-bit state's upper half (where the
+    carry of the low half lands, and the rotation is read) is far from its seed's. Generators other than PCG64
+    (and a PCG64 holding a buffered 32-bit half) go by the "chunks" path, which draws as the reference does.
+    """
+    from hebbref.kernels import tuned_dropout
+
+    def generator_pair():
+        kind = "PCG64" if generator == "buffered" else generator
+        pair = [np.random.Generator(getattr(np.random, kind)(seed)) for _ in range(2)]
+        for rng in pair:
+            if kind != "MT19937":
+                rng.bit_generator.advance(skip)
+            rng.random(3)
+            if generator == "buffered":
+                rng.integers(0, 1000, dtype=np.int32)
+        return pair
+
+    x = np.random.default_rng(seed).normal(size=(size,)).astype(dtype)
+    ours_rng, reference_rng = generator_pair()
+    out, m = tuned_dropout.dropout_draw_lanes(x.reshape(1, -1), p, ours_rng, chunks, lanes)
+    out_ref, m_ref = layers.dropout_draw(reference_rng, x.reshape(1, -1), p)
+    assert out.shape == m.shape == (1, size) and out.dtype == m.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(_bits(m), _bits(m_ref))
+    np.testing.assert_array_equal(_bits(out), _bits(out_ref))
+    np.testing.assert_array_equal(ours_rng.random(5), reference_rng.random(5))
+    np.testing.assert_array_equal(ours_rng.integers(0, 1000, size=3, dtype=np.int32),
+                                  reference_rng.integers(0, 1000, size=3, dtype=np.int32))
+
+
+def test_the_steps_ahead_of_the_lanes_path_are_pcg64s_own_steps():
+    """A[j]·S + C[j] is the state j + 1 steps after S, as NumPy's generator reaches it by ``advance``."""
+    from hebbref.kernels import tuned_dropout
+
+    bit_generator = np.random.PCG64(11)
+    bit_generator.advance(12345)
+    state = bit_generator.state["state"]
+    A, C = tuned_dropout._steps_ahead(state["inc"], 9)
+    for j in range(9):
+        a, c = (int(A[j, 0]) << 64) | int(A[j, 1]), (int(C[j, 0]) << 64) | int(C[j, 1])
+        bit_generator.advance(1)
+        assert (a * state["state"] + c) % 2**128 == bit_generator.state["state"]["state"], j
+
+
 @settings(max_examples=20, deadline=None)
 @given(dtype=DTYPES, seed=SEEDS, threads=st.sampled_from([1, 2]),
        shape=st.sampled_from([(1,), (7,), (3, 11), (4, 2, 5, 5)]), view=st.booleans())

@@ -36,7 +36,10 @@ per equation (``PATHS``):
                         "plane-groups" (σ(h) + a formed as each group is laid out) or
                         "in-turn" (the backend's ramp_plus, then its maxpool_forward, each
                         by its own plan)
-    dropout_draw        one path ("chunks": the uniform numbers drawn a chunk per thread)
+    dropout_draw        "lanes" (NumPy's PCG64 stepped inside the kernel, a chunk per thread,
+                        mask and output formed as each number is drawn; other generators
+                        go by "chunks") or "chunks" (NumPy draws the uniform numbers, a
+                        chunk per thread, then one pass forms mask and output)
     conv_ramp_maxpool_forward
                         a conv layer, its ramp and the pool above (``conv ramp pool``):
                         "direct" (the direct loops, the ramp and pool taken image by image
@@ -237,7 +240,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "ramp_plus": {"loops": tuned_activations.ramp_plus},
     "ramp_backward_of_sum": {"loops": tuned_activations.ramp_backward_of_sum},
     # timed on (x, p) alone: the path then draws from a generator of its own
-    "dropout_draw": {"chunks": tuned_dropout.dropout_draw},
+    "dropout_draw": {"lanes": tuned_dropout.dropout_draw_lanes, "chunks": tuned_dropout.dropout_draw},
     "dropout_backward": {"loops": tuned_dropout.dropout_backward},
     # W ← W - η (G + λ W) with G first; timed on G alone (a scratch W), never on a network's W
     "weight_update": {"loops": tuned_update.update_of},
@@ -289,6 +292,7 @@ _SHIFTED_BLOCKS = ("columns per block", "columns", (_COLUMNS, _COLUMNS // 2, 2 *
 _IMAGES = tuned_conv_winograd.IMAGES_PER_BLOCK
 _WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _IMAGES))
 _TERMS = tuned_conv_direct.TERMS_PER_PASS
+_LANES = tuned_dropout.LANES
 BLOCKS = {
     "direct": ("terms per pass", "width", (_TERMS, 12 - _TERMS)),  # 8 and 4 (or 4 and 8)
     "shifted": _SHIFTED_BLOCKS,
@@ -301,6 +305,7 @@ BLOCKS = {
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
     "images-last": ("images per tile", "tile_size", (_BLOCK_TILE, _BLOCK_TILE // 2, _BLOCK_TILE // 4)),
     "plane-groups": ("planes per group", "group", (_GROUP, _GROUP // 2, 2 * _GROUP)),
+    "lanes": ("steps per block", "lanes", (_LANES, _LANES // 4, 4 * _LANES)),
 }
 
 

@@ -1,7 +1,25 @@
 """TUNED TIER. Dropout's training pass: the uniform numbers drawn on every thread, mask and output in one pass.  # SPEC §2
 
 The reference (``hebbref.layers.dropout``) draws u = rng.random(shape), float64, and
-forms m = [u >= p] / (1-p) in the layer's dtype and x ⊙ m. Here:
+forms m = [u >= p] / (1-p) in the layer's dtype and x ⊙ m. Two paths (``plan.choose``
+times them), each giving the same u, the same bits of m and x ⊙ m, and the same
+generator state after, as the reference:
+
+"lanes" (``dropout_draw_lanes``), for NumPy's PCG64 (``default_rng``'s): the kernel
+steps the generator itself, one chunk per thread, and forms m and x ⊙ m as each number
+is drawn, so u is never written out. PCG64 is an affine step on a 128-bit state,
+S <- M·S + inc (mod 2^128), each new state giving one 64-bit output; j steps compose to
+S <- A_j·S + C_j (``_steps_ahead``), so the kernel takes the numbers of a block of L
+from the state at the block's start at once, none waiting on the one before (stepped
+one after another, each 128-bit product waits on the last, and that chain, not the
+arithmetic, sets the pace). The chunks' first states are read off the generator as it
+is advanced past the chunks before (``advance``). The upper half of a 128-bit product
+comes from a two-line LLVM intrinsic (``_mul_high``). On the 2-core Intel Xeon of
+BENCHMARKS.md it took dropout's draw in `simple` from 10.5 to 5.3 ms of a step
+(bench_training_step.py, table 6); L = 16, 64 and 256 were within 5 % of each other
+there, and the plan measures them.
+
+"chunks" (``dropout_draw``), for every generator:
 
 - the same u are drawn in one chunk per thread (``uniform_draws``). NumPy's PCG64 turns
   one 64-bit output into one float64, and can jump ahead (``advance``): chunk i draws
@@ -18,12 +36,16 @@ The backward pass, e ⊙ m, is one parallel pass too (``dropout_backward``).
 Shapes: any x; out and m have its shape and dtype.
 """
 import copy
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 JUMPABLE = (np.random.PCG64, np.random.PCG64DXSM)  # one 64-bit output per float64, and ``advance``
 _pools = {}  # (process id, worker count) -> ThreadPoolExecutor, made on first use
@@ -106,4 +128,105 @@ def dropout_draw(x, p, rng=None, chunks=None):
     u = uniform_draws(rng, x.size, numba.get_num_threads() if chunks is None else chunks)
     dtype = x.dtype.type
     out, m = mask_and_apply(x.reshape(-1), u, float(p), dtype(1.0 / (1.0 - p)), dtype(0))
+    return out.reshape(x.shape), m.reshape(x.shape)
+
+
+# --- the "lanes" path: NumPy's PCG64 stepped inside the kernel ---------------------------------
+# NumPy's PCG64 (its pcg64.h; the tests hold this to rng.random, number for number): a 128-bit
+# state S, stepped S <- M·S + inc (mod 2^128), each step giving one 64-bit output
+# rotr(hi ^ lo, hi >> 58) of the new state, and each float64 u = (output >> 11) · 2^-53.
+PCG64_MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
+LANES = 64  # steps taken from one state at once, by default; a measured plan (plan.BLOCKS) times 64, 16 and 256
+_MASK64, _MASK128 = (1 << 64) - 1, (1 << 128) - 1
+
+
+@intrinsic
+def _mul_high(typingctx, a, b):
+    """The upper 64 bits of the 128-bit product a·b of two uint64 (one instruction on x86-64)."""
+    def codegen(context, builder, signature, arguments):
+        wide = ir.IntType(128)
+        product = builder.mul(builder.zext(arguments[0], wide), builder.zext(arguments[1], wide))
+        return builder.trunc(builder.lshr(product, ir.Constant(wide, 64)), ir.IntType(64))
+
+    return types.uint64(types.uint64, types.uint64), codegen
+
+
+@functools.lru_cache(maxsize=None)
+def _steps_ahead(inc, lanes):
+    """(A, C), uint64 (lanes, 2) as [high, low]: j+1 steps of PCG64 from S give A[j]·S + C[j] (mod 2^128).
+
+    A[j] = M^(j+1), C[j] = (M^j + … + M + 1)·inc: the affine map of one step, composed.
+    """
+    A, C = np.empty((lanes, 2), np.uint64), np.empty((lanes, 2), np.uint64)
+    a, c = 1, 0
+    for j in range(lanes):
+        a, c = (a * PCG64_MULTIPLIER) & _MASK128, (c * PCG64_MULTIPLIER + inc) & _MASK128
+        A[j], C[j] = (a >> 64, a & _MASK64), (c >> 64, c & _MASK64)
+    return A, C
+
+
+@njit(parallel=True, cache=True)
+def draw_in_lanes_mask_and_apply(x, p, scale, zero, starts, states, A, C):
+    """u drawn in the kernel, then m and x ⊙ m as ``mask_and_apply``: -> (out, m), flat, in x's dtype.
+
+    Chunk i covers x[starts[i]:starts[i+1]] from the PCG64 state ``states[i]`` ([high, low],
+    the generator's state before its first number). Its numbers go by blocks of L = len(A):
+    number j of a block comes from the state at the block's start S as A[j]·S + C[j], so
+    the L steps of a block do not wait on each other (one step after another, each waits on
+    the 128-bit product before it); the last state of a block starts the next.
+    """
+    out = np.empty_like(x)
+    m = np.empty_like(x)
+    lanes = A.shape[0]
+    shift_out, shift_rotate, shift_high = np.uint64(11), np.uint64(58), np.uint64(63)
+    one, nought = np.uint64(1), np.uint64(0)
+    for chunk in prange(starts.size - 1):
+        high, low = states[chunk, 0], states[chunk, 1]
+        start, stop = starts[chunk], starts[chunk + 1]
+        for block in range((stop - start + lanes - 1) // lanes):
+            first = start + block * lanes
+            count = min(lanes, stop - first)
+            x_block, out_block, m_block = x[first:first + count], out[first:first + count], m[first:first + count]
+            next_high, next_low = high, low
+            for j in range(count):
+                product_low = low * A[j, 1]  # (A·S + C) mod 2^128, in 64-bit halves
+                step_low = product_low + C[j, 1]
+                carry = one if step_low < product_low else nought
+                step_high = _mul_high(low, A[j, 1]) + low * A[j, 0] + high * A[j, 1] + C[j, 0] + carry
+                mixed = step_high ^ step_low  # PCG's output: hi ^ lo rotated right by the state's top 6 bits
+                rotation = step_high >> shift_rotate
+                output = (mixed >> rotation) | (mixed << ((-rotation) & shift_high))
+                u = np.float64(np.int64(output >> shift_out)) * (1.0 / 9007199254740992.0)  # < 2^53: exact
+                m_block[j] = scale if u >= p else zero
+                out_block[j] = x_block[j] * m_block[j]
+                next_high, next_low = step_high, step_low
+            high, low = next_high, next_low
+    return out, m
+
+
+def dropout_draw_lanes(x, p, rng=None, chunks=None, lanes=None):
+    """``dropout_draw``'s numbers and generator state after, with the generator stepped inside the kernel.
+
+    For NumPy's PCG64 with no buffered 32-bit half: the state of each chunk's first number
+    is read off the generator as it is advanced past the chunks before (``advance``), and
+    the kernel draws, masks and multiplies in one pass, with no array of u. Any other
+    generator goes by ``dropout_draw``.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    bit_generator = rng.bit_generator
+    if type(bit_generator) is not np.random.PCG64 or bit_generator.state["has_uint32"]:
+        return dropout_draw(x, p, rng, chunks)
+    x = np.ascontiguousarray(x)
+    n = x.size
+    chunks = max(1, min(n, numba.get_num_threads() if chunks is None else chunks))
+    starts = np.array([n * i // chunks for i in range(chunks + 1)], dtype=np.int64)
+    states = np.empty((chunks, 2), np.uint64)
+    for i in range(chunks):
+        state = bit_generator.state["state"]["state"]
+        states[i] = state >> 64, state & _MASK64
+        bit_generator.advance(int(starts[i + 1] - starts[i]))  # past this chunk: at the end, past all n
+    A, C = _steps_ahead(bit_generator.state["state"]["inc"], lanes or LANES)
+    dtype = x.dtype.type
+    out, m = draw_in_lanes_mask_and_apply(x.reshape(-1), float(p), dtype(1.0 / (1.0 - p)), dtype(0), starts, states,
+                                          A, C)
     return out.reshape(x.shape), m.reshape(x.shape)
