@@ -35,6 +35,32 @@ def test_one_dimension_m_outputs_of_an_r_tap_correlation_from_t_products(m, r):
         assert_close(A.T @ ((G @ g) * (B_t @ d)), direct, 1e-12, f"F({m}, {r})")
 
 
+@pytest.mark.parametrize("m, k", [(2, 3), (3, 2), (4, 3), (2, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernel_transforms_and_their_derivative_are_g_w_gt_and_its_transpose(m, k, dtype):
+    """U[a·t+b, o, c] = (G W[o,c] Gᵀ)[a,b], and ``sandwich_back`` is its transpose: <U(W), dU> = <W, sandwich_back(dU)>.
+
+    W as the input error hands it over (flipped in space, channel axes swapped: a view, not contiguous), and
+    with O ≠ C, so that a swapped channel axis or a G[a,j]·G[b,i] shows.
+    """
+    A, G, B_t = winograd.winograd_matrices(m, k)
+    t = G.shape[0]
+    rng = np.random.default_rng(m * 10 + k)
+    W = rng.normal(size=(5, 3, k, k)).astype(dtype)
+    view = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (3, 5, k, k), as transposed_convolution leaves B
+    for kernel in (W, view):
+        U = winograd.sandwich(G, kernel)
+        expected = np.einsum("ai,ocij,bj->aboc", G, kernel.astype(np.float64), G)
+        assert U.shape == (t * t,) + kernel.shape[:2] and U.dtype == np.float64
+        assert_close(U, expected.reshape(U.shape), 1e-12, f"U of F({m}, {k})")
+        dU = rng.normal(size=U.shape).astype(dtype)
+        dW = winograd.sandwich_back(G, dU)
+        assert dW.shape == kernel.shape and dW.dtype == np.float64
+        assert_close(np.sum(U * dU), np.sum(kernel * dW), 1e-10, f"<U(W), dU> = <W, dW> for F({m}, {k})")
+        assert_close(dW, np.einsum("ai,aboc,bj->ocij", G, dU.reshape(t, t, *U.shape[1:]), G),
+                     1e-12, f"dW of F({m}, {k})")
+
+
 def test_too_many_points_asked_for_is_an_error():
     with pytest.raises(ValueError, match="finite points"):
         winograd.winograd_matrices(6, 5)

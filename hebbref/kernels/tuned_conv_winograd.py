@@ -314,38 +314,75 @@ def images_per_block(N, images=None):
     return per_block
 
 
+@njit(parallel=True, cache=True)
 def sandwich(G, W):
-    """U[a,b,o,c] = Σ_{i,j} G[a,i] W[o,c,i,j] G[b,j] = (G W[o,c] Gᵀ)[a,b]: (C_out, C_in, k, k) -> (t, t, C_out, C_in), float64.
+    """U[a·t+b, o, c] = Σ_{i,j} G[a,i] G[b,j] W[o,c,i,j] = (G W[o,c] Gᵀ)[a,b]: (C_out, C_in, k, k) -> (t², C_out, C_in), float64.
 
-    Two matrix products over all filters at once, in float64 (G is): written as one
-    three-operand ``np.einsum`` it took milliseconds per layer and step, and a product
-    of float32 by float64 leaves BLAS, so W is made float64 first.
+    In float64 (G is) on Numba's threads, one output channel o per parallel iteration:
+    W[o]'s taps laid out along the input channels, then for each position a·t+b a sum
+    over the k² taps of vectors along c. A filter's few products are no work for BLAS,
+    and NumPy's products would wake NumPy's own threads in the middle of a step (README,
+    "Choices and deviations").
     """
     O, C, k, _ = W.shape
     t = G.shape[0]
-    right = (np.asarray(W, dtype=np.float64).reshape(O * C * k, k) @ G.T).reshape(O * C, k, t)  # Σ_j W G[b,j]
-    both = G @ right.transpose(1, 0, 2).reshape(k, O * C * t)  # Σ_i G[a,i] ·: (a, o·c·b)
-    return both.reshape(t, O, C, t).transpose(0, 3, 1, 2)
+    GG = np.empty((t * t, k * k))  # GG[a·t+b, i·k+j] = G[a,i] G[b,j]
+    for a in range(t):
+        for b in range(t):
+            for i in range(k):
+                for j in range(k):
+                    GG[a * t + b, i * k + j] = G[a, i] * G[b, j]
+    U = np.empty((t * t, O, C))
+    for o in prange(O):
+        taps = np.empty((k * k, C))  # taps[i·k+j, c] = W[o,c,i,j]
+        for c in range(C):
+            for i in range(k):
+                for j in range(k):
+                    taps[i * k + j, c] = W[o, c, i, j]
+        for position in range(t * t):
+            row = U[position, o]
+            row[:] = 0.0
+            for tap in range(k * k):
+                weight = GG[position, tap]
+                if weight != 0.0:  # most of G's products are 0 or ±1
+                    for c in range(C):  # vectorised
+                        row[c] += weight * taps[tap, c]
+    return U
 
 
+@njit(parallel=True, cache=True)
 def sandwich_back(G, dU):
-    """dW[o,c,i,j] = Σ_{a,b} G[a,i] dU[a,b,o,c] G[b,j] = (Gᵀ dU[:,:,o,c] G)[i,j]: (t, t, C_out, C_in) -> (C_out, C_in, k, k).
+    """dW[o,c,i,j] = Σ_{a,b} G[a,i] G[b,j] dU[a·t+b, o, c] = (Gᵀ dU[:,o,c] G)[i,j]: (t², C_out, C_in) -> (C_out, C_in, k, k).
 
-    The derivative of ``sandwich`` (its transpose), by two matrix products in the same way.
+    The derivative of ``sandwich`` (its transpose), in float64 in the same way.
     """
-    t, _, O, C = dU.shape
+    T, O, C = dU.shape
     k = G.shape[1]
-    left = (G.T @ np.asarray(dU, dtype=np.float64).reshape(t, t * O * C)).reshape(k, t, O * C)  # Σ_a G[a,i] dU
-    both = left.transpose(2, 0, 1).reshape(O * C * k, t) @ G  # Σ_b · G[b,j]: (o·c·i, j)
-    return both.reshape(O, C, k, k)
+    t = G.shape[0]
+    dW = np.empty((O, C, k, k))
+    for o in prange(O):
+        taps = np.zeros((k * k, C))  # taps[i·k+j, c] = Σ_{a,b} G[a,i] G[b,j] dU[a·t+b, o, c]
+        for a in range(t):
+            for b in range(t):
+                row = dU[a * t + b, o]
+                for i in range(k):
+                    for j in range(k):
+                        weight = G[a, i] * G[b, j]
+                        if weight != 0.0:
+                            for c in range(C):  # vectorised
+                                taps[i * k + j, c] += weight * np.float64(row[c])
+        for c in range(C):
+            for i in range(k):
+                for j in range(k):
+                    dW[o, c, i, j] = taps[i * k + j, c]
+    return dW
 
 
 def kernel_transforms(W, m):
     """U (t², C_out, C_in) = G W[o,c] Gᵀ at each of the t² positions, and the matrices (A, G, Bᵀ) of F(m, k)."""
     k = W.shape[-1]
     A, G, B_t = winograd_matrices(m, k)
-    t = G.shape[0]
-    U = sandwich(G, W).reshape(t * t, W.shape[0], W.shape[1])
+    U = sandwich(G, W)
     return np.ascontiguousarray(U, dtype=W.dtype), (A, G, B_t)
 
 
@@ -385,6 +422,5 @@ def weight_increment(delta, cache):
     parts = min(numba.get_num_threads(), -(-N // per_block))
     partial = winograd_weight_products(blas_for(dtype), x, delta, np.ascontiguousarray(A, dtype=dtype),
                                        np.ascontiguousarray(B_t, dtype=dtype), m, before, per_block, parts)
-    t = G.shape[0]
-    dU = partial.sum(axis=0).reshape(t, t, delta.shape[1], x.shape[1])  # dU[a, b, o, c]
+    dU = partial.sum(axis=0)  # dU[a·t+b, o, c]
     return np.ascontiguousarray(sandwich_back(G, dU), dtype=dtype)
