@@ -15,10 +15,12 @@ names, from the tuned kernel modules:
     tuned_pooling.py            max pooling, window by window, in a row and a column pass,
                                 or window by window along groups of planes laid out with
                                 the planes last; fused with a ramp's below it, or with a
-                                sum block's output σ(h) + a
+                                sum block's output σ(h) + a (and, backward, with the
+                                block's first ramp, whose error adds the pool's)
     tuned_activations.py        the ramp, σ' and δ = e ⊙ σ'(h), one parallel pass
-    tuned_dropout.py            dropout's training pass: the reference's uniform numbers
-                                drawn a chunk per thread, mask and output in one pass
+    tuned_dropout.py            dropout's training pass: the reference's uniform numbers,
+                                NumPy's PCG64 stepped in the kernel (or drawn by NumPy a
+                                chunk per thread), mask and output in one pass
     tuned_untied_block.py       an untied layer, its ramp and the pool above, one step
                                 each way, every array between them laid out images last
     tuned_conv_block.py         a tied conv layer, its ramp and the pool above, one step

@@ -356,9 +356,8 @@ def sandwich_back(G, dU):
 
     The derivative of ``sandwich`` (its transpose), in float64 in the same way.
     """
-    T, O, C = dU.shape
-    k = G.shape[1]
-    t = G.shape[0]
+    _, O, C = dU.shape
+    t, k = G.shape
     dW = np.empty((O, C, k, k))
     for o in prange(O):
         taps = np.zeros((k * k, C))  # taps[i·k+j, c] = Σ_{a,b} G[a,i] G[b,j] dU[a·t+b, o, c]

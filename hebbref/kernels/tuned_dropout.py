@@ -15,9 +15,10 @@ one after another, each 128-bit product waits on the last, and that chain, not t
 arithmetic, sets the pace). The chunks' first states are read off the generator as it
 is advanced past the chunks before (``advance``). The upper half of a 128-bit product
 comes from a two-line LLVM intrinsic (``_mul_high``). On the 2-core Intel Xeon of
-BENCHMARKS.md it took dropout's draw in `simple` from 10.5 to 5.3 ms of a step
-(bench_training_step.py, table 6); L = 16, 64 and 256 were within 5 % of each other
-there, and the plan measures them.
+BENCHMARKS.md ("2026-12-02, late afternoon") it took dropout's draw in `simple` from
+10.5 ms of a step to 4.7 to 5.2 (bench_training_step.py, table 6); L = 16, 64 and 256
+were within 7 % of each other there (256 ahead on the largest array), and the plan
+measures them.
 
 "chunks" (``dropout_draw``), for every generator:
 
