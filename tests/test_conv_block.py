@@ -72,31 +72,46 @@ def test_the_default_plan_takes_the_direct_block_where_the_direct_loops_are_the_
 SUM_AND_POOL = "sum[conv3:4,conv3:4] pool3s2 sum[conv2:3,conv2:3] pool2s2 dense5 ramp out"
 
 
+def _trained_in_one_pass_and_in_two(method, in_two, rule, backend, monkeypatch):
+    """Three ``SUM_AND_POOL`` networks after two steps: ``backend``'s with ``SumBlock.<method>`` (counted), the same
+    backend's with ``in_two`` in its place, and the reference's with ``method``. -> (networks, calls of ``method``)."""
+    x, y = network_batch((2, 9, 8))
+    nets = [hebbref.build_network(SUM_AND_POOL, (2, 9, 8), 4, rule=rule, backend=b, seed=5, slope=0.25)
+            for b in (backend, backend, "numpy")]  # a slope that is not the default: each call must pass its own on
+    fused = getattr(hebbref.modules.SumBlock, method)
+    calls = []
+
+    def counted(self, *arguments, **keywords):
+        calls.append(self)
+        return fused(self, *arguments, **keywords)
+
+    for net, one_pass in zip(nets, (True, False, True)):
+        monkeypatch.setattr(hebbref.modules.SumBlock, method, counted if one_pass else in_two)
+        for _ in range(2):
+            net.train_step(x, y, lr=0.05, loss="hinge")
+    return nets, calls
+
+
+def _assert_alike(nets, fields, against_reference, label):
+    """The ``fields`` of every layer alike in the first two networks, and ``against_reference`` in the first and third."""
+    for p, q, r in zip(*(net.parameters() for net in nets)):
+        for field in fields:
+            assert_close(getattr(p, field), getattr(q, field), 1e-9, f"{label} {p.name} {field}, in one pass and in two")
+        assert_close(getattr(p, against_reference), getattr(r, against_reference), 1e-9,
+                     f"{label} {p.name} {against_reference}, against the reference")
+
+
 @pytest.mark.parametrize("rule", ["bp", "urfb", "dfa"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_a_sum_block_and_the_pool_above_learn_in_one_pass_what_they_learn_in_two(rule, backend, monkeypatch):
     """``sum[...] pool``: the block's output formed as the pool reads it (``SumBlock.forward_with_pool``), against the
     two layers' own forward passes; and the numba backend against the reference."""
-    x, y = network_batch((2, 9, 8))
-    nets = [hebbref.build_network(SUM_AND_POOL, (2, 9, 8), 4, rule=rule, backend=b, seed=5, slope=0.25)
-            for b in (backend, backend, "numpy")]  # a slope that is not the default: each call must pass its own on
-    fused = hebbref.modules.SumBlock.forward_with_pool
-    calls = []
+    def in_two(self, x, pool, train=False):
+        return pool.forward(self.forward(x, train), train)
 
-    def counted(self, x, pool, train=False):
-        calls.append(self)
-        return fused(self, x, pool, train)
-
-    for net, one_pass in zip(nets, (True, False, True)):
-        in_two = lambda self, x, pool, train=False: pool.forward(self.forward(x, train), train)  # noqa: E731
-        monkeypatch.setattr(hebbref.modules.SumBlock, "forward_with_pool", counted if one_pass else in_two)
-        for _ in range(2):
-            net.train_step(x, y, lr=0.05, loss="hinge")
+    nets, calls = _trained_in_one_pass_and_in_two("forward_with_pool", in_two, rule, backend, monkeypatch)
     assert len(calls) == 2 * 2 * 2  # two blocks, two steps, two networks
-    for p, q, r in zip(*(net.parameters() for net in nets)):
-        assert_close(p.W, q.W, 1e-9, f"{backend} {rule} {p.name} W, in one pass and in two")
-        assert_close(p.R, q.R, 1e-9, f"{backend} {rule} {p.name} R, in one pass and in two")
-        assert_close(p.W, r.W, 1e-9, f"{backend} {rule} {p.name} W, against the reference")
+    _assert_alike(nets, ("W", "R"), "W", f"{backend} {rule}")
     for ours, reference in zip(nets[0].layers[0].activations(), nets[2].layers[0].activations()):
         assert_close(ours[1].h, reference[1].h, 1e-9, f"{backend} {rule}: the ramps' h")
 
@@ -107,31 +122,14 @@ def test_the_error_through_a_pool_into_a_sum_block_is_the_two_layers_own_backwar
     """``sum[...] pool`` backward (``SumBlock.backward_from_pool``: the pool's error taken into both ramps' steps)
     against the pool's backward pass and then the block's; and the numba backend against the reference.
 
-    Every δ and G of the blocks and the error that leaves them, after a step in one pass and in two.
+    Every layer's last increment G, and W and R, after two steps in one pass and in two.
     """
-    x, y = network_batch((2, 9, 8))
-    nets = [hebbref.build_network(SUM_AND_POOL, (2, 9, 8), 4, rule=rule, backend=b, seed=5, slope=0.25)
-            for b in (backend, backend, "numpy")]
-    fused = hebbref.modules.SumBlock.backward_from_pool
-    calls = []
-
-    def counted(self, e, pool):
-        calls.append(self)
-        return fused(self, e, pool)
-
     def in_two(self, e, pool):
         return self.backward(pool.backward(e))
 
-    for net, one_pass in zip(nets, (True, False, True)):
-        monkeypatch.setattr(hebbref.modules.SumBlock, "backward_from_pool", counted if one_pass else in_two)
-        for _ in range(2):
-            net.train_step(x, y, lr=0.05, loss="hinge")
+    nets, calls = _trained_in_one_pass_and_in_two("backward_from_pool", in_two, rule, backend, monkeypatch)
     assert len(calls) == 2 * 2 * 2  # two blocks, two steps, two networks
-    for p, q, r in zip(*(net.parameters() for net in nets)):
-        assert_close(p.G, q.G, 1e-9, f"{backend} {rule} {p.name} G, in one pass and in two")
-        assert_close(p.W, q.W, 1e-9, f"{backend} {rule} {p.name} W, in one pass and in two")
-        assert_close(p.R, q.R, 1e-9, f"{backend} {rule} {p.name} R, in one pass and in two")
-        assert_close(p.G, r.G, 1e-9, f"{backend} {rule} {p.name} G, against the reference")
+    _assert_alike(nets, ("G", "W", "R"), "G", f"{backend} {rule}")
 
 
 def test_backends_without_the_sum_and_pool_step_run_their_own_functions_in_a_row():
