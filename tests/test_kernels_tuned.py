@@ -377,6 +377,35 @@ def _bits(a):
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
+def _generator_pair(generator, seed, skip=0):
+    """Two generators in one state, not at the start of their stream: NumPy's ``generator`` kind, or "buffered".
+
+    "buffered": a PCG64 that holds half of a 64-bit output from a 32-bit draw. ``skip``: steps
+    the generators first jump (MT19937 cannot).
+    """
+    kind = "PCG64" if generator == "buffered" else generator
+    pair = [np.random.Generator(getattr(np.random, kind)(seed)) for _ in range(2)]
+    for rng in pair:
+        if kind != "MT19937":
+            rng.bit_generator.advance(skip)
+        rng.random(3)  # not at the start of the stream
+        if generator == "buffered":
+            rng.integers(0, 1000, dtype=np.int32)  # leaves a 32-bit half in the bit generator
+    return pair
+
+
+def _assert_the_reference_draw(drawn, reference, dtype, ours_rng, reference_rng):
+    """(out, m) bit for bit the reference's, in ``dtype``, and the two generators left in the same state."""
+    (out, m), (out_ref, m_ref) = drawn, reference
+    assert out.shape == m.shape == out_ref.shape and out.dtype == m.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(_bits(m), _bits(m_ref))
+    np.testing.assert_array_equal(_bits(out), _bits(out_ref))
+    np.testing.assert_array_equal(ours_rng.random(5), reference_rng.random(5))  # the same state after
+    for bits in (np.int32, np.int64):  # a 32-bit draw takes a buffered half first
+        np.testing.assert_array_equal(ours_rng.integers(0, 1000, size=3, dtype=bits),
+                                      reference_rng.integers(0, 1000, size=3, dtype=bits))
+
+
 @settings(max_examples=20, deadline=None)
 @given(dtype=DTYPES, seed=SEEDS, chunks=st.integers(1, 5), p=st.sampled_from([0.0, 0.3, 0.5, 0.8]),
        shape=st.sampled_from([(1,), (7,), (3, 11), (4, 2, 5, 5)]),
@@ -390,26 +419,10 @@ def test_tuned_dropout_draws_the_reference_mask_bit_for_bit_and_leaves_the_gener
     """
     from hebbref.kernels import tuned_dropout
 
-    def generator_pair():
-        kind = "PCG64" if generator == "buffered" else generator
-        pair = [np.random.Generator(getattr(np.random, kind)(seed)) for _ in range(2)]
-        for rng in pair:
-            rng.random(3)  # not at the start of the stream
-            if generator == "buffered":
-                rng.integers(0, 1000, dtype=np.int32)  # leaves a 32-bit half in the bit generator
-        return pair
-
     x = np.random.default_rng(seed).normal(size=shape).astype(dtype)  # negative values: x·0 is -0.0
-    ours_rng, reference_rng = generator_pair()
-    out, m = tuned_dropout.dropout_draw(x, p, ours_rng, chunks)
-    out_ref, m_ref = layers.dropout_draw(reference_rng, x, p)
-    assert out.dtype == m.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(_bits(m), _bits(m_ref))
-    np.testing.assert_array_equal(_bits(out), _bits(out_ref))
-    np.testing.assert_array_equal(ours_rng.random(5), reference_rng.random(5))  # the same state after
-    for bits in (np.int32, np.int64):  # a 32-bit draw takes a buffered half first
-        np.testing.assert_array_equal(ours_rng.integers(0, 1000, size=3, dtype=bits),
-                                      reference_rng.integers(0, 1000, size=3, dtype=bits))
+    ours_rng, reference_rng = _generator_pair(generator, seed)
+    _assert_the_reference_draw(tuned_dropout.dropout_draw(x, p, ours_rng, chunks),
+                               layers.dropout_draw(reference_rng, x, p), dtype, ours_rng, reference_rng)
 
 
 @settings(max_examples=40, deadline=None)
@@ -427,27 +440,10 @@ def test_dropout_drawn_in_lanes_is_the_reference_bit_for_bit_and_leaves_the_gene
     """
     from hebbref.kernels import tuned_dropout
 
-    def generator_pair():
-        kind = "PCG64" if generator == "buffered" else generator
-        pair = [np.random.Generator(getattr(np.random, kind)(seed)) for _ in range(2)]
-        for rng in pair:
-            if kind != "MT19937":
-                rng.bit_generator.advance(skip)
-            rng.random(3)
-            if generator == "buffered":
-                rng.integers(0, 1000, dtype=np.int32)
-        return pair
-
-    x = np.random.default_rng(seed).normal(size=(size,)).astype(dtype)
-    ours_rng, reference_rng = generator_pair()
-    out, m = tuned_dropout.dropout_draw_lanes(x.reshape(1, -1), p, ours_rng, chunks, lanes)
-    out_ref, m_ref = layers.dropout_draw(reference_rng, x.reshape(1, -1), p)
-    assert out.shape == m.shape == (1, size) and out.dtype == m.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(_bits(m), _bits(m_ref))
-    np.testing.assert_array_equal(_bits(out), _bits(out_ref))
-    np.testing.assert_array_equal(ours_rng.random(5), reference_rng.random(5))
-    np.testing.assert_array_equal(ours_rng.integers(0, 1000, size=3, dtype=np.int32),
-                                  reference_rng.integers(0, 1000, size=3, dtype=np.int32))
+    x = np.random.default_rng(seed).normal(size=(1, size)).astype(dtype)
+    ours_rng, reference_rng = _generator_pair(generator, seed, skip)
+    _assert_the_reference_draw(tuned_dropout.dropout_draw_lanes(x, p, ours_rng, chunks, lanes),
+                               layers.dropout_draw(reference_rng, x, p), dtype, ours_rng, reference_rng)
 
 
 def test_the_steps_ahead_of_the_lanes_path_are_pcg64s_own_steps():
