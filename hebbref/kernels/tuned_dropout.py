@@ -152,7 +152,7 @@ def _mul_high(typingctx, a, b):
     return types.uint64(types.uint64, types.uint64), codegen
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=32)  # keyed by each generator's increment: a sweep's many networks must not pile up
 def _steps_ahead(inc, lanes):
     """(A, C), uint64 (lanes, 2) as [high, low]: j+1 steps of PCG64 from S give A[j]·S + C[j] (mod 2^128).
 
