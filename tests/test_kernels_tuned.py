@@ -1,9 +1,9 @@
 """The tuned tier equals the readable tier and the NumPy reference, path by path.  # SPEC §2, §3, §5
 
-Every path ``hebbref.kernels.plan.PATHS`` lists (the four ways to compute the conv
-forward pass and its weight increment, the five ways to compute its input error, each
-on the kernel widths it applies to, ``plan.APPLIES``; the untied, pooling and ramp
-kernels) is run directly, on all of Numba's threads, on odd and even kernels, and compared with ``hebbref.kernels.readable`` (parallel loops) and
+Every path ``hebbref.kernels.plan.PATHS`` lists (the five ways to compute the conv
+forward pass and its weight increment, the six ways to compute its input error, each
+on the kernel widths and dtypes it applies to, ``plan.APPLIES`` and ``plan.DTYPES``; the
+untied, pooling and ramp kernels) is run directly, on all of Numba's threads, on odd and even kernels, and compared with ``hebbref.kernels.readable`` (parallel loops) and
 with ``hebbref.layers``. Then the ``numba`` backend's functions, which go through
 ``plan.choose``, are compared the same way on one thread and on all.
 """
@@ -70,18 +70,21 @@ FORWARD_PATHS = list(plan.PATHS["conv_forward"])
 ERROR_PATHS = list(plan.PATHS["conv_input_error"])
 
 
-def applies(forward_path, error_path, k):
-    """Whether both paths apply to a k-wide kernel (``plan.APPLIES``: Winograd's tiles for some widths only)."""
-    kernel = (np.empty((1, 1, k, k)),)
+def applies(forward_path, error_path, k, dtype=np.float64):
+    """Whether both paths apply to a k-wide kernel in ``dtype`` (``plan.APPLIES``: Winograd's tiles for some widths
+    only; ``plan.DTYPES``: the rows of vector registers in float32 only)."""
+    kernel = (np.empty((1, 1, k, k), dtype),)
     return plan.applies("conv_forward", forward_path, kernel) and plan.applies("conv_input_error", error_path, kernel)
 
 
 @pytest.mark.parametrize("against", list(REFERENCES))
 @pytest.mark.parametrize("shape, forward_path, error_path", [
     (shape, forward_path, error_path) for shape in SHAPES for forward_path in FORWARD_PATHS for error_path in ERROR_PATHS
-    if applies(forward_path, error_path, shape[-1])])
+    if applies(forward_path, error_path, shape[-1], np.float32)])
 def test_every_conv_path_on_odd_and_even_kernels(shape, forward_path, error_path, against):
     for dtype in (np.float64, np.float32):
+        if not applies(forward_path, error_path, shape[-1], dtype):
+            continue
         check_conv_module(ConvPaths(forward_path, error_path), shape, dtype, sum(shape), rtol(np.dtype(dtype)),
                           f"{forward_path}/{error_path} vs {against}: ", REFERENCES[against])
 
@@ -124,8 +127,9 @@ def test_only_a_shifted_forward_pass_with_a_correlation_input_error_goes_togethe
 @given(shape=conv_shapes(max_batch=3, max_channels=5, max_size=8, max_kernel=5), dtype=DTYPES, seed=SEEDS,
        error_path=st.sampled_from(ERROR_PATHS))
 def test_conv_paths_equal_the_reference_on_drawn_shapes(forward_path, error_path, shape, dtype, seed):
-    if not applies(forward_path, error_path, shape[-1]):
+    if not applies(forward_path, error_path, shape[-1], dtype):
         shape = shape[:-1] + (3,)  # Winograd's tiles apply to some widths only; every path to 3
+        dtype = dtype if applies(forward_path, error_path, 3, dtype) else np.float32  # every path to float32
     check_conv_module(ConvPaths(forward_path, error_path), shape, dtype, seed, rtol(np.dtype(dtype)),
                       f"{forward_path}/{error_path}: ")
 
@@ -527,8 +531,14 @@ def test_tuned_kernels_accept_views_that_are_not_contiguous():
     x = rng.normal(size=(5, 5, 2, 3)).transpose(2, 3, 0, 1)  # (2, 3, 5, 5), not contiguous
     W = rng.normal(size=(4, 3, 3, 3))
     for path in FORWARD_PATHS:
-        np.testing.assert_allclose(plan.PATHS["conv_forward"][path](x, W)[0], layers.conv_forward(x, W)[0],
-                                   rtol=1e-10, atol=1e-12, err_msg=path)
+        dtype = plan.DTYPES.get(path, (np.float64,))[0]
+        view, kernel = x.astype(dtype, copy=False), W.astype(dtype)
+        if dtype != np.float64:  # a view again, in the path's dtype
+            view = x.transpose(2, 3, 0, 1).astype(dtype).transpose(2, 3, 0, 1)
+            assert not view.flags.c_contiguous
+        close = (1e-10, 1e-12) if dtype == np.float64 else (rtol(np.dtype(dtype)),) * 2
+        np.testing.assert_allclose(plan.PATHS["conv_forward"][path](view, kernel)[0],
+                                   layers.conv_forward(view, kernel)[0], *close, err_msg=path)
     W_untied = rng.normal(size=(5, 5, 4, 3, 3, 3))
     np.testing.assert_allclose(tuned.locally_connected_forward(x, W_untied)[0],
                                layers.locally_connected_forward(x, W_untied)[0], rtol=1e-10, atol=1e-12)

@@ -1,0 +1,248 @@
+"""TUNED TIER. Tied convolution, stride 1, "same" padding, by rows of sums held in vector registers.  # SPEC §2, §3, §5
+
+The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding before):
+
+    h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]          conv_forward
+    e[n,c,y,x] = Σ_{o,a,b} B[o,c,a,b] δ[n,o,y+p-a,x+p-b]        conv_input_error   (B = W or R)
+    G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]           conv_weight_increment
+
+The input error is the forward correlation of δ padded the other way round with B
+flipped and its channel axes swapped (``readable.transposed_convolution``).
+
+**Forward pass and input error** (``correlate_rows``). A piece of an output row, two
+vectors long (``SPAN`` = 2·LANES positions j), for eight output channels at once: 16
+vectors of sums, each a local ``tuned_simd.f32v`` value, so they stay in registers while
+every term (c, a, b) of the window is added. A term loads the two vectors of the padded
+input row it reads, xp[n, c, i+a, j+b : j+b+SPAN], and adds each times the eight
+weights W[o..o+7, c, a, b] (laid out next to each other beforehand, ``weights_by_eight``):
+16 fused multiply-adds for two loads and eight broadcasts. The sums are written once, at
+the end. Where the row is not a whole number of pieces the last piece's extra lanes
+are computed and dropped; where the output channels are not a multiple of eight the
+missing ones have zero weights and are not written.
+
+**Weight increment** (``increment_rows``). For each window term (c, a, b) and sixteen
+output channels, 16 vectors of partial sums over the positions of a block of
+``ROWS_PER_BLOCK`` rows: each piece of a row adds δ[n, o, i, j..] ⊙ xp[n, c, i+a, j+b..]
+for the sixteen o; the lanes of a vector hold sums over different j, added up at the end.
+δ is copied row by row into a buffer whose rows are whole pieces long with zeros past
+the image, so the extra lanes add nothing.
+
+**Padding.** Each thread takes a contiguous run of images. It copies each image into a
+padded buffer of its own (zeroed once; only the inside is rewritten), so no padded copy
+of the batch is made. The buffer has a margin of ``SPAN`` + its row length after it, for
+the whole vectors that the last pieces read past the last row.
+
+float32 only (``plan.APPLIES``). Shapes as in the reference: x (N, C_in, H, W); W, R
+(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k). Tested against
+the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..layers.conv import same_padding
+from .readable import transposed_convolution
+from .tuned_simd import LANES, address_of, vfma, vload, vsplat, vstore, vzero
+
+SPAN = 2 * LANES  # output positions per piece of a row
+ROWS_PER_BLOCK = 8  # rows of δ and of the input whose increment terms are summed in registers in one go
+
+
+def weights_by_eight(W):
+    """W (O, C, k, k) -> flat (⌈O/8⌉, C, k, k, 8): each term's weights of eight output channels next to each other.
+
+    The output channels past O (up to a multiple of eight) get zero weights.
+    """
+    O, C, k, _ = W.shape
+    groups = -(-O // 8)
+    padded = np.zeros((groups * 8, C, k, k), dtype=np.float32)
+    padded[:O] = W
+    return np.ascontiguousarray(padded.reshape(groups, 8, C, k, k).transpose(0, 2, 3, 4, 1)).reshape(-1)
+
+
+@njit(cache=True)
+def copy_padded(x, n, before, Hp, Wp, buffer):
+    """The inside of the padded image n: buffer[c·Hp·Wp + (i+before)·Wp + before + j] = x[n, c, i, j]."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for c in range(C):
+        for i in range(H):
+            start = c * Hp * Wp + (i + before) * Wp + before
+            buffer[start : start + W] = x[n, c, i]
+
+
+@njit(cache=True)
+def store_sums(out, at, step, count, length, s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece):
+    """Write ``count`` (≤ 8) rows of sums, ``step`` apart from ``at``, each ``length`` (≤ SPAN) long: a partial piece."""
+    sums = ((s0, s1), (t0, t1), (u0, u1), (v0, v1), (w0, w1), (y0, y1), (z0, z1), (r0, r1))
+    for q in range(count):
+        vstore(piece, 0, sums[q][0])
+        vstore(piece, LANES, sums[q][1])
+        out[at + q * step : at + q * step + length] = piece[:length]
+
+
+@njit(parallel=True, cache=True)
+def correlate_rows(x, weights, O, k, before, chunks):
+    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
+
+    xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
+    and right; ``weights`` is ``weights_by_eight(W)``. The batch is cut into ``chunks``
+    runs of images, one per thread.
+    """
+    N, C, H, W = x.shape
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    groups = -(-O // 8)
+    out = np.empty((N, O, H, W), dtype=np.float32)
+    flat = out.reshape(-1)
+    step = H * W  # from one output plane to the next
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+        piece = np.empty(SPAN, dtype=np.float32)
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for g in range(groups):
+                o = 8 * g
+                count = min(8, O - o)
+                for i in range(H):
+                    for j in range(0, W, SPAN):
+                        s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
+                        w0 = vzero(); y0 = vzero(); z0 = vzero(); r0 = vzero()  # noqa: E702
+                        s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
+                        w1 = vzero(); y1 = vzero(); z1 = vzero(); r1 = vzero()  # noqa: E702
+                        for c in range(C):
+                            for a in range(k):
+                                row = c * plane + (i + a) * Wp + j
+                                term = ((g * C + c) * k + a) * k * 8
+                                for b in range(k):
+                                    x0 = vload(xb, row + b)
+                                    x1 = vload(xb, row + b + LANES)
+                                    f = vsplat(weights[term]); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
+                                    f = vsplat(weights[term + 1]); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
+                                    f = vsplat(weights[term + 2]); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
+                                    f = vsplat(weights[term + 3]); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
+                                    f = vsplat(weights[term + 4]); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
+                                    f = vsplat(weights[term + 5]); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
+                                    f = vsplat(weights[term + 6]); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
+                                    f = vsplat(weights[term + 7]); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
+                                    term += 8
+                        at = ((n * O + o) * H + i) * W + j
+                        if count == 8 and j + SPAN <= W:
+                            vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
+                            vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
+                            vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
+                            vstore(flat, at, v0); vstore(flat, at + LANES, v1); at += step  # noqa: E702
+                            vstore(flat, at, w0); vstore(flat, at + LANES, w1); at += step  # noqa: E702
+                            vstore(flat, at, y0); vstore(flat, at + LANES, y1); at += step  # noqa: E702
+                            vstore(flat, at, z0); vstore(flat, at + LANES, z1); at += step  # noqa: E702
+                            vstore(flat, at, r0); vstore(flat, at + LANES, r1)  # noqa: E702
+                        else:
+                            store_sums(flat, at, step, count, min(SPAN, W - j),
+                                       s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def increment_rows(delta, x, k, before, chunks):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in ``correlate_rows``.
+
+    Each of the ``chunks`` threads sums its run of images into partial sums of its own,
+    one vector per (o, c, a, b); they are added up at the end.
+    """
+    N, O, H, W = delta.shape
+    C = x.shape[1]
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    Wq = -(-W // LANES) * LANES  # a row of the δ buffer: whole vectors, zeros past W
+    e = H * Wq + LANES  # from one δ plane to the next (one vector more: planes 4 KiB apart would share L1 sets)
+    O4 = -(-O // 4) * 4
+    partial = np.zeros((chunks, O4 * C * k * k * LANES), dtype=np.float32)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+        db = aligned_zeros(O4 * e)  # channels past O stay 0
+        P = partial[part]
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for o in range(O):
+                for i in range(H):
+                    db[o * e + i * Wq : o * e + i * Wq + W] = delta[n, o, i]
+            for o in range(0, O4, 4):
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(0, k, 3):
+                            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+                            u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                            for i in range(H):
+                                xr = c * plane + (i + a) * Wp + b
+                                dr = o * e + i * Wq
+                                for j in range(0, Wq, LANES):
+                                    d0 = vload(db, dr + j)
+                                    d1 = vload(db, dr + j + e)
+                                    d2 = vload(db, dr + j + 2 * e)
+                                    d3 = vload(db, dr + j + 3 * e)
+                                    xv = vload(xb, xr + j)
+                                    s0 = vfma(d0, xv, s0); s1 = vfma(d1, xv, s1)  # noqa: E702
+                                    s2 = vfma(d2, xv, s2); s3 = vfma(d3, xv, s3)  # noqa: E702
+                                    xv = vload(xb, xr + j + 1)
+                                    t0 = vfma(d0, xv, t0); t1 = vfma(d1, xv, t1)  # noqa: E702
+                                    t2 = vfma(d2, xv, t2); t3 = vfma(d3, xv, t3)  # noqa: E702
+                                    xv = vload(xb, xr + j + 2)
+                                    u0 = vfma(d0, xv, u0); u1 = vfma(d1, xv, u1)  # noqa: E702
+                                    u2 = vfma(d2, xv, u2); u3 = vfma(d3, xv, u3)  # noqa: E702
+                            at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
+                            jump = C * k * k * LANES  # from one o to the next
+                            add_sums(P, at, jump, s0, s1, s2, s3)
+                            if b + 1 < k:
+                                add_sums(P, at + LANES, jump, t0, t1, t2, t3)
+                            if b + 2 < k:
+                                add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
+    return partial.reshape(chunks, O4, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
+
+
+@njit(cache=True, inline="always")
+def _add(P, at, v):
+    vstore(P, at, vfma(vsplat(np.float32(1.0)), v, vload(P, at)))
+
+
+@njit(cache=True, inline="always")
+def add_sums(P, at, jump, s0, s1, s2, s3):
+    """P[at + q·jump : … + LANES] += s_q for q = 0..3."""
+    _add(P, at, s0)
+    _add(P, at + jump, s1)
+    _add(P, at + 2 * jump, s2)
+    _add(P, at + 3 * jump, s3)
+
+
+@njit(cache=True)
+def aligned_zeros(size):
+    """np.zeros(size, float32) whose first element is on a 64-byte boundary (a cache line; a vector on AVX-512)."""
+    block = np.zeros(size + 16, dtype=np.float32)
+    skip = (-address_of(block) % 64) // 4
+    return block[skip : skip + size]
+
+
+def _chunks(N):
+    return max(1, min(N, numba.get_num_threads()))
+
+
+def forward(x, W):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k)."""
+    x = np.ascontiguousarray(x)
+    k = W.shape[-1]
+    before, _ = same_padding(k)
+    return correlate_rows(x, weights_by_eight(W), W.shape[0], k, before, _chunks(x.shape[0])), (x, k)
+
+
+def input_error(delta, B):
+    """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
+    (before, _), B_flipped = transposed_convolution(B)
+    return correlate_rows(np.ascontiguousarray(delta), weights_by_eight(B_flipped), B.shape[1], B.shape[-1],
+                          before, _chunks(delta.shape[0]))
+
+
+def weight_increment(delta, cache):
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k) from ``forward``."""
+    x, k = cache
+    delta = np.ascontiguousarray(delta, dtype=np.float32)
+    before, _ = same_padding(k)
+    return increment_rows(delta, x, k, before, _chunks(x.shape[0]))

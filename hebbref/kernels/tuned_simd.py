@@ -1,0 +1,125 @@
+"""TUNED TIER. Vectors of float32 as Numba values: the few LLVM operations that the register-blocked kernels use.
+
+Numba vectorises an innermost loop, but it cannot keep a block of sums in registers
+across a loop of terms: each sum lives in an array, and every term loads and stores
+it again (LLVM cannot prove that the array of sums is not one of the arrays read). A
+kernel written with these values says what a hand-written kernel says: a value of type
+``f32v`` is one LLVM vector of ``LANES`` float32 numbers, a local variable like a float,
+so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
+
+    vzero()            the vector of zeros
+    vsplat(s)          s in every lane (s rounded to float32 first if it is a float64)
+    vload(a, i)        a[i : i + LANES] of a flat float32 array (any alignment; no bounds check)
+    vstore(a, i, v)    a[i : i + LANES] = v
+    vfma(s, x, acc)    acc + s ⊙ x, each lane one fused multiply-add (LLVM's llvm.fma)
+
+``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
+elsewhere (one ymm register of AVX2; LLVM splits longer vectors into several registers).
+Nothing is checked: the callers index inside their arrays (``tuned_conv_rows`` keeps a
+margin after every buffer it reads whole vectors from). The readable tier
+(``hebbref.kernels.readable``) has the same sums as plain loops; the tests hold every
+kernel built from these to it.
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, models, register_model
+
+from .tuned_conv_direct import wide_vector_registers
+
+LANES = 16 if wide_vector_registers() else 8
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Float32Vector(types.Type):
+    """The Numba type of a vector of ``LANES`` float32 numbers."""
+
+    def __init__(self):
+        super().__init__(name=f"f32x{LANES}")
+
+
+f32v = Float32Vector()
+
+
+@register_model(Float32Vector)
+class _Float32VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _address(context, builder, array_type, array, index):
+    """A pointer to the vector that starts at element ``index`` of a flat array."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), ir.PointerType(_VECTOR))
+
+
+def _float32_array(array):
+    if not (isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1):
+        raise TypingError(f"a vector is read from and written to a flat float32 array, not {array}")
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    _float32_array(array)
+
+    def codegen(context, builder, signature, arguments):
+        return builder.load(_address(context, builder, signature.args[0], *arguments), align=4)
+
+    return f32v(array, types.intp), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, vector):
+    _float32_array(array)
+
+    def codegen(context, builder, signature, arguments):
+        array_value, index_value, vector_value = arguments
+        builder.store(vector_value, _address(context, builder, signature.args[0], array_value, index_value), align=4)
+        return context.get_dummy_value()
+
+    return types.none(array, types.intp, f32v), codegen
+
+
+@intrinsic
+def vsplat(typingctx, scalar):
+    if not isinstance(scalar, types.Float):
+        raise TypingError(f"vsplat takes a float, not {scalar}")
+
+    def codegen(context, builder, signature, arguments):
+        value = arguments[0]
+        if value.type != ir.FloatType():
+            value = builder.fptrunc(value, ir.FloatType())
+        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        every = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined), every)
+
+    return f32v(scalar), codegen
+
+
+@intrinsic
+def vzero(typingctx):
+    def codegen(context, builder, signature, arguments):
+        return ir.Constant(_VECTOR, [0.0] * LANES)
+
+    return f32v(), codegen
+
+
+@intrinsic
+def vfma(typingctx, s, x, acc):
+    def codegen(context, builder, signature, arguments):
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fma.v{LANES}f32")
+        return builder.call(fma, arguments)
+
+    return f32v(f32v, f32v, f32v), codegen
+
+
+@intrinsic
+def address_of(typingctx, array):
+    """The address of a flat array's first element, as an integer."""
+    def codegen(context, builder, signature, arguments):
+        data = context.make_array(signature.args[0])(context, builder, arguments[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+
+    return types.int64(array), codegen
