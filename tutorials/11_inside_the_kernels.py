@@ -19,7 +19,7 @@
 # | `numpy` | `hebbref/layers/conv.py` | the reference: a sliding-window view and one `tensordot` |
 # | `readable` | `hebbref/kernels/readable.py` | one plain loop body per equation, compiled by Numba with `prange` |
 # | `cuda`  | `hebbref/kernels/readable.py` | the same bodies as `numba.cuda` device functions, one GPU thread per output |
-# | `numba` | `hebbref/kernels/tuned*.py`, `plan.py` | the tuned tier: reordered, unrolled loops or k·k BLAS products on shifted views, whichever `plan.choose` measured fastest for the layer's shape |
+# | `numba` | `hebbref/kernels/tuned*.py`, `plan.py` | the tuned tier: reordered, unrolled loops, k·k BLAS products on shifted views, Winograd's tiles or rows of sums held in vector registers, whichever `plan.choose` measured fastest for the layer's shape |
 #
 # The reference is never replaced: it is the specification each kernel is tested
 # against. This tutorial checks the agreement itself and measures the speeds.
@@ -40,8 +40,8 @@ from numba import cuda
 
 import hebbref
 from hebbref.backends import get_backend
-from hebbref.kernels import (plan, readable, tuned_conv_block, tuned_conv_direct, tuned_conv_shifted,
-                             tuned_conv_winograd, tuned_untied_block)
+from hebbref.kernels import (plan, readable, tuned_conv_block, tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted,
+                             tuned_conv_winograd, tuned_simd, tuned_untied_block)
 from hebbref.layers import conv
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -179,6 +179,24 @@ h_ref, _ = conv.conv_forward(x_w, W_w)
 np.testing.assert_allclose(h_w, h_ref, rtol=1e-12, atol=1e-12)
 print("Winograd's tiles against the reference, largest difference:", np.abs(h_w - h_ref).max())
 print(inspect.getsource(plan.APPLIES["winograd"]).strip())
+
+# %% [markdown]
+# A fourth way does the direct sums, but keeps them where the CPU adds fastest: in its
+# vector registers. `hebbref/kernels/tuned_conv_rows.py` takes a piece of an output row
+# two vectors long for eight output channels at once, 16 vectors of sums, and adds every
+# window term (c, a, b) into them: two loads of the input row, eight weights, 16 fused
+# multiply-adds, and the sums are written out once at the end. Numba would keep sums
+# held in an array in memory, loading and storing them at every term, so the kernel
+# holds them as values of a vector type that `hebbref/kernels/tuned_simd.py` gives Numba
+# (a few LLVM operations: load, store, broadcast, fused multiply-add). It computes in
+# float32 only (`plan.DTYPES`):
+
+# %%
+x_r, W_r = x_w.astype(np.float32), W_w.astype(np.float32)
+h_r, _ = tuned_conv_rows.forward(x_r, W_r)
+np.testing.assert_allclose(h_r, h_ref, rtol=0, atol=1e-5 * np.abs(h_ref).max())
+print("rows of vector registers (float32) against the reference, largest difference:", np.abs(h_r - h_ref).max())
+print(f"a vector on this CPU: {tuned_simd.LANES} float32 numbers; a piece of a row: {tuned_conv_rows.SPAN} outputs")
 
 # %% [markdown]
 # Which of these runs, and on how many threads, is decided in one function,

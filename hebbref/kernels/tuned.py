@@ -9,6 +9,9 @@ names, from the tuned kernel modules:
     tuned_conv_shifted.py       tied conv by k·k gemm on shifted views (many terms)
     tuned_conv_winograd.py      tied conv by Winograd's tiles: t² gemm over all tiles, the
                                 input and output transformed around them (k = 2, 3)
+    tuned_conv_rows.py          tied conv by pieces of output rows, eight output channels'
+                                sums held in vector registers while every window term is
+                                added (float32; ``tuned_simd`` gives the vectors)
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
                                 input error also along padded planes)
