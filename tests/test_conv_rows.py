@@ -41,56 +41,65 @@ SHAPES = [
 REFERENCES = {"the NumPy reference": layers, "the readable tier": Readable("parallel")}
 
 
+GROUPS = [8, 4]  # output channels per group of the forward pass and the input error
+
+
 class Rows:
-    """The module's three functions under the reference's names."""
+    """The module's three functions under the reference's names, ``group`` output channels at a time."""
 
-    @staticmethod
-    def conv_forward(x, W):
-        return tuned_conv_rows.forward(x, W)
+    def __init__(self, group):
+        self.group = group
 
-    @staticmethod
-    def conv_input_error(delta, cache, B):
-        return tuned_conv_rows.input_error(delta, B)
+    def conv_forward(self, x, W):
+        return tuned_conv_rows.forward(x, W, self.group)
 
-    @staticmethod
-    def conv_weight_increment(delta, cache):
+    def conv_input_error(self, delta, cache, B):
+        return tuned_conv_rows.input_error(delta, B, self.group)
+
+    def conv_weight_increment(self, delta, cache):
         return tuned_conv_rows.weight_increment(delta, cache)
 
 
+@pytest.mark.parametrize("group", GROUPS)
 @pytest.mark.parametrize("against", list(REFERENCES))
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forward_input_error_and_increment_equal_the_references(shape, against):
-    check_conv_module(Rows, shape, np.float32, sum(shape), RTOL, f"rows vs {against}: ", REFERENCES[against])
+def test_forward_input_error_and_increment_equal_the_references(shape, against, group):
+    check_conv_module(Rows(group), shape, np.float32, sum(shape), RTOL, f"rows:{group} vs {against}: ",
+                      REFERENCES[against])
 
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 20), h=st.integers(1, 9),
-       w=st.integers(1, 2 * SPAN + 3), k=st.integers(1, 5), seed=SEEDS)
-def test_drawn_shapes(n, c_in, c_out, h, w, k, seed):
-    check_conv_module(Rows, (n, c_in, c_out, h, w, k), np.float32, seed, RTOL, "rows: ")
+       w=st.integers(1, 2 * SPAN + 3), k=st.integers(1, 5), group=st.sampled_from(GROUPS), seed=SEEDS)
+def test_drawn_shapes(n, c_in, c_out, h, w, k, group, seed):
+    check_conv_module(Rows(group), (n, c_in, c_out, h, w, k), np.float32, seed, RTOL, f"rows:{group}: ")
 
 
-def test_one_thread_and_all_give_the_same_sums():
+@pytest.mark.parametrize("group", GROUPS)
+def test_one_thread_and_all_give_the_same_sums(group):
     """Each output of the forward pass and the input error is one sum in one order, whoever computes it: the same bits.
     The increment's partial sums are cut by thread, so it only comes close."""
     x, W, R, delta = conv_case((5, 3, 9, 6, LANES + 5, 3), np.float32, 3)
     results = []
     for threads in (1, 2):
         with plan.on_threads(threads):
-            h, cache = tuned_conv_rows.forward(x, W)
-            results.append((h, tuned_conv_rows.input_error(delta, R), tuned_conv_rows.weight_increment(delta, cache)))
+            h, cache = tuned_conv_rows.forward(x, W, group)
+            results.append((h, tuned_conv_rows.input_error(delta, R, group),
+                            tuned_conv_rows.weight_increment(delta, cache)))
     (h1, e1, G1), (h2, e2, G2) = results
     np.testing.assert_array_equal(h1, h2)
     np.testing.assert_array_equal(e1, e2)
     assert_close(G1, G2, RTOL, "increment on one thread and on two")
 
 
-def test_each_terms_eight_weights_lie_next_to_each_other():
+@pytest.mark.parametrize("group", GROUPS)
+def test_each_terms_weights_of_a_group_lie_next_to_each_other(group):
     W = np.arange(11 * 2 * 3 * 3, dtype=np.float32).reshape(11, 2, 3, 3) + 1
-    laid = tuned_conv_rows.weights_by_eight(W).reshape(2, 2, 3, 3, 8)
-    for o in range(16):
+    groups = -(-11 // group)
+    laid = tuned_conv_rows.weights_by_group(W, group).reshape(groups, 2, 3, 3, group)
+    for o in range(groups * group):
         expected = W[o] if o < 11 else np.zeros((2, 3, 3), np.float32)
-        np.testing.assert_array_equal(laid[o // 8, :, :, :, o % 8], expected)
+        np.testing.assert_array_equal(laid[o // group, :, :, :, o % group], expected)
 
 
 def test_the_buffers_start_on_a_cache_line_and_hold_zeros():

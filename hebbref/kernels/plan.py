@@ -61,8 +61,8 @@ and, for each, one thread or all of Numba's (waking the other threads costs litt
 an idle machine, but more than a small layer's work on a busy one). The paths that work
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
 shifted products' columns per block, the untied layer's images per tile, the direct
-loops' terms per pass (8 or 4: which wins depends on how many vector registers the CPU
-has). The best size depends on the CPU, so it is measured with the rest, never fixed
+loops' terms per pass and the rows' output channels per group (8 or 4: which wins
+depends on how many vector registers the CPU has). The best size depends on the CPU, so it is measured with the rest, never fixed
 for all CPUs.
 Winograd's tiles apply to some kernel widths only (``APPLIES``), the rows of vector
 registers to float32 only (``DTYPES``; ``applies``): a plan times them only where they do.
@@ -148,8 +148,8 @@ def _conv_forward_direct(x, W, width=None):
     return h, ("direct", cache)
 
 
-def _conv_forward_rows(x, W):
-    h, cache = tuned_conv_rows.forward(x, W)
+def _conv_forward_rows(x, W, group=None):
+    h, cache = tuned_conv_rows.forward(x, W, group)
     return h, ("rows", cache)
 
 
@@ -219,7 +219,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
             delta, B, columns),
         "winograd": _WINOGRAD_ERROR,
         "winograd-4x4": _WINOGRAD4_ERROR,
-        "rows": lambda delta, cache, B: tuned_conv_rows.input_error(delta, B),
+        "rows": lambda delta, cache, B, group=None: tuned_conv_rows.input_error(delta, B, group),
     },
     "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
                                   "loops-tiled": tuned_locally_connected.locally_connected_forward},
@@ -304,6 +304,7 @@ _IMAGES = tuned_conv_winograd.IMAGES_PER_BLOCK
 _WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _IMAGES))
 _TERMS = tuned_conv_direct.TERMS_PER_PASS
 _LANES = tuned_dropout.LANES
+_GROUP_ROWS = tuned_conv_rows.CHANNELS_PER_GROUP
 BLOCKS = {
     "direct": ("terms per pass", "width", (_TERMS, 12 - _TERMS)),  # 8 and 4 (or 4 and 8)
     "shifted": _SHIFTED_BLOCKS,
@@ -311,6 +312,7 @@ BLOCKS = {
     "shifted-scatter": _SHIFTED_BLOCKS,
     "winograd": _WINOGRAD_BLOCKS,
     "winograd-4x4": _WINOGRAD_BLOCKS,
+    "rows": ("output channels per group", "group", (_GROUP_ROWS, 12 - _GROUP_ROWS)),  # 8 and 4 (or 4 and 8)
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),

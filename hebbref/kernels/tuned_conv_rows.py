@@ -14,8 +14,10 @@ vectors long (``SPAN`` = 2·LANES positions j), for eight output channels at onc
 vectors of sums, each a local ``tuned_simd.f32v`` value, so they stay in registers while
 every term (c, a, b) of the window is added. A term loads the two vectors of the padded
 input row it reads, xp[n, c, i+a, j+b : j+b+SPAN], and adds each times the eight
-weights W[o..o+7, c, a, b] (laid out next to each other beforehand, ``weights_by_eight``):
-16 fused multiply-adds for two loads and eight broadcasts. The sums are written once, at
+weights W[o..o+7, c, a, b] (laid out next to each other beforehand, ``weights_by_group``):
+16 fused multiply-adds for two loads and eight broadcasts. Sixteen sums fill the
+registers of a CPU with AVX2 alone, so there the sums go four channels at a time
+(``correlate_rows_4``); the plan measures both (``group``). The sums are written once, at
 the end. Where the row is not a whole number of pieces the last piece's extra lanes
 are computed and dropped; where the output channels are not a multiple of eight the
 missing ones have zero weights and are not written.
@@ -45,19 +47,23 @@ from .readable import transposed_convolution
 from .tuned_simd import LANES, address_of, vfma, vload, vsplat, vstore, vzero
 
 SPAN = 2 * LANES  # output positions per piece of a row
+# output channels per group of the forward pass and the input error, by default: eight take 16 vector
+# registers for their sums, which a CPU with AVX-512 has twice over and one with AVX2 has no more
+# of (four there: 8 sums). The plan measures both (plan.BLOCKS)
+CHANNELS_PER_GROUP = 8 if LANES == 16 else 4
 ROWS_PER_BLOCK = 8  # rows of δ and of the input whose increment terms are summed in registers in one go
 
 
-def weights_by_eight(W):
-    """W (O, C, k, k) -> flat (⌈O/8⌉, C, k, k, 8): each term's weights of eight output channels next to each other.
+def weights_by_group(W, group):
+    """W (O, C, k, k) -> flat (⌈O/group⌉, C, k, k, group): each term's weights of ``group`` output channels together.
 
-    The output channels past O (up to a multiple of eight) get zero weights.
+    The output channels past O (up to a multiple of ``group``) get zero weights.
     """
     O, C, k, _ = W.shape
-    groups = -(-O // 8)
-    padded = np.zeros((groups * 8, C, k, k), dtype=np.float32)
+    groups = -(-O // group)
+    padded = np.zeros((groups * group, C, k, k), dtype=np.float32)
     padded[:O] = W
-    return np.ascontiguousarray(padded.reshape(groups, 8, C, k, k).transpose(0, 2, 3, 4, 1)).reshape(-1)
+    return np.ascontiguousarray(padded.reshape(groups, group, C, k, k).transpose(0, 2, 3, 4, 1)).reshape(-1)
 
 
 @njit(cache=True)
@@ -81,11 +87,11 @@ def store_sums(out, at, step, count, length, s0, s1, t0, t1, u0, u1, v0, v1, w0,
 
 
 @njit(parallel=True, cache=True)
-def correlate_rows(x, weights, O, k, before, chunks):
-    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
+def correlate_rows_8(x, weights, O, k, before, chunks):
+    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32, eight o at a time.
 
     xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
-    and right; ``weights`` is ``weights_by_eight(W)``. The batch is cut into ``chunks``
+    and right; ``weights`` is ``weights_by_group(W, 8)``. The batch is cut into ``chunks``
     runs of images, one per thread.
     """
     N, C, H, W = x.shape
@@ -139,6 +145,60 @@ def correlate_rows(x, weights, O, k, before, chunks):
                             store_sums(flat, at, step, count, min(SPAN, W - j),
                                        s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece)
     return out
+
+
+@njit(parallel=True, cache=True)
+def correlate_rows_4(x, weights, O, k, before, chunks):
+    """``correlate_rows_8`` four output channels at a time (8 vectors of sums): ``weights`` is ``weights_by_group(W, 4)``."""
+    N, C, H, W = x.shape
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    groups = -(-O // 4)
+    out = np.empty((N, O, H, W), dtype=np.float32)
+    flat = out.reshape(-1)
+    step = H * W
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+        piece = np.empty(SPAN, dtype=np.float32)
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for g in range(groups):
+                o = 4 * g
+                count = min(4, O - o)
+                for i in range(H):
+                    for j in range(0, W, SPAN):
+                        s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
+                        s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
+                        for c in range(C):
+                            for a in range(k):
+                                row = c * plane + (i + a) * Wp + j
+                                term = ((g * C + c) * k + a) * k * 4
+                                for b in range(k):
+                                    x0 = vload(xb, row + b)
+                                    x1 = vload(xb, row + b + LANES)
+                                    f = vsplat(weights[term]); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
+                                    f = vsplat(weights[term + 1]); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
+                                    f = vsplat(weights[term + 2]); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
+                                    f = vsplat(weights[term + 3]); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
+                                    term += 4
+                        at = ((n * O + o) * H + i) * W + j
+                        if count == 4 and j + SPAN <= W:
+                            vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
+                            vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
+                            vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
+                            vstore(flat, at, v0); vstore(flat, at + LANES, v1)  # noqa: E702
+                        else:  # (the last four pairs are never written: count ≤ 4)
+                            store_sums(flat, at, step, count, min(SPAN, W - j),
+                                       s0, s1, t0, t1, u0, u1, v0, v1, v0, v1, v0, v1, v0, v1, v0, v1, piece)
+    return out
+
+
+_CORRELATE = {8: correlate_rows_8, 4: correlate_rows_4}
+
+
+def correlate_rows(x, W, k, before, group):
+    """``correlate_rows_8`` or ``_4`` (``group``) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
+    return _CORRELATE[group](x, weights_by_group(W, group), W.shape[0], k, before, _chunks(x.shape[0]))
 
 
 @njit(parallel=True, cache=True)
@@ -225,19 +285,21 @@ def _chunks(N):
     return max(1, min(N, numba.get_num_threads()))
 
 
-def forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k)."""
+def forward(x, W, group=None):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k).
+
+    ``group``: output channels summed at a time, 8 or 4 (default ``CHANNELS_PER_GROUP``).
+    """
     x = np.ascontiguousarray(x)
     k = W.shape[-1]
     before, _ = same_padding(k)
-    return correlate_rows(x, weights_by_eight(W), W.shape[0], k, before, _chunks(x.shape[0])), (x, k)
+    return correlate_rows(x, W, k, before, group or CHANNELS_PER_GROUP), (x, k)
 
 
-def input_error(delta, B):
+def input_error(delta, B, group=None):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     (before, _), B_flipped = transposed_convolution(B)
-    return correlate_rows(np.ascontiguousarray(delta), weights_by_eight(B_flipped), B.shape[1], B.shape[-1],
-                          before, _chunks(delta.shape[0]))
+    return correlate_rows(np.ascontiguousarray(delta), B_flipped, B.shape[-1], before, group or CHANNELS_PER_GROUP)
 
 
 def weight_increment(delta, cache):
