@@ -1,12 +1,14 @@
-"""The rows of vector registers compute the tied conv layer's three equations of the NumPy reference.  # SPEC §2, §3, §5
+"""Sums held in vector registers compute the tied conv layer's three equations of the NumPy reference.  # SPEC §2, §3, §5
 
-``hebbref.kernels.tuned_conv_rows`` (float32) against ``hebbref.layers.conv`` and the
+``hebbref.kernels.tuned_conv_rows`` (at eight and at four output channels per group) and
+``hebbref.kernels.tuned_conv_channels`` (float32) against ``hebbref.layers.conv`` and the
 readable tier: forward pass, input error through W and R, and weight increment on odd
 and even kernels; images narrower than a vector, between one and two, and wider than a
-piece of two; output channels that are not a multiple of eight (the forward pass's
-group) or of four (the increment's); one thread and all; the layouts the kernels
-read; the vector operations of ``tuned_simd``; and the plan's "rows" path in whole
-float32 networks under bp and urfb.
+piece of two; output channels that are not a multiple of a group (8 or 4), of the
+increment's four or of a block of channels (2·LANES), and more than one block; a number
+of positions or of window terms that is not a multiple of eight; one thread and all;
+the layouts the kernels read; the vector operations of ``tuned_simd``; and the plan's
+"rows" and "channels" paths in whole float32 networks under bp and urfb.
 """
 import ctypes
 
@@ -19,7 +21,7 @@ from numba.core.errors import TypingError
 
 import hebbref
 from hebbref import layers
-from hebbref.kernels import plan, tuned_conv_rows, tuned_simd
+from hebbref.kernels import plan, tuned_conv_channels, tuned_conv_rows, tuned_simd
 from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vstore, vzero
 
 from comparisons import assert_close, tolerance
@@ -37,55 +39,63 @@ SHAPES = [
     (1, 1, 1, 1, 1, 1),
     (2, 2, 3, 1, 1, 3),  # every tap but the centre reads padding
     (3, 16, 16, 6, 2 * SPAN, 3),  # two whole pieces, deep 1b's channels
+    (2, 3, 2 * LANES + 8, 5, 3, 3),  # a block of channels and part of another; 15 positions, 27 terms
 ]
 REFERENCES = {"the NumPy reference": layers, "the readable tier": Readable("parallel")}
 
 
-GROUPS = [8, 4]  # output channels per group of the forward pass and the input error
+GROUPS = [8, 4]  # output channels per group of the rows' forward pass and input error
 
 
-class Rows:
-    """The module's three functions under the reference's names, ``group`` output channels at a time."""
+class Registers:
+    """A module's three functions under the reference's names: ``tuned_conv_rows`` at ``group`` output channels
+    per group, or ``tuned_conv_channels`` (group None)."""
 
-    def __init__(self, group):
+    def __init__(self, group=None):
         self.group = group
+        self.module = tuned_conv_channels if group is None else tuned_conv_rows
+        self.blocks = {} if group is None else {"group": group}
 
     def conv_forward(self, x, W):
-        return tuned_conv_rows.forward(x, W, self.group)
+        return self.module.forward(x, W, **self.blocks)
 
     def conv_input_error(self, delta, cache, B):
-        return tuned_conv_rows.input_error(delta, B, self.group)
+        return self.module.input_error(delta, B, **self.blocks)
 
     def conv_weight_increment(self, delta, cache):
-        return tuned_conv_rows.weight_increment(delta, cache)
+        return self.module.weight_increment(delta, cache)
+
+    def __repr__(self):
+        return "channels" if self.group is None else f"rows:{self.group}"
 
 
-@pytest.mark.parametrize("group", GROUPS)
+KERNELS = [Registers(8), Registers(4), Registers()]
+
+
+@pytest.mark.parametrize("kernels", KERNELS, ids=repr)
 @pytest.mark.parametrize("against", list(REFERENCES))
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forward_input_error_and_increment_equal_the_references(shape, against, group):
-    check_conv_module(Rows(group), shape, np.float32, sum(shape), RTOL, f"rows:{group} vs {against}: ",
-                      REFERENCES[against])
+def test_forward_input_error_and_increment_equal_the_references(shape, against, kernels):
+    check_conv_module(kernels, shape, np.float32, sum(shape), RTOL, f"{kernels!r} vs {against}: ", REFERENCES[against])
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 20), h=st.integers(1, 9),
-       w=st.integers(1, 2 * SPAN + 3), k=st.integers(1, 5), group=st.sampled_from(GROUPS), seed=SEEDS)
-def test_drawn_shapes(n, c_in, c_out, h, w, k, group, seed):
-    check_conv_module(Rows(group), (n, c_in, c_out, h, w, k), np.float32, seed, RTOL, f"rows:{group}: ")
+@given(n=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 2 * LANES + 5), h=st.integers(1, 9),
+       w=st.integers(1, 2 * SPAN + 3), k=st.integers(1, 5), kernels=st.sampled_from(KERNELS), seed=SEEDS)
+def test_drawn_shapes(n, c_in, c_out, h, w, k, kernels, seed):
+    check_conv_module(kernels, (n, c_in, c_out, h, w, k), np.float32, seed, RTOL, f"{kernels!r}: ")
 
 
-@pytest.mark.parametrize("group", GROUPS)
-def test_one_thread_and_all_give_the_same_sums(group):
+@pytest.mark.parametrize("kernels", KERNELS, ids=repr)
+def test_one_thread_and_all_give_the_same_sums(kernels):
     """Each output of the forward pass and the input error is one sum in one order, whoever computes it: the same bits.
     The increment's partial sums are cut by thread, so it only comes close."""
     x, W, R, delta = conv_case((5, 3, 9, 6, LANES + 5, 3), np.float32, 3)
     results = []
     for threads in (1, 2):
         with plan.on_threads(threads):
-            h, cache = tuned_conv_rows.forward(x, W, group)
-            results.append((h, tuned_conv_rows.input_error(delta, R, group),
-                            tuned_conv_rows.weight_increment(delta, cache)))
+            h, cache = kernels.conv_forward(x, W)
+            results.append((h, kernels.conv_input_error(delta, cache, R), kernels.conv_weight_increment(delta, cache)))
     (h1, e1, G1), (h2, e2, G2) = results
     np.testing.assert_array_equal(h1, h2)
     np.testing.assert_array_equal(e1, e2)
@@ -109,10 +119,27 @@ def test_the_buffers_start_on_a_cache_line_and_hold_zeros():
         assert ctypes.addressof(ctypes.c_char.from_buffer(block)) % 64 == 0
 
 
-def test_the_forward_cache_is_the_input_and_the_kernel_width():
+@pytest.mark.parametrize("kernels", KERNELS, ids=repr)
+def test_the_forward_cache_is_the_input_and_the_kernel_width(kernels):
     x, W, _, _ = conv_case((2, 3, 4, 5, 6, 4), np.float32, 0)
-    _, (saved, k) = tuned_conv_rows.forward(x, W)
+    _, (saved, k) = kernels.conv_forward(x, W)
     assert saved is x and k == 4
+
+
+def test_a_term_s_weights_of_a_block_of_channels_lie_together():
+    block = tuned_conv_channels.BLOCK
+    W = np.arange((block + 3) * 2 * 2 * 2, dtype=np.float32).reshape(block + 3, 2, 2, 2) + 1
+    laid = tuned_conv_channels.weights_by_block(W).reshape(2, 8, block)
+    for o in range(2 * block):
+        expected = W[o].reshape(-1) if o < block + 3 else np.zeros(8, np.float32)
+        np.testing.assert_array_equal(laid[o // block, :, o % block], expected)
+
+
+def test_positions_and_terms_index_the_padded_image():
+    q = tuned_conv_channels.positions(3, 5, 7)  # 15 outputs, rows 7 apart: 16 entries, the last repeated
+    np.testing.assert_array_equal(q, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 14, 15, 16, 17, 18, 18])
+    offsets = tuned_conv_channels.term_offsets(2, 2, 100, 7, 16)
+    np.testing.assert_array_equal(offsets, [0, 1, 7, 8, 100, 101, 107, 108] + [0] * 8)
 
 
 @njit
@@ -136,31 +163,33 @@ def test_vectors_come_from_flat_float32_arrays_only():
         _vector_operations(np.zeros(2 * LANES), np.zeros(2 * LANES, np.float32), 0, 1.0)
 
 
-def test_the_plan_offers_rows_in_float32_only():
+@pytest.mark.parametrize("path", ["rows", "channels"])
+def test_the_plan_offers_the_registers_paths_in_float32_only(path):
     for equation, arguments in (("conv_forward", lambda d: (np.empty((2, 3, 4, 4), d), np.empty((5, 3, 3, 3), d))),
                                 ("conv_input_error", lambda d: (np.empty((2, 5, 4, 4), d), None,
                                                                 np.empty((5, 3, 3, 3), d)))):
-        assert plan.applies(equation, "rows", arguments(np.float32))
-        assert not plan.applies(equation, "rows", arguments(np.float64))
-        assert "rows" in {c.path for c in plan.candidates(equation, arguments(np.float32)).values()}
-        assert "rows" not in {c.path for c in plan.candidates(equation, arguments(np.float64)).values()}
+        assert plan.applies(equation, path, arguments(np.float32))
+        assert not plan.applies(equation, path, arguments(np.float64))
+        assert path in {c.path for c in plan.candidates(equation, arguments(np.float32)).values()}
+        assert path not in {c.path for c in plan.candidates(equation, arguments(np.float64)).values()}
     mixed = (np.empty((2, 3, 4, 4), np.float64), np.empty((5, 3, 3, 3), np.float32))
-    assert not plan.applies("conv_forward", "rows", mixed)
+    assert not plan.applies("conv_forward", path, mixed)
 
 
-def _forced_rows(real):
+def _forced(path, real):
     def default_plan(equation, arguments):
         chosen = real(equation, arguments)
-        if equation in ("conv_forward", "conv_input_error") and plan.applies(equation, "rows", arguments):
-            return plan.Plan("rows", chosen.threads)
+        if equation in ("conv_forward", "conv_input_error") and plan.applies(equation, path, arguments):
+            return plan.Plan(path, chosen.threads)
         return chosen
     return default_plan
 
 
+@pytest.mark.parametrize("path", ["rows", "channels"])
 @pytest.mark.parametrize("rule", ["bp", "urfb"])
-def test_a_float32_network_on_the_rows_path_learns_what_the_reference_learns(rule, monkeypatch):
-    """A sum block of two 3×3 layers on images wider than a vector, a pool and a 2×2 layer: every conv on "rows"."""
-    monkeypatch.setattr(plan, "default_plan", _forced_rows(plan.default_plan))
+def test_a_float32_network_on_a_registers_path_learns_what_the_reference_learns(path, rule, monkeypatch):
+    """A sum block of two 3×3 layers on images wider than a vector, a pool and a 2×2 layer: every conv on ``path``."""
+    monkeypatch.setattr(plan, "default_plan", _forced(path, plan.default_plan))
     plan.forget()
     try:
         architecture = "sum[conv3:9,conv3:9] pool2s2 conv2:5 ramp dense7 ramp out"
@@ -174,9 +203,9 @@ def test_a_float32_network_on_the_rows_path_learns_what_the_reference_learns(rul
                 net.train_step(x, y, lr=0.05, loss="hinge")
         taken = {p.path for key, p in plan.plans_in_this_process().items()
                  if key.startswith(("conv_forward", "conv_input_error"))}
-        assert taken == {"rows"}, taken
+        assert taken == {path}, taken
     finally:
         plan.forget()
     for p, q in zip(reference.parameters(), ours.parameters()):
-        check(q.W, p.W, f"rows {rule} {p.name} W", 1e-4)
-        check(q.R, p.R, f"rows {rule} {p.name} R", 1e-4)
+        check(q.W, p.W, f"{path} {rule} {p.name} W", 1e-4)
+        check(q.R, p.R, f"{path} {rule} {p.name} R", 1e-4)

@@ -188,8 +188,10 @@ print(inspect.getsource(plan.APPLIES["winograd"]).strip())
 # multiply-adds, and the sums are written out once at the end. Numba would keep sums
 # held in an array in memory, loading and storing them at every term, so the kernel
 # holds them as values of a vector type that `hebbref/kernels/tuned_simd.py` gives Numba
-# (a few LLVM operations: load, store, broadcast, fused multiply-add). It computes in
-# float32 only (`plan.DTYPES`):
+# (a few LLVM operations: load, store, broadcast, fused multiply-add). On a narrow image
+# (11 or 6 wide in `deep`'s later blocks) most lanes of such a row would be wasted, and
+# `hebbref/kernels/tuned_conv_channels.py` runs its vectors along the output channels
+# instead. Both compute in float32 only (`plan.DTYPES`):
 
 # %%
 x_r, W_r = x_w.astype(np.float32), W_w.astype(np.float32)

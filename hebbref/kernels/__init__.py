@@ -23,6 +23,7 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
                                 outputs, t² gemm over all tiles (k = 2, 3)
     tuned_conv_rows.py          tied conv by pieces of output rows whose sums stay in vector
                                 registers (float32)
+    tuned_conv_channels.py      the same along blocks of output channels, for narrow images
     tuned_simd.py               the float32 vectors those kernels hold, as Numba values
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
@@ -41,21 +42,21 @@ The process settings the tuned tier wants (threads, allocator, SciPy's BLAS) are
 by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on import.
 Compiled kernels are cached on disk by Numba, and dropped when any file of this folder
 changes (``disk_cache.py``). Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
-(tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_rows.py``, ``test_conv_block.py``,
+(tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_rows.py`` (rows and channels), ``test_conv_block.py``,
 ``test_untied_block.py``, ``test_kernels_shifted.py``, ``test_kernels_dense.py`` and ``test_kernels_update.py`` for
 single modules, ``test_blocks.py`` for what the two blocks share), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
 from . import disk_cache  # noqa: E402
-from . import (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_rows,  # noqa: E402
-               tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected,
+from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,  # noqa: E402
+               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected,
                tuned_pooling, tuned_untied_block, tuned_update)
 
 # the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
 # each process). Before any kernel runs, drop those that Numba kept from another version of
 # this folder's source: it checks only each function's own file (disk_cache.py says why
 # that is not enough)
-CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted,
-                  tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
+CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct, tuned_conv_rows,
+                  tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
                   tuned_untied_block, tuned_update)
 disk_cache.keep_in_step(CACHED_MODULES)

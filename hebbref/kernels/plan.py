@@ -8,13 +8,15 @@ per equation (``PATHS``):
                         k·k gemm on shifted views), "winograd" or "winograd-4x4"
                         (tuned_conv_winograd: tiles of 2×2 or 3×3, and of 4×4 outputs, for
                         the kernel widths in ``APPLIES``), "rows" (tuned_conv_rows: pieces
-                        of rows summed in vector registers, float32 only, ``DTYPES``);
+                        of rows summed in vector registers) or "channels"
+                        (tuned_conv_channels: blocks of output channels summed in
+                        vector registers; both float32 only, ``DTYPES``);
                         the weight increment follows,
                         since it reads the forward pass's cache, and is timed with it; where
                         the input error goes by "shifted-correlation" after a "shifted"
                         forward pass, the two are computed together (``conv_backward_together``)
     conv_input_error    "direct", "shifted-correlation", "shifted-scatter", "winograd",
-                        "winograd-4x4" or "rows"
+                        "winograd-4x4", "rows" or "channels"
     locally_connected_forward
                         "batch-last" (along tiles of images) or "loops-tiled" (location
                         by location, by tiles of images, along the output channels)
@@ -64,7 +66,7 @@ shifted products' columns per block, the untied layer's images per tile, the dir
 loops' terms per pass and the rows' output channels per group (8 or 4: which wins
 depends on how many vector registers the CPU has). The best size depends on the CPU, so it is measured with the rest, never fixed
 for all CPUs.
-Winograd's tiles apply to some kernel widths only (``APPLIES``), the rows of vector
+Winograd's tiles apply to some kernel widths only (``APPLIES``), the sums held in vector
 registers to float32 only (``DTYPES``; ``applies``): a plan times them only where they do.
 
 **A plan is measured, not guessed** (like FFTW's plans or cuDNN's benchmark mode): the
@@ -112,8 +114,8 @@ import numba
 import numpy as np
 
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
-from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_direct, tuned_conv_rows,
-               tuned_conv_shifted, tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block,
+from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,
+               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block,
                tuned_update)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
@@ -151,6 +153,11 @@ def _conv_forward_direct(x, W, width=None):
 def _conv_forward_rows(x, W, group=None):
     h, cache = tuned_conv_rows.forward(x, W, group)
     return h, ("rows", cache)
+
+
+def _conv_forward_channels(x, W):
+    h, cache = tuned_conv_channels.forward(x, W)
+    return h, ("channels", cache)
 
 
 def _conv_forward_shifted(x, W, columns=None):
@@ -210,7 +217,8 @@ _WINOGRAD4_FORWARD, _WINOGRAD4_ERROR = _winograd("winograd-4x4", lambda k: 4)
 
 PATHS = {  # equation -> {path: function with the reference's signature}
     "conv_forward": {"direct": _conv_forward_direct, "shifted": _conv_forward_shifted,
-                     "winograd": _WINOGRAD_FORWARD, "winograd-4x4": _WINOGRAD4_FORWARD, "rows": _conv_forward_rows},
+                     "winograd": _WINOGRAD_FORWARD, "winograd-4x4": _WINOGRAD4_FORWARD, "rows": _conv_forward_rows,
+                     "channels": _conv_forward_channels},
     "conv_input_error": {
         "direct": lambda delta, cache, B, width=None: tuned_conv_direct.input_error(delta, B, width),
         "shifted-correlation": lambda delta, cache, B, columns=None: tuned_conv_shifted.input_error_correlation(
@@ -220,6 +228,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
         "winograd": _WINOGRAD_ERROR,
         "winograd-4x4": _WINOGRAD4_ERROR,
         "rows": lambda delta, cache, B, group=None: tuned_conv_rows.input_error(delta, B, group),
+        "channels": lambda delta, cache, B: tuned_conv_channels.input_error(delta, B),
     },
     "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
                                   "loops-tiled": tuned_locally_connected.locally_connected_forward},
@@ -262,7 +271,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment,
                          "winograd": tuned_conv_winograd.weight_increment,
                          "winograd-4x4": tuned_conv_winograd.weight_increment,
-                         "rows": tuned_conv_rows.weight_increment}
+                         "rows": tuned_conv_rows.weight_increment, "channels": tuned_conv_channels.weight_increment}
 # paths that apply to some arguments only: path -> test on the kernel width k. Winograd's
 # tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
 # direct sums), "winograd-4x4" for k = 3 (points up to ±2: in float32 about 30 times the
@@ -270,7 +279,7 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 # With timing off (HEBBREF_TUNE=0) the default plan takes neither
 APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # paths that compute in float32 only: path -> the dtypes their data and kernel must have
-DTYPES = {"rows": (np.float32,)}
+DTYPES = {"rows": (np.float32,), "channels": (np.float32,)}
 # (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
 # increment of one δ, which lays δ out once; any other pair runs the two functions
 CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}

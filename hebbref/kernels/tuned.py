@@ -12,6 +12,8 @@ names, from the tuned kernel modules:
     tuned_conv_rows.py          tied conv by pieces of output rows, eight output channels'
                                 sums held in vector registers while every window term is
                                 added (float32; ``tuned_simd`` gives the vectors)
+    tuned_conv_channels.py      the same along blocks of output channels rather than rows
+                                (narrow images, many channels)
     tuned_locally_connected.py  untied layer, location by location, along tiles of images
                                 laid out batch last or along the output channels (the
                                 input error also along padded planes)

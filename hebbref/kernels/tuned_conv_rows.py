@@ -260,17 +260,18 @@ def increment_rows(delta, x, k, before, chunks):
 
 
 @njit(cache=True, inline="always")
-def _add(P, at, v):
+def add_into(P, at, v):
+    """P[at : at + LANES] += v."""
     vstore(P, at, vfma(vsplat(np.float32(1.0)), v, vload(P, at)))
 
 
 @njit(cache=True, inline="always")
 def add_sums(P, at, jump, s0, s1, s2, s3):
     """P[at + q·jump : … + LANES] += s_q for q = 0..3."""
-    _add(P, at, s0)
-    _add(P, at + jump, s1)
-    _add(P, at + 2 * jump, s2)
-    _add(P, at + 3 * jump, s3)
+    add_into(P, at, s0)
+    add_into(P, at + jump, s1)
+    add_into(P, at + 2 * jump, s2)
+    add_into(P, at + 3 * jump, s3)
 
 
 @njit(cache=True)
