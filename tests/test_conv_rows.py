@@ -22,7 +22,7 @@ from numba.core.errors import TypingError
 import hebbref
 from hebbref import layers
 from hebbref.kernels import plan, tuned_conv_channels, tuned_conv_rows, tuned_simd
-from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vstore, vzero
+from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vsplat_at, vstore, vzero
 
 from comparisons import assert_close, tolerance
 from kernel_checks import Readable, check, check_conv_module, conv_case
@@ -147,20 +147,22 @@ def _vector_operations(a, out, at, s):
     v = vload(a, at)
     vstore(out, 0, vfma(vsplat(s), v, vsplat(np.float32(1.0))))
     vstore(out, LANES, vzero())
+    vstore(out, 2 * LANES, vsplat_at(a, at + 1))
 
 
 def test_vector_operations_are_lane_by_lane():
     a = np.arange(3 * LANES, dtype=np.float32)
-    out = np.full(2 * LANES, np.nan, dtype=np.float32)
+    out = np.full(3 * LANES, np.nan, dtype=np.float32)
     _vector_operations(a, out, 5, 0.5)  # an unaligned start; s a float64, rounded to float32
     np.testing.assert_array_equal(out[:LANES], 1 + 0.5 * a[5 : 5 + LANES])
-    np.testing.assert_array_equal(out[LANES:], 0)
+    np.testing.assert_array_equal(out[LANES : 2 * LANES], 0)
+    np.testing.assert_array_equal(out[2 * LANES :], a[6])
     assert tuned_simd.f32v.name == f"f32x{LANES}"
 
 
 def test_vectors_come_from_flat_float32_arrays_only():
     with pytest.raises(TypingError, match="flat float32 array"):
-        _vector_operations(np.zeros(2 * LANES), np.zeros(2 * LANES, np.float32), 0, 1.0)
+        _vector_operations(np.zeros(3 * LANES), np.zeros(3 * LANES, np.float32), 0, 1.0)
 
 
 @pytest.mark.parametrize("path", ["rows", "channels"])

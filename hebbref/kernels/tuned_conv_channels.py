@@ -44,7 +44,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
 from .tuned_conv_rows import add_into, aligned_zeros, copy_padded
-from .tuned_simd import LANES, vfma, vload, vsplat, vstore, vzero
+from .tuned_simd import LANES, vfma, vload, vsplat_at, vstore, vzero
 
 BLOCK = 2 * LANES  # output channels per block: two vectors
 
@@ -119,14 +119,14 @@ def correlate_channels(x, weights, O, k, before, chunks):
                         w0 = vload(weights, wg + t * BLOCK)
                         w1 = vload(weights, wg + t * BLOCK + LANES)
                         o = offs[t]
-                        e = vsplat(xb[o + q0]); s0 = vfma(e, w0, s0); t0 = vfma(e, w1, t0)  # noqa: E702
-                        e = vsplat(xb[o + q1]); s1 = vfma(e, w0, s1); t1 = vfma(e, w1, t1)  # noqa: E702
-                        e = vsplat(xb[o + q2]); s2 = vfma(e, w0, s2); t2 = vfma(e, w1, t2)  # noqa: E702
-                        e = vsplat(xb[o + q3]); s3 = vfma(e, w0, s3); t3 = vfma(e, w1, t3)  # noqa: E702
-                        e = vsplat(xb[o + q4]); s4 = vfma(e, w0, s4); t4 = vfma(e, w1, t4)  # noqa: E702
-                        e = vsplat(xb[o + q5]); s5 = vfma(e, w0, s5); t5 = vfma(e, w1, t5)  # noqa: E702
-                        e = vsplat(xb[o + q6]); s6 = vfma(e, w0, s6); t6 = vfma(e, w1, t6)  # noqa: E702
-                        e = vsplat(xb[o + q7]); s7 = vfma(e, w0, s7); t7 = vfma(e, w1, t7)  # noqa: E702
+                        e = vsplat_at(xb, o + q0); s0 = vfma(e, w0, s0); t0 = vfma(e, w1, t0)  # noqa: E702
+                        e = vsplat_at(xb, o + q1); s1 = vfma(e, w0, s1); t1 = vfma(e, w1, t1)  # noqa: E702
+                        e = vsplat_at(xb, o + q2); s2 = vfma(e, w0, s2); t2 = vfma(e, w1, t2)  # noqa: E702
+                        e = vsplat_at(xb, o + q3); s3 = vfma(e, w0, s3); t3 = vfma(e, w1, t3)  # noqa: E702
+                        e = vsplat_at(xb, o + q4); s4 = vfma(e, w0, s4); t4 = vfma(e, w1, t4)  # noqa: E702
+                        e = vsplat_at(xb, o + q5); s5 = vfma(e, w0, s5); t5 = vfma(e, w1, t5)  # noqa: E702
+                        e = vsplat_at(xb, o + q6); s6 = vfma(e, w0, s6); t6 = vfma(e, w1, t6)  # noqa: E702
+                        e = vsplat_at(xb, o + q7); s7 = vfma(e, w0, s7); t7 = vfma(e, w1, t7)  # noqa: E702
                     at = p * BLOCK
                     vstore(ob, at, s0); vstore(ob, at + LANES, t0); at += BLOCK  # noqa: E702
                     vstore(ob, at, s1); vstore(ob, at + LANES, t1); at += BLOCK  # noqa: E702
@@ -180,14 +180,14 @@ def increment_channels(delta, x, k, before, chunks):
                         d0 = vload(ds, p * Oq + g * BLOCK)
                         d1 = vload(ds, p * Oq + g * BLOCK + LANES)
                         r = q[p]
-                        e = vsplat(xb[o0 + r]); s0 = vfma(e, d0, s0); t0 = vfma(e, d1, t0)  # noqa: E702
-                        e = vsplat(xb[o1 + r]); s1 = vfma(e, d0, s1); t1 = vfma(e, d1, t1)  # noqa: E702
-                        e = vsplat(xb[o2 + r]); s2 = vfma(e, d0, s2); t2 = vfma(e, d1, t2)  # noqa: E702
-                        e = vsplat(xb[o3 + r]); s3 = vfma(e, d0, s3); t3 = vfma(e, d1, t3)  # noqa: E702
-                        e = vsplat(xb[o4 + r]); s4 = vfma(e, d0, s4); t4 = vfma(e, d1, t4)  # noqa: E702
-                        e = vsplat(xb[o5 + r]); s5 = vfma(e, d0, s5); t5 = vfma(e, d1, t5)  # noqa: E702
-                        e = vsplat(xb[o6 + r]); s6 = vfma(e, d0, s6); t6 = vfma(e, d1, t6)  # noqa: E702
-                        e = vsplat(xb[o7 + r]); s7 = vfma(e, d0, s7); t7 = vfma(e, d1, t7)  # noqa: E702
+                        e = vsplat_at(xb, o0 + r); s0 = vfma(e, d0, s0); t0 = vfma(e, d1, t0)  # noqa: E702
+                        e = vsplat_at(xb, o1 + r); s1 = vfma(e, d0, s1); t1 = vfma(e, d1, t1)  # noqa: E702
+                        e = vsplat_at(xb, o2 + r); s2 = vfma(e, d0, s2); t2 = vfma(e, d1, t2)  # noqa: E702
+                        e = vsplat_at(xb, o3 + r); s3 = vfma(e, d0, s3); t3 = vfma(e, d1, t3)  # noqa: E702
+                        e = vsplat_at(xb, o4 + r); s4 = vfma(e, d0, s4); t4 = vfma(e, d1, t4)  # noqa: E702
+                        e = vsplat_at(xb, o5 + r); s5 = vfma(e, d0, s5); t5 = vfma(e, d1, t5)  # noqa: E702
+                        e = vsplat_at(xb, o6 + r); s6 = vfma(e, d0, s6); t6 = vfma(e, d1, t6)  # noqa: E702
+                        e = vsplat_at(xb, o7 + r); s7 = vfma(e, d0, s7); t7 = vfma(e, d1, t7)  # noqa: E702
                     at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
                     add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
                     add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702

@@ -44,7 +44,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
-from .tuned_simd import LANES, address_of, vfma, vload, vsplat, vstore, vzero
+from .tuned_simd import LANES, address_of, vfma, vload, vsplat, vsplat_at, vstore, vzero
 
 SPAN = 2 * LANES  # output positions per piece of a row
 # output channels per group of the forward pass and the input error, by default: eight take 16 vector
@@ -122,14 +122,14 @@ def correlate_rows_8(x, weights, O, k, before, chunks):
                                 for b in range(k):
                                     x0 = vload(xb, row + b)
                                     x1 = vload(xb, row + b + LANES)
-                                    f = vsplat(weights[term]); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
-                                    f = vsplat(weights[term + 1]); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
-                                    f = vsplat(weights[term + 2]); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
-                                    f = vsplat(weights[term + 3]); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
-                                    f = vsplat(weights[term + 4]); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
-                                    f = vsplat(weights[term + 5]); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
-                                    f = vsplat(weights[term + 6]); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
-                                    f = vsplat(weights[term + 7]); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
+                                    f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
+                                    f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
+                                    f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
+                                    f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
+                                    f = vsplat_at(weights, term + 4); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
+                                    f = vsplat_at(weights, term + 5); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
+                                    f = vsplat_at(weights, term + 6); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
+                                    f = vsplat_at(weights, term + 7); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
                                     term += 8
                         at = ((n * O + o) * H + i) * W + j
                         if count == 8 and j + SPAN <= W:
@@ -176,10 +176,10 @@ def correlate_rows_4(x, weights, O, k, before, chunks):
                                 for b in range(k):
                                     x0 = vload(xb, row + b)
                                     x1 = vload(xb, row + b + LANES)
-                                    f = vsplat(weights[term]); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
-                                    f = vsplat(weights[term + 1]); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
-                                    f = vsplat(weights[term + 2]); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
-                                    f = vsplat(weights[term + 3]); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
+                                    f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
+                                    f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
+                                    f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
+                                    f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
                                     term += 4
                         at = ((n * O + o) * H + i) * W + j
                         if count == 4 and j + SPAN <= W:

@@ -9,6 +9,8 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
 
     vzero()            the vector of zeros
     vsplat(s)          s in every lane (s rounded to float32 first if it is a float64)
+    vsplat_at(a, i)    a[i] in every lane, read straight from the flat float32 array (no
+                       bounds check, no wrap-around of a negative i: one broadcast load)
     vload(a, i)        a[i : i + LANES] of a flat float32 array (any alignment; no bounds check)
     vstore(a, i, v)    a[i : i + LANES] = v
     vfma(s, x, acc)    acc + s ⊙ x, each lane one fused multiply-add (LLVM's llvm.fma)
@@ -95,6 +97,21 @@ def vsplat(typingctx, scalar):
         return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined), every)
 
     return f32v(scalar), codegen
+
+
+@intrinsic
+def vsplat_at(typingctx, array, index):
+    _float32_array(array)
+
+    def codegen(context, builder, signature, arguments):
+        array_value, index_value = arguments
+        data = context.make_array(signature.args[0])(context, builder, array_value).data
+        value = builder.load(builder.gep(data, [index_value]), align=4)
+        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        every = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined), every)
+
+    return f32v(array, types.intp), codegen
 
 
 @intrinsic
