@@ -22,12 +22,13 @@ the end. Where the row is not a whole number of pieces the last piece's extra la
 are computed and dropped; where the output channels are not a multiple of eight the
 missing ones have zero weights and are not written.
 
-**Weight increment** (``increment_rows``). For each window term (c, a, b) and sixteen
-output channels, 16 vectors of partial sums over the positions of a block of
-``ROWS_PER_BLOCK`` rows: each piece of a row adds δ[n, o, i, j..] ⊙ xp[n, c, i+a, j+b..]
-for the sixteen o; the lanes of a vector hold sums over different j, added up at the end.
-δ is copied row by row into a buffer whose rows are whole pieces long with zeros past
-the image, so the extra lanes add nothing.
+**Weight increment** (``increment_rows_8``, ``_4``). For three window terms (c, a, b..b+2)
+and eight output channels (four with AVX2 alone, as the forward pass's ``group``), 24
+(12) vectors of partial sums over all positions of an image: each vector of a row adds
+δ[n, o, i, j..] ⊙ xp[n, c, i+a, j+b..] for the eight o and the three b, each δ and
+input vector loaded once; the lanes of a vector hold sums over different j, added up
+at the end. δ is copied row by row into a buffer whose rows are whole vectors long with
+zeros past the image, so the extra lanes add nothing.
 
 **Padding.** Each thread takes a contiguous run of images. It copies each image into a
 padded buffer of its own (zeroed once; only the inside is rewritten), so no padded copy
@@ -35,7 +36,7 @@ of the batch is made. The buffer has a margin of ``SPAN`` + its row length after
 the whole vectors that the last pieces read past the last row.
 
 float32 only (``plan.APPLIES``). Shapes as in the reference: x (N, C_in, H, W); W, R
-(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k). Tested against
+(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k, group). Tested against
 the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
 """
 import numba
@@ -51,7 +52,6 @@ SPAN = 2 * LANES  # output positions per piece of a row
 # registers for their sums, which a CPU with AVX-512 has twice over and one with AVX2 has no more
 # of (four there: 8 sums). The plan measures both (plan.BLOCKS)
 CHANNELS_PER_GROUP = 8 if LANES == 16 else 4
-ROWS_PER_BLOCK = 8  # rows of δ and of the input whose increment terms are summed in registers in one go
 
 
 def weights_by_group(W, group):
@@ -202,11 +202,12 @@ def correlate_rows(x, W, k, before, group):
 
 
 @njit(parallel=True, cache=True)
-def increment_rows(delta, x, k, before, chunks):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in ``correlate_rows``.
+def increment_rows_4(delta, x, k, before, chunks):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in ``correlate_rows_8``.
 
-    Each of the ``chunks`` threads sums its run of images into partial sums of its own,
-    one vector per (o, c, a, b); they are added up at the end.
+    Four output channels and three window columns b at a time (12 vectors of sums). Each
+    of the ``chunks`` threads sums its run of images into partial sums of its own, one
+    vector per (o, c, a, b); they are added up at the end.
     """
     N, O, H, W = delta.shape
     C = x.shape[1]
@@ -259,6 +260,75 @@ def increment_rows(delta, x, k, before, chunks):
     return partial.reshape(chunks, O4, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
 
 
+@njit(parallel=True, cache=True)
+def increment_rows_8(delta, x, k, before, chunks):
+    """``increment_rows_4`` eight output channels at a time (24 vectors of sums: a CPU with AVX-512 has 32 registers)."""
+    N, O, H, W = delta.shape
+    C = x.shape[1]
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    Wq = -(-W // LANES) * LANES
+    e = H * Wq + LANES
+    O8 = -(-O // 8) * 8
+    partial = np.zeros((chunks, O8 * C * k * k * LANES), dtype=np.float32)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+        db = aligned_zeros(O8 * e)
+        P = partial[part]
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for o in range(O):
+                for i in range(H):
+                    db[o * e + i * Wq : o * e + i * Wq + W] = delta[n, o, i]
+            for o in range(0, O8, 8):
+                for c in range(C):
+                    for a in range(k):
+                        for b in range(0, k, 3):
+                            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                            s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+                            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+                            t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+                            u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                            u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
+                            for i in range(H):
+                                xr = c * plane + (i + a) * Wp + b
+                                dr = o * e + i * Wq
+                                for j in range(0, Wq, LANES):
+                                    x0 = vload(xb, xr + j)
+                                    x1 = vload(xb, xr + j + 1)
+                                    x2 = vload(xb, xr + j + 2)
+                                    d = vload(db, dr + j)
+                                    s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
+                                    d = vload(db, dr + j + e)
+                                    s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
+                                    d = vload(db, dr + j + 2 * e)
+                                    s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
+                                    d = vload(db, dr + j + 3 * e)
+                                    s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
+                                    d = vload(db, dr + j + 4 * e)
+                                    s4 = vfma(d, x0, s4); t4 = vfma(d, x1, t4); u4 = vfma(d, x2, u4)  # noqa: E702
+                                    d = vload(db, dr + j + 5 * e)
+                                    s5 = vfma(d, x0, s5); t5 = vfma(d, x1, t5); u5 = vfma(d, x2, u5)  # noqa: E702
+                                    d = vload(db, dr + j + 6 * e)
+                                    s6 = vfma(d, x0, s6); t6 = vfma(d, x1, t6); u6 = vfma(d, x2, u6)  # noqa: E702
+                                    d = vload(db, dr + j + 7 * e)
+                                    s7 = vfma(d, x0, s7); t7 = vfma(d, x1, t7); u7 = vfma(d, x2, u7)  # noqa: E702
+                            at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
+                            jump = C * k * k * LANES  # from one o to the next
+                            add_sums(P, at, jump, s0, s1, s2, s3)
+                            add_sums(P, at + 4 * jump, jump, s4, s5, s6, s7)
+                            if b + 1 < k:
+                                add_sums(P, at + LANES, jump, t0, t1, t2, t3)
+                                add_sums(P, at + LANES + 4 * jump, jump, t4, t5, t6, t7)
+                            if b + 2 < k:
+                                add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
+                                add_sums(P, at + 2 * LANES + 4 * jump, jump, u4, u5, u6, u7)
+    return partial.reshape(chunks, O8, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
+
+
+_INCREMENT = {8: increment_rows_8, 4: increment_rows_4}
+
+
 @njit(cache=True, inline="always")
 def add_into(P, at, v):
     """P[at : at + LANES] += v."""
@@ -287,14 +357,16 @@ def _chunks(N):
 
 
 def forward(x, W, group=None):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k).
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k, group).
 
-    ``group``: output channels summed at a time, 8 or 4 (default ``CHANNELS_PER_GROUP``).
+    ``group``: output channels summed at a time, 8 or 4 (default ``CHANNELS_PER_GROUP``),
+    in this pass and in the weight increment that reads its cache.
     """
     x = np.ascontiguousarray(x)
     k = W.shape[-1]
+    group = group or CHANNELS_PER_GROUP
     before, _ = same_padding(k)
-    return correlate_rows(x, W, k, before, group or CHANNELS_PER_GROUP), (x, k)
+    return correlate_rows(x, W, k, before, group), (x, k, group)
 
 
 def input_error(delta, B, group=None):
@@ -304,8 +376,8 @@ def input_error(delta, B, group=None):
 
 
 def weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k) from ``forward``."""
-    x, k = cache
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k, group) from ``forward``."""
+    x, k, group = cache
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return increment_rows(delta, x, k, before, _chunks(x.shape[0]))
+    return _INCREMENT[group](delta, x, k, before, _chunks(x.shape[0]))
