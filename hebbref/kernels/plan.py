@@ -64,8 +64,8 @@ an idle machine, but more than a small layer's work on a busy one). The paths th
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
 shifted products' columns per block, the untied layer's images per tile, the direct
 loops' terms per pass and the rows' output channels per group (8 or 4: which wins
-depends on how many vector registers the CPU has). The best size depends on the CPU, so it is measured with the rest, never fixed
-for all CPUs.
+depends on how many vector registers the CPU has). The best size depends on the CPU, so
+it is measured with the rest, never fixed for all CPUs.
 Winograd's tiles apply to some kernel widths only (``APPLIES``), the sums held in vector
 registers to float32 only (``DTYPES``; ``applies``): a plan times them only where they do.
 
@@ -115,8 +115,8 @@ import numpy as np
 
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
 from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,
-               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout, tuned_locally_connected, tuned_pooling, tuned_untied_block,
-               tuned_update)
+               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout, tuned_locally_connected,
+               tuned_pooling, tuned_untied_block, tuned_update)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -276,7 +276,7 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 # tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
 # direct sums), "winograd-4x4" for k = 3 (points up to ±2: in float32 about 30 times the
 # direct sums' rounding, under 3e-5 of the largest output on deep 2b's shape; tests/test_conv_winograd.py).
-# With timing off (HEBBREF_TUNE=0) the default plan takes neither
+# With timing off (HEBBREF_TUNE=0) the default plan takes neither (nor "rows" or "channels")
 APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # paths that compute in float32 only: path -> the dtypes their data and kernel must have
 DTYPES = {"rows": (np.float32,), "channels": (np.float32,)}

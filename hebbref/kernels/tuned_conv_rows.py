@@ -19,12 +19,12 @@ weights W[o..o+7, c, a, b] (laid out next to each other beforehand, ``weights_by
 registers of a CPU with AVX2 alone, so there the sums go four channels at a time
 (``correlate_rows_4``); the plan measures both (``group``). The sums are written once, at
 the end. Where the row is not a whole number of pieces the last piece's extra lanes
-are computed and dropped; where the output channels are not a multiple of eight the
+are computed and dropped; where the output channels are not a multiple of the group the
 missing ones have zero weights and are not written.
 
-**Weight increment** (``increment_rows_8``, ``_4``). For three window terms (c, a, b..b+2)
-and eight output channels (four with AVX2 alone, as the forward pass's ``group``), 24
-(12) vectors of partial sums over all positions of an image: each vector of a row adds
+**Weight increment** (``increment_rows_8``, ``_4``). For three window terms (c, a, b..b+2;
+any past k are computed and dropped) and eight output channels (four with the forward
+pass's ``group`` of four), 24 (12) vectors of partial sums over all positions of an image: each vector of a row adds
 δ[n, o, i, j..] ⊙ xp[n, c, i+a, j+b..] for the eight o and the three b, each δ and
 input vector loaded once; the lanes of a vector hold sums over different j, added up
 at the end. δ is copied row by row into a buffer whose rows are whole vectors long with
@@ -35,9 +35,9 @@ padded buffer of its own (zeroed once; only the inside is rewritten), so no padd
 of the batch is made. The buffer has a margin of ``SPAN`` + its row length after it, for
 the whole vectors that the last pieces read past the last row.
 
-float32 only (``plan.APPLIES``). Shapes as in the reference: x (N, C_in, H, W); W, R
-(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k, group). Tested against
-the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
+float32 only (``plan.DTYPES``). Shapes as in the reference: x (N, C_in, H, W); W, R
+(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k, group).
+Tested against the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
 """
 import numba
 import numpy as np

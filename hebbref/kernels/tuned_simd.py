@@ -14,10 +14,12 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
     vload(a, i)        a[i : i + LANES] of a flat float32 array (any alignment; no bounds check)
     vstore(a, i, v)    a[i : i + LANES] = v
     vfma(s, x, acc)    acc + s ⊙ x, each lane one fused multiply-add (LLVM's llvm.fma)
+    address_of(a)      the address of a flat array's first element (to align a buffer)
 
 ``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
-elsewhere (one ymm register of AVX2; LLVM splits longer vectors into several registers).
-Nothing is checked: the callers index inside their arrays (``tuned_conv_rows`` keeps a
+elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without).
+The arrays' types are checked when a kernel is compiled, no index ever: the callers index
+inside their arrays (``tuned_conv_rows`` keeps a
 margin after every buffer it reads whole vectors from). The readable tier
 (``hebbref.kernels.readable``) has the same sums as plain loops; the tests hold every
 kernel built from these to it.
