@@ -7,10 +7,14 @@ and even kernels; images narrower than a vector, between one and two, and wider 
 piece of two; output channels that are not a multiple of a group (8 or 4) or of a block
 of channels (2·LANES), and more than one block; a number
 of positions or of window terms that is not a multiple of eight; one thread and all;
-the layouts the kernels read; the vector operations of ``tuned_simd``; and the plan's
-"rows" and "channels" paths in whole float32 networks under bp and urfb.
+the layouts the kernels read; the vector operations of ``tuned_simd``; the plan's
+"rows" and "channels" paths in whole float32 networks under bp and urfb; and, on a CPU
+with AVX-512, the kernels as Numba builds them for a CPU with AVX2 alone.
 """
 import ctypes
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -213,3 +217,42 @@ def test_a_float32_network_on_a_registers_path_learns_what_the_reference_learns(
     for p, q in zip(reference.parameters(), ours.parameters()):
         check(q.W, p.W, f"{path} {rule} {p.name} W", 1e-4)
         check(q.R, p.R, f"{path} {rule} {p.name} R", 1e-4)
+
+
+# the features of an AVX2 CPU (Haswell's), for Numba to compile the kernels for one on a CPU with AVX-512
+_AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,+movbe,+popcnt,"
+                  "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave")
+_EIGHT_LANES = """
+import numpy as np
+from hebbref import layers
+from hebbref.kernels import tuned_conv_channels, tuned_conv_rows, tuned_simd
+assert tuned_simd.LANES == 8 and tuned_conv_rows.CHANNELS_PER_GROUP == 4, tuned_simd.LANES
+rng = np.random.default_rng(0)
+for n, c_in, c_out, h, w, k in [(2, 3, 9, 5, 19, 3), (3, 16, 20, 4, 7, 2), (1, 2, 5, 3, 35, 5)]:
+    x = rng.normal(size=(n, c_in, h, w)).astype(np.float32)
+    W = rng.normal(size=(c_out, c_in, k, k)).astype(np.float32)
+    delta = rng.normal(size=(n, c_out, h, w)).astype(np.float32)
+    h_ref, cache_ref = layers.conv_forward(x, W)
+    e_ref, G_ref = layers.conv_input_error(delta, cache_ref, W), layers.conv_weight_increment(delta, cache_ref)
+    for module, blocks in ((tuned_conv_rows, {"group": 8}), (tuned_conv_rows, {"group": 4}), (tuned_conv_channels, {})):
+        h_ours, cache = module.forward(x, W, **blocks)
+        for ours, ref in ((h_ours, h_ref), (module.input_error(delta, W, **blocks), e_ref),
+                          (module.weight_increment(delta, cache), G_ref)):
+            assert np.abs(ours - ref).max() <= 2e-4 * np.abs(ref).max(), (module.__name__, blocks, (n, c_in, c_out, h, w, k))
+print("ok")
+"""
+
+
+def test_the_kernels_compiled_for_a_cpu_with_avx2_alone_compute_the_reference(tmp_path):
+    """Vectors of 8 lanes and groups of four channels, the build a CPU without AVX-512 gets: compiled here for
+    Haswell's features in a process of its own (Numba takes its target when it starts), where this CPU can run them."""
+    import llvmlite.binding
+
+    if tuned_simd.LANES == 8:
+        pytest.skip("the tests above run the 8-lane build already")
+    if not llvmlite.binding.get_host_cpu_features().get("avx2", False):
+        pytest.skip("this CPU cannot run code built for AVX2")
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_AVX2_FEATURES,
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    done = subprocess.run([sys.executable, "-c", _EIGHT_LANES], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
