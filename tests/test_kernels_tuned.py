@@ -72,7 +72,7 @@ ERROR_PATHS = list(plan.PATHS["conv_input_error"])
 
 def applies(forward_path, error_path, k, dtype=np.float64):
     """Whether both paths apply to a k-wide kernel in ``dtype`` (``plan.APPLIES``: Winograd's tiles for some widths
-    only; ``plan.DTYPES``: the rows of vector registers in float32 only)."""
+    only; ``plan.DTYPES``: the sums held in vector registers, "rows" and "channels", in float32 only)."""
     kernel = (np.empty((1, 1, k, k), dtype),)
     return plan.applies("conv_forward", forward_path, kernel) and plan.applies("conv_input_error", error_path, kernel)
 

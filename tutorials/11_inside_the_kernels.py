@@ -19,7 +19,7 @@
 # | `numpy` | `hebbref/layers/conv.py` | the reference: a sliding-window view and one `tensordot` |
 # | `readable` | `hebbref/kernels/readable.py` | one plain loop body per equation, compiled by Numba with `prange` |
 # | `cuda`  | `hebbref/kernels/readable.py` | the same bodies as `numba.cuda` device functions, one GPU thread per output |
-# | `numba` | `hebbref/kernels/tuned*.py`, `plan.py` | the tuned tier: reordered, unrolled loops, k·k BLAS products on shifted views, Winograd's tiles or rows of sums held in vector registers, whichever `plan.choose` measured fastest for the layer's shape |
+# | `numba` | `hebbref/kernels/tuned*.py`, `plan.py` | the tuned tier: reordered, unrolled loops, k·k BLAS products on shifted views, Winograd's tiles or sums held in vector registers (along rows or along output channels), whichever `plan.choose` measured fastest for the layer's shape |
 #
 # The reference is never replaced: it is the specification each kernel is tested
 # against. This tutorial checks the agreement itself and measures the speeds.
