@@ -37,13 +37,12 @@ float32 only (``plan.DTYPES``). Shapes as in the reference: x (N, C_in, H, W); W
 (C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k). Tested
 against the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
 """
-import numba
 import numpy as np
 from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
-from .tuned_conv_rows import add_into, aligned_zeros, copy_padded
+from .tuned_conv_rows import add_into, aligned_zeros, copy_padded, runs_per_thread
 from .tuned_simd import LANES, vfma, vload, vsplat_at, vstore, vzero
 
 BLOCK = 2 * LANES  # output channels per block: two vectors
@@ -201,23 +200,19 @@ def increment_channels(delta, x, k, before, chunks):
     return np.ascontiguousarray(G.T).reshape(O, C, k, k)
 
 
-def _chunks(N):
-    return max(1, min(N, numba.get_num_threads()))
-
-
 def forward(x, W):
     """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k)."""
     x = np.ascontiguousarray(x)
     k = W.shape[-1]
     before, _ = same_padding(k)
-    return correlate_channels(x, weights_by_block(W), W.shape[0], k, before, _chunks(x.shape[0])), (x, k)
+    return correlate_channels(x, weights_by_block(W), W.shape[0], k, before, runs_per_thread(x.shape[0])), (x, k)
 
 
 def input_error(delta, B):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     (before, _), B_flipped = transposed_convolution(B)
     return correlate_channels(np.ascontiguousarray(delta), weights_by_block(B_flipped), B.shape[1], B.shape[-1],
-                              before, _chunks(delta.shape[0]))
+                              before, runs_per_thread(delta.shape[0]))
 
 
 def weight_increment(delta, cache):
@@ -225,4 +220,4 @@ def weight_increment(delta, cache):
     x, k = cache
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return increment_channels(delta, x, k, before, _chunks(x.shape[0]))
+    return increment_channels(delta, x, k, before, runs_per_thread(x.shape[0]))

@@ -198,7 +198,7 @@ _CORRELATE = {8: correlate_rows_8, 4: correlate_rows_4}
 
 def correlate_rows(x, W, k, before, group):
     """``correlate_rows_8`` or ``_4`` (``group``) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
-    return _CORRELATE[group](x, weights_by_group(W, group), W.shape[0], k, before, _chunks(x.shape[0]))
+    return _CORRELATE[group](x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]))
 
 
 @njit(parallel=True, cache=True)
@@ -352,7 +352,8 @@ def aligned_zeros(size):
     return block[skip : skip + size]
 
 
-def _chunks(N):
+def runs_per_thread(N):
+    """How many runs of images a batch of N is cut into: one per Numba thread, at most one per image, at least one."""
     return max(1, min(N, numba.get_num_threads()))
 
 
@@ -380,4 +381,4 @@ def weight_increment(delta, cache):
     x, k, group = cache
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return _INCREMENT[group](delta, x, k, before, _chunks(x.shape[0]))
+    return _INCREMENT[group](delta, x, k, before, runs_per_thread(x.shape[0]))
