@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from hebbref import activations, layers
-from hebbref.kernels import readable
+from hebbref.kernels import plan, readable
 
 from comparisons import assert_close, tolerance
 
@@ -108,3 +108,19 @@ def check_ramp_module(module, dtype, seed, slope, label):
     e = rng.normal(size=h.shape).astype(dtype)
     np.testing.assert_array_equal(module.ramp_backward(e, h, slope), activations.ramp_backward(e, h, slope),
                                   err_msg=f"{label}ramp_backward = e * ramp_derivative, slope {slope}")
+
+
+def forcing_conv_path(path, block=None):
+    """A ``plan.default_plan`` that takes ``path`` (at ``block``) for the conv equations wherever it applies.
+
+    Timing is off in tests, so a test sets this in place of the default plan to run a whole
+    network's conv layers on one path; every other equation keeps the real default.
+    """
+    real = plan.default_plan
+
+    def default_plan(equation, arguments):
+        chosen = real(equation, arguments)
+        if equation in ("conv_forward", "conv_input_error") and plan.applies(equation, path, arguments):
+            return plan.Plan(path, chosen.threads, block=block)
+        return chosen
+    return default_plan

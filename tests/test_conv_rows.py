@@ -29,7 +29,7 @@ from hebbref.kernels import plan, tuned_conv_channels, tuned_conv_rows, tuned_si
 from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vsplat_at, vstore, vzero
 
 from comparisons import assert_close, tolerance
-from kernel_checks import Readable, check, check_conv_module, conv_case
+from kernel_checks import Readable, check, check_conv_module, conv_case, forcing_conv_path
 from strategies import SEEDS
 
 SPAN = tuned_conv_rows.SPAN
@@ -184,20 +184,11 @@ def test_the_plan_offers_the_registers_paths_in_float32_only(path):
     assert not plan.applies("conv_forward", path, mixed)
 
 
-def _forced(path, real):
-    def default_plan(equation, arguments):
-        chosen = real(equation, arguments)
-        if equation in ("conv_forward", "conv_input_error") and plan.applies(equation, path, arguments):
-            return plan.Plan(path, chosen.threads)
-        return chosen
-    return default_plan
-
-
 @pytest.mark.parametrize("path", ["rows", "channels"])
 @pytest.mark.parametrize("rule", ["bp", "urfb"])
 def test_a_float32_network_on_a_registers_path_learns_what_the_reference_learns(path, rule, monkeypatch):
     """A sum block of two 3×3 layers on images wider than a vector, a pool and a 2×2 layer: every conv on ``path``."""
-    monkeypatch.setattr(plan, "default_plan", _forced(path, plan.default_plan))
+    monkeypatch.setattr(plan, "default_plan", forcing_conv_path(path))
     plan.forget()
     try:
         architecture = "sum[conv3:9,conv3:9] pool2s2 conv2:5 ramp dense7 ramp out"

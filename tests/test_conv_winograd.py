@@ -18,7 +18,7 @@ from hebbref.kernels import plan, tuned_conv_shifted
 from hebbref.kernels import tuned_conv_winograd as winograd
 
 from comparisons import assert_close, tolerance
-from kernel_checks import conv_case
+from kernel_checks import conv_case, forcing_conv_path
 from strategies import SEEDS
 
 
@@ -220,23 +220,12 @@ def test_the_plan_paths_run_their_tiles():
         assert (tag, cache[1], cache[3]) == (path, m, k)
 
 
-def _forced(path):
-    """A default plan that takes ``path`` for the conv equations wherever it applies (timing is off in tests)."""
-    real = plan.default_plan
-
-    def default_plan(equation, arguments):
-        chosen = real(equation, arguments)
-        if equation in ("conv_forward", "conv_input_error") and plan.applies(equation, path, arguments):
-            return plan.Plan(path, chosen.threads, block=2)  # blocks of two images: several, the last one short
-        return chosen
-    return default_plan
-
-
 @pytest.mark.parametrize("path", ["winograd", "winograd-4x4"])
 @pytest.mark.parametrize("rule", ["bp", "urfb"])
 def test_a_network_on_the_winograd_paths_learns_what_the_reference_learns(path, rule, monkeypatch):
     """A sum block of two 3×3 layers, a pool and a 2×2 layer: the numba backend's plans forced onto the path."""
-    monkeypatch.setattr(plan, "default_plan", _forced(path))
+    # blocks of two images: several, the last one short
+    monkeypatch.setattr(plan, "default_plan", forcing_conv_path(path, block=2))
     plan.forget()
     try:
         architecture = "sum[conv3:4,conv3:4] pool2s2 conv2:5 ramp dense7 ramp out"
