@@ -33,6 +33,8 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
     tuned_dropout.py            dropout's training pass (the mask's numbers drawn on every thread)
     tuned_conv_block.py         a conv layer, its ramp and the pool above as one step
     tuned_untied_block.py       an untied layer, its ramp and the pool above as one step
+    tuned_untied_registers.py   the same, the sums held in vector registers and pooled as they
+                                are formed (float32)
     tuned_dense.py              the dense layer's three products, one SciPy gemm per thread
     tuned_update.py             the SGD step W ← W - η (G + λ W), in place, one parallel pass
 
@@ -43,14 +45,14 @@ by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on impo
 Compiled kernels are cached on disk by Numba, and dropped when any file of this folder
 changes (``disk_cache.py``). Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
 (tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_rows.py`` (rows and channels), ``test_conv_block.py``,
-``test_untied_block.py``, ``test_kernels_shifted.py``, ``test_kernels_dense.py`` and ``test_kernels_update.py`` for
+``test_untied_block.py``, ``test_untied_registers.py``, ``test_kernels_shifted.py``, ``test_kernels_dense.py`` and ``test_kernels_update.py`` for
 single modules, ``test_blocks.py`` for what the two blocks share), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
 from . import disk_cache  # noqa: E402
 from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,  # noqa: E402
                tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected,
-               tuned_pooling, tuned_untied_block, tuned_update)
+               tuned_pooling, tuned_untied_block, tuned_untied_registers, tuned_update)
 
 # the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
 # each process). Before any kernel runs, drop those that Numba kept from another version of
@@ -58,5 +60,5 @@ from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_c
 # that is not enough)
 CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct, tuned_conv_rows,
                   tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
-                  tuned_untied_block, tuned_update)
+                  tuned_untied_block, tuned_untied_registers, tuned_update)
 disk_cache.keep_in_step(CACHED_MODULES)

@@ -53,7 +53,9 @@ per equation (``PATHS``):
     locally_connected_ramp_maxpool_forward
                         an untied layer, its ramp and the pool above (``lc ramp pool``):
                         "images-last" (every array between the three laid out with the
-                        images last; tuned_untied_block) or "in-turn" (the backend's
+                        images last; tuned_untied_block), "registers" (the same, with
+                        the sums held in vector registers and pooled as they are formed,
+                        h never written; tuned_untied_registers) or "in-turn" (the backend's
                         functions one after the other, each by its own plan: a candidate
                         on all threads only, ``PLANNED_PARTS``); timed with the backward
                         pass it implies, which follows it (``BLOCK_BACKWARD``)
@@ -116,7 +118,7 @@ import numpy as np
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
 from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,
                tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout, tuned_locally_connected,
-               tuned_pooling, tuned_untied_block, tuned_update)
+               tuned_pooling, tuned_untied_block, tuned_untied_registers, tuned_update)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -266,6 +268,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
                                   "in-turn": _CONV_IN_TURN[0]},
     # an untied layer, its ramp and the pool above; likewise
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.forward_images_last_path,
+                                               "registers": tuned_untied_registers.forward_registers_path,
                                                "in-turn": _UNTIED_IN_TURN[0]},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment,
@@ -279,7 +282,7 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 # With timing off (HEBBREF_TUNE=0) the default plan takes neither (nor "rows" or "channels")
 APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # paths that compute in float32 only: path -> the dtypes their data and kernel must have
-DTYPES = {"rows": (np.float32,), "channels": (np.float32,)}
+DTYPES = {"rows": (np.float32,), "channels": (np.float32,), "registers": (np.float32,)}
 # (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
 # increment of one δ, which lays δ out once; any other pair runs the two functions
 CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}
@@ -290,6 +293,7 @@ BLOCK_BACKWARD = {
     "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.backward_direct_path,
                                   "in-turn": _CONV_IN_TURN[1]},
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.backward_images_last_path,
+                                               "registers": tuned_untied_block.backward_images_last_path,
                                                "in-turn": _UNTIED_IN_TURN[1]},
 }
 
@@ -470,9 +474,9 @@ def _block_forward_and_backward(forward, backward, arguments):
 def applies(equation, path, arguments):
     """Whether ``path`` can compute ``equation`` on ``arguments``: its kernel widths (``APPLIES``) and
     dtypes (``DTYPES``; every path of the other equations can)."""
-    if equation not in ("conv_forward", "conv_input_error"):
+    if equation not in ("conv_forward", "conv_input_error", "locally_connected_ramp_maxpool_forward"):
         return True
-    kernel = arguments[-1]  # W or B comes last
+    kernel = arguments[1] if equation == "locally_connected_ramp_maxpool_forward" else arguments[-1]  # W or B
     if path in DTYPES and any(a is not None and a.dtype not in DTYPES[path] for a in (arguments[0], kernel)):
         return False
     return path not in APPLIES or APPLIES[path](kernel.shape[-1])

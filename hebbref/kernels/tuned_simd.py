@@ -14,6 +14,12 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
     vload(a, i)        a[i : i + LANES] of a flat float32 array (any alignment; no bounds check)
     vstore(a, i, v)    a[i : i + LANES] = v
     vfma(s, x, acc)    acc + s ⊙ x, each lane one fused multiply-add (LLVM's llvm.fma)
+    vmul(a, b)         a ⊙ b
+    vabs(a)            |a|
+    vwhere_gt(a, b, x, y)   x where a > b, else y, lane by lane (a select; false where a or b is NaN)
+    vwhere_le(a, b, x, y)   x where a <= b, else y (likewise)
+    vmaximum(a, b)     np.maximum(a, b) lane by lane, as Numba computes it: a where a >= b, and
+                       a NaN in either gives the NaN (a's where both are)
     address_of(a)      the address of a flat array's first element (to align a buffer)
 
 ``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
@@ -142,3 +148,51 @@ def address_of(typingctx, array):
         return builder.ptrtoint(data, ir.IntType(64))
 
     return types.int64(array), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    def codegen(context, builder, signature, arguments):
+        return builder.fmul(*arguments)
+
+    return f32v(f32v, f32v), codegen
+
+
+@intrinsic
+def vabs(typingctx, a):
+    def codegen(context, builder, signature, arguments):
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VECTOR, [_VECTOR]),
+                                              f"llvm.fabs.v{LANES}f32")
+        return builder.call(fabs, arguments)
+
+    return f32v(f32v), codegen
+
+
+def _where(comparison, name):
+    """The typing of an intrinsic (a, b, x, y) -> x where ``a comparison b`` (ordered: false with a NaN), else y."""
+    def where(typingctx, a, b, x, y):
+        def codegen(context, builder, signature, arguments):
+            a_value, b_value, x_value, y_value = arguments
+            return builder.select(builder.fcmp_ordered(comparison, a_value, b_value), x_value, y_value)
+
+        return f32v(f32v, f32v, f32v, f32v), codegen
+
+    where.__name__ = where.__qualname__ = name
+    return where
+
+
+vwhere_gt = intrinsic(_where(">", "vwhere_gt"))
+vwhere_le = intrinsic(_where("<=", "vwhere_le"))
+
+
+@intrinsic
+def vmaximum(typingctx, a, b):
+    def codegen(context, builder, signature, arguments):  # the steps of Numba's np.maximum for one float
+        a_value, b_value = arguments
+        a_nan = builder.fcmp_unordered("uno", a_value, a_value)
+        any_nan = builder.fcmp_unordered("uno", a_value, b_value)
+        nan_result = builder.select(a_nan, a_value, b_value)
+        larger = builder.select(builder.fcmp_ordered(">=", a_value, b_value), a_value, b_value)
+        return builder.select(any_nan, nan_result, larger)
+
+    return f32v(f32v, f32v), codegen

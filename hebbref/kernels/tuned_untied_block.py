@@ -6,7 +6,7 @@ when the three sit in a row (``hebbref.network``):
     forward:   h = W ⊛_untied x,  y = maxpool(σ(h))             locally_connected_ramp_maxpool_forward
     backward:  δ = (dy sent to the winners) ⊙ σ'(h),  G = Σ_n δ xᵀ   maxpool_ramp_locally_connected_backward
 
-Two paths, which ``plan.choose`` times against each other (each forward pass with the
+Three paths, which ``plan.choose`` times against each other (each forward pass with the
 backward pass it implies):
 
 ``images-last``: every array between the three layers is laid out with the images
@@ -30,12 +30,19 @@ the path returns them as functions of no arguments (δ by
 ``tuned_pooling.maxpool_ramp_backward_images_last``; it and ``increment_from_winners``
 form each location's δ with one function, ``tuned_pooling.delta_at``).
 
+``registers`` (``tuned_untied_registers``, float32): ``images-last`` with the sums held
+in vector registers and ramped and pooled as they are formed, so that h is never
+written; its cache is an ``ImagesLast`` without h (summed again when asked for), and its
+backward pass is this module's.
+
 ``in-turn``: the tuned backend's own functions in a row (its untied forward pass and
 increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan
 (``plan._in_turn``).
 
-Both give the same y and the same winners; δ is the same to the bit, and G agrees up
-to the order of the sums over the images.
+``images-last`` and ``in-turn`` give the same y and the same winners; δ is the same to
+the bit, and G agrees up to the order of the sums over the images. ``registers`` adds
+each sum's terms in another order, so its y agrees with theirs to rounding (and its
+winners, but where two cells of a window differ by no more than that).
 """
 from dataclasses import dataclass
 
@@ -57,13 +64,21 @@ IMAGES_PER_TILE = 512
 
 @dataclass(frozen=True)
 class ImagesLast:
-    """The ``images-last`` path's cache: what its backward pass reads."""
+    """The cache of the ``images-last`` and ``registers`` paths: what their backward pass reads."""
 
     x_last: np.ndarray  # xp batch last, (C_in, Hp, Wp, N)
-    h_last: np.ndarray  # the ramp's input, (C_out, H, W, N), kept for the ramp's h when asked for
+    h_last: np.ndarray  # the ramp's input, (C_out, H, W, N), kept for the ramp's h when asked for (None: summed again)
     winner: np.ndarray  # each window's winner, marked as ramp_maxpool_images_last marks it, (C_out, Ho, Wo, N)
     window: tuple  # (k, t, top, left) of the pool
     tile_size: int  # images per tile of the increment
+    size: tuple  # (H, W) of the layer's output
+    W: np.ndarray = None  # the layer's filters as of the forward pass, where h_last is None
+
+    def h(self):
+        """The ramp's input h, (N, C_out, H, W): kept, or summed again from xp and W."""
+        if self.h_last is not None:
+            return images_first(self.h_last)
+        return images_first(forward_images_last(self.x_last, self.W, self.tile_size))
 
 
 def images_first(a_last):
@@ -124,16 +139,16 @@ def forward_images_last_path(x, W, k, t, slope, tile_size=None):
     h_last = forward_images_last(x_last, W, tile_size)
     top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
     y, winner = tuned_pooling.ramp_maxpool_images_last(h_last, k, t, top, left, Ho, Wo, h_last.dtype.type(slope))
-    cache = ImagesLast(x_last, h_last, winner, (k, t, top, left), tile_size)
-    return y, xp, lambda: images_first(h_last), cache
+    cache = ImagesLast(x_last, h_last, winner, (k, t, top, left), tile_size, h_last.shape[1:3])
+    return y, xp, cache.h, cache
 
 
 def backward_images_last_path(dy, cache, slope):
     """The block's backward pass with the images last: -> (δ as a function, G)."""
     k, t, top, left = cache.window
-    dtype = cache.h_last.dtype
+    dtype = cache.x_last.dtype
     dy_last = images_last(np.asarray(dy, dtype=dtype))
-    _, H, W, _ = cache.h_last.shape
+    H, W = cache.size
     k_conv = cache.x_last.shape[1] - H + 1
     G = increment_from_winners(dy_last, cache.winner, cache.x_last, H, W, k_conv, k, t, top, left, dtype.type(slope),
                                cache.tile_size, dtype.type(0))

@@ -1,0 +1,210 @@
+"""TUNED TIER. An untied layer's sums held in vector registers, ramped and pooled as they are formed.  # SPEC §2, §3, §5
+
+The forward pass of the block ``lc ramp pool`` (``tuned_untied_block``), path
+``registers``:
+
+    h[n,o,i,j] = Σ_{c,a,b} W[i,j,o,c,a,b] xp[n,c,i+a,j+b]       (the untied sums)
+    y[n,o,u,v] = max over the window (u, v) of σ(h[n,o]),  σ(h) = clip(s·h, -1, 1)
+
+The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB for untied
+``simple`` at batch 500), then reads it back to pool it. Here h is never written:
+
+- **Sums.** Vectors run along the images, xp laid out batch last (C_in, Hp, Wp, N), so
+  a window term of a location is a run of images. A piece of ``SPAN`` = 2·LANES images
+  and eight output channels make 16 vectors of sums (``tuned_simd``), held in registers
+  while the location's C_in·k·k terms are added: a term loads two vectors of images and
+  adds them times eight broadcast weights (W laid out with the output channels last
+  beforehand, ``weights_by_location``).
+- **Ramp and pool.** The location's 16 vectors are ramped, and each cell's mark formed,
+  as ``tuned_pooling.keep_larger_of_ramp`` forms them: the cell's flat index i·W + j
+  where σ' = s (|s·h| <= 1) and -1 - i·W - j where the ramp saturates. Each is then
+  pooled into the windows that hold the location (``windows_holding``: at most
+  ⌈k/t⌉² of them), whose maxima and marks for the piece's images wait in a buffer of
+  the thread's. The locations go in row-major order, so every window meets its cells in
+  row-major order: the first sets its maximum and mark, a later one replaces them where
+  it is strictly larger, and the maximum is NumPy's (``vmaximum``), so the first maximum
+  in row-major order wins, as in ``maxpool_windows``. The marks are kept as float32
+  (exact: |i·W + j| < 2²⁴) and written out as int32.
+
+The winners are marked as ``images-last`` marks them, so the backward pass is
+``images-last``'s (``tuned_untied_block.backward_images_last_path``), which reads only
+the winners and xp. The sums add one fused multiply-add per term, ``images-last`` eight
+terms per pass: the two agree to rounding, and to the bit where the sums are exact
+(``tests/test_untied_registers.py``). h itself, for a probe or a rule that asks for it,
+is summed again, by ``images-last``'s sums, from xp and a copy of W kept in the cache
+(``ImagesLast.h``).
+
+One parallel iteration per piece of images; where N is not a multiple of ``SPAN`` the
+last piece is the batch's last ``SPAN`` images, overlapping the one before, and writes
+only its new ones (a batch of fewer than ``SPAN`` images is padded with zero images).
+Output channels past the last whole group compute with zero weights and are not
+written. float32 only (``plan.DTYPES``).
+"""
+import numpy as np
+from numba import njit, prange
+
+from . import tuned_pooling
+from .tuned_conv_direct import pad_spatial
+from .tuned_locally_connected import _batch_last, batch_last_taps
+from .tuned_pooling import windows_holding
+from .tuned_simd import LANES, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore, vwhere_gt, vwhere_le, vzero
+from .tuned_untied_block import IMAGES_PER_TILE, ImagesLast
+from ..layers.conv import same_padding
+
+SPAN = 2 * LANES  # images per piece
+GROUP = 8  # output channels per group: 16 vectors of sums
+
+
+def weights_by_location(W):
+    """W (H, W, O, C, k, k) -> flat (H, W, C·k·k, O rounded up to a multiple of GROUP): a term's weights of every output
+    channel together, zeros past O."""
+    H, Wd, O, C, k, _ = W.shape
+    Oq = -(-O // GROUP) * GROUP
+    w = np.zeros((H, Wd, C * k * k, Oq), dtype=np.float32)
+    w[..., :O] = W.reshape(H, Wd, O, C * k * k).transpose(0, 1, 3, 2)
+    return w.reshape(-1)
+
+
+@njit(cache=True, inline="always")
+def ramped(h, s, one, minus_one, label, saturated):
+    """(σ(h), the cell's mark) for one vector of sums, as ``keep_larger_of_ramp`` forms them."""
+    sh = vmul(s, h)
+    value = vwhere_gt(minus_one, sh, minus_one, sh)  # max(s·h, -1), Python's max
+    value = vwhere_gt(value, one, one, value)  # min(…, 1)
+    return value, vwhere_le(vabs(sh), one, label, saturated)
+
+
+@njit(cache=True, inline="always")
+def pool_cell(best, mark, at, value, cell, first):
+    """One cell of a window, a vector of images: the first sets the window's maximum and mark, a later one replaces them
+    where it is strictly larger (``keep_larger_of_ramp``)."""
+    if first:
+        vstore(best, at, value)
+        vstore(mark, at, cell)
+    else:
+        b = vload(best, at)
+        vstore(mark, at, vwhere_gt(value, b, cell, vload(mark, at)))
+        vstore(best, at, vmaximum(value, b))
+
+
+@njit(parallel=True, cache=True)
+def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
+    """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner (O, Ho, Wo, N).
+
+    ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
+    ``weights_by_location(W)``; ``winner`` marked as ``ramp_maxpool_images_last`` marks it.
+    """
+    C, Hp, Wp, N = x_last.shape
+    T = C * kc * kc
+    Oq = -(-O // GROUP) * GROUP
+    taps = batch_last_taps(C, Hp, Wp, kc, N)
+    x = x_last.reshape(-1)
+    y = np.empty((N, O, Ho * Wo), dtype=np.float32)
+    winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
+    marks = winner.reshape(-1)
+    sv = vsplat(np.float32(s))
+    one = vsplat(np.float32(1.0))
+    minus_one = vsplat(np.float32(-1.0))
+    plane = SPAN  # one channel's numbers of a window in the buffers: a window's channels together
+    for piece in prange(-(-N // SPAN)):
+        n = min(piece * SPAN, N - SPAN)  # the piece's first image
+        new = piece * SPAN - n  # images of the piece before this one are written by that one
+        best = np.empty(Ho * Wo * GROUP * SPAN, dtype=np.float32)
+        mark = np.empty(Ho * Wo * GROUP * SPAN, dtype=np.float32)
+        for g in range(0, Oq, GROUP):
+            for i in range(H):
+                rows = windows_holding(i, k, t, top, Ho)
+                for j in range(Wd):
+                    columns = windows_holding(j, k, t, left, Wo)
+                    xb = (i * Wp + j) * N + n
+                    wb = (i * Wd + j) * T * Oq + g
+                    s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                    s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+                    u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                    u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
+                    for term in range(T):
+                        a = vload(x, xb + taps[term])
+                        b = vload(x, xb + taps[term] + LANES)
+                        w = wb + term * Oq
+                        e = vsplat_at(weights, w); s0 = vfma(e, a, s0); u0 = vfma(e, b, u0)  # noqa: E702
+                        e = vsplat_at(weights, w + 1); s1 = vfma(e, a, s1); u1 = vfma(e, b, u1)  # noqa: E702
+                        e = vsplat_at(weights, w + 2); s2 = vfma(e, a, s2); u2 = vfma(e, b, u2)  # noqa: E702
+                        e = vsplat_at(weights, w + 3); s3 = vfma(e, a, s3); u3 = vfma(e, b, u3)  # noqa: E702
+                        e = vsplat_at(weights, w + 4); s4 = vfma(e, a, s4); u4 = vfma(e, b, u4)  # noqa: E702
+                        e = vsplat_at(weights, w + 5); s5 = vfma(e, a, s5); u5 = vfma(e, b, u5)  # noqa: E702
+                        e = vsplat_at(weights, w + 6); s6 = vfma(e, a, s6); u6 = vfma(e, b, u6)  # noqa: E702
+                        e = vsplat_at(weights, w + 7); s7 = vfma(e, a, s7); u7 = vfma(e, b, u7)  # noqa: E702
+                    label = vsplat(np.float32(i * Wd + j))
+                    saturated = vsplat(np.float32(-1 - (i * Wd + j)))
+                    s0, m0 = ramped(s0, sv, one, minus_one, label, saturated)
+                    s1, m1 = ramped(s1, sv, one, minus_one, label, saturated)
+                    s2, m2 = ramped(s2, sv, one, minus_one, label, saturated)
+                    s3, m3 = ramped(s3, sv, one, minus_one, label, saturated)
+                    s4, m4 = ramped(s4, sv, one, minus_one, label, saturated)
+                    s5, m5 = ramped(s5, sv, one, minus_one, label, saturated)
+                    s6, m6 = ramped(s6, sv, one, minus_one, label, saturated)
+                    s7, m7 = ramped(s7, sv, one, minus_one, label, saturated)
+                    u0, p0 = ramped(u0, sv, one, minus_one, label, saturated)
+                    u1, p1 = ramped(u1, sv, one, minus_one, label, saturated)
+                    u2, p2 = ramped(u2, sv, one, minus_one, label, saturated)
+                    u3, p3 = ramped(u3, sv, one, minus_one, label, saturated)
+                    u4, p4 = ramped(u4, sv, one, minus_one, label, saturated)
+                    u5, p5 = ramped(u5, sv, one, minus_one, label, saturated)
+                    u6, p6 = ramped(u6, sv, one, minus_one, label, saturated)
+                    u7, p7 = ramped(u7, sv, one, minus_one, label, saturated)
+                    for u in range(rows[0], rows[1] + 1):
+                        for v in range(columns[0], columns[1] + 1):
+                            first = i == max(u * t - top, 0) and j == max(v * t - left, 0)
+                            at = (u * Wo + v) * GROUP * SPAN
+                            pool_cell(best, mark, at, s0, m0, first)
+                            pool_cell(best, mark, at + LANES, u0, p0, first)
+                            pool_cell(best, mark, at + plane, s1, m1, first)
+                            pool_cell(best, mark, at + plane + LANES, u1, p1, first)
+                            pool_cell(best, mark, at + 2 * plane, s2, m2, first)
+                            pool_cell(best, mark, at + 2 * plane + LANES, u2, p2, first)
+                            pool_cell(best, mark, at + 3 * plane, s3, m3, first)
+                            pool_cell(best, mark, at + 3 * plane + LANES, u3, p3, first)
+                            pool_cell(best, mark, at + 4 * plane, s4, m4, first)
+                            pool_cell(best, mark, at + 4 * plane + LANES, u4, p4, first)
+                            pool_cell(best, mark, at + 5 * plane, s5, m5, first)
+                            pool_cell(best, mark, at + 5 * plane + LANES, u5, p5, first)
+                            pool_cell(best, mark, at + 6 * plane, s6, m6, first)
+                            pool_cell(best, mark, at + 6 * plane + LANES, u6, p6, first)
+                            pool_cell(best, mark, at + 7 * plane, s7, m7, first)
+                            pool_cell(best, mark, at + 7 * plane + LANES, u7, p7, first)
+            for r in range(min(GROUP, O - g)):  # the group's windows out, each in the order of its array
+                for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
+                    at = (p * GROUP + r) * SPAN
+                    out = ((g + r) * Ho * Wo + p) * N + n
+                    for m in range(new, SPAN):
+                        marks[out + m] = np.int32(mark[at + m])
+                for m in range(new, SPAN):  # y images first: a plane of windows per image
+                    plane_of_y = y[n + m, g + r]
+                    for p in range(Ho * Wo):
+                        plane_of_y[p] = best[(p * GROUP + r) * SPAN + m]
+    return y.reshape(N, O, Ho, Wo), winner
+
+
+def forward_registers_path(x, W, k, t, slope):
+    """The block's forward pass by the sums in registers: -> (y, xp, h as a function, cache), as
+    ``tuned_untied_block.forward_images_last_path`` returns them; its backward pass reads the cache."""
+    if np.asarray(x).dtype != np.float32 or W.dtype != np.float32:
+        raise TypeError(f"the registers path computes in float32 only (plan.DTYPES), not {np.asarray(x).dtype} "
+                        f"and {W.dtype}")
+    x = np.ascontiguousarray(x)
+    W = W.copy()  # h, formed when asked for, is of the W of this pass
+    N = x.shape[0]
+    kc = W.shape[-1]
+    before, after = same_padding(kc)
+    xp = pad_spatial(x, before, after)  # (N, C_in, H+k-1, W+k-1): the untied layer's cache, as on its other paths
+    x_last = _batch_last(xp)
+    x_pieces = x_last if N >= SPAN else np.concatenate(
+        [x_last, np.zeros(x_last.shape[:-1] + (SPAN - N,), np.float32)], axis=-1)
+    top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
+    H, Wd, O = W.shape[:3]
+    y, winner = ramp_maxpool_sums(x_pieces, weights_by_location(W), O, kc, H, Wd, k, t, top, left, Ho, Wo,
+                                  np.float32(slope))
+    if N < SPAN:
+        y, winner = np.ascontiguousarray(y[:N]), np.ascontiguousarray(winner[..., :N])
+    cache = ImagesLast(x_last, None, winner, (k, t, top, left), IMAGES_PER_TILE, (H, Wd), W)
+    return y, xp, cache.h, cache
