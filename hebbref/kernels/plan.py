@@ -279,7 +279,7 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
 # tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
 # direct sums), "winograd-4x4" for k = 3 (points up to ±2: in float32 about 30 times the
 # direct sums' rounding, under 3e-5 of the largest output on deep 2b's shape; tests/test_conv_winograd.py).
-# With timing off (HEBBREF_TUNE=0) the default plan takes neither (nor "rows" or "channels")
+# With timing off (HEBBREF_TUNE=0) the default plan takes neither (nor "rows", "channels" or "registers")
 APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # paths that compute in float32 only: path -> the dtypes their data and kernel must have
 DTYPES = {"rows": (np.float32,), "channels": (np.float32,), "registers": (np.float32,)}

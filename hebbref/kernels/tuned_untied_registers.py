@@ -19,8 +19,8 @@ The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB fo
   as ``tuned_pooling.keep_larger_of_ramp`` forms them: the cell's flat index i·W + j
   where σ' = s (|s·h| <= 1) and -1 - i·W - j where the ramp saturates. Each is then
   pooled into the windows that hold the location (``windows_holding``: at most
-  ⌈k/t⌉² of them), whose maxima and marks for the piece's images wait in a buffer of
-  the thread's. The locations go in row-major order, so every window meets its cells in
+  ⌈k/t⌉² of them), whose maxima and marks for the piece's images wait in a buffer
+  of the piece's (a window's eight channels next to each other). The locations go in row-major order, so every window meets its cells in
   row-major order: the first sets its maximum and mark, a later one replaces them where
   it is strictly larger, and the maximum is NumPy's (``vmaximum``), so the first maximum
   in row-major order wins, as in ``maxpool_windows``. The marks are kept as float32
