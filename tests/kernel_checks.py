@@ -1,6 +1,11 @@
 """One comparison of a kernel module's conv or untied functions with the NumPy reference,
 shared by the readable-tier, tuned-tier and CUDA-simulator tests."""
+import os
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 from hebbref import activations, layers
@@ -124,3 +129,25 @@ def forcing_conv_path(path, block=None):
             return plan.Plan(path, chosen.threads, block=block)
         return chosen
     return default_plan
+
+
+# the features of an AVX2 CPU (Haswell's), for Numba to compile the kernels for one on a CPU with AVX-512
+AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,+movbe,+popcnt,"
+                 "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave")
+
+
+def run_built_for_avx2(code, tmp_path):
+    """Run ``code`` in a Python process of its own whose Numba compiles for Haswell's features, the 8-lane build of
+    ``tuned_simd`` that a CPU without AVX-512 gets, and check that it printed "ok". Skipped where this CPU builds 8
+    lanes already (the tests in process run that build) or cannot run AVX2 code."""
+    import llvmlite.binding
+    from hebbref.kernels import tuned_simd
+
+    if tuned_simd.LANES == 8:
+        pytest.skip("the tests in this process run the 8-lane build already")
+    if not llvmlite.binding.get_host_cpu_features().get("avx2", False):
+        pytest.skip("this CPU cannot run code built for AVX2")
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -12,9 +12,6 @@ the layouts the kernels read; the vector operations of ``tuned_simd``; the plan'
 with AVX-512, the kernels as Numba builds them for a CPU with AVX2 alone.
 """
 import ctypes
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -29,7 +26,7 @@ from hebbref.kernels import plan, tuned_conv_channels, tuned_conv_rows, tuned_si
 from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vsplat_at, vstore, vzero
 
 from comparisons import assert_close, tolerance
-from kernel_checks import Readable, check, check_conv_module, conv_case, forcing_conv_path
+from kernel_checks import Readable, check, check_conv_module, conv_case, forcing_conv_path, run_built_for_avx2
 from strategies import SEEDS
 
 SPAN = tuned_conv_rows.SPAN
@@ -210,9 +207,6 @@ def test_a_float32_network_on_a_registers_path_learns_what_the_reference_learns(
         check(q.R, p.R, f"{path} {rule} {p.name} R", 1e-4)
 
 
-# the features of an AVX2 CPU (Haswell's), for Numba to compile the kernels for one on a CPU with AVX-512
-_AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,+movbe,+popcnt,"
-                  "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave")
 _EIGHT_LANES = """
 import numpy as np
 from hebbref import layers
@@ -237,13 +231,4 @@ print("ok")
 def test_the_kernels_compiled_for_a_cpu_with_avx2_alone_compute_the_reference(tmp_path):
     """Vectors of 8 lanes and groups of four channels, the build a CPU without AVX-512 gets: compiled here for
     Haswell's features in a process of its own (Numba takes its target when it starts), where this CPU can run them."""
-    import llvmlite.binding
-
-    if tuned_simd.LANES == 8:
-        pytest.skip("the tests above run the 8-lane build already")
-    if not llvmlite.binding.get_host_cpu_features().get("avx2", False):
-        pytest.skip("this CPU cannot run code built for AVX2")
-    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_AVX2_FEATURES,
-               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
-    done = subprocess.run([sys.executable, "-c", _EIGHT_LANES], env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    run_built_for_avx2(_EIGHT_LANES, tmp_path)

@@ -8,9 +8,6 @@ real-valued data the same up to the rounding of the sums, which the two add in d
 orders. What holds for every path of the block (the NumPy reference, whole networks) is
 in tests/test_blocks.py, in float32 for this path.
 """
-import os
-import subprocess
-import sys
 
 import numba
 import numpy as np
@@ -25,8 +22,8 @@ from hebbref.kernels import plan, tuned, tuned_simd, tuned_untied_registers
 from hebbref.kernels.tuned_simd import vabs, vload, vmaximum, vmul, vstore, vwhere_gt, vwhere_le
 
 from block_checks import bits, run_path
+from kernel_checks import run_built_for_avx2
 from strategies import SEEDS
-from test_conv_rows import _AVX2_FEATURES
 
 EQUATION = "locally_connected_ramp_maxpool_forward"
 SPAN = tuned_untied_registers.SPAN
@@ -216,16 +213,7 @@ print("ok")
 
 def test_the_path_compiled_for_a_cpu_with_avx2_alone_equals_images_last(tmp_path):
     """Vectors of 8 lanes, pieces of 16 images: compiled for Haswell's features in a process of its own."""
-    import llvmlite.binding
-
-    if tuned_simd.LANES == 8:
-        pytest.skip("the tests above run the 8-lane build already")
-    if not llvmlite.binding.get_host_cpu_features().get("avx2", False):
-        pytest.skip("this CPU cannot run code built for AVX2")
-    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_AVX2_FEATURES,
-               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
-    done = subprocess.run([sys.executable, "-c", _EIGHT_LANES], env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    run_built_for_avx2(_EIGHT_LANES, tmp_path)
 
 
 def test_a_nan_in_the_input_reaches_the_windows_that_hold_it_as_on_images_last():
