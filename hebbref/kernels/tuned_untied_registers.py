@@ -105,7 +105,7 @@ def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s)
     sv = vsplat(np.float32(s))
     one = vsplat(np.float32(1.0))
     minus_one = vsplat(np.float32(-1.0))
-    plane = SPAN  # one channel's numbers of a window in the buffers: a window's channels together
+    step = SPAN  # from one channel's numbers of a window to the next's, in the buffers
     for piece in prange(-(-N // SPAN)):
         n = min(piece * SPAN, N - SPAN)  # the piece's first image
         new = piece * SPAN - n  # images of the piece before this one are written by that one
@@ -158,20 +158,20 @@ def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s)
                             at = (u * Wo + v) * GROUP * SPAN
                             pool_cell(best, mark, at, s0, m0, first)
                             pool_cell(best, mark, at + LANES, u0, p0, first)
-                            pool_cell(best, mark, at + plane, s1, m1, first)
-                            pool_cell(best, mark, at + plane + LANES, u1, p1, first)
-                            pool_cell(best, mark, at + 2 * plane, s2, m2, first)
-                            pool_cell(best, mark, at + 2 * plane + LANES, u2, p2, first)
-                            pool_cell(best, mark, at + 3 * plane, s3, m3, first)
-                            pool_cell(best, mark, at + 3 * plane + LANES, u3, p3, first)
-                            pool_cell(best, mark, at + 4 * plane, s4, m4, first)
-                            pool_cell(best, mark, at + 4 * plane + LANES, u4, p4, first)
-                            pool_cell(best, mark, at + 5 * plane, s5, m5, first)
-                            pool_cell(best, mark, at + 5 * plane + LANES, u5, p5, first)
-                            pool_cell(best, mark, at + 6 * plane, s6, m6, first)
-                            pool_cell(best, mark, at + 6 * plane + LANES, u6, p6, first)
-                            pool_cell(best, mark, at + 7 * plane, s7, m7, first)
-                            pool_cell(best, mark, at + 7 * plane + LANES, u7, p7, first)
+                            pool_cell(best, mark, at + step, s1, m1, first)
+                            pool_cell(best, mark, at + step + LANES, u1, p1, first)
+                            pool_cell(best, mark, at + 2 * step, s2, m2, first)
+                            pool_cell(best, mark, at + 2 * step + LANES, u2, p2, first)
+                            pool_cell(best, mark, at + 3 * step, s3, m3, first)
+                            pool_cell(best, mark, at + 3 * step + LANES, u3, p3, first)
+                            pool_cell(best, mark, at + 4 * step, s4, m4, first)
+                            pool_cell(best, mark, at + 4 * step + LANES, u4, p4, first)
+                            pool_cell(best, mark, at + 5 * step, s5, m5, first)
+                            pool_cell(best, mark, at + 5 * step + LANES, u5, p5, first)
+                            pool_cell(best, mark, at + 6 * step, s6, m6, first)
+                            pool_cell(best, mark, at + 6 * step + LANES, u6, p6, first)
+                            pool_cell(best, mark, at + 7 * step, s7, m7, first)
+                            pool_cell(best, mark, at + 7 * step + LANES, u7, p7, first)
             for r in range(min(GROUP, O - g)):  # the group's windows out, each in the order of its array
                 for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
                     at = (p * GROUP + r) * SPAN
