@@ -79,3 +79,39 @@ def test_every_kernel_module_with_cached_kernels_is_kept_in_step():
         if disk_cache.cached_kernels(module):
             assert module in kernels.CACHED_MODULES, f"{module.__name__} is not in CACHED_MODULES"
     assert disk_cache.cached_kernels(kernels.tuned_pooling)  # the test sees the cached kernels at all
+
+
+# the direct path's increment and the conv block's, whose loops are written once
+# (tuned_conv_direct.planes_increment): prints every cached kernel's hits and misses in the process
+SECOND_PROCESS = """
+import json
+import numpy as np
+import hebbref.kernels as kernels
+from hebbref.kernels import disk_cache, tuned_conv_block, tuned_conv_direct
+rng = np.random.default_rng(0)
+x, W = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
+h, cache = tuned_conv_direct.forward(x, W)
+tuned_conv_direct.weight_increment(rng.standard_normal(h.shape), cache)
+y, _, _, block = tuned_conv_block.forward_direct_path(x, W, 2, 2, 0.5)
+tuned_conv_block.backward_direct_path(rng.standard_normal(y.shape), block, 0.5)
+counts = {}
+for module in kernels.CACHED_MODULES:
+    for name, kernel in disk_cache.cached_kernels(module):
+        stats = kernel.stats
+        if stats.cache_hits or stats.cache_misses:
+            counts[module.__name__ + "." + name] = [sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]
+print(json.dumps(counts))
+"""
+
+
+def test_a_second_process_finds_every_kernel_the_first_compiled(tmp_path):
+    """No kernel is compiled again by the next process (a kernel that took a function as an argument was)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", SECOND_PROCESS], env=env, cwd=ROOT, capture_output=True,
+                                      text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    first, second = runs
+    for name in ("tuned_conv_direct.increment_of_planes", "tuned_conv_block.increment_from_winners"):
+        assert first[f"hebbref.kernels.{name}"] == [0, 1]  # an empty cache: compiled once, then saved
+        assert second[f"hebbref.kernels.{name}"] == [1, 0]  # loaded
+    missed = {name: count for name, count in second.items() if count[1]}
+    assert not missed, f"compiled again in a second process: {missed}"

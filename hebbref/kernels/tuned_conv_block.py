@@ -19,7 +19,7 @@ while each image's h is still in cache; neither h nor δ is written out.
                (``tuned_pooling.pool_window_of_runs``, as the untied block's pool runs
                along the images), and marks each winner where the ramp saturates
                (-1 - its index), so that the backward pass needs no h
-    backward:  the direct path's increment (``tuned_conv_direct.increment_of_planes``),
+    backward:  the direct path's increment (``tuned_conv_direct.planes_increment``),
                each δ plane formed from the pool's errors at the marked winners
                (``delta_plane``: a cell's windows summed in order, times s; 0 where
                σ' = 0 or no window won) rather than copied from δ
@@ -49,8 +49,8 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from . import tuned_pooling
-from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_terms, correlate_valid_direct, increment_of_planes, \
-    pad_spatial, paired, tap_offsets
+from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_terms, correlate_valid_direct, pad_spatial, paired, \
+    planes_increment, tap_offsets
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,22 @@ def delta_plane(plane, errors, marks, W, stride, s):
 def plane_from_winners(plane, source, n, o, stride):
     """δ[n, o] by ``delta_plane``, ``source`` = (the pool's errors and the marked winners, both (N, O, Ho·Wo), W, s).
 
-    The form of a δ plane that ``tuned_conv_direct.increment_of_planes`` takes, so that
+    The form of a δ plane that ``tuned_conv_direct.planes_increment`` takes, so that
     the block's increment is the direct path's with δ made from the winners rather than
     copied from δ.
     """
     errors, marks, W, s = source
     delta_plane(plane, errors[n, o], marks[n, o], W, stride, s)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def increment_from_winners(errors, marks, W, s, xp, k, chunks, zero, width):
+    """G with each δ plane formed from the pool's errors and marks (N, O, Ho·Wo) by ``plane_from_winners``.
+
+    The direct path's increment, ``tuned_conv_direct.planes_increment``, inlined here with
+    this block's form of a plane.
+    """
+    return planes_increment(plane_from_winners, (errors, marks, W, s), errors.shape[1], xp, k, chunks, zero, width)
 
 
 @njit(parallel=True, cache=True)
@@ -172,9 +182,9 @@ def backward_direct_path(dy, cache, slope):
     s = dtype.type(slope)
     chunks = min(dy.shape[0], numba.get_num_threads())
     N, O, Ho, Wo = dy.shape
-    source = (dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), W, s)
     k = cache.xp.shape[-1] - W + 1
-    G = increment_of_planes(plane_from_winners, source, O, cache.xp, k, chunks, dtype.type(0), cache.width)
+    G = increment_from_winners(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), W, s, cache.xp, k,
+                               chunks, dtype.type(0), cache.width)
 
     def delta():  # formed only when read
         return delta_from_winners(dy, cache.winner, H, W, s)

@@ -266,8 +266,8 @@ def copy_plane(plane, delta, n, o, stride):
             row[j] = delta[n, o, i, j]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def increment_of_planes(form_plane, source, O, xp, k, chunks, zero, width):
+@njit(inline="always")
+def planes_increment(form_plane, source, O, xp, k, chunks, zero, width):
     """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops, each δ plane made by ``form_plane``: -> (O, C, k, k).
 
     ``form_plane(plane, source, n, o, Wp)`` writes δ[n, o] into ``plane`` with its rows
@@ -277,6 +277,13 @@ def increment_of_planes(form_plane, source, O, xp, k, chunks, zero, width):
     ``chunks`` pieces summed in parallel, then added up; planes go two at a time
     (``add_products``; an odd last one is paired with itself and its twin sum dropped).
     ``zero`` is a 0 of the dtype to accumulate in.
+
+    The loops are written once, here, and inlined into the two kernels that name their
+    ``form_plane``: ``increment_of_planes`` below and the conv block's
+    ``tuned_conv_block.increment_from_winners``. A compiled function that took
+    ``form_plane`` as an argument could not be found again in Numba's disk cache: a
+    function's type is named after its address in the process, so every new process
+    compiled it again (about 6 s) and added one more copy to the cache.
     """
     N, C, Hp, Wp = xp.shape
     H = Hp - k + 1
@@ -296,6 +303,12 @@ def increment_of_planes(form_plane, source, O, xp, k, chunks, zero, width):
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
                 add_products(partial[part, o], f, p, q, x_flat[n], offsets, L, zero, width)
     return partial.sum(axis=0).reshape(O, C, k, k)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def increment_of_planes(delta, xp, k, chunks, zero, width):
+    """G from δ (N, O, H, W) itself, each plane copied (``copy_plane``) into the loops of ``planes_increment``."""
+    return planes_increment(copy_plane, delta, delta.shape[1], xp, k, chunks, zero, width)
 
 
 def forward(x, W, width=None):
@@ -320,4 +333,4 @@ def weight_increment(delta, cache):
     delta = np.ascontiguousarray(delta, dtype=xp.dtype)  # one dtype, as on the other paths: G is summed in it
     k = xp.shape[-1] - delta.shape[-1] + 1
     chunks = min(delta.shape[0], numba.get_num_threads())
-    return increment_of_planes(copy_plane, delta, delta.shape[1], xp, k, chunks, xp.dtype.type(0), width)
+    return increment_of_planes(delta, xp, k, chunks, xp.dtype.type(0), width)
