@@ -4,6 +4,7 @@ Numba reloads a cached kernel while the kernel's own file is unchanged, even whe
 function it inlines from another file has changed. ``disk_cache.keep_in_step`` drops a
 module's cached kernels when the recorded fingerprint of the whole folder differs.
 """
+import ast
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # one cached kernel of tuned_pooling, called once: prints whether it came from the disk
 CALL = """
+import ast
 import json
 from hebbref.kernels import tuned_pooling
 tuned_pooling.windows_holding(3, 3, 2, 1, 14)
@@ -84,6 +86,7 @@ def test_every_kernel_module_with_cached_kernels_is_kept_in_step():
 # the direct path's increment and the conv block's, whose loops are written once
 # (tuned_conv_direct.planes_increment): prints every cached kernel's hits and misses in the process
 SECOND_PROCESS = """
+import ast
 import json
 import numpy as np
 import hebbref.kernels as kernels
@@ -115,3 +118,34 @@ def test_a_second_process_finds_every_kernel_the_first_compiled(tmp_path):
         assert second[f"hebbref.kernels.{name}"] == [1, 0]  # loaded
     missed = {name: count for name, count in second.items() if count[1]}
     assert not missed, f"compiled again in a second process: {missed}"
+
+
+def _decorated_cached(function):
+    """Whether ``function`` (an ast.FunctionDef) is decorated ``njit(..., cache=True, ...)``."""
+    for decorator in function.decorator_list:
+        if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "njit":
+            if any(k.arg == "cache" and getattr(k.value, "value", None) is True for k in decorator.keywords):
+                return True
+    return False
+
+
+def test_no_cached_kernel_calls_a_function_it_is_given():
+    """A kernel given a function as an argument is compiled again by every process: its type names the address.
+
+    The static form of the test above, for every cached kernel of the folder: none calls one
+    of its own arguments. (A body that does, like ``tuned_conv_direct.planes_increment``,
+    is inlined into cached kernels that name the function themselves.)
+    """
+    # a ctypes function pointer is typed by its signature, not its address: the cache finds it
+    ctypes_pointers = {"tuned_conv_shifted.py::gemm calls its argument blas"}  # SciPy's gemm, blas_for
+    found = []
+    for path in sorted(disk_cache.KERNELS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and _decorated_cached(node):
+                arguments = {a.arg for a in node.args.args}
+                called = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+                found += [f"{path.name}::{node.name} calls its argument {name}" for name in sorted(arguments & called)]
+    assert set(found) == ctypes_pointers, sorted(set(found) - ctypes_pointers)
+    # the check sees the kernels at all
+    assert any(isinstance(node, ast.FunctionDef) and _decorated_cached(node)
+               for node in ast.walk(ast.parse((disk_cache.KERNELS / "tuned_conv_direct.py").read_text())))
