@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # one cached kernel of tuned_pooling, called once: prints whether it came from the disk
 CALL = """
-import ast
 import json
 from hebbref.kernels import tuned_pooling
 tuned_pooling.windows_holding(3, 3, 2, 1, 14)
@@ -86,7 +85,6 @@ def test_every_kernel_module_with_cached_kernels_is_kept_in_step():
 # the direct path's increment and the conv block's, whose loops are written once
 # (tuned_conv_direct.planes_increment): prints every cached kernel's hits and misses in the process
 SECOND_PROCESS = """
-import ast
 import json
 import numpy as np
 import hebbref.kernels as kernels
@@ -138,14 +136,13 @@ def test_no_cached_kernel_calls_a_function_it_is_given():
     """
     # a ctypes function pointer is typed by its signature, not its address: the cache finds it
     ctypes_pointers = {"tuned_conv_shifted.py::gemm calls its argument blas"}  # SciPy's gemm, blas_for
-    found = []
+    found, kernels_read = [], 0
     for path in sorted(disk_cache.KERNELS.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.FunctionDef) and _decorated_cached(node):
+                kernels_read += 1
                 arguments = {a.arg for a in node.args.args}
                 called = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
                 found += [f"{path.name}::{node.name} calls its argument {name}" for name in sorted(arguments & called)]
     assert set(found) == ctypes_pointers, sorted(set(found) - ctypes_pointers)
-    # the check sees the kernels at all
-    assert any(isinstance(node, ast.FunctionDef) and _decorated_cached(node)
-               for node in ast.walk(ast.parse((disk_cache.KERNELS / "tuned_conv_direct.py").read_text())))
+    assert kernels_read > 50  # the check sees the kernels at all (99 when it was written)
