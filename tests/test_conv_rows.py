@@ -23,7 +23,7 @@ from numba.core.errors import TypingError
 import hebbref
 from hebbref import layers
 from hebbref.kernels import plan, tuned_conv_channels, tuned_conv_rows, tuned_simd
-from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vsplat_at, vstore, vzero
+from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vsplat_at, vstore, vtranspose, vzero
 
 from comparisons import assert_close, tolerance
 from kernel_checks import Readable, check, check_conv_module, conv_case, forcing_conv_path, run_built_for_avx2
@@ -161,6 +161,25 @@ def test_vector_operations_are_lane_by_lane():
     np.testing.assert_array_equal(out[LANES : 2 * LANES], 0)
     np.testing.assert_array_equal(out[2 * LANES :], a[6])
     assert tuned_simd.f32v.name == f"f32x{LANES}"
+
+
+@njit
+def _turn_over(src, i, s, dst, j, t):
+    vtranspose(src, i, s, dst, j, t)
+
+
+@pytest.mark.parametrize("i, s, j, t", [(0, LANES, 0, LANES), (3, LANES + 5, 7, 2 * LANES + 1), (1, 3 * LANES, 0, LANES + 2)])
+def test_vtranspose_turns_a_block_over_and_writes_nothing_else(i, s, j, t):
+    """dst[j + c·t + r] = src[i + r·s + c] for r, c < LANES, at unaligned starts and strides; every other number of
+    dst as it was."""
+    src = np.arange(i + LANES * s + LANES, dtype=np.float32)
+    dst = np.full(j + LANES * t + LANES, -1.0, dtype=np.float32)
+    expected = dst.copy()
+    for r in range(LANES):
+        for c in range(LANES):
+            expected[j + c * t + r] = src[i + r * s + c]
+    _turn_over(src, i, s, dst, j, t)
+    np.testing.assert_array_equal(dst, expected)
 
 
 def test_vectors_come_from_flat_float32_arrays_only():

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from hebbref import activations
 from hebbref.kernels import plan, tuned, tuned_locally_connected, tuned_pooling, tuned_untied_block
+from hebbref.kernels.tuned_simd import LANES
 from hebbref.modules import Deferred
 
 from block_checks import bits, block_cases, block_input, run_path
@@ -86,12 +87,15 @@ def test_the_pool_kernels_along_the_images_equal_those_along_the_planes(case, dt
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 2), (1, 7), (7, 1), (5, 5), (50, 61),
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 2), (1, 7), (7, 1), (5, 5), (50, 61), (LANES, LANES),
+                                   (2 * LANES + 3, 3 * LANES + 5), (3 * LANES + 5, 2 * LANES + 3),
                                    (4, 2 * tuned_locally_connected.PART_MOST + 3),
-                                   (2 * tuned_locally_connected.PART_MOST + 3, 4)])
+                                   (2 * tuned_locally_connected.PART_MOST + 3, 4),
+                                   (LANES + 1, 2 * tuned_locally_connected.PART_MOST + 3)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_the_transposition_by_parts_equals_the_transpose(shape, dtype, threads):
-    """``batch_last`` cuts the longer axis into parts: every shape, wide or tall, more parts than numbers, one thread or two."""
+    """``batch_last`` cuts the longer axis into parts: every shape, wide or tall, more parts than numbers, one thread or two;
+    float32 in blocks of LANES × LANES (whole ones, and the rows and columns past them)."""
     a = np.arange(np.prod(shape)).reshape(shape).astype(dtype)
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

@@ -12,7 +12,7 @@ in tests/test_blocks.py, in float32 for this path.
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
@@ -27,8 +27,9 @@ from strategies import SEEDS
 
 EQUATION = "locally_connected_ramp_maxpool_forward"
 SPAN = tuned_untied_registers.SPAN
-# batches below a piece of images, of exactly one, and past one or two by a few (the last piece overlaps)
-BATCHES = [1, 3, SPAN - 1, SPAN, SPAN + 1, 2 * SPAN + 5]
+# batches below a piece of images, of exactly one, and past one or two by a few (the last piece overlaps; at
+# SPAN + 3/4 SPAN it begins a quarter piece back, so its first vector of images is partly new and its second all new)
+BATCHES = [1, 3, SPAN - 1, SPAN, SPAN + 1, SPAN + 3 * SPAN // 4, 2 * SPAN + 5]
 
 
 @st.composite
@@ -62,6 +63,10 @@ def inputs(case, seed, slope, exact=True):
 
 @settings(max_examples=40, deadline=None)
 @given(case=cases(), seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
+# pools of 49 and of 16 windows: whole blocks of LANES windows turned over on their way out (put_images_first), in
+# pieces of new images only, and in a last piece that begins a quarter piece back
+@example(case=(SPAN + 3 * SPAN // 4, 1, 9, 7, 7, 3, 3, 1), seed=0, slope=0.5)
+@example(case=(2 * SPAN, 2, 3, 7, 8, 2, 2, 2), seed=1, slope=1.0)
 def test_the_registers_path_equals_the_images_last_path_bit_for_bit(case, seed, slope):
     """y, the winners (and so δ), G and h: the numbers of ``images-last``, on sums that are exact in either order."""
     x, W, dy = inputs(case, seed, slope)

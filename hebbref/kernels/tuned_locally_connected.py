@@ -34,6 +34,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .tuned_conv_direct import FASTMATH, add_products, add_terms, pad_spatial, paired
+from .tuned_simd import LANES, vtranspose
 
 # images per tile in the forward pass and the input error, by default: a location's filter
 # (C_in·k·k·C_out numbers) is read once per tile, not once per image. The best size depends
@@ -185,14 +186,17 @@ PART_MOST = 2048
 
 
 def batch_last(a):
-    """(N, M) -> (M, N), contiguous: a transposition cut along its longer axis (``transpose_by_parts``).
+    """(N, M) -> (M, N), contiguous: a transposition cut along its longer axis.
 
     The longer axis is cut into parts of at most ``PART_MOST`` numbers, and at least two
     per thread. The plain transposition, out[m, n] = a[n, m]; ``np.ascontiguousarray(a.T)``
-    gives the same.
+    gives the same. float32 goes by blocks turned over in vector registers
+    (``transpose_in_blocks``), any other type number by number (``transpose_by_parts``).
     """
     long_axis = max(a.shape)
     parts = min(max(-(-long_axis // PART_MOST), 2 * numba.get_num_threads()), long_axis)
+    if a.dtype == np.float32:
+        return transpose_in_blocks(np.ascontiguousarray(a), parts)
     return transpose_by_parts(a, parts)
 
 
@@ -220,6 +224,48 @@ def transpose_by_parts(a, parts):
                 run = out[m, p0:p1]
                 for n in range(p1 - p0):
                     run[n] = a[p0 + n, m]
+    return out
+
+
+@njit(cache=True, inline="always")
+def turn_over(src, dst, N, M, n0, n1, m0, m1):
+    """dst[m·N + n] = src[n·M + m] for n0 <= n < n1 and m0 <= m < m1: a rectangle of an (N, M) array transposed.
+
+    Whole blocks of LANES × LANES numbers by ``vtranspose`` (LANES rows loaded, turned
+    over in registers, LANES rows stored), column block by column block, so each
+    block's stores continue the runs the block above began; the rows and columns past
+    the last whole block number by number.
+    """
+    nb = n0 + (n1 - n0) // LANES * LANES
+    mb = m0 + (m1 - m0) // LANES * LANES
+    for m in range(m0, mb, LANES):
+        for n in range(n0, nb, LANES):
+            vtranspose(src, n * M + m, M, dst, m * N + n, N)
+    for n in range(n0, n1):
+        for m in range(mb if n < nb else m0, m1):
+            dst[m * N + n] = src[n * M + m]
+
+
+@njit(parallel=True, cache=True)
+def transpose_in_blocks(a, parts):
+    """(N, M) -> (M, N) for float32, the longer axis cut into ``parts`` of whole blocks, one parallel iteration each.
+
+    Within a part, ``turn_over`` moves LANES × LANES blocks through vector registers:
+    each load and each store is a run of LANES numbers, where ``transpose_by_parts``
+    writes (or reads) one number at a time on its strided side.
+    """
+    N, M = a.shape
+    out = np.empty((M, N), dtype=np.float32)
+    src, dst = a.reshape(-1), out.reshape(-1)
+    long_axis = max(N, M)
+    blocks = long_axis // LANES
+    for part in prange(parts):
+        p0 = blocks * part // parts * LANES
+        p1 = long_axis if part == parts - 1 else blocks * (part + 1) // parts * LANES
+        if M >= N:
+            turn_over(src, dst, N, M, 0, N, p0, p1)
+        else:
+            turn_over(src, dst, N, M, p0, p1, 0, M)
     return out
 
 

@@ -21,6 +21,10 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
     vmaximum(a, b)     np.maximum(a, b) lane by lane, as Numba computes it: a where a >= b, and
                        a NaN in either gives the NaN (a's where both are)
     address_of(a)      the address of a flat array's first element (to align a buffer)
+    vtranspose(src, i, s, dst, j, t)
+                       a LANES × LANES block turned over: dst[j + c·t + r] = src[i + r·s + c] for
+                       every r, c < LANES (LANES loads, log₂ LANES rounds of LANES shuffles, LANES
+                       stores; ``transpose_in_blocks`` and the untied pool's output use it)
 
 ``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
 elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without).
@@ -196,3 +200,32 @@ def vmaximum(typingctx, a, b):
         return builder.select(any_nan, nan_result, larger)
 
     return f32v(f32v, f32v), codegen
+
+
+def _interleave(builder, a, b, half):
+    """The lanes of a and b in turn, from the first half of each (half 0) or the second (half 1)."""
+    start = half * LANES // 2
+    mask = [lane for i in range(start, start + LANES // 2) for lane in (i, LANES + i)]
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), LANES), mask))
+
+
+@intrinsic
+def vtranspose(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    _float32_array(src)
+    _float32_array(dst)
+
+    def codegen(context, builder, signature, arguments):
+        src_value, i, s, dst_value, j, t = arguments
+        rows = [builder.load(_address(context, builder, signature.args[0], src_value,
+                                      builder.add(i, builder.mul(s, ir.Constant(s.type, r)))), align=4)
+                for r in range(LANES)]
+        # each round pairs row r with row r + LANES/2 and interleaves them; after log₂ LANES rounds
+        # lane c of row r holds what was lane r of row c (tests/test_simd.py checks it lane by lane)
+        for _ in range(LANES.bit_length() - 1):
+            rows = [_interleave(builder, rows[r // 2], rows[r // 2 + LANES // 2], r % 2) for r in range(LANES)]
+        for c, row in enumerate(rows):
+            builder.store(row, _address(context, builder, signature.args[3], dst_value,
+                                        builder.add(j, builder.mul(t, ir.Constant(t.type, c)))), align=4)
+        return context.get_dummy_value()
+
+    return types.none(src, types.intp, types.intp, dst, types.intp, types.intp), codegen

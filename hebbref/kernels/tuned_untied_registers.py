@@ -25,6 +25,12 @@ The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB fo
   it is strictly larger, and the maximum is NumPy's (``vmaximum``), so the first maximum
   in row-major order wins, as in ``maxpool_windows``. The marks are kept as float32
   (exact: |i·W + j| < 2²⁴) and written out as int32.
+- **Out.** When a group of channels is done, each window's marks go out as a run of
+  the piece's images (the layout of ``winner``, images last), by a slice assignment,
+  which Numba compiles to a vector loop (a loop indexed element by element wraps
+  negative indices, and LLVM turned it into gathers and scatters, a third of the
+  kernel's time). y is laid out images first, so its planes are the buffer turned over:
+  blocks of LANES windows by LANES images in registers (``put_images_first``).
 
 The winners are marked as ``images-last`` marks them, so the backward pass is
 ``images-last``'s (``tuned_untied_block.backward_images_last_path``), which reads only
@@ -47,7 +53,8 @@ from . import tuned_pooling
 from .tuned_conv_direct import pad_spatial
 from .tuned_locally_connected import _batch_last, batch_last_taps
 from .tuned_pooling import windows_holding
-from .tuned_simd import LANES, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore, vwhere_gt, vwhere_le, vzero
+from .tuned_simd import (LANES, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore, vtranspose, vwhere_gt,
+                         vwhere_le, vzero)
 from .tuned_untied_block import IMAGES_PER_TILE, ImagesLast
 from ..layers.conv import same_padding
 
@@ -87,6 +94,25 @@ def pool_cell(best, mark, at, value, cell, first):
         vstore(best, at, vmaximum(value, b))
 
 
+@njit(cache=True, inline="always")
+def put_images_first(best, r, y, at, image_stride, P, new):
+    """y[at + m·image_stride + p] = best[(p·GROUP + r)·SPAN + m] for every window p < P and image new <= m < SPAN.
+
+    Channel r of a piece's windows, images last in the buffer, goes out a plane of windows
+    per image: whole blocks of LANES windows and LANES images turned over in registers
+    (``vtranspose``), the windows past the last whole block and a block of images that
+    holds some before ``new`` one number at a time.
+    """
+    Pb = P // LANES * LANES
+    for m0 in range(0, SPAN, LANES):
+        whole = m0 >= new
+        for p in range(0, Pb if whole else 0, LANES):
+            vtranspose(best, (p * GROUP + r) * SPAN + m0, GROUP * SPAN, y, at + m0 * image_stride + p, image_stride)
+        for m in range(max(m0, new), m0 + LANES):
+            for p in range(Pb if whole else 0, P):
+                y[at + m * image_stride + p] = best[(p * GROUP + r) * SPAN + m]
+
+
 @njit(parallel=True, cache=True)
 def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
     """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner (O, Ho, Wo, N).
@@ -100,6 +126,7 @@ def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s)
     taps = batch_last_taps(C, Hp, Wp, kc, N)
     x = x_last.reshape(-1)
     y = np.empty((N, O, Ho * Wo), dtype=np.float32)
+    ys = y.reshape(-1)
     winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
     marks = winner.reshape(-1)
     sv = vsplat(np.float32(s))
@@ -176,12 +203,8 @@ def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s)
                 for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
                     at = (p * GROUP + r) * SPAN
                     out = ((g + r) * Ho * Wo + p) * N + n
-                    for m in range(new, SPAN):
-                        marks[out + m] = np.int32(mark[at + m])
-                for m in range(new, SPAN):  # y images first: a plane of windows per image
-                    plane_of_y = y[n + m, g + r]
-                    for p in range(Ho * Wo):
-                        plane_of_y[p] = best[(p * GROUP + r) * SPAN + m]
+                    marks[out + new : out + SPAN] = mark[at + new : at + SPAN]
+                put_images_first(best, r, ys, ((n * O) + g + r) * Ho * Wo, O * Ho * Wo, Ho * Wo, new)
     return y.reshape(N, O, Ho, Wo), winner
 
 
