@@ -43,7 +43,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
 from .tuned_conv_rows import add_into, aligned_zeros, copy_padded, runs_per_thread
-from .tuned_simd import LANES, vfma, vload, vsplat_at, vstore, vzero
+from .tuned_simd import LANES, turn_over, vfma, vload, vsplat_at, vstore, vzero
 
 BLOCK = 2 * LANES  # output channels per block: two vectors
 
@@ -135,10 +135,8 @@ def correlate_channels(x, weights, O, k, before, chunks):
                     vstore(ob, at, s5); vstore(ob, at + LANES, t5); at += BLOCK  # noqa: E702
                     vstore(ob, at, s6); vstore(ob, at + LANES, t6); at += BLOCK  # noqa: E702
                     vstore(ob, at, s7); vstore(ob, at + LANES, t7)  # noqa: E702
-                for o in range(min(BLOCK, O - g * BLOCK)):
-                    base = (n * O + g * BLOCK + o) * P
-                    for p in range(P):
-                        flat[base + p] = ob[p * BLOCK + o]
+                # the block's planes out: ob (positions, BLOCK channels) turned over
+                turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
     return out
 
 
@@ -157,16 +155,14 @@ def increment_channels(delta, x, k, before, chunks):
     groups = -(-O // BLOCK)
     Oq = groups * BLOCK
     partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
+    delta_flat = delta.reshape(-1)
     for part in prange(chunks):
         xb = np.zeros(C * plane + Wp, dtype=np.float32)
         ds = aligned_zeros(P * Oq)  # δ[n] with the channels last; channels past O stay 0
         Pp = partial[part]
         for n in range(part * N // chunks, (part + 1) * N // chunks):
             copy_padded(x, n, before, Hp, Wp, xb)
-            for o in range(O):
-                for i in range(H):
-                    for j in range(W):
-                        ds[(i * W + j) * Oq + o] = delta[n, o, i, j]
+            turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
             for g in range(groups):
                 for t in range(0, Tq, 8):
                     o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702

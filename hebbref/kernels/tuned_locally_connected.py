@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .tuned_conv_direct import FASTMATH, add_products, add_terms, pad_spatial, paired
-from .tuned_simd import LANES, vtranspose
+from .tuned_simd import LANES, turn_over
 
 # images per tile in the forward pass and the input error, by default: a location's filter
 # (C_in·k·k·C_out numbers) is read once per tile, not once per image. The best size depends
@@ -227,30 +227,11 @@ def transpose_by_parts(a, parts):
     return out
 
 
-@njit(cache=True, inline="always")
-def turn_over(src, dst, N, M, n0, n1, m0, m1):
-    """dst[m·N + n] = src[n·M + m] for n0 <= n < n1 and m0 <= m < m1: a rectangle of an (N, M) array transposed.
-
-    Whole blocks of LANES × LANES numbers by ``vtranspose`` (LANES rows loaded, turned
-    over in registers, LANES rows stored), column block by column block, so each
-    block's stores continue the runs the block above began; the rows and columns past
-    the last whole block number by number.
-    """
-    nb = n0 + (n1 - n0) // LANES * LANES
-    mb = m0 + (m1 - m0) // LANES * LANES
-    for m in range(m0, mb, LANES):
-        for n in range(n0, nb, LANES):
-            vtranspose(src, n * M + m, M, dst, m * N + n, N)
-    for n in range(n0, n1):
-        for m in range(mb if n < nb else m0, m1):
-            dst[m * N + n] = src[n * M + m]
-
-
 @njit(parallel=True, cache=True)
 def transpose_in_blocks(a, parts):
     """(N, M) -> (M, N) for float32, the longer axis cut into ``parts`` of whole blocks, one parallel iteration each.
 
-    Within a part, ``turn_over`` moves LANES × LANES blocks through vector registers:
+    Within a part, ``tuned_simd.turn_over`` moves LANES × LANES blocks through vector registers:
     each load and each store is a run of LANES numbers, where ``transpose_by_parts``
     writes (or reads) one number at a time on its strided side.
     """
@@ -262,10 +243,10 @@ def transpose_in_blocks(a, parts):
     for part in prange(parts):
         p0 = blocks * part // parts * LANES
         p1 = long_axis if part == parts - 1 else blocks * (part + 1) // parts * LANES
-        if M >= N:
-            turn_over(src, dst, N, M, 0, N, p0, p1)
-        else:
-            turn_over(src, dst, N, M, p0, p1, 0, M)
+        if M >= N:  # columns p0.. of a, every row: rows p0.. of out
+            turn_over(src, p0, M, dst, p0 * N, N, N, p1 - p0)
+        else:  # rows p0.. of a: columns p0.. of out
+            turn_over(src, p0 * M, M, dst, p0, N, p1 - p0, M)
     return out
 
 

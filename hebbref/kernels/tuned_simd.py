@@ -24,7 +24,14 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
     vtranspose(src, i, s, dst, j, t)
                        a LANES × LANES block turned over: dst[j + c·t + r] = src[i + r·s + c] for
                        every r, c < LANES (LANES loads, log₂ LANES rounds of LANES shuffles, LANES
-                       stores; ``transpose_in_blocks`` and the untied pool's output use it)
+                       stores)
+
+and one function built on them, ``turn_over``: a rectangle of any size turned over, by
+whole blocks and then number by number at its edges. The kernels that lay an array out
+anew (images last, channels last) go through it: written number by number, such a
+loop reads or writes with a stride, and Numba, which wraps negative indices, leaves
+LLVM a loop it can only vectorise with gathers and scatters, slower than the numbers
+they move.
 
 ``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
 elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without).
@@ -35,7 +42,7 @@ margin after every buffer it reads whole vectors from). The readable tier
 kernel built from these to it.
 """
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, register_model
@@ -229,3 +236,21 @@ def vtranspose(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
         return context.get_dummy_value()
 
     return types.none(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
+
+
+@njit(cache=True, inline="always")
+def turn_over(src, i, s, dst, j, t, rows, columns):
+    """dst[j + c·t + r] = src[i + r·s + c] for r < rows and c < columns: a rows × columns rectangle turned over.
+
+    Whole blocks of LANES × LANES by ``vtranspose``, a column block at a time, so that the
+    stores of each block continue the runs the block before began; then the rows and the
+    columns past the last whole block, number by number.
+    """
+    rb = rows // LANES * LANES
+    cb = columns // LANES * LANES
+    for c in range(0, cb, LANES):
+        for r in range(0, rb, LANES):
+            vtranspose(src, i + r * s + c, s, dst, j + c * t + r, t)
+    for r in range(rows):
+        for c in range(cb if r < rb else 0, columns):
+            dst[j + c * t + r] = src[i + r * s + c]

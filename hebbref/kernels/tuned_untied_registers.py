@@ -28,9 +28,9 @@ The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB fo
 - **Out.** When a group of channels is done, each window's marks go out as a run of
   the piece's images (the layout of ``winner``, images last), by a slice assignment,
   which Numba compiles to a vector loop (a loop indexed element by element wraps
-  negative indices, and LLVM turned it into gathers and scatters, a third of the
-  kernel's time). y is laid out images first, so its planes are the buffer turned over:
-  blocks of LANES windows by LANES images in registers (``put_images_first``).
+  negative indices, and LLVM turned it into gathers and scatters, slower than the
+  sums). y is laid out images first, so its planes are the buffer turned over:
+  blocks of LANES windows by LANES images in registers (``tuned_simd.turn_over``).
 
 The winners are marked as ``images-last`` marks them, so the backward pass is
 ``images-last``'s (``tuned_untied_block.backward_images_last_path``), which reads only
@@ -53,7 +53,7 @@ from . import tuned_pooling
 from .tuned_conv_direct import pad_spatial
 from .tuned_locally_connected import _batch_last, batch_last_taps
 from .tuned_pooling import windows_holding
-from .tuned_simd import (LANES, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore, vtranspose, vwhere_gt,
+from .tuned_simd import (LANES, turn_over, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore, vwhere_gt,
                          vwhere_le, vzero)
 from .tuned_untied_block import IMAGES_PER_TILE, ImagesLast
 from ..layers.conv import same_padding
@@ -92,25 +92,6 @@ def pool_cell(best, mark, at, value, cell, first):
         b = vload(best, at)
         vstore(mark, at, vwhere_gt(value, b, cell, vload(mark, at)))
         vstore(best, at, vmaximum(value, b))
-
-
-@njit(cache=True, inline="always")
-def put_images_first(best, r, y, at, image_stride, P, new):
-    """y[at + m·image_stride + p] = best[(p·GROUP + r)·SPAN + m] for every window p < P and image new <= m < SPAN.
-
-    Channel r of a piece's windows, images last in the buffer, goes out a plane of windows
-    per image: whole blocks of LANES windows and LANES images turned over in registers
-    (``vtranspose``), the windows past the last whole block and a block of images that
-    holds some before ``new`` one number at a time.
-    """
-    Pb = P // LANES * LANES
-    for m0 in range(0, SPAN, LANES):
-        whole = m0 >= new
-        for p in range(0, Pb if whole else 0, LANES):
-            vtranspose(best, (p * GROUP + r) * SPAN + m0, GROUP * SPAN, y, at + m0 * image_stride + p, image_stride)
-        for m in range(max(m0, new), m0 + LANES):
-            for p in range(Pb if whole else 0, P):
-                y[at + m * image_stride + p] = best[(p * GROUP + r) * SPAN + m]
 
 
 @njit(parallel=True, cache=True)
@@ -204,7 +185,9 @@ def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s)
                     at = (p * GROUP + r) * SPAN
                     out = ((g + r) * Ho * Wo + p) * N + n
                     marks[out + new : out + SPAN] = mark[at + new : at + SPAN]
-                put_images_first(best, r, ys, ((n * O) + g + r) * Ho * Wo, O * Ho * Wo, Ho * Wo, new)
+                # y images first: channel r of every window of the piece's new images, turned over
+                turn_over(best, r * SPAN + new, GROUP * SPAN, ys, ((n + new) * O + g + r) * Ho * Wo, O * Ho * Wo,
+                          Ho * Wo, SPAN - new)
     return y.reshape(N, O, Ho, Wo), winner
 
 
