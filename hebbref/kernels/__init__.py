@@ -52,7 +52,7 @@ the simulator).
 from . import disk_cache  # noqa: E402
 from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,  # noqa: E402
                tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected,
-               tuned_pooling, tuned_untied_block, tuned_untied_registers, tuned_update)
+               tuned_pooling, tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
 
 # the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
 # each process). Before any kernel runs, drop those that Numba kept from another version of
@@ -60,5 +60,5 @@ from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_c
 # that is not enough)
 CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct, tuned_conv_rows,
                   tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
-                  tuned_untied_block, tuned_untied_registers, tuned_update)
+                  tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
 disk_cache.keep_in_step(CACHED_MODULES)
