@@ -301,6 +301,17 @@ print("one urfb step of `simple`: numba and numpy weights agree; loss", round(lo
 print(tuned_untied_block.__doc__)
 
 # %% [markdown]
+# Laying an array out anew has a trap of its own in Numba. A loop that moves one number
+# at a time, `out[m * N + n] = a[n * M + m]`, reads or writes with a stride, and Numba
+# wraps a negative index as Python does, so LLVM cannot treat the indices as a run. It
+# vectorises such a loop with gathers and scatters, which cost more than the numbers
+# they move; in the untied block's `registers` path, writing the output this way took
+# longer than the sums. The tuned tier turns such rectangles over in blocks of LANES ×
+# LANES numbers held in vector registers (`tuned_simd.turn_over`), and moves runs by
+# slice assignment (`marks[a:b] = mark[c:d]`), which Numba compiles to a plain vector
+# loop (BENCHMARKS.md, "arrays laid out anew by register blocks").
+
+# %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
 # pool`: `Backend.conv_ramp_maxpool_forward` and `maxpool_ramp_conv_backward`). Its
 # kernels keep the library's layout; what the block saves is writing arrays out and
