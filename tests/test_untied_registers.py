@@ -197,9 +197,12 @@ def test_a_float32_network_on_the_registers_path_learns_what_the_reference_learn
 
 _EIGHT_LANES = """
 import numpy as np
-from hebbref.kernels import plan, tuned_simd, tuned_untied_registers
+from hebbref.kernels import plan, tuned_locally_connected, tuned_simd, tuned_untied_registers
 assert tuned_simd.LANES == 8, tuned_simd.LANES
 rng = np.random.default_rng(0)
+for shape in [(37, 53), (53, 37), (8, 8), (5, 3)]:  # the 8-lane blocks of turn_over, both paths' layouts
+    a = rng.normal(size=shape).astype(np.float32)
+    assert np.array_equal(tuned_locally_connected.batch_last(a), a.T), shape
 for n, c_in, c_out, h, w, k, pool_k, pool_t in [(21, 2, 9, 7, 6, 3, 3, 2), (5, 1, 3, 5, 9, 5, 2, 2), (40, 3, 17, 4, 4, 2, 3, 1)]:
     x = rng.normal(size=(n, c_in, h, w)).astype(np.float32)
     W = rng.integers(-2, 3, size=(h, w, c_out, c_in, k, k)).astype(np.float32)  # exact sums: the same bits
