@@ -227,7 +227,7 @@ def vtranspose(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
                                       builder.add(i, builder.mul(s, ir.Constant(s.type, r)))), align=4)
                 for r in range(LANES)]
         # each round pairs row r with row r + LANES/2 and interleaves them; after log₂ LANES rounds
-        # lane c of row r holds what was lane r of row c (tests/test_simd.py checks it lane by lane)
+        # lane c of row r holds what was lane r of row c (tests/test_conv_rows.py checks it number by number)
         for _ in range(LANES.bit_length() - 1):
             rows = [_interleave(builder, rows[r // 2], rows[r // 2 + LANES // 2], r % 2) for r in range(LANES)]
         for c, row in enumerate(rows):
