@@ -164,7 +164,7 @@ def test_vector_operations_are_lane_by_lane():
 
 
 @njit
-def _turn_over(src, i, s, dst, j, t):
+def _vtranspose(src, i, s, dst, j, t):
     vtranspose(src, i, s, dst, j, t)
 
 
@@ -178,7 +178,7 @@ def test_vtranspose_turns_a_block_over_and_writes_nothing_else(i, s, j, t):
     for r in range(LANES):
         for c in range(LANES):
             expected[j + c * t + r] = src[i + r * s + c]
-    _turn_over(src, i, s, dst, j, t)
+    _vtranspose(src, i, s, dst, j, t)
     np.testing.assert_array_equal(dst, expected)
 
 

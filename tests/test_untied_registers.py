@@ -63,7 +63,7 @@ def inputs(case, seed, slope, exact=True):
 
 @settings(max_examples=40, deadline=None)
 @given(case=cases(), seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
-# pools of 49 and of 16 windows: whole blocks of LANES windows turned over on their way out (put_images_first), in
+# pools of 49 and of 16 windows: whole blocks of LANES windows turned over on their way out (tuned_simd.turn_over), in
 # pieces of new images only, and in a last piece that begins a quarter piece back
 @example(case=(SPAN + 3 * SPAN // 4, 1, 9, 7, 7, 3, 3, 1), seed=0, slope=0.5)
 @example(case=(2 * SPAN, 2, 3, 7, 8, 2, 2, 2), seed=1, slope=1.0)
