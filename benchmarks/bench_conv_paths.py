@@ -1,7 +1,7 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
     python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--together] [--block]
-                                          [--pools] [--against REV]
+                                          [--pools] [--dropout] [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops, by
@@ -36,6 +36,12 @@ reads its sum block's output σ(h) + a) on all threads, on the pools of ``simple
 ``deep``, interleaved; with ``--against REV`` too, REV's paths of the same names
 (``tuned_pooling.py``, each at the block size of the row) run in the same rounds, and
 each row gives this tree's time over REV's.
+
+``--dropout`` adds a table that times every candidate of dropout's draw (the mask and
+the output, ``plan.candidates("dropout_draw", ...)``) on all threads, on the dropout
+layers of ``simple`` and ``deep``, interleaved; with ``--against REV`` too, REV's paths
+of the same names (``tuned_dropout.py``) run in the same rounds, and each row gives the
+median over rounds of this tree's time over REV's.
 
 ``--together`` adds a table that times, on each conv layer, the ``numba`` backend's
 input error and weight increment of one δ called one after the other against
@@ -228,6 +234,51 @@ def pools_table(batch, repeats, rng, revision=None):
             print(row + " |")
 
 
+# (name, shape, p): the dropout layers of simple (after its pool, after its dense layer) and of deep
+DROPOUTS = [("simple, after the pool", (32, 14, 14), 0.8), ("simple, after dense500", (500,), 0.3),
+            ("deep, after pool3s3", (16, 11, 11), 0.5), ("deep, after the last pool", (64, 3, 3), 0.5)]
+
+
+def dropout_table(batch, repeats, rng, revision=None):
+    """Every candidate of dropout's draw on all threads, on the dropout layers of simple and deep, interleaved.
+
+    Each call draws from a generator of its own, seeded 0 (as the plan times them). With
+    ``revision``, that revision's paths of the same names (its ``tuned_dropout``, at the
+    block size of the row) run in the same rounds, and each row gives the median over
+    rounds of this tree's time over the revision's.
+    """
+    base = modules_at(revision, ("tuned_dropout",))[0] if revision else None
+    against = f" | {revision}: best / median (ms) | median of the rounds' ratios this / {revision}" if base else ""
+    print(f"\n### dropout's draw (mask and output), every path, best / median of {repeats}, interleaved\n")
+    print(f"| layer (shape, p) | path | this tree: best / median (ms){against} |")
+    print("|---|---|---:" + ("|---:|---:|" if base else "|"))
+    for name, shape, p in DROPOUTS:
+        x = rng.standard_normal((batch,) + shape, dtype=np.float32)
+        calls = {}
+        for label, candidate in plan.candidates("dropout_draw", (x, p)).items():
+            if candidate.threads != numba.get_num_threads():
+                continue
+            path_name = label.rsplit("/", 1)[0]
+            calls[("this", path_name)] = lambda f=plan.path_function("dropout_draw", candidate): f(x, p)
+            function = getattr(base, plan.PATHS["dropout_draw"][candidate.path].__name__, None) if base else None
+            if function is not None:
+                if candidate.block is not None:
+                    function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
+                calls[("base", path_name)] = lambda f=function: f(x, p)
+        times = interleaved_times(calls, repeats)
+        for (tree, label), ms in times.items():
+            if tree != "this":
+                continue
+            row = f"| {name} ({batch}, {', '.join(map(str, shape))}; {p}) | {label} | {min(ms):.2f} / {statistics.median(ms):.2f}"
+            before = times.get(("base", label))
+            if before is not None:
+                ratio = statistics.median(a / b for a, b in zip(ms, before))
+                row += f" | {min(before):.2f} / {statistics.median(before):.2f} | {ratio:.2f}"
+            elif base is not None:
+                row += " | | "
+            print(row + " |")
+
+
 UNTIED_EQUATIONS = ("locally_connected_forward", "locally_connected_input_error", "locally_connected_weight_increment")
 
 
@@ -401,6 +452,8 @@ def main():
                         help="also time a conv or untied layer, its ramp and the pool above by every path of the block")
     parser.add_argument("--pools", action="store_true",
                         help="also time every path of the max pool's forward pass on the pools of simple and deep")
+    parser.add_argument("--dropout", action="store_true",
+                        help="also time every path of dropout's draw on the dropout layers of simple and deep")
     parser.add_argument("--together", action="store_true",
                         help="also time each conv layer's input error and increment one after the other and together")
     args = parser.parse_args()
@@ -452,6 +505,8 @@ def main():
         block_table(args.batch, args.repeats, rng, args.against)
     if args.pools:
         pools_table(args.batch, args.repeats, rng, args.against)
+    if args.dropout:
+        dropout_table(args.batch, args.repeats, rng, args.against)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
         if args.untied:

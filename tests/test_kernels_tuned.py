@@ -451,7 +451,7 @@ def test_dropout_drawn_in_lanes_is_the_reference_bit_for_bit_and_leaves_the_gene
 
 
 def test_the_steps_ahead_of_the_lanes_path_are_pcg64s_own_steps():
-    """A[j]·S + C[j] is the state j + 1 steps after S, as NumPy's generator reaches it by ``advance``."""
+    """A[:, j]·S + C[:, j] is the state j + 1 steps after S, as NumPy's generator reaches it by ``advance``."""
     from hebbref.kernels import tuned_dropout
 
     bit_generator = np.random.PCG64(11)
@@ -459,9 +459,32 @@ def test_the_steps_ahead_of_the_lanes_path_are_pcg64s_own_steps():
     state = bit_generator.state["state"]
     A, C = tuned_dropout._steps_ahead(state["inc"], 9)
     for j in range(9):
-        a, c = (int(A[j, 0]) << 64) | int(A[j, 1]), (int(C[j, 0]) << 64) | int(C[j, 1])
+        a, c = (int(A[0, j]) << 64) | int(A[1, j]), (int(C[0, j]) << 64) | int(C[1, j])
         bit_generator.advance(1)
         assert (a * state["state"] + c) % 2**128 == bit_generator.state["state"]["state"], j
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_the_lanes_path_keeps_a_number_equal_to_p_and_drops_one_just_under_it(chunks):
+    """u ≥ p, compared as integers (``keep_from``): p set to a drawn number itself, then to the next float64 above it.
+
+    A drawn u is k·2^-53; the kernel keeps it where k ≥ ⌈p·2^53⌉. With p = u the unit is kept,
+    with p one float64 above u (strictly between k·2^-53 and (k+1)·2^-53, since u < 1/2) it is
+    dropped, and so with every u drawn at random no test would tell ⌈ ⌉ from ⌊ ⌋ or ≥ from >.
+    """
+    from hebbref.kernels import tuned_dropout
+
+    seed = 4
+    u = np.random.default_rng(seed).random(64)
+    small = np.flatnonzero((u < 0.5) & (u > 0))  # where a float64 lies strictly between k·2^-53 and (k+1)·2^-53
+    x = np.ones(64)
+    for i in small[:3]:
+        for p in (u[i], np.nextafter(u[i], 1.0), np.nextafter(u[i], 0.0)):
+            ours, reference = np.random.default_rng(seed), np.random.default_rng(seed)
+            out, m = tuned_dropout.dropout_draw_lanes(x, p, ours, chunks, lanes=7)
+            _, m_ref = layers.dropout_draw(reference, x, p)
+            np.testing.assert_array_equal(m, m_ref)
+            assert (m[i] != 0) == (p <= u[i]), (i, p)
 
 
 @settings(max_examples=20, deadline=None)

@@ -14,11 +14,16 @@ from the state at the block's start at once, none waiting on the one before (ste
 one after another, each 128-bit product waits on the last, and that chain, not the
 arithmetic, sets the pace). The chunks' first states are read off the generator as it
 is advanced past the chunks before (``advance``). The upper half of a 128-bit product
-comes from a two-line LLVM intrinsic (``_mul_high``). On the 2-core Intel Xeon of
+and PCG's rotation come from two-line LLVM intrinsics (``_mul_high``, ``_rotate_right``),
+and u is never formed: with k = output >> 11, u = k·2^-53 ≥ p exactly when the integer
+k ≥ ⌈p·2^53⌉ (``keep_from``), so each number costs integer instructions only (about
+twenty, no conversion to float64). On the 2-core Intel Xeon of
 BENCHMARKS.md ("2026-12-02, late afternoon") it took dropout's draw in `simple` from
 10.5 ms of a step to 4.7 to 5.2 (bench_training_step.py, table 6); L = 16, 64 and 256
 were within 7 % of each other there (256 ahead on the largest array), and the plan
-measures them.
+measures them. Comparing integers and rotating by the intrinsic, with the steps' factors
+in rows of their own, made the kernel 2.6 to 2.9 times faster again on the Zen 4 EPYC of
+BENCHMARKS.md ("2026-12-03, dropout's draw"), with the same bits.
 
 "chunks" (``dropout_draw``), for every generator:
 
@@ -38,6 +43,7 @@ Shapes: any x; out and m have its shape and dtype.
 """
 import copy
 import functools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,7 +51,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 JUMPABLE = (np.random.PCG64, np.random.PCG64DXSM)  # one 64-bit output per float64, and ``advance``
@@ -152,35 +158,56 @@ def _mul_high(typingctx, a, b):
     return types.uint64(types.uint64, types.uint64), codegen
 
 
+@intrinsic
+def _rotate_right(typingctx, a, r):
+    """a rotated right by r bits, r < 64 (LLVM's funnel shift: one instruction on x86-64)."""
+    def codegen(context, builder, signature, arguments):
+        word = ir.IntType(64)
+        shift = cgutils.get_or_insert_function(builder.module, ir.FunctionType(word, [word] * 3), "llvm.fshr.i64")
+        return builder.call(shift, [arguments[0], arguments[0], arguments[1]])
+
+    return types.uint64(types.uint64, types.uint64), codegen
+
+
+def keep_from(p):
+    """The least k with k·2^-53 ≥ p: u = k·2^-53 is kept (u ≥ p) exactly when k ≥ keep_from(p); as np.uint64.
+
+    p·2^53 is exact in float64 (a power of two times p), and k is an integer, so
+    k·2^-53 ≥ p ⟺ k ≥ p·2^53 ⟺ k ≥ ⌈p·2^53⌉.
+    """
+    return np.uint64(max(0, math.ceil(float(p) * 2.0**53)))
+
+
 @functools.lru_cache(maxsize=32)  # keyed by each generator's increment: a sweep's many networks must not pile up
 def _steps_ahead(inc, lanes):
-    """(A, C), uint64 (lanes, 2) as [high, low]: j+1 steps of PCG64 from S give A[j]·S + C[j] (mod 2^128).
+    """(A, C), uint64 (2, lanes), row 0 the upper halves, row 1 the lower: j+1 steps of PCG64 from S give
+    A[:, j]·S + C[:, j] (mod 2^128).
 
-    A[j] = M^(j+1), C[j] = (M^j + … + M + 1)·inc: the affine map of one step, composed.
+    A[:, j] = M^(j+1), C[:, j] = (M^j + … + M + 1)·inc: the affine map of one step, composed.
     """
-    A, C = np.empty((lanes, 2), np.uint64), np.empty((lanes, 2), np.uint64)
+    A, C = np.empty((2, lanes), np.uint64), np.empty((2, lanes), np.uint64)
     a, c = 1, 0
     for j in range(lanes):
         a, c = (a * PCG64_MULTIPLIER) & _MASK128, (c * PCG64_MULTIPLIER + inc) & _MASK128
-        A[j], C[j] = (a >> 64, a & _MASK64), (c >> 64, c & _MASK64)
+        A[:, j], C[:, j] = (a >> 64, a & _MASK64), (c >> 64, c & _MASK64)
     return A, C
 
 
 @njit(parallel=True, cache=True)
-def draw_in_lanes_mask_and_apply(x, p, scale, zero, starts, states, A, C):
+def draw_in_lanes_mask_and_apply(x, keep, scale, zero, starts, states, A, C):
     """u drawn in the kernel, then m and x ⊙ m as ``mask_and_apply``: -> (out, m), flat, in x's dtype.
 
     Chunk i covers x[starts[i]:starts[i+1]] from the PCG64 state ``states[i]`` ([high, low],
-    the generator's state before its first number). Its numbers go by blocks of L = len(A):
-    number j of a block comes from the state at the block's start S as A[j]·S + C[j], so
+    the generator's state before its first number). Its numbers go by blocks of L = A.shape[1]:
+    number j of a block comes from the state at the block's start S as A[:, j]·S + C[:, j], so
     the L steps of a block do not wait on each other (one step after another, each waits on
-    the 128-bit product before it); the last state of a block starts the next.
+    the 128-bit product before it); the last state of a block starts the next. A number
+    u = k·2^-53 is kept where k ≥ ``keep`` (``keep_from(p)``: the same as u ≥ p).
     """
     out = np.empty_like(x)
     m = np.empty_like(x)
-    lanes = A.shape[0]
-    shift_out, shift_rotate, shift_high = np.uint64(11), np.uint64(58), np.uint64(63)
-    one, nought = np.uint64(1), np.uint64(0)
+    lanes = A.shape[1]
+    a_high, a_low, c_high, c_low = A[0], A[1], C[0], C[1]  # each a contiguous row: plain loads, no strides
     for chunk in prange(starts.size - 1):
         high, low = states[chunk, 0], states[chunk, 1]
         start, stop = starts[chunk], starts[chunk + 1]
@@ -188,20 +215,17 @@ def draw_in_lanes_mask_and_apply(x, p, scale, zero, starts, states, A, C):
             first = start + block * lanes
             count = min(lanes, stop - first)
             x_block, out_block, m_block = x[first:first + count], out[first:first + count], m[first:first + count]
-            next_high, next_low = high, low
+            step_high, step_low = high, low
             for j in range(count):
-                product_low = low * A[j, 1]  # (A·S + C) mod 2^128, in 64-bit halves
-                step_low = product_low + C[j, 1]
-                carry = one if step_low < product_low else nought
-                step_high = _mul_high(low, A[j, 1]) + low * A[j, 0] + high * A[j, 1] + C[j, 0] + carry
-                mixed = step_high ^ step_low  # PCG's output: hi ^ lo rotated right by the state's top 6 bits
-                rotation = step_high >> shift_rotate
-                output = (mixed >> rotation) | (mixed << ((-rotation) & shift_high))
-                u = np.float64(np.int64(output >> shift_out)) * (1.0 / 9007199254740992.0)  # < 2^53: exact
-                m_block[j] = scale if u >= p else zero
+                product_low = low * a_low[j]  # (A·S + C) mod 2^128, in 64-bit halves
+                step_low = product_low + c_low[j]
+                carry = np.uint64(step_low < product_low)
+                step_high = _mul_high(low, a_low[j]) + low * a_high[j] + high * a_low[j] + c_high[j] + carry
+                # PCG's output: hi ^ lo rotated right by the state's top 6 bits; its top 53 bits are k
+                output = _rotate_right(step_high ^ step_low, step_high >> np.uint64(58))
+                m_block[j] = scale if output >> np.uint64(11) >= keep else zero
                 out_block[j] = x_block[j] * m_block[j]
-                next_high, next_low = step_high, step_low
-            high, low = next_high, next_low
+            high, low = step_high, step_low
     return out, m
 
 
@@ -228,6 +252,6 @@ def dropout_draw_lanes(x, p, rng=None, chunks=None, lanes=None):
         bit_generator.advance(int(starts[i + 1] - starts[i]))  # past this chunk: at the end, past all n
     A, C = _steps_ahead(bit_generator.state["state"]["inc"], lanes or LANES)
     dtype = x.dtype.type
-    out, m = draw_in_lanes_mask_and_apply(x.reshape(-1), float(p), dtype(1.0 / (1.0 - p)), dtype(0), starts, states,
-                                          A, C)
+    out, m = draw_in_lanes_mask_and_apply(x.reshape(-1), keep_from(p), dtype(1.0 / (1.0 - p)), dtype(0), starts,
+                                          states, A, C)
     return out.reshape(x.shape), m.reshape(x.shape)
