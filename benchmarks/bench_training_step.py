@@ -15,7 +15,10 @@ Prints one Markdown table per measurement of issue 3:
    backward pass and the weight updates among them), each against hebbref's step and
    against PyTorch's step in the same rounds (``step_parts``);
 and the compile cost (first step in a fresh process, with an empty and with a filled
-Numba cache). Above the tables: the CPU (``runtime.cpu_key``), the versions, the thread counts, the
+Numba cache); with ``--plan-cost``, the cost of measuring the plans (the first step at
+``--batch`` in a fresh process, every kernel compiled, no plan on file), as
+``hebbref.kernels.plan`` races the candidates and with every candidate timed in every
+round. Above the tables: the CPU (``runtime.cpu_key``), the versions, the thread counts, the
 process settings the ``numba`` backend made (``hebbref.runtime``) and the pace of the
 machine (NumPy's float32 matmul, ``machine_pace``; again at the end); below them, the
 plan ``hebbref.kernels.plan.choose`` took for every layer shape (measured on this
@@ -353,6 +356,43 @@ def plans_table():
         print(f"| `{key}` | {plan.describe(chosen)} | {', '.join(f'{name} {ms:.1f}' for name, ms in timed) or '-'} |")
 
 
+PLANNED_STEP = """
+import time, numpy as np, hebbref
+from hebbref.kernels import plan
+if {every_round}:
+    plan.RACED_AFTER = plan.REPEATS + 1  # no race: every candidate timed in every round
+x = np.random.default_rng(0).random(({batch},) + {shape}, dtype=np.float32)
+net = hebbref.build_network("{net}", {shape}, 10, rule="urfb", dtype="float32", backend="numba", untied={untied})
+t = time.perf_counter()
+net.train_step(x, np.arange({batch}) % 10)
+print(time.perf_counter() - t)
+"""
+
+
+def plan_cost_table(batch):
+    """The first step's cost of measuring the plans: kernels compiled already, no plan on file; raced and not."""
+    print(f"\n### the cost of measuring the plans: first training step (batch {batch}, urfb, float32) in a fresh "
+          "process, every kernel compiled already, no plan on file\n")
+    print("| network | plans raced, as hebbref measures them (s) | every candidate in every round (s) | raced / every |")
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
+                                        ("deep", (3, 32, 32), False)]:
+            def first_step(plans, every_round):
+                code = PLANNED_STEP.format(net=net_name, shape=shape, untied=untied, batch=batch,
+                                           every_round=every_round)
+                env = dict(os.environ, HEBBREF_CACHE=os.path.join(folder, plans))  # this process's Numba cache
+                return float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                                            text=True).stdout)
+
+            name = f"{net_name}{' untied' if untied else ''}"
+            first_step(f"{name} warm-up", True)  # every candidate compiled into the Numba cache, if it was not
+            raced, every = first_step(f"{name} raced", False), first_step(f"{name} every", True)
+            print(f"| `{name}` | {raced:.1f} | {every:.1f} | {raced / every:.2f} |")
+    print("\n(each column's step in a fresh process with a plan folder of its own; the step itself, plans "
+          "apart, takes a fraction of a second)")
+
+
 def compile_table():
     """First step of a fresh process, with an empty Numba cache (compiles) and with the cache filled."""
     print("\n### compile cost: build + first training step (batch 8, urfb, float32) in a fresh process\n")
@@ -375,15 +415,17 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compile-cost table")
+    parser.add_argument("--plan-cost", action="store_true",
+                        help="add a table of the first step's cost of measuring the plans, raced and not")
     parser.add_argument("--tables", default="1,2,3,4,5,6",
-                        help="the numbered tables to print, comma-separated (default: all six)")
+                        help="the numbered tables to print, comma-separated (default: all six; 'none': none)")
     parser.add_argument("--no-blas-timeout", action="store_true",
                         help="do not set OPENBLAS_THREAD_TIMEOUT=4 for this process (see the top of this file)")
     parser.add_argument("--reuse-plans", action="store_true",
                         help="take the plans already in the plan file (default: measure them afresh, in this run)")
     args = parser.parse_args(argv)
     try:
-        tables = {int(number) for number in args.tables.split(",")}
+        tables = set() if args.tables == "none" else {int(number) for number in args.tables.split(",")}
     except ValueError:
         parser.error(f"--tables takes numbers from 1 to 6 separated by commas, got {args.tables!r}")
     if not tables <= {1, 2, 3, 4, 5, 6}:
@@ -417,6 +459,8 @@ def main(argv=None):
     if 6 in tables:
         parts_table(args.batch, args.repeats)
     plans_table()
+    if args.plan_cost:
+        plan_cost_table(args.batch)
     if not args.skip_compile:
         compile_table()
     print(f"\nNumba threading layer: {numba.threading_layer()}; load average after the run: "

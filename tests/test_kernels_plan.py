@@ -250,6 +250,37 @@ def test_candidates_are_timed_in_rounds_not_one_after_another(timing_on, monkeyp
     assert order == ["a", "b"] + ["a", "b"] * plan.REPEATS  # warm-ups, then the rounds
 
 
+def test_a_candidate_far_behind_after_the_first_rounds_is_timed_no_more(timing_on, monkeypatch):
+    """The race: after RACED_AFTER rounds a candidate more than LOSES_BY times (and LOSES_BY_MS) slower is dropped.
+
+    Its time so far stays in ``measured_ms``; the fastest still wins; one a little slower runs every round.
+    """
+    calls = {"fast": 0, "close": 0, "far": 0}
+    seconds = {"fast": 0.002, "close": 0.003, "far": 0.006}  # far: 3 times fast and 4 ms longer
+
+    def path(name):
+        def call(delta, cache, B):
+            calls[name] += 1
+            time.sleep(seconds[name])
+        return call
+
+    monkeypatch.setitem(plan.PATHS, "conv_input_error", {name: path(name) for name in calls})
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)  # one thread count: three candidates
+    delta, W = conv_arguments(c_in=3, c_out=2)
+    chosen = plan.choose("conv_input_error", delta, None, W)
+    assert chosen.path == "fast" and set(chosen.measured_ms) == {"fast/1", "close/1", "far/1"}
+    assert calls == {"fast": 1 + plan.REPEATS, "close": 1 + plan.REPEATS, "far": 1 + plan.RACED_AFTER}
+    assert chosen.measured_ms["far/1"] >= 1e3 * seconds["far"]
+
+
+def test_calls_of_a_few_microseconds_are_never_raced_out():
+    """Twice as slow but shorter than LOSES_BY_MS: kept (cheap to time, and the noisiest); far behind and long: out."""
+    assert not plan.loses(3e-6, 1e-6)
+    assert not plan.loses(0.0025, 0.002)
+    assert plan.loses(0.0061, 0.003)
+    assert not plan.loses(0.0059, 0.003)  # under LOSES_BY times the fastest
+
+
 def test_two_cpus_that_share_a_model_name_keep_their_own_plans(timing_on, monkeypatch):
     """A virtual machine may give several CPU generations one generic name: the numbers tell them apart."""
     measured = []

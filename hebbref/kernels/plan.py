@@ -77,7 +77,14 @@ candidate on those very arguments and keeps the fastest: each candidate is calle
 to warm up, then all of them are timed in turn, ``REPEATS`` rounds, and each keeps its
 best time. Rounds, not one candidate after another: a burst of other work on the
 machine then slows one call of every candidate rather than every call of one, which
-would make it lose unfairly. Fewer threads than Numba has are kept only when they win
+would make it lose unfairly. After ``RACED_AFTER`` rounds a candidate whose best time is
+more than ``LOSES_BY`` times the best of all, and longer by more than ``LOSES_BY_MS``, is
+timed no more (a race, as in successive elimination): it cannot win unless every one
+of its calls so far was slowed to less than half its speed, and its remaining rounds
+would be the longest of the plan. On the plans of ``simple``, untied ``simple`` and
+``deep`` at batch 500 this leaves about two thirds of the time spent calling candidates
+(``tests/test_kernels_plan.py``; the arithmetic on a plan file in BENCHMARKS.md,
+"2026-12-03, dropout's draw"). Its time so far stays in ``measured_ms``. Fewer threads than Numba has are kept only when they win
 by more than ``FEWER_THREADS_MARGIN`` (``pick`` says why). The choice is cached in
 memory and on disk, in a small JSON file (``cache_file()``:
 ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or
@@ -123,6 +130,12 @@ from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_chann
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
 REPEATS = 5  # rounds in which every candidate is timed once, after one warm-up each
+# the race: after RACED_AFTER rounds, a candidate slower than LOSES_BY times the best so far, and by more than
+# LOSES_BY_MS, is timed no more (a margin against noise, not a tuned constant; calls of a few
+# microseconds cost nothing to keep timing, and their times are the noisiest)
+RACED_AFTER = 2
+LOSES_BY = 2.0
+LOSES_BY_MS = 1.0
 # the default plan's two thresholds (used only when timing is off)
 SHIFTED_FROM = 64  # terms per output sum from which the shifted products are the default
 PARALLEL_FROM = 1 << 18  # units of work (multiply-adds or elements) from which all threads are the default
@@ -509,17 +522,25 @@ def _measure(equation, arguments, key):
         with on_threads(plans[name].threads):
             call()
         best[name] = float("inf")
-    for _ in range(REPEATS):  # every candidate once per round, each keeping its best time
-        for name, call in calls.items():
+    racing = dict(calls)
+    for done in range(1, REPEATS + 1):  # every candidate still racing once per round, each keeping its best time
+        for name, call in racing.items():
             with on_threads(plans[name].threads):
                 start = time.perf_counter()
                 call()
                 best[name] = min(best[name], time.perf_counter() - start)
+        if done >= RACED_AFTER:
+            racing = {name: call for name, call in racing.items() if not loses(best[name], min(best.values()))}
     times = {name: round(1e3 * seconds, 3) for name, seconds in best.items()}
     chosen = pick(plans, times)
     plan = Plan(chosen.path, chosen.threads, times, chosen.block)
     _write_plan(key, plan)
     return plan
+
+
+def loses(seconds, fastest):
+    """Whether a candidate's best time so far puts it out of the race (``LOSES_BY``, ``LOSES_BY_MS``)."""
+    return seconds > LOSES_BY * fastest and seconds - fastest > LOSES_BY_MS / 1e3
 
 
 def pick(plans, times):
