@@ -81,10 +81,11 @@ would make it lose unfairly. After ``RACED_AFTER`` rounds a candidate whose best
 more than ``LOSES_BY`` times the best of all, and longer by more than ``LOSES_BY_MS``, is
 timed no more (a race, as in successive elimination): it cannot win unless every one
 of its calls so far was slowed to less than half its speed, and its remaining rounds
-would be the longest of the plan. On the plans of ``simple``, untied ``simple`` and
-``deep`` at batch 500 this leaves about two thirds of the time spent calling candidates
-(``tests/test_kernels_plan.py``; the arithmetic on a plan file in BENCHMARKS.md,
-"2026-12-03, dropout's draw"). Its time so far stays in ``measured_ms``. Fewer threads than Numba has are kept only when they win
+would be the longest of the plan. Its time so far stays in ``measured_ms``. On the Zen 4
+EPYC of BENCHMARKS.md ("2026-12-03, third session"; ``benchmarks/bench_training_step.py
+--plan-cost``), the first step of ``deep`` at batch 500, its kernels compiled and no plan
+on file, took 74.0 s raced against 105.9 s with every candidate in every round, and
+``simple``'s 10.7 against 13.1 s. Fewer threads than Numba has are kept only when they win
 by more than ``FEWER_THREADS_MARGIN`` (``pick`` says why). The choice is cached in
 memory and on disk, in a small JSON file (``cache_file()``:
 ``$HEBBREF_CACHE/plans.json``, else ``$XDG_CACHE_HOME/hebbref`` or

@@ -23,7 +23,7 @@ BENCHMARKS.md ("2026-12-02, late afternoon") it took dropout's draw in `simple` 
 were within 7 % of each other there (256 ahead on the largest array), and the plan
 measures them. Comparing integers and rotating by the intrinsic, with the steps' factors
 in rows of their own, made the kernel 2.6 to 2.9 times faster again on the Zen 4 EPYC of
-BENCHMARKS.md ("2026-12-03, dropout's draw"), with the same bits.
+BENCHMARKS.md ("2026-12-03, third session"), with the same bits.
 
 "chunks" (``dropout_draw``), for every generator:
 
