@@ -22,8 +22,10 @@ BENCHMARKS.md ("2026-12-02, late afternoon") it took dropout's draw in `simple` 
 10.5 ms of a step to 4.7 to 5.2 (bench_training_step.py, table 6); L = 16, 64 and 256
 were within 7 % of each other there (256 ahead on the largest array), and the plan
 measures them. Comparing integers and rotating by the intrinsic, with the steps' factors
-in rows of their own, made the kernel 2.6 to 2.9 times faster again on the Zen 4 EPYC of
-BENCHMARKS.md ("2026-12-03, third session"), with the same bits.
+in rows of their own, made the path 2.3 to 2.7 times faster again at L = 256 on the Zen 4
+EPYC of BENCHMARKS.md ("2026-12-03, third session": the medians of the rounds' ratios,
+0.37 to 0.44, of ``benchmarks/bench_conv_paths.py --dropout --against 95d69fb``), with
+the same bits.
 
 "chunks" (``dropout_draw``), for every generator:
 
