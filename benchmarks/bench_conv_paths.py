@@ -187,6 +187,27 @@ POOLS = [("simple: ramp, pool3s2", 32, 28, 3, 2, "ramp"), ("deep: pool3s3", 16, 
          ("deep: pool2s2", 64, 11, 2, 2, "x"), ("deep: pool2s2, last", 64, 6, 2, 2, "x"),
          ("deep: sum block, pool3s3", 16, 32, 3, 3, "sum"), ("deep: sum block, pool2s2", 64, 11, 2, 2, "sum"),
          ("deep: sum block, pool2s2, last", 64, 6, 2, 2, "sum")]
+def candidate_calls(equation, arguments, base=None):
+    """{("this", path): call, ("base", path): call}: every candidate of ``equation`` on all threads, on ``arguments``.
+
+    A path's name carries its block size ("lanes:64"). With ``base`` (a revision's kernel
+    module, ``modules_at``), its function of the same name, at the candidate's block
+    size, where it has one.
+    """
+    calls = {}
+    for label, candidate in plan.candidates(equation, arguments).items():
+        if candidate.threads != numba.get_num_threads():
+            continue
+        path_name = label.rsplit("/", 1)[0]
+        calls[("this", path_name)] = lambda f=plan.path_function(equation, candidate): f(*arguments)
+        function = getattr(base, plan.PATHS[equation][candidate.path].__name__, None) if base else None
+        if function is not None:
+            if candidate.block is not None:
+                function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
+            calls[("base", path_name)] = lambda f=function: f(*arguments)
+    return calls
+
+
 # the equation that pools each kind, and its arguments after the pooled array(s)
 POOL_EQUATIONS = {"ramp": "ramp_maxpool_forward", "sum": "ramp_plus_maxpool_forward", "x": "maxpool_forward"}
 
@@ -209,19 +230,7 @@ def pools_table(batch, repeats, rng, revision=None):
         equation = POOL_EQUATIONS[kind]
         a = rng.random((batch, C, size, size), dtype=np.float32)  # a sum block's first ramp's output
         arguments = {"ramp": (x, k, t, 0.5), "sum": (x, a, k, t, 0.5), "x": (x, k, t)}[kind]
-        calls = {}
-        for label, candidate in plan.candidates(equation, arguments).items():
-            if candidate.threads != numba.get_num_threads():
-                continue
-            path_name = label.rsplit("/", 1)[0]
-            calls[("this", path_name)] = lambda f=plan.path_function(equation, candidate): f(*arguments)
-            # the revision's function of the same path, at the candidate's block size
-            function = getattr(base, plan.PATHS[equation][candidate.path].__name__, None) if base else None
-            if function is not None:
-                if candidate.block is not None:
-                    function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
-                calls[("base", path_name)] = lambda f=function: f(*arguments)
-        best = best_times(calls, repeats)
+        best = best_times(candidate_calls(equation, arguments, base), repeats)
         fastest_before = min((ms for (tree, _), ms in best.items() if tree == "base"), default=None)
         for (tree, label), ms in best.items():
             if tree != "this":
@@ -254,18 +263,7 @@ def dropout_table(batch, repeats, rng, revision=None):
     print("|---|---|---:" + ("|---:|---:|" if base else "|"))
     for name, shape, p in DROPOUTS:
         x = rng.standard_normal((batch,) + shape, dtype=np.float32)
-        calls = {}
-        for label, candidate in plan.candidates("dropout_draw", (x, p)).items():
-            if candidate.threads != numba.get_num_threads():
-                continue
-            path_name = label.rsplit("/", 1)[0]
-            calls[("this", path_name)] = lambda f=plan.path_function("dropout_draw", candidate): f(x, p)
-            function = getattr(base, plan.PATHS["dropout_draw"][candidate.path].__name__, None) if base else None
-            if function is not None:
-                if candidate.block is not None:
-                    function = functools.partial(function, **{plan.BLOCKS[candidate.path][1]: candidate.block})
-                calls[("base", path_name)] = lambda f=function: f(x, p)
-        times = interleaved_times(calls, repeats)
+        times = interleaved_times(candidate_calls("dropout_draw", (x, p), base), repeats)
         for (tree, label), ms in times.items():
             if tree != "this":
                 continue
