@@ -205,9 +205,9 @@ print(f"a vector on this CPU: {tuned_simd.LANES} float32 numbers; a piece of a r
 # `hebbref.kernels.plan.choose`: the first time a layer shape comes, it times every
 # candidate on this machine (each path, at each of its block sizes where it works in
 # cache-sized blocks, on one thread and on all; a candidate still more than twice as slow
-# as the best after two rounds is timed no more) and keeps the fastest, in a small file
-# under the CPU's model name (`HEBBREF_TUNE=0` skips the timing and takes a default
-# from the shape):
+# as the best, and by over a millisecond, after two rounds is timed no more) and keeps the
+# fastest, in a small file under the CPU's model name (`HEBBREF_TUNE=0` skips the timing
+# and takes a default from the shape):
 
 # %%
 print(inspect.getsource(plan.choose))

@@ -531,7 +531,8 @@ def _measure(equation, arguments, key):
                 call()
                 best[name] = min(best[name], time.perf_counter() - start)
         if done >= RACED_AFTER:
-            racing = {name: call for name, call in racing.items() if not loses(best[name], min(best.values()))}
+            fastest = min(best.values())
+            racing = {name: call for name, call in racing.items() if not loses(best[name], fastest)}
     times = {name: round(1e3 * seconds, 3) for name, seconds in best.items()}
     chosen = pick(plans, times)
     plan = Plan(chosen.path, chosen.threads, times, chosen.block)
