@@ -43,6 +43,16 @@ layers of ``simple`` and ``deep``, interleaved; with ``--against REV`` too, REV'
 of the same names (``tuned_dropout.py``) run in the same rounds, and each row gives the
 median over rounds of this tree's time over REV's.
 
+``--winograd`` adds a table that times Winograd's paths (``tuned_conv_winograd``: "winograd"
+and "winograd-4x4", at every number of images per block the plan times) on the layers
+they apply to, the forward pass with its weight increment and the input error, on all
+threads, interleaved; with ``--against REV`` too, REV's ``tuned_conv_winograd`` runs the
+same calls in the same rounds, and each row gives the median over rounds of this tree's
+time over REV's.
+
+``--skip-paths`` leaves out the first table (every path of every layer), for a run of the
+other tables alone.
+
 ``--together`` adds a table that times, on each conv layer, the ``numba`` backend's
 input error and weight increment of one δ called one after the other against
 ``conv_backward``, which computes them together where ``plan.conv_backward_together``
@@ -277,6 +287,92 @@ def dropout_table(batch, repeats, rng, revision=None):
             print(row + " |")
 
 
+def paths_table(batch, repeats, rng):
+    """Every path of each conv equation on every layer, interleaved, with the plan's choice and the default."""
+    print("| layer (N, C_in→C_out, H×W, k) | equation | path | ms | GFLOP/s | plan's choice | default |")
+    print("|---|---|---|---:|---:|---|---|")
+    for name, c_in, c_out, size, k in LAYERS:
+        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+        W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
+        delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
+        flops = 2 * batch * size * size * c_out * c_in * k * k
+        error_direct = plan.PATHS["conv_input_error"]["direct"]
+        rows = {
+            "forward h + increment G": (direct_widths({path: forward_and_increment(path, x, W, delta)
+                                                       for path in plan.PATHS["conv_forward"]
+                                                       if plan.applies("conv_forward", path, (x, W))},
+                                                      lambda width: forward_and_increment("direct", x, W, delta,
+                                                                                          width=width)),
+                                        2 * flops, ("conv_forward", (x, W))),
+            "input error e": (direct_widths({path: (lambda f=f: f(delta, None, W))
+                                             for path, f in plan.PATHS["conv_input_error"].items()
+                                             if plan.applies("conv_input_error", path, (delta, None, W))},
+                                            lambda width: lambda: error_direct(delta, None, W, width=width)),
+                              flops, ("conv_input_error", (delta, None, W))),
+        }
+        for equation, (calls, work, (plan_name, arguments)) in rows.items():
+            best = best_times(calls, repeats)
+            chosen = plan.choose(plan_name, *arguments)
+            default = plan.default_plan(plan_name, arguments)
+            for label, ms in best.items():
+                path, _, width = label.partition(":")
+                picked = path == chosen.path and (not width or int(width) == chosen.block)
+                print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {label} "
+                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if picked else ''} "
+                      f"| {'default' if path == default.path and (not width or int(width) == default.block) else ''} |")
+
+
+def winograd_table(batch, repeats, rng, revision=None):
+    """Winograd's paths (``tuned_conv_winograd``) on every layer they apply to, at every block size, interleaved.
+
+    For each tile ("winograd", "winograd-4x4") and images per block the plan times: the
+    forward pass with the weight increment it implies, and the input error. With
+    ``revision``, that revision's ``tuned_conv_winograd`` runs the same calls in the same
+    rounds, and each row gives the median over rounds of this tree's time over the revision's.
+    """
+    from hebbref.kernels import tuned_conv_winograd
+    base = modules_at(revision, ("tuned_conv_winograd",))[0] if revision else None
+    against = f" | {revision}: best / median (ms) | median of the rounds' ratios this / {revision}" if base else ""
+    print(f"\n### Winograd's tiles, every block size, best / median of {repeats}, interleaved\n")
+    print(f"| layer (N, C_in→C_out, H×W, k) | equation | path | this tree: best / median (ms){against} |")
+    print("|---|---|---|---:" + ("|---:|---:|" if base else "|"))
+
+    def calls_of(module, x, W, delta, m, images):
+        def forward_and_increment():
+            _, cache = module.forward(x, W, m, images)
+            module.weight_increment(delta, cache)
+        return {"forward h + increment G": forward_and_increment,
+                "input error e": lambda: module.input_error(delta, W, m, images)}
+
+    for name, c_in, c_out, size, k in LAYERS:
+        x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
+        W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
+        delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
+        calls = {}
+        for path, m in (("winograd", 5 - k), ("winograd-4x4", 4)):
+            if not plan.applies("conv_forward", path, (x, W)):
+                continue
+            for images in plan.BLOCKS[path][2]:
+                label = f"{path}:{images}"
+                for tree, module in (("this", tuned_conv_winograd), ("base", base)):
+                    if module is not None:
+                        for equation, call in calls_of(module, x, W, delta, m, images).items():
+                            calls[(tree, equation, label)] = call
+        if not calls:
+            continue
+        times = interleaved_times(calls, repeats)
+        for (tree, equation, label), ms in times.items():
+            if tree != "this":
+                continue
+            row = (f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {label} "
+                   f"| {min(ms):.1f} / {statistics.median(ms):.1f}")
+            before = times.get(("base", equation, label))
+            if before is not None:
+                ratio = statistics.median(a / b for a, b in zip(ms, before))
+                row += f" | {min(before):.1f} / {statistics.median(before):.1f} | {ratio:.2f}"
+            print(row + " |")
+
+
 UNTIED_EQUATIONS = ("locally_connected_forward", "locally_connected_input_error", "locally_connected_weight_increment")
 
 
@@ -452,6 +548,9 @@ def main():
                         help="also time every path of the max pool's forward pass on the pools of simple and deep")
     parser.add_argument("--dropout", action="store_true",
                         help="also time every path of dropout's draw on the dropout layers of simple and deep")
+    parser.add_argument("--skip-paths", action="store_true", help="leave out the first table (every path of every layer)")
+    parser.add_argument("--winograd", action="store_true",
+                        help="also time Winograd's paths at every block size on the layers they apply to")
     parser.add_argument("--together", action="store_true",
                         help="also time each conv layer's input error and increment one after the other and together")
     args = parser.parse_args()
@@ -464,37 +563,8 @@ def main():
     square = rng.standard_normal((2048, 2048), dtype=np.float32)
     matmul = best_times({"matmul": lambda: square @ square}, args.repeats)["matmul"]
     print(f"NumPy float32 2048² matmul: {2 * 2048**3 / matmul / 1e6:.0f} GFLOP/s\n")
-    print("| layer (N, C_in→C_out, H×W, k) | equation | path | ms | GFLOP/s | plan's choice | default |")
-    print("|---|---|---|---:|---:|---|---|")
-    for name, c_in, c_out, size, k in LAYERS:
-        x = rng.standard_normal((args.batch, c_in, size, size), dtype=np.float32)
-        W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
-        delta = rng.standard_normal((args.batch, c_out, size, size), dtype=np.float32)
-        flops = 2 * args.batch * size * size * c_out * c_in * k * k
-        error_direct = plan.PATHS["conv_input_error"]["direct"]
-        rows = {
-            "forward h + increment G": (direct_widths({path: forward_and_increment(path, x, W, delta)
-                                                       for path in plan.PATHS["conv_forward"]
-                                                       if plan.applies("conv_forward", path, (x, W))},
-                                                      lambda width: forward_and_increment("direct", x, W, delta,
-                                                                                          width=width)),
-                                        2 * flops, ("conv_forward", (x, W))),
-            "input error e": (direct_widths({path: (lambda f=f: f(delta, None, W))
-                                             for path, f in plan.PATHS["conv_input_error"].items()
-                                             if plan.applies("conv_input_error", path, (delta, None, W))},
-                                            lambda width: lambda: error_direct(delta, None, W, width=width)),
-                              flops, ("conv_input_error", (delta, None, W))),
-        }
-        for equation, (calls, work, (plan_name, arguments)) in rows.items():
-            best = best_times(calls, args.repeats)
-            chosen = plan.choose(plan_name, *arguments)
-            default = plan.default_plan(plan_name, arguments)
-            for label, ms in best.items():
-                path, _, width = label.partition(":")
-                picked = path == chosen.path and (not width or int(width) == chosen.block)
-                print(f"| {name} ({args.batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {label} "
-                      f"| {ms:.1f} | {work / ms / 1e6:.0f} | {plan.describe(chosen) if picked else ''} "
-                      f"| {'default' if path == default.path and (not width or int(width) == default.block) else ''} |")
+    if not args.skip_paths:
+        paths_table(args.batch, args.repeats, rng)
     if args.untied:
         untied_table(args.batch, args.repeats, rng)
     if args.together:
@@ -505,6 +575,8 @@ def main():
         pools_table(args.batch, args.repeats, rng, args.against)
     if args.dropout:
         dropout_table(args.batch, args.repeats, rng, args.against)
+    if args.winograd:
+        winograd_table(args.batch, args.repeats, rng, args.against)
     if args.against:
         against_table(args.against, args.batch, args.repeats, rng)
         if args.untied:

@@ -182,6 +182,26 @@ def test_channels_go_last_after_the_padding_and_come_back():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C, H, W, before", [(20, 7, 5, 1), (33, 4, 9, 0), (17, 6, 6, 2)])
+def test_wide_images_go_channels_last_and_back_number_for_number(dtype, C, H, W, before):
+    """Channels and pixels past a vector's lanes (blocks turned over in registers for float32, then the edges),
+    from the second image of a block on; the way back straight into h and through a padded scratch image."""
+    x = np.random.default_rng(C).standard_normal((4, C, H, W)).astype(dtype)
+    Xc = np.full((2, H + 2 * before + 1, W + 2 * before + 2, C), np.nan, dtype)
+    winograd.channels_last(x, 1, 3, before, Xc)
+    expected = np.zeros_like(Xc)
+    expected[:, before : before + H, before : before + W] = x[1:3].transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(Xc, expected)
+    for past in (0, 1, 3):  # tiles that cover the images exactly, and tiles past them
+        Yc = np.full((2, H + past, W + past, C), np.nan, dtype)
+        Yc[:, :H, :W] = x[1:3].transpose(0, 2, 3, 1)
+        h = np.full((4, C, H, W), np.nan, dtype)
+        winograd.channels_first(Yc, 2, 4, h)  # into images 2 and 3 of h
+        np.testing.assert_array_equal(h[2:], x[1:3])
+        assert np.isnan(h[:2]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_float32_rounding_of_each_path_on_a_wide_layer(dtype):
     """On 64 → 64 channels (deep 2b's shape, 16 images): "winograd" rounds as the shifted products do, "winograd-4x4"
     about 30 times more (points up to ±2), measured here at under 3e-5 of the largest output, against 1e-6."""

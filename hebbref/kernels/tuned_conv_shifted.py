@@ -55,6 +55,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
+from .tuned_simd import copy_run, zero_run
 
 # a block holds whole images, about this many columns by default: with 64 input and 64 output
 # channels in float32 its input and output take 2 × 64 × 2048 × 4 bytes = 1 MiB, half of a
@@ -115,36 +116,35 @@ def geometry(H, W, k, before):
 
 
 @njit(cache=True)
-def images_to_columns(x, n0, n1, offset, Ws, plane, tail, X):
-    """Write images n0..n1-1 of x (N, C, H, W) into X (C, ≥ (n1-n0)·plane + tail), zeros in the gaps.
+def images_to_columns(x, n0, n1, offset, Ws, plane, tail, X, first=0):
+    """Write images n0..n1-1 of x (N, C, H, W) into X (C, ≥ first + (n1-n0)·plane + tail), zeros in the gaps.
 
-    Pixel (n, c, y, x) goes to column (n-n0)·plane + (y+offset)·Ws + offset + x of row c;
-    every other column of those planes, and the ``tail`` columns after the last one, get
-    a zero. Every column is written once.
+    Pixel (n, c, y, x) goes to column first + (n-n0)·plane + (y+offset)·Ws + offset + x
+    of row c; every other column of those planes, and the ``tail`` columns after the
+    last one, get a zero. Every column is written once. X is C-contiguous, and both
+    arrays are read flat: a row of a view would have a stride Numba cannot know, and
+    LLVM would write it with scatters.
     """
     _, C, H, W = x.shape
     Hs = plane // Ws
-    pixels = x.reshape(x.shape[0], C, H * W)  # 1-d rows: 2-3 times faster here than x[n, c, y] views
+    ld = X.shape[1]
+    columns = X.reshape(-1)
+    pixels = x.reshape(-1)
     for c in range(C):
-        row = X[c]
+        row = c * ld + first
         for n in range(n0, n1):
-            image = pixels[n, c]
-            base = (n - n0) * plane
+            image = (n * C + c) * H * W
+            base = row + (n - n0) * plane
             for r in range(Hs):  # the plane's rows: `offset` zero rows, H pixel rows, zero rows
                 start = base + r * Ws
                 y = r - offset
                 if 0 <= y < H:
-                    for m in range(offset):
-                        row[start + m] = 0
-                    for m in range(W):
-                        row[start + offset + m] = image[y * W + m]
-                    for m in range(offset + W, Ws):
-                        row[start + m] = 0
+                    zero_run(columns, start, offset)
+                    copy_run(pixels, image + y * W, columns, start + offset, W)
+                    zero_run(columns, start + offset + W, Ws - offset - W)
                 else:
-                    for m in range(Ws):
-                        row[start + m] = 0
-        for m in range((n1 - n0) * plane, (n1 - n0) * plane + tail):
-            row[m] = 0
+                    zero_run(columns, start, Ws)
+        zero_run(columns, row + (n1 - n0) * plane, tail)
 
 
 @njit(cache=True)
@@ -195,10 +195,8 @@ def columns_to_images(out, n0, n1, plane, Ws, H, W, offset, target):
     for n in range(n0, n1):
         for r in range(out.shape[0]):
             source, row = out[r], target[n, r]
-            for i in range(H):
-                start = (n - n0) * plane + (i + offset) * Ws + offset
-                for j in range(W):  # one row of pixels
-                    row[i * W + j] = source[start + j]
+            for i in range(H):  # one row of pixels
+                copy_run(source, (n - n0) * plane + (i + offset) * Ws + offset, row, i * W, W)
 
 
 @njit(parallel=True, cache=True)
@@ -223,7 +221,7 @@ def shifted_products(blas, x, taps, before, after, images_per_block, X):
     h_rows = h.reshape(N, O, H * W)
     for block in prange(blocks):
         n0, n1, _, span = block_of(block, images_per_block, N, H, W, Ws, plane, tail)
-        images_to_columns(x, n0, n1, before, Ws, plane, tail, X[:, block * stride :])
+        images_to_columns(x, n0, n1, before, Ws, plane, tail, X, block * stride)
         out = np.empty((O, span), dtype=x.dtype)  # h for these images, gap positions included
         tap_products(blas, X_flat, ld, block * stride, Ws, k, span, taps_flat, O, C, out.reshape(-1))
         columns_to_images(out, n0, n1, plane, Ws, H, W, 0, h_rows)
@@ -328,7 +326,7 @@ def shifted_backward_products(blas, delta, X, taps_e, k, before, images_per_bloc
         D = np.empty((O, length), dtype=delta.dtype)
         D[:, :off] = 0
         D[:, off + columns :] = 0
-        images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D[:, off:])
+        images_to_columns(delta, n0, n1, 0, Ws, plane, tail, D, off)
         D_flat = D.reshape(-1)
         tap_weight_products(blas, X_flat, ld, block * stride, Ws, k, span, D_flat[off:], length, O, C,
                             partial[block].reshape(-1))

@@ -44,7 +44,12 @@ runs over the blocks. Each block lays its images out with the channels last (pad
 so that every transform is a sum of vectors along the channels; transforms the patches
 (first along their rows, a whole row of tiles at once, then along their columns,
 ``to_tiles``); runs the t² gemms (SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``);
-transforms the result back (``from_tiles``) and writes its images out. The weight
+transforms the result back (``from_tiles``) and writes its images out. The two layouts
+(``channels_last``, ``channels_first``) turn each image over whole, through vector
+registers for float32 (``tuned_simd.turn_over_any``), and every run of numbers that the
+layouts and the transforms move is indexed by unsigned numbers (``tuned_simd.copy_run``, ``add_rows``):
+Numba wraps a negative signed index around, and LLVM compiles such a loop with gathers
+and scatters (vector loads and stores with these). The weight
 increment forms V again from x, block by block, rather than keep it (t²/m² = 2.25 to
 4 times the input's size), and each thread adds its blocks into its own dU.
 
@@ -58,6 +63,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
 from .tuned_conv_shifted import NO_TRANSPOSE, TRANSPOSE, blas_for, gemm
+from .tuned_simd import copy_run, turn_over_any
 
 # the finite evaluation points, in the order they are taken; ∞ is always the last point
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
@@ -87,10 +93,16 @@ def channels_last(x, n0, n1, before, Xc):
     """Xc[n - n0, before + y, before + x, c] = x[n, c, y, x] for images n0..n1-1, zeros around each image.
 
     Xc (images, Hb, Wb, C): the block's images with their channels last, so that every
-    operation on a pixel below is a loop along the channels, which vectorises.
+    operation on a pixel below is a loop along the channels, which vectorises. Each
+    image is turned over whole (``tuned_simd.turn_over_any``: (C, H·W) -> (H·W, C), by
+    vector registers for float32), then its rows are copied into the padded image.
     """
     _, C, H, W = x.shape
-    planes = x.reshape(x.shape[0], C, H * W)
+    _, Hb, Wb, _ = Xc.shape
+    source = x.reshape(-1)
+    target = Xc.reshape(-1)
+    pixels = np.empty(H * W * C, dtype=x.dtype)  # one image with its channels last, not padded
+    row = W * C
     for n in range(n0, n1):
         image = Xc[n - n0]
         image[:before] = 0
@@ -98,29 +110,33 @@ def channels_last(x, n0, n1, before, Xc):
         for y in range(H):
             image[before + y, :before] = 0
             image[before + y, before + W :] = 0
-        source = planes[n]
+        turn_over_any(source, n * C * H * W, H * W, pixels, 0, C, C, H * W)  # pixels[p·C + c] = x[n, c, p]
         for y in range(H):
-            for xx in range(W):  # one pixel's channels, written in a row
-                pixel = image[before + y, before + xx]
-                for c in range(C):
-                    pixel[c] = source[c, y * W + xx]
+            copy_run(pixels, y * row, target, (((n - n0) * Hb + before + y) * Wb + before) * C, row)
 
 
 @njit(cache=True)
 def channels_first(Yc, n0, n1, h):
-    """h[n, o, y, x] = Yc[n - n0, y, x, o] for images n0..n1-1, the positions past the image dropped."""
+    """h[n, o, y, x] = Yc[n - n0, y, x, o] for images n0..n1-1, the positions past the image dropped.
+
+    Each image is turned over whole ((Hb·Wb, O) -> (O, Hb·Wb), ``tuned_simd.turn_over_any``):
+    straight into h where the tiles cover the image exactly, else into a scratch image
+    whose planes' rows are then copied out without the block's padding.
+    """
     _, O, H, W = h.shape
     _, Hb, Wb, _ = Yc.shape
-    planes = h.reshape(h.shape[0], O, H * W)
     source = Yc.reshape(-1)
+    target = h.reshape(-1)
+    exact = Hb == H and Wb == W
+    planes = np.empty(0 if exact else O * Hb * Wb, dtype=h.dtype)  # one image with its channels first, padded
     for n in range(n0, n1):
-        base = (n - n0) * Hb * Wb
+        if exact:
+            turn_over_any(source, (n - n0) * H * W * O, O, target, n * O * H * W, H * W, H * W, O)
+            continue
+        turn_over_any(source, (n - n0) * Hb * Wb * O, O, planes, 0, Hb * Wb, Hb * Wb, O)  # planes[o·Hb·Wb + p]
         for o in range(O):
-            plane = planes[n, o]
             for y in range(H):
-                row = (base + y * Wb) * O + o
-                for xx in range(W):
-                    plane[y * W + xx] = source[row + xx * O]
+                copy_run(planes, (o * Hb + y) * Wb, target, ((n * O + o) * H + y) * W, W)
 
 
 @njit(cache=True, inline="always")  # inlined where it is called: as a call, its loops do not vectorise
@@ -130,10 +146,12 @@ def add_rows(weights, source, start, step, count, target, at, length, reps, sour
     For b < count and each of ``reps`` runs r. The zero weights are skipped and the
     others taken two at a time, so that each pass over a run adds two source rows: the
     transforms' matrices hold two to four nonzero entries a row, and these passes are
-    most of their cost.
+    most of their cost. The runs are indexed in the flat arrays by unsigned numbers, as
+    in ``copy_run``, with no slice made per run (most runs are one pixel's channels).
     """
     first = True  # the first pass writes, the later ones add
     pending = -1  # a nonzero weight waiting for a second one
+    n = np.uint64(length)
     for b in range(count + 1):
         if b < count and weights[b] == 0:
             continue
@@ -146,30 +164,32 @@ def add_rows(weights, source, start, step, count, target, at, length, reps, sour
         if b < count:  # two rows in one pass
             w1 = weights[b]
             for r in range(reps):
-                out = target[at + r * target_jump : at + r * target_jump + length]
-                s0 = source[start + pending * step + r * source_jump :][:length]
-                s1 = source[start + b * step + r * source_jump :][:length]
+                out = np.uint64(at + r * target_jump)
+                s0 = np.uint64(start + pending * step + r * source_jump)
+                s1 = np.uint64(start + b * step + r * source_jump)
                 if first:
-                    for s in range(length):  # vectorised
-                        out[s] = w0 * s0[s] + w1 * s1[s]
+                    for s in range(n):  # vectorised
+                        target[out + s] = w0 * source[s0 + s] + w1 * source[s1 + s]
                 else:
-                    for s in range(length):  # vectorised
-                        out[s] += w0 * s0[s] + w1 * s1[s]
+                    for s in range(n):  # vectorised
+                        target[out + s] += w0 * source[s0 + s] + w1 * source[s1 + s]
         else:  # the last nonzero weight, alone
             for r in range(reps):
-                out = target[at + r * target_jump : at + r * target_jump + length]
-                s0 = source[start + pending * step + r * source_jump :][:length]
+                out = np.uint64(at + r * target_jump)
+                s0 = np.uint64(start + pending * step + r * source_jump)
                 if first:
-                    for s in range(length):  # vectorised
-                        out[s] = w0 * s0[s]
+                    for s in range(n):  # vectorised
+                        target[out + s] = w0 * source[s0 + s]
                 else:
-                    for s in range(length):  # vectorised
-                        out[s] += w0 * s0[s]
+                    for s in range(n):  # vectorised
+                        target[out + s] += w0 * source[s0 + s]
         first = False
         pending = -1
     if first:  # every weight zero
         for r in range(reps):
-            target[at + r * target_jump : at + r * target_jump + length] = 0
+            out = np.uint64(at + r * target_jump)
+            for s in range(n):
+                target[out + s] = 0
 
 
 @njit(cache=True)

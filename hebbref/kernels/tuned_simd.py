@@ -27,7 +27,12 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
                        stores)
 
 and one function built on them, ``turn_over``: a rectangle of any size turned over, by
-whole blocks and then number by number at its edges. The kernels that lay an array out
+whole blocks and then number by number at its edges (``turn_over_any`` takes flat
+arrays of any one dtype: ``turn_over`` where they hold float32, number by number otherwise).
+Two plain loops go with them, for runs of any dtype: ``copy_run`` and ``zero_run``. Their
+indices are unsigned: Numba wraps a negative signed index around, and LLVM compiles a
+loop whose indices it cannot prove non-negative with gathers and scatters (vector loads
+and stores through a vector of addresses), where these get plain vector loads and stores. The kernels that lay an array out
 anew (images last, channels last) go through it: written number by number, such a
 loop reads or writes with a stride, and Numba, which wraps negative indices, leaves
 LLVM a loop it can only vectorise with gathers and scatters, slower than the numbers
@@ -41,11 +46,12 @@ margin after every buffer it reads whole vectors from). The readable tier
 (``hebbref.kernels.readable``) has the same sums as plain loops; the tests hold every
 kernel built from these to it.
 """
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, overload, register_model
 
 from .tuned_conv_direct import wide_vector_registers
 
@@ -254,3 +260,40 @@ def turn_over(src, i, s, dst, j, t, rows, columns):
     for r in range(rows):
         for c in range(cb if r < rb else 0, columns):
             dst[j + c * t + r] = src[i + r * s + c]
+
+
+def turn_over_any(src, i, s, dst, j, t, rows, columns):
+    """``turn_over`` for flat arrays of any one dtype: by ``turn_over`` where both hold float32, else number by number.
+
+    The choice is made when a kernel that calls it is compiled, from the arrays' types.
+    Called from Python (where nothing is compiled), it is the plain loop.
+    """
+    for r in range(rows):
+        for c in range(columns):
+            dst[j + c * t + r] = src[i + r * s + c]
+
+
+_turn_over_by_numbers = njit(cache=True, inline="always")(turn_over_any)
+
+
+@overload(turn_over_any)
+def _turn_over_any(src, i, s, dst, j, t, rows, columns):
+    if src.dtype == types.float32 and dst.dtype == types.float32:
+        return lambda src, i, s, dst, j, t, rows, columns: turn_over(src, i, s, dst, j, t, rows, columns)
+    return lambda src, i, s, dst, j, t, rows, columns: _turn_over_by_numbers(src, i, s, dst, j, t, rows, columns)
+
+
+@njit(cache=True, inline="always")
+def copy_run(source, start, target, at, count):
+    """target[at : at + count] = source[start : start + count], 1-d arrays, by unsigned indices."""
+    start, at = np.uint64(start), np.uint64(at)
+    for s in range(np.uint64(count)):
+        target[at + s] = source[start + s]
+
+
+@njit(cache=True, inline="always")
+def zero_run(target, at, count):
+    """target[at : at + count] = 0, a 1-d array, by unsigned indices."""
+    at = np.uint64(at)
+    for s in range(np.uint64(count)):
+        target[at + s] = 0
