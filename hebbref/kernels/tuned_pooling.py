@@ -39,6 +39,7 @@ from numba import njit, prange
 from ..activations import DEFAULT_SLOPE
 from ..layers.pooling import pool_padding
 from .tuned_activations import ramp
+from .tuned_simd import copy_run
 
 
 # planes per group of ``maxpool_plane_groups``, by default: 32 and 64 were within a quarter of each other
@@ -209,12 +210,13 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks, through_ramp=False, s=1.0)
         best_a = np.empty(L_window, dtype=np.int32)
         for p in range(chunk * P // chunks, (chunk + 1) * P // chunks):
             plane, y_plane, winner_plane = planes[p], y[p], winner[p]
-            for r in range(H):
+            for r in range(H):  # by unsigned indices (as tuned_simd.copy_run): signed ones leave LLVM scatters
+                at, start = np.uint64(r * Wp), np.uint64(r * W)
                 if through_ramp:
-                    for m in range(W):
-                        padded[r * Wp + m] = min(max(s * plane[r * W + m], -one), one)
+                    for m in range(np.uint64(W)):
+                        padded[at + m] = min(max(s * plane[start + m], -one), one)
                 else:
-                    padded[r * Wp : r * Wp + W] = plane[r * W : r * W + W]
+                    copy_run(plane, start, padded, at, W)
             row_and_column_passes(padded, Wp, k, 0, L_row, L_window, row_best, row_b, best, best_a)
             for u in range(Ho):
                 for v in range(Wo):
