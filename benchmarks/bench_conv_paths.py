@@ -23,7 +23,8 @@ same way, with each path's best time over the best time of the equation's other 
 
 ``--against REV`` adds a table that times every conv path (direct and shifted) of this
 working tree and of git revision REV side by side (interleaved, in this process; this
-tree's direct loops at each terms-per-pass the plan measures):
+tree's direct loops at each terms-per-pass the plan measures), best against best and the
+median over rounds of the ratio within a round:
 REV's ``hebbref/kernels/tuned_conv_direct.py`` and ``tuned_conv_shifted.py`` are
 imported from a copy of REV's package (``git archive``) under another name. With
 ``--untied`` too, a second table does the same for the untied layer's functions that
@@ -172,8 +173,9 @@ def against_table(revision, batch, repeats, rng):
     from hebbref.kernels import tuned_conv_direct, tuned_conv_shifted
     base = modules_at(revision)[:2]
     print(f"\n### every conv path: this tree against {revision}, best of {repeats}, interleaved\n")
-    print(f"| layer (N, C_in→C_out, H×W, k) | path | {revision} (ms) | this tree (ms) | this / {revision} |")
-    print("|---|---|---:|---:|---:|")
+    print(f"| layer (N, C_in→C_out, H×W, k) | path | {revision} (ms) | this tree (ms) | this / {revision} "
+          f"| median of the rounds' ratios |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, c_in, c_out, size, k in LAYERS:
         x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
@@ -184,12 +186,13 @@ def against_table(revision, batch, repeats, rng):
         for width in plan.BLOCKS["direct"][2]:  # this tree's direct loops at each terms-per-pass the plan measures
             calls = path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta, width=width)
             ours.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
-        best = best_times({**{("base", p): f for p, f in theirs.items()}, **{("this", p): f for p, f in ours.items()}},
-                          repeats)
+        times = interleaved_times({**{("base", p): f for p, f in theirs.items()},
+                                   **{("this", p): f for p, f in ours.items()}}, repeats)
         for path, variant in ours:
-            before, after = best[("base", path)], best[("this", (path, variant))]
-            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path}{variant} | {before:.1f} "
-                  f"| {after:.1f} | {after / before:.2f} |")
+            before, after = times[("base", path)], times[("this", (path, variant))]
+            ratio = statistics.median(a / b for a, b in zip(after, before))
+            print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path}{variant} | {min(before):.1f} "
+                  f"| {min(after):.1f} | {min(after) / min(before):.2f} | {ratio:.2f} |")
 
 
 # (name, C, H = W, window, stride, what is pooled: "ramp" σ(h), "sum" a sum block's σ(h) + a, else x itself)
