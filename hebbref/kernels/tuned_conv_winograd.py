@@ -46,12 +46,12 @@ so that every transform is a sum of vectors along the channels; transforms the p
 ``to_tiles``); runs the t² gemms (SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``);
 transforms the result back (``from_tiles``) and writes its images out. The two layouts
 (``channels_last``, ``channels_first``) turn each image over whole, through vector
-registers for float32 (``tuned_simd.turn_over_any``), and every run of numbers that the
-layouts and the transforms move is indexed by unsigned numbers (``tuned_simd.copy_run``, ``add_rows``):
-Numba wraps a negative signed index around, and LLVM compiles such a loop with gathers
-and scatters (vector loads and stores with these). The weight
-increment forms V again from x, block by block, rather than keep it (t²/m² = 2.25 to
-4 times the input's size), and each thread adds its blocks into its own dU.
+registers for float32 (``tuned_simd.turn_over_any``). Every run of numbers that the
+layouts and the transforms move is indexed by unsigned numbers (``tuned_simd.copy_run``,
+``add_rows``): Numba wraps a negative signed index around, and LLVM compiles such a
+loop with gathers and scatters. The weight increment forms V again from x, block by
+block, rather than keep it (t²/m² = 2.25 to 4 times the input's size), and each thread
+adds its blocks into its own dU.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
 The cache of ``forward`` is ``(x, m, images, k)``.

@@ -27,16 +27,19 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
                        stores)
 
 and one function built on them, ``turn_over``: a rectangle of any size turned over, by
-whole blocks and then number by number at its edges (``turn_over_any`` takes flat
-arrays of any one dtype: ``turn_over`` where they hold float32, number by number otherwise).
-Two plain loops go with them, for runs of any dtype: ``copy_run`` and ``zero_run``. Their
-indices are unsigned: Numba wraps a negative signed index around, and LLVM compiles a
-loop whose indices it cannot prove non-negative with gathers and scatters (vector loads
-and stores through a vector of addresses), where these get plain vector loads and stores. The kernels that lay an array out
+whole blocks and then number by number at its edges. The kernels that lay an array out
 anew (images last, channels last) go through it: written number by number, such a
 loop reads or writes with a stride, and Numba, which wraps negative indices, leaves
 LLVM a loop it can only vectorise with gathers and scatters, slower than the numbers
-they move.
+they move. ``turn_over_any`` takes flat arrays of any one dtype: ``turn_over`` where
+both hold float32, number by number otherwise.
+
+Two plain loops go with them, for runs of any dtype: ``copy_run`` and ``zero_run``.
+Their indices are unsigned, so Numba has no negative index to wrap around, and LLVM
+compiles them with plain vector loads and stores; with signed indices it cannot prove
+a run contiguous and moves it with gathers and scatters (vector loads and stores
+through a vector of addresses). ``benchmarks/find_gathers.py`` lists the compiled
+kernels that still hold these.
 
 ``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
 elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without).
@@ -285,7 +288,7 @@ def _turn_over_any(src, i, s, dst, j, t, rows, columns):
 
 @njit(cache=True, inline="always")
 def copy_run(source, start, target, at, count):
-    """target[at : at + count] = source[start : start + count], 1-d arrays, by unsigned indices."""
+    """target[at : at + count] = source[start : start + count], 1-d arrays, by unsigned indices (every one ≥ 0)."""
     start, at = np.uint64(start), np.uint64(at)
     for s in range(np.uint64(count)):
         target[at + s] = source[start + s]
@@ -293,7 +296,7 @@ def copy_run(source, start, target, at, count):
 
 @njit(cache=True, inline="always")
 def zero_run(target, at, count):
-    """target[at : at + count] = 0, a 1-d array, by unsigned indices."""
+    """target[at : at + count] = 0, a 1-d array, by unsigned indices (every one ≥ 0)."""
     at = np.uint64(at)
     for s in range(np.uint64(count)):
         target[at + s] = 0
