@@ -1,7 +1,7 @@
 """Every path of the tuned conv kernels on every conv layer of ``simple`` and ``deep``, and what the plan picks.
 
     python benchmarks/bench_conv_paths.py [--batch 500] [--repeats 5] [--threads 2] [--untied] [--together] [--block]
-                                          [--pools] [--dropout] [--against REV]
+                                          [--pools] [--dropout] [--winograd] [--skip-paths] [--against REV]
 
 ``hebbref.kernels.plan`` lists the candidate paths of each conv equation: the forward
 pass (with the weight increment it implies, which reads its cache) by direct loops, by
