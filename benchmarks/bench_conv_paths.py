@@ -106,6 +106,16 @@ def interleaved_times(calls, repeats):
     return times
 
 
+def best_and_median(ms, digits=1):
+    """"best / median" of one call's times in ms, for a table cell."""
+    return f"{min(ms):.{digits}f} / {statistics.median(ms):.{digits}f}"
+
+
+def rounds_ratio(ms, before):
+    """The median over rounds of the ratio within a round, ``ms`` over ``before`` (two calls timed in the same rounds)."""
+    return statistics.median(a / b for a, b in zip(ms, before))
+
+
 def best_times(calls, repeats):
     """Best wall time in ms of each callable, run in turn (A, B, A, B, ...) ``repeats`` times."""
     return {name: min(ts) for name, ts in interleaved_times(calls, repeats).items()}
@@ -190,7 +200,7 @@ def against_table(revision, batch, repeats, rng):
                                    **{("this", p): f for p, f in ours.items()}}, repeats)
         for path, variant in ours:
             before, after = times[("base", path)], times[("this", (path, variant))]
-            ratio = statistics.median(a / b for a, b in zip(after, before))
+            ratio = rounds_ratio(after, before)
             print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path}{variant} | {min(before):.1f} "
                   f"| {min(after):.1f} | {min(after) / min(before):.2f} | {ratio:.2f} |")
 
@@ -280,11 +290,10 @@ def dropout_table(batch, repeats, rng, revision=None):
         for (tree, label), ms in times.items():
             if tree != "this":
                 continue
-            row = f"| {name} ({batch}, {', '.join(map(str, shape))}; {p}) | {label} | {min(ms):.2f} / {statistics.median(ms):.2f}"
+            row = f"| {name} ({batch}, {', '.join(map(str, shape))}; {p}) | {label} | {best_and_median(ms, 2)}"
             before = times.get(("base", label))
             if before is not None:
-                ratio = statistics.median(a / b for a, b in zip(ms, before))
-                row += f" | {min(before):.2f} / {statistics.median(before):.2f} | {ratio:.2f}"
+                row += f" | {best_and_median(before, 2)} | {rounds_ratio(ms, before):.2f}"
             elif base is not None:
                 row += " | | "
             print(row + " |")
@@ -368,11 +377,10 @@ def winograd_table(batch, repeats, rng, revision=None):
             if tree != "this":
                 continue
             row = (f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {equation} | {label} "
-                   f"| {min(ms):.1f} / {statistics.median(ms):.1f}")
+                   f"| {best_and_median(ms)}")
             before = times.get(("base", equation, label))
             if before is not None:
-                ratio = statistics.median(a / b for a, b in zip(ms, before))
-                row += f" | {min(before):.1f} / {statistics.median(before):.1f} | {ratio:.2f}"
+                row += f" | {best_and_median(before)} | {rounds_ratio(ms, before):.2f}"
             print(row + " |")
 
 
@@ -473,9 +481,9 @@ def together_table(batch, repeats, rng):
                  "together": lambda: ops.conv_backward(delta, cache, W)}
         times = interleaved_times(calls, repeats)
         two, together = times["two"], times["together"]
-        paired = statistics.median(b / a for a, b in zip(two, together))
+        paired = rounds_ratio(together, two)
         print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {kernel.__name__ if kernel else 'none'} "
-              f"| {min(two):.1f} / {statistics.median(two):.1f} | {min(together):.1f} / {statistics.median(together):.1f} "
+              f"| {best_and_median(two)} | {best_and_median(together)} "
               f"| {paired:.2f} |")
 
 
@@ -528,13 +536,12 @@ def block_table(batch, repeats, rng, revision=None):
             for (tree, label), ts in times.items():
                 if tree != "this":
                     continue
-                paired = statistics.median(b / a for a, b in zip(in_turn, ts))
+                paired = rounds_ratio(ts, in_turn)
                 row = (f"| {name.format(kind=kind)} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; "
-                       f"pool{window}s{stride}) | {label} | {min(ts):.1f} / {statistics.median(ts):.1f} | {paired:.2f}")
+                       f"pool{window}s{stride}) | {label} | {best_and_median(ts)} | {paired:.2f}")
                 if base is not None:
                     before = times.get(("base", label))
-                    row += (f" | {min(before):.1f} / {statistics.median(before):.1f} | "
-                            f"{statistics.median(a / b for a, b in zip(ts, before)):.2f}" if before else " | | ")
+                    row += f" | {best_and_median(before)} | {rounds_ratio(ts, before):.2f}" if before else " | | "
                 print(row + " |")
 
 
