@@ -381,7 +381,7 @@ def plan_cost_table(batch):
             def first_step(plans, every_round):
                 code = PLANNED_STEP.format(net=net_name, shape=shape, untied=untied, batch=batch,
                                            every_round=every_round)
-                env = dict(os.environ, HEBBREF_CACHE=os.path.join(folder, plans))  # this process's Numba cache
+                env = dict(os.environ, HEBBREF_CACHE=os.path.join(folder, plans))  # a plan folder of its own
                 return float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                                             text=True).stdout)
 

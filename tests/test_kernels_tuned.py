@@ -466,7 +466,7 @@ def test_the_steps_ahead_of_the_lanes_path_are_pcg64s_own_steps():
 
 @pytest.mark.parametrize("chunks", [1, 2])
 def test_the_lanes_path_keeps_a_number_equal_to_p_and_drops_one_just_under_it(chunks):
-    """u ≥ p, compared as integers (``keep_from``): p set to a drawn number itself, then to the next float64 above it.
+    """u ≥ p, compared as integers (``keep_from``): p set to a drawn number itself, then to the float64 on either side.
 
     A drawn u is k·2^-53; the kernel keeps it where k ≥ ⌈p·2^53⌉. With p = u the unit is kept,
     with p one float64 above u (strictly between k·2^-53 and (k+1)·2^-53, since u < 1/2) it is
