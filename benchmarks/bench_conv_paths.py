@@ -22,9 +22,10 @@ layer shapes, every path at every block size ``plan.BLOCKS`` lists, interleaved 
 same way, with each path's best time over the best time of the equation's other path.
 
 ``--against REV`` adds a table that times every conv path (direct and shifted) of this
-working tree and of git revision REV side by side (interleaved, in this process; this
-tree's direct loops at each terms-per-pass the plan measures), best against best and the
-median over rounds of the ratio within a round:
+working tree and of git revision REV side by side (interleaved, in this process; the
+direct loops at each terms-per-pass the plan measures, REV's at the same one, or at its
+only one where REV's loops take none), best against best and the median over rounds of
+the ratio within a round:
 REV's ``hebbref/kernels/tuned_conv_direct.py`` and ``tuned_conv_shifted.py`` are
 imported from a copy of REV's package (``git archive``) under another name. With
 ``--untied`` too, a second table does the same for the untied layer's functions that
@@ -75,6 +76,7 @@ this tree's time over REV's.
 import argparse
 import functools
 import importlib
+import inspect
 import os
 import statistics
 import subprocess
@@ -159,6 +161,11 @@ def modules_at(revision, modules=("tuned_conv_direct", "tuned_conv_shifted", "tu
     return tuple(importlib.import_module(f"{name}.kernels.{module}") for module in modules)
 
 
+def takes_width(direct):
+    """Whether a revision's direct loops take their terms per pass (``width``); an earlier one fixed it."""
+    return "width" in inspect.signature(direct.forward).parameters
+
+
 def path_calls(direct, shifted, x, W, delta, **width):
     """Every path of one revision's modules: forward + increment and the input error, direct and shifted.
 
@@ -190,16 +197,20 @@ def against_table(revision, batch, repeats, rng):
         x = rng.standard_normal((batch, c_in, size, size), dtype=np.float32)
         W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
         delta = rng.standard_normal((batch, c_out, size, size), dtype=np.float32)
-        theirs = path_calls(*base, x, W, delta)
+        theirs = {(p, ""): f for p, f in path_calls(*base, x, W, delta).items()}
         ours = {(p, ""): f for p, f in path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta).items()
                 if not p.startswith("direct")}
         for width in plan.BLOCKS["direct"][2]:  # this tree's direct loops at each terms-per-pass the plan measures
             calls = path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta, width=width)
             ours.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
+            if takes_width(base[0]):  # and the revision's at the same width, where its loops take one
+                calls = path_calls(*base, x, W, delta, width=width)
+                theirs.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
         times = interleaved_times({**{("base", p): f for p, f in theirs.items()},
                                    **{("this", p): f for p, f in ours.items()}}, repeats)
         for path, variant in ours:
-            before, after = times[("base", path)], times[("this", (path, variant))]
+            before = times[("base", (path, variant if (path, variant) in theirs else ""))]
+            after = times[("this", (path, variant))]
             ratio = rounds_ratio(after, before)
             print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path}{variant} | {min(before):.1f} "
                   f"| {min(after):.1f} | {min(after) / min(before):.2f} | {ratio:.2f} |")
