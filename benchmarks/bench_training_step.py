@@ -14,6 +14,8 @@ Prints one Markdown table per measurement of issue 3:
    each backend call the network makes (the dense layers' products, the dropout layers'
    backward pass and the weight updates among them), each against hebbref's step and
    against PyTorch's step in the same rounds (``step_parts``);
+7. issue 16's speed targets on this CPU, each judged on the ratios of tables 1 to 5 that
+   ran (``target_rows``): met, met by the best only, or not met;
 and the compile cost (first step in a fresh process, with an empty and with a filled
 Numba cache); with ``--plan-cost``, the cost of measuring the plans (the first step at
 ``--batch`` in a fresh process, every kernel compiled, no plan on file), as
@@ -124,7 +126,8 @@ def paired_ratio(ts, baseline_ts):
     return f"{statistics.median(t / b for t, b in zip(ts, baseline_ts)):.2f}"
 
 
-def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
+def network_tables(batch, repeats, tables=(1, 2, 3, 4), results=None):
+    """Tables 1 to 4; each ratio a target is judged by goes into ``results`` (``record``) when given."""
     no_torch = "" if torch else "PyTorch is not installed (`pip install torch==2.13.0`): its column is left out."
     cases = [
         ("1. `simple`, 28×28×1, tied, bp", "simple", (1, 28, 28), False),
@@ -140,12 +143,16 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4)):
         contenders["hebbref numpy (reference)"] = hebbref_step(net_name, shape, "bp", "numpy", untied, batch)
         times = race(contenders, repeats)
         table(title, times, "PyTorch" if torch else "hebbref numpy (reference)", no_torch)
+        if torch and results is not None:
+            record(results, TARGET_NETWORKS[number - 1], times["hebbref numba"], times["PyTorch"])
     for net_name, shape, untied in [("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
                                     ("deep", (3, 32, 32), False)] if 4 in tables else []:
         times = race({rule: hebbref_step(net_name, shape, rule, "numba", untied, batch)
                       for rule in ("bp", "frfb", "urfb")}, repeats)
         table(f"4. the price of the feedback update: `{net_name}`{' untied' if untied else ''}, hebbref numba",
               times, "bp")
+        if results is not None:
+            record(results, f"urfb / bp, {net_label(net_name, untied)}", times["urfb"], times["bp"])
 
 
 # the dense layers' three products (the backend's dense_forward, dense_input_error and
@@ -293,7 +300,7 @@ def kernel_call(table_, kind, which, x, W, delta):
     return lambda: getattr(table_, f"{kind}_weight_increment")(delta, cache)
 
 
-def kernel_table(batch, repeats):
+def kernel_table(batch, repeats, results=None):
     """GFLOP/s of every conv and untied kernel on the layer shapes of ``simple`` and ``deep``, next to the matmul's.
 
     Each numba kernel races NumPy's float32 matmul (2048×2048), one call of each per
@@ -331,9 +338,70 @@ def kernel_table(batch, repeats):
                 numpy_rate = flops / best_seconds(calls[1], max(2, repeats // 2)) / 1e9
                 rounds = statistics.median(flops * m / (matmul_flops * t)  # (flops / t) / (matmul_flops / m)
                                            for t, m in zip(times["numba"], times["matmul"]))
+                if results is not None and label in WIDE_LAYERS:  # the target: a wide layer's every kernel
+                    best, median = results.get(f"{label}, every kernel", (float("inf"), float("inf")))
+                    results[f"{label}, every kernel"] = (min(best, numba_rate / matmul_rate), min(median, rounds))
                 name = f"{label}{' untied' if kind != 'conv' else ''} ({batch}, {c_in}→{c_out}, {size}×{size}, {k})"
                 print(f"| {name} | {kind}_{which} | {numba_rate:.1f} | {numpy_rate:.1f} | {matmul_rate:.0f} | "
                       f"{numba_rate / matmul_rate:.2f} | {rounds:.2f} |")
+
+
+def net_label(net_name, untied):
+    """"`simple`", "`simple` untied", "`deep`": a network as the tables name it."""
+    return f"`{net_name}`" + (" untied" if untied else "")
+
+
+# issue 16's speed targets, as ratios this benchmark measures: (what, line, "at most" or "at least", the table)
+TARGET_NETWORKS = tuple(f"{net_label(*case)} / PyTorch" for case in (("simple", False), ("simple", True), ("deep", False)))
+WIDE_LAYERS = ("deep 2b", "deep 3")
+TARGETS = ([(TARGET_NETWORKS[0], 0.5, "at most", 1), (TARGET_NETWORKS[1], 0.3, "at most", 2),
+            (TARGET_NETWORKS[2], 0.7, "at most", 3)]
+           + [(f"urfb / bp, {net_label(*case)}", 1.05, "at most", 4)
+              for case in (("simple", False), ("simple", True), ("deep", False))]
+           + [(f"{layer}, every kernel", 0.5, "at least", 5) for layer in WIDE_LAYERS])
+
+
+def record(results, what, times, baseline_times):
+    """results[what] = (best / best of the baseline, median over rounds of the ratio within a round)."""
+    results[what] = (min(times) / min(baseline_times),
+                     statistics.median(t / b for t, b in zip(times, baseline_times)))
+
+
+def verdict(value, line, side):
+    """Whether a ratio meets its line: ``side`` "at most" (a time ratio) or "at least" (a share of the limit)."""
+    return value <= line if side == "at most" else value >= line
+
+
+def target_rows(results):
+    """[(target, line, best, median, verdict)]: each of ``TARGETS`` judged on the ratios ``results`` holds.
+
+    Met: both the best against the best and the median of the rounds' ratios meet the line;
+    "by the best only" where the median does not (a busy host moves the medians more); a
+    target whose table did not run (or ran without PyTorch) is said to be not measured.
+    A wide layer's value is the lowest of its three kernels (forward, input error, increment).
+    """
+    rows = []
+    for what, line, side, number in TARGETS:
+        if what not in results:
+            rows.append((what, f"{side} {line}", "", "", f"not measured (table {number})"))
+            continue
+        best, median = results[what]
+        met = (verdict(best, line, side), verdict(median, line, side))
+        word = "met" if all(met) else "met by the best only" if met[0] else "met by the median only" if met[1] \
+            else "**not met**"
+        rows.append((what, f"{side} {line}", f"{best:.2f}", f"{median:.2f}", word))
+    return rows
+
+
+def targets_table(results):
+    """Table 7: issue 16's targets on this CPU, from the ratios of tables 1 to 5 (``target_rows``)."""
+    print("\n### 7. the speed targets on this CPU (issue 16), from the tables above\n")
+    print(f"CPU: {runtime.cpu_key()}; Numba threads {numba.get_num_threads()}. A wide layer's value is the lowest of "
+          "its three kernels' (table 5).\n")
+    print("| target | line | best / best | median of the rounds' ratios | verdict |")
+    print("|---|---|---:|---:|---|")
+    for row in target_rows(results):
+        print("| " + " | ".join(row) + " |")
 
 
 FIRST_STEP = """
@@ -453,11 +521,14 @@ def main(argv=None):
     print(f"- environment: {blas_environment}")
     print(f"- pace: NumPy float32 matmul 2048×2048 at {machine_pace(args.repeats):.0f} GFLOP/s at the start "
           f"(best of {args.repeats}; the end of the run gives it again)")
-    network_tables(args.batch, args.repeats, tables)
+    results = {}
+    network_tables(args.batch, args.repeats, tables, results)
     if 5 in tables:
-        kernel_table(args.batch, args.repeats)
+        kernel_table(args.batch, args.repeats, results)
     if 6 in tables:
         parts_table(args.batch, args.repeats)
+    if tables & {1, 2, 3, 4, 5}:
+        targets_table(results)
     plans_table()
     if args.plan_cost:
         plan_cost_table(args.batch)

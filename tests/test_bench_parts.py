@@ -83,3 +83,46 @@ def test_a_run_gives_the_pace_of_the_machine_at_its_start_and_end(bench, monkeyp
     assert "- pace: NumPy float32 matmul 2048×2048 at " in head and " GFLOP/s at the start" in head
     assert tail.rstrip().endswith("GFLOP/s at the end")
     assert 0 < real_pace(2, size=64) < 1e5
+
+
+def test_each_target_is_judged_on_its_side_of_its_line(bench):
+    """Table 7: a time ratio meets its line from below, a share of the matmul limit from above; a best that meets
+    it while the median does not is said so; a target whose table did not run is not judged."""
+    simple, untied, deep = bench.TARGET_NETWORKS
+    results = {simple: (0.45, 0.49), untied: (0.3, 0.31), deep: (0.71, 0.69),
+               "deep 2b, every kernel": (0.8, 0.5), "deep 3, every kernel": (0.49, 0.6)}
+    verdicts = {row[0]: row[-1] for row in bench.target_rows(results)}
+    assert verdicts[simple] == "met"
+    assert verdicts[untied] == "met by the best only"  # at most 0.3: 0.3 itself is on the line
+    assert verdicts[deep] == "met by the median only"
+    assert verdicts["deep 2b, every kernel"] == "met"  # at least 0.5: 0.5 itself is on the line
+    assert verdicts["deep 3, every kernel"] == "met by the median only"
+    assert verdicts["urfb / bp, `deep`"] == "not measured (table 4)"
+    results[simple] = (0.51, 0.52)
+    assert {row[0]: row[-1] for row in bench.target_rows(results)}[simple] == "**not met**"
+    assert [row[0] for row in bench.target_rows({})] == [target[0] for target in bench.TARGETS]
+
+
+def test_the_tables_record_every_ratio_a_target_names(bench, monkeypatch):
+    """Tables 1 to 5 fill ``results`` under the very names of ``TARGETS`` (the runs here are stand-ins): no target
+    is left unjudged by a name that does not match, and a wide layer keeps its lowest kernel."""
+    monkeypatch.setattr(bench, "torch", object())  # PyTorch's columns, as where it is installed
+    monkeypatch.setattr(bench, "hebbref_step", lambda *args, **kwargs: (lambda: None))
+    monkeypatch.setattr(bench, "torch_step", lambda *args, **kwargs: (lambda: None))
+    shares = iter([0.9, 0.7, 0.8] * 12)  # one kernel a layer below the rest
+
+    def race(contenders, repeats):
+        if "matmul" in contenders:  # table 5: the kernel's time against the matmul's, flops apart
+            return {"numba": [1.0], "matmul": [next(shares)]}
+        return {name: [0.1 * (i + 1)] for i, name in enumerate(contenders)}
+    monkeypatch.setattr(bench, "race", race)
+    monkeypatch.setattr(bench, "kernel_call", lambda *args: (lambda: None))
+    monkeypatch.setattr(bench, "best_seconds", lambda f, repeats: 1.0)
+    monkeypatch.setattr(bench.backends, "get_backend", lambda name: None)
+    results = {}
+    bench.network_tables(2, 1, {1, 2, 3, 4}, results)
+    bench.kernel_table(2, 1, results)
+    assert {target[0] for target in bench.TARGETS} <= set(results)
+    flops_2b, flops_matmul = 2.0 * 2 * 64 * 64 * 9 * 11 * 11, 2 * 2048 ** 3
+    assert results["deep 2b, every kernel"][0] == pytest.approx(flops_2b * 0.7 / flops_matmul)
+    assert results[bench.TARGET_NETWORKS[0]] == (0.5, 0.5)  # hebbref 0.1 against PyTorch 0.2
