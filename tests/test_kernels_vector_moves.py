@@ -5,8 +5,9 @@ prove the run contiguous. Numba wraps a negative signed index around, and the ro
 view has a stride known only when the kernel runs: either way LLVM moves the run with
 gathers and scatters (a vector of addresses each), slower than the numbers they move.
 ``tuned_simd.copy_run`` and ``zero_run`` index by unsigned numbers, and the layouts of
-Winograd's tiles and of the shifted path are written with them (and ``add_rows``) on flat
-arrays. Each kernel here is compiled afresh for this CPU (machine code loaded from
+Winograd's tiles and of the shifted path, the padded copies of the direct and row paths and
+the marks of the untied block's register path are written with them (and ``add_rows``) on
+flat arrays. Each kernel here is compiled afresh for this CPU (machine code loaded from
 Numba's cache cannot be inspected) and its assembly searched. On a CPU without gathers
 and scatters (no AVX2) there are none to find, and these tests hold trivially.
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from hebbref.kernels import tuned_conv_shifted, tuned_conv_winograd, tuned_simd
+from hebbref.kernels import tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_simd
 
 DTYPES = [np.float32, np.float64]
 
@@ -67,3 +68,25 @@ def test_the_shifted_path_s_layouts_move_runs_by_plain_vector_moves(dtype):
     h = np.empty((N, C, H * W), dtype)
     assert gathers_and_scatters(tuned_conv_shifted.columns_to_images, out, 0, N, plane, Ws, H, W, before, h) == []
     np.testing.assert_array_equal(h.reshape(x.shape), x)
+
+
+def test_a_run_of_float32_marks_goes_out_as_int32_by_plain_vector_moves():
+    """The register path of the untied block keeps its winners' marks as float32 and writes them out as int32."""
+    marks, out = np.arange(-20, 20, dtype=np.float32), np.zeros(40, np.int32)
+    assert gathers_and_scatters(tuned_simd.copy_run, marks, 5, out, 1, 30) == []
+    np.testing.assert_array_equal(out[1:31], np.arange(-15, 15))
+    assert out[0] == 0 and (out[31:] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_padded_copies_move_rows_by_plain_vector_moves(dtype):
+    """``pad_spatial`` (the direct and untied paths) and ``copy_padded`` (one image, the row and channel paths)."""
+    x = np.random.default_rng(2).standard_normal((3, 4, 5, 6)).astype(dtype)
+    assert gathers_and_scatters(tuned_conv_direct.pad_spatial, x, 1, 2) == []
+    expected = np.pad(x, ((0, 0), (0, 0), (1, 2), (1, 2)))
+    np.testing.assert_array_equal(tuned_conv_direct.pad_spatial(x, 1, 2), expected)
+    np.testing.assert_array_equal(tuned_conv_direct.pad_spatial(x[:, ::-1], 1, 2), expected[:, ::-1])  # a view
+    buffer = np.zeros(4 * 8 * 9 + 5, dtype)  # the border stays as it was: zero
+    assert gathers_and_scatters(tuned_conv_rows.copy_padded, x, 2, 1, 8, 9, buffer) == []
+    np.testing.assert_array_equal(buffer[: 4 * 8 * 9].reshape(4, 8, 9), expected[2])
+    assert (buffer[4 * 8 * 9 :] == 0).all()

@@ -26,13 +26,13 @@ Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (
 The cache of ``forward`` is the padded input xp (N, C_in, H+k-1, W+k-1) and the terms
 per pass it took, which the weight increment takes too.
 """
-import llvmlite.binding
 import numba
 import numpy as np
 from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
+from .tuned_simd import copy_run, wide_vector_registers, zero_run
 
 # every fast-math flag except "no NaN" and "no inf": sums may be reassociated (vectorised)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -47,15 +47,18 @@ def pad_spatial(x, before, after):
     N, C, H, W = x.shape
     Hp, Wp = H + before + after, W + before + after
     xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+    source = np.ascontiguousarray(x).reshape(-1)
+    target = xp.reshape(-1)
     for n in prange(N):
         for c in range(C):
-            xp[n, c, :before] = 0
-            xp[n, c, before + H :] = 0
+            plane = (n * C + c) * Hp * Wp
+            zero_run(target, plane, before * Wp)
+            zero_run(target, plane + (before + H) * Wp, after * Wp)
             for i in range(H):
-                row = xp[n, c, i + before]
-                row[:before] = 0
-                row[before : before + W] = x[n, c, i]
-                row[before + W :] = 0
+                row = plane + (before + i) * Wp
+                zero_run(target, row, before)
+                copy_run(source, ((n * C + c) * H + i) * W, target, row + before, W)
+                zero_run(target, row + before + W, after)
     return xp
 
 
@@ -78,17 +81,6 @@ def four_terms(x, offsets, t, L):
     """Terms t to t+3 of a window over a flattened image: the views x[offsets[t+i] :][:L], i = 0..3."""
     return (x[offsets[t] : offsets[t] + L], x[offsets[t + 1] : offsets[t + 1] + L],
             x[offsets[t + 2] : offsets[t + 2] + L], x[offsets[t + 3] : offsets[t + 3] + L])
-
-
-def wide_vector_registers():
-    """Whether Numba compiles for 32 vector registers (AVX-512), not 16 (AVX2 and older x86).
-
-    The CPU Numba targets: the host's, unless $NUMBA_CPU_FEATURES names the features.
-    """
-    features = numba.config.CPU_FEATURES
-    if features:
-        return "+avx512f" in features.split(",")
-    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
 
 
 # terms per pass of add_terms and add_products, by default: the untied kernels' only setting, and the

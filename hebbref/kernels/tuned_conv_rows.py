@@ -33,7 +33,9 @@ zeros past the image, so the extra lanes add nothing.
 **Padding.** Each thread takes a contiguous run of images. It copies each image into a
 padded buffer of its own (zeroed once; only the inside is rewritten), so no padded copy
 of the batch is made. The buffer has a margin of ``SPAN`` + its row length after it, for
-the whole vectors that the last pieces read past the last row.
+the whole vectors that the last pieces read past the last row. Each row goes in by
+``tuned_simd.copy_run`` (unsigned indices, plain vector moves), as do δ's rows into the
+increment's buffer: a slice assignment per row cost more than the row's numbers.
 
 float32 only (``plan.DTYPES``). Shapes as in the reference: x (N, C_in, H, W); W, R
 (C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k, group).
@@ -45,7 +47,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
-from .tuned_simd import LANES, address_of, vfma, vload, vsplat, vsplat_at, vstore, vzero
+from .tuned_simd import LANES, address_of, copy_run, vfma, vload, vsplat, vsplat_at, vstore, vzero
 
 SPAN = 2 * LANES  # output positions per piece of a row
 # output channels per group of the forward pass and the input error, by default: eight take 16 vector
@@ -70,10 +72,10 @@ def weights_by_group(W, group):
 def copy_padded(x, n, before, Hp, Wp, buffer):
     """The inside of the padded image n: buffer[c·Hp·Wp + (i+before)·Wp + before + j] = x[n, c, i, j]."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    source = x.reshape(-1)
     for c in range(C):
         for i in range(H):
-            start = c * Hp * Wp + (i + before) * Wp + before
-            buffer[start : start + W] = x[n, c, i]
+            copy_run(source, ((n * C + c) * H + i) * W, buffer, c * Hp * Wp + (i + before) * Wp + before, W)
 
 
 @njit(cache=True)
@@ -211,6 +213,7 @@ def increment_rows_4(delta, x, k, before, chunks):
     """
     N, O, H, W = delta.shape
     C = x.shape[1]
+    delta_flat = delta.reshape(-1)
     Hp, Wp = H + k - 1, W + k - 1
     plane = Hp * Wp
     Wq = -(-W // LANES) * LANES  # a row of the δ buffer: whole vectors, zeros past W
@@ -225,7 +228,7 @@ def increment_rows_4(delta, x, k, before, chunks):
             copy_padded(x, n, before, Hp, Wp, xb)
             for o in range(O):
                 for i in range(H):
-                    db[o * e + i * Wq : o * e + i * Wq + W] = delta[n, o, i]
+                    copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
             for o in range(0, O4, 4):
                 for c in range(C):
                     for a in range(k):
@@ -265,6 +268,7 @@ def increment_rows_8(delta, x, k, before, chunks):
     """``increment_rows_4`` eight output channels at a time (24 vectors of sums: a CPU with AVX-512 has 32 registers)."""
     N, O, H, W = delta.shape
     C = x.shape[1]
+    delta_flat = delta.reshape(-1)
     Hp, Wp = H + k - 1, W + k - 1
     plane = Hp * Wp
     Wq = -(-W // LANES) * LANES
@@ -279,7 +283,7 @@ def increment_rows_8(delta, x, k, before, chunks):
             copy_padded(x, n, before, Hp, Wp, xb)
             for o in range(O):
                 for i in range(H):
-                    db[o * e + i * Wq : o * e + i * Wq + W] = delta[n, o, i]
+                    copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
             for o in range(0, O8, 8):
                 for c in range(C):
                     for a in range(k):

@@ -34,7 +34,8 @@ LLVM a loop it can only vectorise with gathers and scatters, slower than the num
 they move. ``turn_over_any`` takes flat arrays of any one dtype: ``turn_over`` where
 both hold float32, number by number otherwise.
 
-Two plain loops go with them, for runs of any dtype: ``copy_run`` and ``zero_run``.
+Two plain loops go with them, for runs of any dtype (``copy_run`` converts from one to
+another as it copies): ``copy_run`` and ``zero_run``.
 Their indices are unsigned, so Numba has no negative index to wrap around, and LLVM
 compiles them with plain vector loads and stores; with signed indices it cannot prove
 a run contiguous and moves it with gathers and scatters (vector loads and stores
@@ -42,13 +43,16 @@ through a vector of addresses). ``benchmarks/find_gathers.py`` lists the compile
 kernels that still hold these.
 
 ``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
-elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without).
+elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without):
+``wide_vector_registers`` says which, from the CPU Numba compiles for.
 The arrays' types are checked when a kernel is compiled, no index ever: the callers index
 inside their arrays (``tuned_conv_rows`` keeps a
 margin after every buffer it reads whole vectors from). The readable tier
 (``hebbref.kernels.readable``) has the same sums as plain loops; the tests hold every
 kernel built from these to it.
 """
+import llvmlite.binding
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -56,7 +60,17 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, overload, register_model
 
-from .tuned_conv_direct import wide_vector_registers
+
+def wide_vector_registers():
+    """Whether Numba compiles for 32 vector registers (AVX-512), not 16 (AVX2 and older x86).
+
+    The CPU Numba targets: the host's, unless $NUMBA_CPU_FEATURES names the features.
+    """
+    features = numba.config.CPU_FEATURES
+    if features:
+        return "+avx512f" in features.split(",")
+    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
+
 
 LANES = 16 if wide_vector_registers() else 8
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)

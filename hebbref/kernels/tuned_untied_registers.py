@@ -26,10 +26,11 @@ The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB fo
   in row-major order wins, as in ``maxpool_windows``. The marks are kept as float32
   (exact: |i·W + j| < 2²⁴) and written out as int32.
 - **Out.** When a group of channels is done, each window's marks go out as a run of
-  the piece's images (the layout of ``winner``, images last), by a slice assignment,
-  which Numba compiles to a vector loop (a loop indexed element by element wraps
-  negative indices, and LLVM turned it into gathers and scatters, slower than the
-  sums). y is laid out images first, so its planes are the buffer turned over:
+  the piece's images (the layout of ``winner``, images last), by ``tuned_simd.copy_run``:
+  indexed by unsigned numbers, the loop compiles to plain vector loads, conversions and
+  stores (by signed ones, LLVM made it gathers and scatters, slower than the sums; a
+  slice assignment per run, as here before, costs more than the run's few numbers). y
+  is laid out images first, so its planes are the buffer turned over:
   blocks of LANES windows by LANES images in registers (``tuned_simd.turn_over``).
 
 The winners are marked as ``images-last`` marks them, so the backward pass is
@@ -53,8 +54,8 @@ from . import tuned_pooling
 from .tuned_conv_direct import pad_spatial
 from .tuned_locally_connected import _batch_last, batch_last_taps
 from .tuned_pooling import windows_holding
-from .tuned_simd import (LANES, turn_over, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore, vwhere_gt,
-                         vwhere_le, vzero)
+from .tuned_simd import (LANES, copy_run, turn_over, vabs, vfma, vload, vmaximum, vmul, vsplat, vsplat_at, vstore,
+                         vwhere_gt, vwhere_le, vzero)
 from .tuned_untied_block import IMAGES_PER_TILE, ImagesLast
 from ..layers.conv import same_padding
 
@@ -184,7 +185,7 @@ def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s)
                 for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
                     at = (p * GROUP + r) * SPAN
                     out = ((g + r) * Ho * Wo + p) * N + n
-                    marks[out + new : out + SPAN] = mark[at + new : at + SPAN]
+                    copy_run(mark, at + new, marks, out + new, SPAN - new)  # float32 to int32, exact
                 # y images first: channel r of every window of the piece's new images, turned over
                 turn_over(best, r * SPAN + new, GROUP * SPAN, ys, ((n + new) * O + g + r) * Ho * Wo, O * Ho * Wo,
                           Ho * Wo, SPAN - new)
