@@ -486,7 +486,8 @@ def main(argv=None):
     parser.add_argument("--plan-cost", action="store_true",
                         help="add a table of the first step's cost of measuring the plans, raced and not")
     parser.add_argument("--tables", default="1,2,3,4,5,6",
-                        help="the numbered tables to print, comma-separated (default: all six; 'none': none)")
+                        help="the numbered tables to print, comma-separated (default: all six; 'none': none); "
+                             "table 7, the targets judged, follows whenever one of 1 to 5 runs")
     parser.add_argument("--no-blas-timeout", action="store_true",
                         help="do not set OPENBLAS_THREAD_TIMEOUT=4 for this process (see the top of this file)")
     parser.add_argument("--reuse-plans", action="store_true",
