@@ -308,14 +308,15 @@ print(tuned_untied_block.__doc__)
 # vectorises such a loop with gathers and scatters, which cost more than the numbers
 # they move; in the untied block's `registers` path, writing the output this way took
 # longer than the sums. The tuned tier turns such rectangles over in blocks of LANES ×
-# LANES numbers held in vector registers (`tuned_simd.turn_over`), and moves runs by
-# slice assignment (`marks[a:b] = mark[c:d]`), which Numba compiles to a plain vector
-# loop (BENCHMARKS.md, "arrays laid out anew by register blocks"). Where the runs are
-# short and many (a pixel's channels in Winograd's transforms, a row of an 11-pixel
-# image), the loop makes no slice per run and indexes by unsigned numbers, which Numba
-# never wraps (`tuned_simd.copy_run`), and LLVM compiles it with plain vector loads and
-# stores. `tests/test_kernels_vector_moves.py` compiles these loops afresh and searches
-# their assembly for gathers and scatters.
+# LANES numbers held in vector registers (`tuned_simd.turn_over`). It moves runs by a
+# loop that makes no slice per run and indexes by unsigned numbers, which Numba never
+# wraps (`tuned_simd.copy_run`, `zero_run`), and LLVM compiles it with plain vector
+# loads and stores. A slice assignment (`marks[a:b] = mark[c:d]`) compiles to a plain
+# vector loop too, but with a fixed cost around it: where the runs are short and many (a
+# pixel's channels in Winograd's transforms, a row of an 11-pixel image, a window's marks
+# for 16 or 32 images), that cost outweighed the numbers moved (BENCHMARKS.md, "fifth
+# session"). `tests/test_kernels_vector_moves.py` compiles these loops afresh and
+# searches their assembly for gathers and scatters.
 
 # %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
