@@ -71,8 +71,8 @@ pass and backward pass to δ and G, by every candidate ``plan.candidates`` lists
 threads: interleaved, with the best and median of each and the median over rounds of
 the ratio within a round to the ``in-turn`` path (the backend's functions one after
 the other). With ``--against REV`` too, REV's path of the same name and block size (from
-REV's ``plan``) runs in the same rounds, and each row gives the median over rounds of
-this tree's time over REV's.
+REV's ``plan``; a path REV ran at one size only, at that size) runs in the same rounds,
+and each row gives the median over rounds of this tree's time over REV's.
 """
 import argparse
 import functools
@@ -530,7 +530,9 @@ def block_table(batch, repeats, rng, revision=None):
 
     With ``revision``, that revision's path of the same name and block size (its
     ``plan.PATHS`` and the backward pass it pairs with each) runs in the same rounds, and
-    each row gives its times and the median over rounds of this tree's time over it.
+    each row gives its times and the median over rounds of this tree's time over it. A
+    path that REV ran at one size only (no ``BLOCKS`` entry) stands, as REV ran it,
+    against each of this tree's block sizes.
     """
     base = modules_at(revision, ("plan",))[0] if revision else None
     against = f" | {revision}: best / median (ms) | median of the rounds' ratios this / {revision}" if base else ""
@@ -561,10 +563,10 @@ def block_table(batch, repeats, rng, revision=None):
                 forward = getattr(base, "PATHS", {}).get(equation, {}).get(candidate.path)
                 backward = getattr(base, "BLOCK_BACKWARD", {}).get(equation, {}).get(candidate.path)
                 block = getattr(base, "BLOCKS", {}).get(candidate.path)
-                if forward is not None and backward is not None and (candidate.block is None or block):
-                    if candidate.block is not None:
+                if forward is not None and backward is not None:
+                    if candidate.block is not None and block:
                         forward = functools.partial(forward, **{block[1]: candidate.block})
-                    calls[("base", label)] = block_call(forward, backward)
+                    calls[("base", label)] = block_call(forward, backward)  # a path REV had unblocked: as it was
             times = interleaved_times(calls, repeats)
             in_turn = times[("this", "in-turn")]
             for (tree, label), ts in times.items():

@@ -65,8 +65,9 @@ and, for each, one thread or all of Numba's (waking the other threads costs litt
 an idle machine, but more than a small layer's work on a busy one). The paths that work
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
 shifted products' columns per block, the untied layer's images per tile, the direct
-loops' terms per pass and the rows' output channels per group (8 or 4: which wins
-depends on how many vector registers the CPU has). The best size depends on the CPU, so
+loops' terms per pass and the output channels per group of the rows and of the
+untied block's registers path (8 or 4: which wins depends on how many vector registers
+the CPU has, and on how LLVM schedules the sums for it). The best size depends on the CPU, so
 it is measured with the rest, never fixed for all CPUs.
 Winograd's tiles apply to some kernel widths only (``APPLIES``), the sums held in vector
 registers to float32 only (``DTYPES``; ``applies``): a plan times them only where they do.
@@ -332,6 +333,7 @@ _WINOGRAD_BLOCKS = ("images per block", "images", (_IMAGES, _IMAGES // 2, 2 * _I
 _TERMS = tuned_conv_direct.TERMS_PER_PASS
 _LANES = tuned_dropout.LANES
 _GROUP_ROWS = tuned_conv_rows.CHANNELS_PER_GROUP
+_GROUP_REGISTERS = tuned_untied_registers.CHANNELS_PER_GROUP
 BLOCKS = {
     "direct": ("terms per pass", "width", (_TERMS, 12 - _TERMS)),  # 8 and 4 (or 4 and 8)
     "shifted": _SHIFTED_BLOCKS,
@@ -344,6 +346,7 @@ BLOCKS = {
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),
     "images-last": ("images per tile", "tile_size", (_BLOCK_TILE, _BLOCK_TILE // 2, _BLOCK_TILE // 4)),
+    "registers": ("output channels per group", "group", (_GROUP_REGISTERS, 12 - _GROUP_REGISTERS)),  # 8 and 4, or 4, 8
     "plane-groups": ("planes per group", "group", (_GROUP, _GROUP // 2, 2 * _GROUP)),
     "lanes": ("steps per block", "lanes", (_LANES, _LANES // 4, 4 * _LANES)),
 }

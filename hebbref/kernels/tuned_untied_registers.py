@@ -11,17 +11,21 @@ The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB fo
 
 - **Sums.** Vectors run along the images, xp laid out batch last (C_in, Hp, Wp, N), so
   a window term of a location is a run of images. A piece of ``SPAN`` = 2·LANES images
-  and eight output channels make 16 vectors of sums (``tuned_simd``), held in registers
-  while the location's C_in·k·k terms are added: a term loads two vectors of images and
-  adds them times eight broadcast weights (W laid out with the output channels last
-  beforehand, ``weights_by_location``).
-- **Ramp and pool.** The location's 16 vectors are ramped, and each cell's mark formed,
+  and a group of four or eight output channels make 8 or 16 vectors of sums
+  (``tuned_simd``), held in registers while the location's C_in·k·k terms are added: a
+  term loads two vectors of images and adds them times the group's broadcast weights
+  (``four_channels`` once or twice; W laid out beforehand group by group, a term's
+  weights together, ``weights_by_location``). The group is a constant of the compiled
+  kernel (``SUMS``), so the sums of the other four channels are not there at all where it
+  is four; the plan times both (eight suit 32 vector registers, four 16).
+- **Ramp and pool.** The location's vectors of sums are ramped, and each cell's mark formed,
   as ``tuned_pooling.keep_larger_of_ramp`` forms them: the cell's flat index i·W + j
   where σ' = s (|s·h| <= 1) and -1 - i·W - j where the ramp saturates. Each is then
   pooled into the windows that hold the location (``windows_holding``: at most
-  ⌈k/t⌉² of them), whose maxima and marks for the piece's images wait in a buffer
-  of the piece's (a window's eight channels next to each other). The locations go in row-major order, so every window meets its cells in
-  row-major order: the first sets its maximum and mark, a later one replaces them where
+  ⌈k/t⌉² of them), whose maxima and marks for the piece's images wait in a buffer of
+  the piece's (a window's channels of the group next to each other). The locations go
+  in row-major order, so every window meets its cells in row-major order: the first
+  sets its maximum and mark, a later one replaces them where
   it is strictly larger, and the maximum is NumPy's (``vmaximum``), so the first maximum
   in row-major order wins, as in ``maxpool_windows``. The marks are kept as float32
   (exact: |i·W + j| < 2²⁴) and written out as int32.
@@ -60,16 +64,20 @@ from .tuned_untied_block import IMAGES_PER_TILE, ImagesLast
 from ..layers.conv import same_padding
 
 SPAN = 2 * LANES  # images per piece
-GROUP = 8  # output channels per group: 16 vectors of sums
+# output channels per group, by default: with 32 vector registers (AVX-512) eight take 16 vectors of sums; with 16
+# (AVX2), four take 8, and the two vectors of images and a broadcast weight fit beside them (with eight, LLVM keeps
+# some sums in memory across the terms). The plan times both groups (plan.BLOCKS, "registers"), as for the row path
+CHANNELS_PER_GROUP = 8 if LANES == 16 else 4
 
 
-def weights_by_location(W):
-    """W (H, W, O, C, k, k) -> flat (H, W, C·k·k, O rounded up to a multiple of GROUP): a term's weights of every output
-    channel together, zeros past O."""
+def weights_by_location(W, group):
+    """W (H, W, O, C, k, k) -> flat (⌈O/group⌉, H, W, C·k·k, group): each group's weights, location by location and term
+    by term, a term's ``group`` output channels together; zeros past O."""
     H, Wd, O, C, k, _ = W.shape
-    Oq = -(-O // GROUP) * GROUP
-    w = np.zeros((H, Wd, C * k * k, Oq), dtype=np.float32)
-    w[..., :O] = W.reshape(H, Wd, O, C * k * k).transpose(0, 1, 3, 2)
+    by_term = W.reshape(H, Wd, O, C * k * k).transpose(0, 1, 3, 2)  # (H, W, C·k·k, O), a view
+    w = np.zeros((-(-O // group), H, Wd, C * k * k, group), dtype=np.float32)
+    for g in range(w.shape[0]):
+        w[g, ..., : min(group, O - g * group)] = by_term[..., g * group : (g + 1) * group]
     return w.reshape(-1)
 
 
@@ -85,116 +93,147 @@ def ramped(h, s, one, minus_one, label, saturated):
 @njit(cache=True, inline="always")
 def pool_cell(best, mark, at, value, cell, first):
     """One cell of a window, a vector of images: the first sets the window's maximum and mark, a later one replaces them
-    where it is strictly larger (``keep_larger_of_ramp``)."""
+    where it is strictly larger (``keep_larger_of_ramp``).
+
+    The old mark is read before the new maximum is stored. Read after, the store of the
+    mark is a select between the new mark and the number just read from the same place,
+    which LLVM makes a masked store; with AVX2, on AMD's CPUs, that took a third of the
+    kernel's time (BENCHMARKS.md, 2026-12-03, sixth session).
+    """
     if first:
         vstore(best, at, value)
         vstore(mark, at, cell)
     else:
         b = vload(best, at)
-        vstore(mark, at, vwhere_gt(value, b, cell, vload(mark, at)))
+        old = vload(mark, at)
         vstore(best, at, vmaximum(value, b))
+        vstore(mark, at, vwhere_gt(value, b, cell, old))
 
 
-@njit(parallel=True, cache=True)
-def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
-    """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner (O, Ho, Wo, N).
-
-    ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
-    ``weights_by_location(W)``; ``winner`` marked as ``ramp_maxpool_images_last`` marks it.
-    """
-    C, Hp, Wp, N = x_last.shape
-    T = C * kc * kc
-    Oq = -(-O // GROUP) * GROUP
-    taps = batch_last_taps(C, Hp, Wp, kc, N)
-    x = x_last.reshape(-1)
-    y = np.empty((N, O, Ho * Wo), dtype=np.float32)
-    ys = y.reshape(-1)
-    winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
-    marks = winner.reshape(-1)
-    sv = vsplat(np.float32(s))
-    one = vsplat(np.float32(1.0))
-    minus_one = vsplat(np.float32(-1.0))
-    step = SPAN  # from one channel's numbers of a window to the next's, in the buffers
-    for piece in prange(-(-N // SPAN)):
-        n = min(piece * SPAN, N - SPAN)  # the piece's first image
-        new = piece * SPAN - n  # images of the piece before this one are written by that one
-        best = np.empty(Ho * Wo * GROUP * SPAN, dtype=np.float32)
-        mark = np.empty(Ho * Wo * GROUP * SPAN, dtype=np.float32)
-        for g in range(0, Oq, GROUP):
-            for i in range(H):
-                rows = windows_holding(i, k, t, top, Ho)
-                for j in range(Wd):
-                    columns = windows_holding(j, k, t, left, Wo)
-                    xb = (i * Wp + j) * N + n
-                    wb = (i * Wd + j) * T * Oq + g
-                    s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                    s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                    u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
-                    u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
-                    for term in range(T):
-                        a = vload(x, xb + taps[term])
-                        b = vload(x, xb + taps[term] + LANES)
-                        w = wb + term * Oq
-                        e = vsplat_at(weights, w); s0 = vfma(e, a, s0); u0 = vfma(e, b, u0)  # noqa: E702
-                        e = vsplat_at(weights, w + 1); s1 = vfma(e, a, s1); u1 = vfma(e, b, u1)  # noqa: E702
-                        e = vsplat_at(weights, w + 2); s2 = vfma(e, a, s2); u2 = vfma(e, b, u2)  # noqa: E702
-                        e = vsplat_at(weights, w + 3); s3 = vfma(e, a, s3); u3 = vfma(e, b, u3)  # noqa: E702
-                        e = vsplat_at(weights, w + 4); s4 = vfma(e, a, s4); u4 = vfma(e, b, u4)  # noqa: E702
-                        e = vsplat_at(weights, w + 5); s5 = vfma(e, a, s5); u5 = vfma(e, b, u5)  # noqa: E702
-                        e = vsplat_at(weights, w + 6); s6 = vfma(e, a, s6); u6 = vfma(e, b, u6)  # noqa: E702
-                        e = vsplat_at(weights, w + 7); s7 = vfma(e, a, s7); u7 = vfma(e, b, u7)  # noqa: E702
-                    label = vsplat(np.float32(i * Wd + j))
-                    saturated = vsplat(np.float32(-1 - (i * Wd + j)))
-                    s0, m0 = ramped(s0, sv, one, minus_one, label, saturated)
-                    s1, m1 = ramped(s1, sv, one, minus_one, label, saturated)
-                    s2, m2 = ramped(s2, sv, one, minus_one, label, saturated)
-                    s3, m3 = ramped(s3, sv, one, minus_one, label, saturated)
-                    s4, m4 = ramped(s4, sv, one, minus_one, label, saturated)
-                    s5, m5 = ramped(s5, sv, one, minus_one, label, saturated)
-                    s6, m6 = ramped(s6, sv, one, minus_one, label, saturated)
-                    s7, m7 = ramped(s7, sv, one, minus_one, label, saturated)
-                    u0, p0 = ramped(u0, sv, one, minus_one, label, saturated)
-                    u1, p1 = ramped(u1, sv, one, minus_one, label, saturated)
-                    u2, p2 = ramped(u2, sv, one, minus_one, label, saturated)
-                    u3, p3 = ramped(u3, sv, one, minus_one, label, saturated)
-                    u4, p4 = ramped(u4, sv, one, minus_one, label, saturated)
-                    u5, p5 = ramped(u5, sv, one, minus_one, label, saturated)
-                    u6, p6 = ramped(u6, sv, one, minus_one, label, saturated)
-                    u7, p7 = ramped(u7, sv, one, minus_one, label, saturated)
-                    for u in range(rows[0], rows[1] + 1):
-                        for v in range(columns[0], columns[1] + 1):
-                            first = i == max(u * t - top, 0) and j == max(v * t - left, 0)
-                            at = (u * Wo + v) * GROUP * SPAN
-                            pool_cell(best, mark, at, s0, m0, first)
-                            pool_cell(best, mark, at + LANES, u0, p0, first)
-                            pool_cell(best, mark, at + step, s1, m1, first)
-                            pool_cell(best, mark, at + step + LANES, u1, p1, first)
-                            pool_cell(best, mark, at + 2 * step, s2, m2, first)
-                            pool_cell(best, mark, at + 2 * step + LANES, u2, p2, first)
-                            pool_cell(best, mark, at + 3 * step, s3, m3, first)
-                            pool_cell(best, mark, at + 3 * step + LANES, u3, p3, first)
-                            pool_cell(best, mark, at + 4 * step, s4, m4, first)
-                            pool_cell(best, mark, at + 4 * step + LANES, u4, p4, first)
-                            pool_cell(best, mark, at + 5 * step, s5, m5, first)
-                            pool_cell(best, mark, at + 5 * step + LANES, u5, p5, first)
-                            pool_cell(best, mark, at + 6 * step, s6, m6, first)
-                            pool_cell(best, mark, at + 6 * step + LANES, u6, p6, first)
-                            pool_cell(best, mark, at + 7 * step, s7, m7, first)
-                            pool_cell(best, mark, at + 7 * step + LANES, u7, p7, first)
-            for r in range(min(GROUP, O - g)):  # the group's windows out, each in the order of its array
-                for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
-                    at = (p * GROUP + r) * SPAN
-                    out = ((g + r) * Ho * Wo + p) * N + n
-                    copy_run(mark, at + new, marks, out + new, SPAN - new)  # float32 to int32, exact
-                # y images first: channel r of every window of the piece's new images, turned over
-                turn_over(best, r * SPAN + new, GROUP * SPAN, ys, ((n + new) * O + g + r) * Ho * Wo, O * Ho * Wo,
-                          Ho * Wo, SPAN - new)
-    return y.reshape(N, O, Ho, Wo), winner
+@njit(cache=True, inline="always")
+def four_channels(weights, w, a, b, s0, u0, s1, u1, s2, u2, s3, u3):
+    """One term added to the sums of four output channels, two vectors of images each: s_r += w_r·a, u_r += w_r·b."""
+    e = vsplat_at(weights, w); s0 = vfma(e, a, s0); u0 = vfma(e, b, u0)  # noqa: E702
+    e = vsplat_at(weights, w + 1); s1 = vfma(e, a, s1); u1 = vfma(e, b, u1)  # noqa: E702
+    e = vsplat_at(weights, w + 2); s2 = vfma(e, a, s2); u2 = vfma(e, b, u2)  # noqa: E702
+    e = vsplat_at(weights, w + 3); s3 = vfma(e, a, s3); u3 = vfma(e, b, u3)  # noqa: E702
+    return s0, u0, s1, u1, s2, u2, s3, u3
 
 
-def forward_registers_path(x, W, k, t, slope):
+@njit(cache=True, inline="always")
+def ramp_four_channels(sv, one, minus_one, label, saturated, s0, u0, s1, u1, s2, u2, s3, u3):
+    """The sums of four output channels ramped and marked (``ramped``): -> their 8 values, then their 8 marks."""
+    s0, m0 = ramped(s0, sv, one, minus_one, label, saturated)
+    u0, p0 = ramped(u0, sv, one, minus_one, label, saturated)
+    s1, m1 = ramped(s1, sv, one, minus_one, label, saturated)
+    u1, p1 = ramped(u1, sv, one, minus_one, label, saturated)
+    s2, m2 = ramped(s2, sv, one, minus_one, label, saturated)
+    u2, p2 = ramped(u2, sv, one, minus_one, label, saturated)
+    s3, m3 = ramped(s3, sv, one, minus_one, label, saturated)
+    u3, p3 = ramped(u3, sv, one, minus_one, label, saturated)
+    return s0, u0, s1, u1, s2, u2, s3, u3, m0, p0, m1, p1, m2, p2, m3, p3
+
+
+@njit(cache=True, inline="always")
+def pool_four_channels(best, mark, at, first, s0, u0, s1, u1, s2, u2, s3, u3, m0, p0, m1, p1, m2, p2, m3, p3):
+    """Four output channels' ramped sums and marks pooled into one window, from ``at`` in its buffers."""
+    pool_cell(best, mark, at, s0, m0, first)
+    pool_cell(best, mark, at + LANES, u0, p0, first)
+    pool_cell(best, mark, at + SPAN, s1, m1, first)
+    pool_cell(best, mark, at + SPAN + LANES, u1, p1, first)
+    pool_cell(best, mark, at + 2 * SPAN, s2, m2, first)
+    pool_cell(best, mark, at + 2 * SPAN + LANES, u2, p2, first)
+    pool_cell(best, mark, at + 3 * SPAN, s3, m3, first)
+    pool_cell(best, mark, at + 3 * SPAN + LANES, u3, p3, first)
+
+
+def _sums_kernel(group):
+    """The kernel for ``group`` (4 or 8) output channels at a time: a constant of its code, so that its sums are
+    values LLVM holds in registers."""
+
+    @njit(parallel=True, cache=True)
+    def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
+        """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner (O, Ho, Wo, N).
+
+        ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
+        ``weights_by_location(W, group)``; ``winner`` marked as ``ramp_maxpool_images_last``
+        marks it.
+        """
+        C, Hp, Wp, N = x_last.shape
+        T = C * kc * kc
+        groups = -(-O // group)
+        taps = batch_last_taps(C, Hp, Wp, kc, N)
+        x = x_last.reshape(-1)
+        y = np.empty((N, O, Ho * Wo), dtype=np.float32)
+        ys = y.reshape(-1)
+        winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
+        marks = winner.reshape(-1)
+        sv = vsplat(np.float32(s))
+        one = vsplat(np.float32(1.0))
+        minus_one = vsplat(np.float32(-1.0))
+        for piece in prange(-(-N // SPAN)):
+            n = min(piece * SPAN, N - SPAN)  # the piece's first image
+            new = piece * SPAN - n  # images of the piece before this one are written by that one
+            best = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
+            mark = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
+            for g in range(groups):
+                for i in range(H):
+                    rows = windows_holding(i, k, t, top, Ho)
+                    for j in range(Wd):
+                        columns = windows_holding(j, k, t, left, Wo)
+                        xb = (i * Wp + j) * N + n
+                        wb = ((g * H + i) * Wd + j) * T * group
+                        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                        u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702 (group 8 only)
+                        u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
+                        for term in range(T):
+                            a = vload(x, xb + taps[term])
+                            b = vload(x, xb + taps[term] + LANES)
+                            w = wb + term * group
+                            s0, u0, s1, u1, s2, u2, s3, u3 = four_channels(weights, w, a, b, s0, u0, s1, u1, s2, u2,
+                                                                           s3, u3)
+                            if group == 8:
+                                s4, u4, s5, u5, s6, u6, s7, u7 = four_channels(weights, w + 4, a, b, s4, u4, s5, u5,
+                                                                               s6, u6, s7, u7)
+                        label = vsplat(np.float32(i * Wd + j))
+                        saturated = vsplat(np.float32(-1 - (i * Wd + j)))
+                        s0, u0, s1, u1, s2, u2, s3, u3, m0, p0, m1, p1, m2, p2, m3, p3 = ramp_four_channels(
+                            sv, one, minus_one, label, saturated, s0, u0, s1, u1, s2, u2, s3, u3)
+                        s4, u4, s5, u5, s6, u6, s7, u7, m4, p4, m5, p5, m6, p6, m7, p7 = ramp_four_channels(
+                            sv, one, minus_one, label, saturated, s4, u4, s5, u5, s6, u6, s7, u7)  # group 8 only
+                        for u in range(rows[0], rows[1] + 1):
+                            for v in range(columns[0], columns[1] + 1):
+                                first = i == max(u * t - top, 0) and j == max(v * t - left, 0)
+                                at = (u * Wo + v) * group * SPAN  # the window's channels next to each other
+                                pool_four_channels(best, mark, at, first, s0, u0, s1, u1, s2, u2, s3, u3,
+                                                   m0, p0, m1, p1, m2, p2, m3, p3)
+                                if group == 8:
+                                    pool_four_channels(best, mark, at + 4 * SPAN, first, s4, u4, s5, u5, s6, u6, s7,
+                                                       u7, m4, p4, m5, p5, m6, p6, m7, p7)
+                o = g * group
+                for r in range(min(group, O - o)):  # the group's windows out, each in the order of its array
+                    for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
+                        at = (p * group + r) * SPAN
+                        out = ((o + r) * Ho * Wo + p) * N + n
+                        copy_run(mark, at + new, marks, out + new, SPAN - new)  # float32 to int32, exact
+                    # y images first: channel r of every window of the piece's new images, turned over
+                    turn_over(best, r * SPAN + new, group * SPAN, ys, ((n + new) * O + o + r) * Ho * Wo, O * Ho * Wo,
+                              Ho * Wo, SPAN - new)
+        return y.reshape(N, O, Ho, Wo), winner
+
+    return ramp_maxpool_sums
+
+
+SUMS = {4: _sums_kernel(4), 8: _sums_kernel(8)}
+
+
+def forward_registers_path(x, W, k, t, slope, group=None):
     """The block's forward pass by the sums in registers: -> (y, xp, h as a function, cache), as
-    ``tuned_untied_block.forward_images_last_path`` returns them; its backward pass reads the cache."""
+    ``tuned_untied_block.forward_images_last_path`` returns them; its backward pass reads the cache.
+
+    ``group``: output channels summed at a time, 4 or 8 (default ``CHANNELS_PER_GROUP``).
+    """
     if np.asarray(x).dtype != np.float32 or W.dtype != np.float32:
         raise TypeError(f"the registers path computes in float32 only (plan.DTYPES), not {np.asarray(x).dtype} "
                         f"and {W.dtype}")
@@ -209,8 +248,11 @@ def forward_registers_path(x, W, k, t, slope):
         [x_last, np.zeros(x_last.shape[:-1] + (SPAN - N,), np.float32)], axis=-1)
     top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
     H, Wd, O = W.shape[:3]
-    y, winner = ramp_maxpool_sums(x_pieces, weights_by_location(W), O, kc, H, Wd, k, t, top, left, Ho, Wo,
-                                  np.float32(slope))
+    group = group or CHANNELS_PER_GROUP
+    if group not in SUMS:
+        raise ValueError(f"the registers path sums 4 or 8 output channels at a time, not {group}")
+    y, winner = SUMS[group](x_pieces, weights_by_location(W, group), O, kc, H, Wd, k, t, top, left, Ho, Wo,
+                            np.float32(slope))
     if N < SPAN:
         y, winner = np.ascontiguousarray(y[:N]), np.ascontiguousarray(winner[..., :N])
     cache = ImagesLast(x_last, None, winner, (k, t, top, left), IMAGES_PER_TILE, (H, Wd), W)
