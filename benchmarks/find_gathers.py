@@ -1,4 +1,4 @@
-"""The compiled kernels whose machine code holds gathers or scatters, on this CPU.
+"""The compiled kernels whose machine code holds gathers, scatters or AVX masked moves, on this CPU.
 
     python benchmarks/find_gathers.py [--batch 32]
 
@@ -6,12 +6,22 @@ A loop that moves a run of numbers should compile to plain vector loads and stor
 Where LLVM cannot prove a run contiguous (a signed index that Numba wraps around when
 negative, a row of a view whose stride is known only at run time), it moves the run with
 gathers and scatters instead, a vector of addresses each, slower than the numbers they
-move. This script compiles every kernel afresh, into an empty Numba cache of its own
-(Numba cannot show the machine code of a cached kernel). It runs one training step of
+move. And compiled for AVX2 (no AVX-512), a number read only where a select needs it, or
+a select between a new number and the one just read from the same place, becomes a
+masked load or store (``vmaskmovps``, ``vpmaskmovd``), slow on AMD's CPUs: the kernels
+read every number before the select instead (``tuned_activations``,
+``tuned_pooling.keep_larger_of_ramp``, ``tuned_untied_registers.pool_cell``). AVX-512's
+masked moves (through a mask register) are not counted: they are not slow.
+
+This script compiles every kernel afresh, into an empty Numba cache of its own (Numba
+cannot show the machine code of a cached kernel). It runs one training step of
 `simple`, untied `simple` and `deep` at ``--batch`` in float32 with the plans measured, so
 every candidate path of every layer is compiled. Then it lists each compiled kernel of
-``hebbref.kernels`` whose assembly holds a gather or a scatter, with how many.
-``tests/test_kernels_vector_moves.py`` holds the loops that move runs to none.
+``hebbref.kernels`` whose assembly holds a gather, a scatter, a masked load or a masked
+store, with how many. ``tests/test_kernels_vector_moves.py`` holds the loops that move
+runs to none. To see a CPU with AVX2 alone from one with AVX-512, run it with Numba told
+to compile for one: ``NUMBA_CPU_NAME=znver3 NUMBA_CPU_FEATURES=...`` (the features of
+``tests/kernel_checks.AVX2_FEATURES``).
 """
 import argparse
 import collections
@@ -21,6 +31,24 @@ import pkgutil
 import re
 import sys
 import tempfile
+
+
+def slow_moves(assembly):
+    """How many gathers, scatters, AVX masked loads and AVX masked stores ``assembly`` (AT&T syntax) holds."""
+    counts = collections.Counter(re.findall(r"\bv\w*(gather|scatter)\w*", assembly))
+    for operands in re.findall(r"\bvp?maskmov\w*\s+([^\n]*)", assembly):  # the memory operand last: a store
+        counts["masked store" if operands.rstrip().endswith(")") else "masked load"] += 1
+    return counts
+
+
+def kernels_of(module):
+    """(name, object) for each global of ``module``, and for each entry of a dict of them (as
+    ``tuned_untied_registers.SUMS``, one compiled kernel per group size), sorted by name."""
+    for name, value in sorted(vars(module).items()):
+        if isinstance(value, dict):
+            yield from ((f"{name}[{key}]", entry) for key, entry in sorted(value.items(), key=str))
+        else:
+            yield name, value
 
 
 def main():
@@ -44,22 +72,22 @@ def main():
         x = np.random.default_rng(0).standard_normal((args.batch,) + shape).astype(np.float32)
         model.train_step(x, np.arange(args.batch) % 10)
     print(f"CPU: {runtime.cpu_key()}; one step of simple, untied simple and deep at batch {args.batch}\n")
-    print("| module | kernel | signatures | gathers | scatters |")
-    print("|---|---|---:|---:|---:|")
+    print("| module | kernel | signatures | gathers | scatters | masked loads | masked stores |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     found = 0
     for info in pkgutil.iter_modules(hebbref.kernels.__path__):
         module = importlib.import_module(f"hebbref.kernels.{info.name}")
-        for name, kernel in sorted(vars(module).items()):
+        for name, kernel in kernels_of(module):
             if getattr(kernel, "__module__", None) != module.__name__ or not hasattr(kernel, "inspect_asm"):
                 continue
             counts = collections.Counter()
             for signature in getattr(kernel, "signatures", ()):
-                for op in re.findall(r"\bv\w*(gather|scatter)\w*", kernel.inspect_asm(signature)):
-                    counts[op] += 1
+                counts.update(slow_moves(kernel.inspect_asm(signature)))
             if counts:
                 found += 1
-                print(f"| {info.name} | {name} | {len(kernel.signatures)} | {counts['gather']} | {counts['scatter']} |")
-    print(f"\n{found} compiled kernels hold gathers or scatters")
+                print(f"| {info.name} | {name} | {len(kernel.signatures)} | {counts['gather']} | {counts['scatter']} "
+                      f"| {counts['masked load']} | {counts['masked store']} |")
+    print(f"\n{found} compiled kernels hold gathers, scatters or AVX masked moves")
 
 
 if __name__ == "__main__":

@@ -126,3 +126,28 @@ def test_the_tables_record_every_ratio_a_target_names(bench, monkeypatch):
     flops_2b, flops_matmul = 2.0 * 2 * 64 * 64 * 9 * 11 * 11, 2 * 2048 ** 3
     assert results["deep 2b, every kernel"][0] == pytest.approx(flops_2b * 0.7 / flops_matmul)
     assert results[bench.TARGET_NETWORKS[0]] == (0.5, 0.5)  # hebbref 0.1 against PyTorch 0.2
+
+
+def test_find_gathers_tells_masked_loads_from_masked_stores():
+    """benchmarks/find_gathers.py's count of what it lists (AT&T operands, the memory operand last in a store), and
+    the kernels it searches."""
+    spec = importlib.util.spec_from_file_location("find_gathers", BENCH.parent / "find_gathers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assembly = "\n".join([
+        "\tvmaskmovps\t%ymm2, %ymm1, (%r10,%rdx,4)",  # a store
+        "\tvmaskmovps\t%ymm2, %ymm1, 32(%r10,%rdx,4)",  # a store
+        "\tvmaskmovps\t%ymm0, %ymm1, -64(%rsp)",  # a store
+        "\tvmaskmovps\t(%rbp,%rdx,4), %ymm1, %ymm0",  # a load
+        "\tvpmaskmovd\t64(%rax), %ymm3, %ymm4",  # a load of int32
+        "\tvgatherdps\t%ymm5, (%rax,%ymm6,4), %ymm7",
+        "\tvscatterdps\t%zmm0, (%rax,%zmm1,4) {%k1}",
+        "\tvmovups\t%zmm0, (%rax) {%k1}",  # AVX-512's masked store: not counted
+        "\tvmaxps\t%ymm0, %ymm1, %ymm2",
+    ])
+    assert module.slow_moves(assembly) == {"masked store": 3, "masked load": 2, "gather": 1, "scatter": 1}
+    assert module.slow_moves("\tvmovups\t%ymm0, (%rax)\n\tvfmadd231ps\t%ymm1, %ymm2, %ymm3") == {}
+    from hebbref.kernels import tuned_untied_registers
+    listed = dict(module.kernels_of(tuned_untied_registers))  # a dict of kernels is searched entry by entry
+    assert listed["SUMS[4]"] is tuned_untied_registers.SUMS[4] and listed["SUMS[8]"] is tuned_untied_registers.SUMS[8]
+    assert listed["pool_cell"] is tuned_untied_registers.pool_cell

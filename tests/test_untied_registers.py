@@ -229,30 +229,6 @@ def test_the_path_compiled_for_a_cpu_with_avx2_alone_equals_images_last(tmp_path
     run_built_for_avx2(_EIGHT_LANES, tmp_path)
 
 
-_NO_MASKED_STORES = """
-import re
-import numpy as np
-from numba import njit
-from hebbref.kernels import tuned_pooling, tuned_untied_registers as registers
-x = np.ones((16, 1, 8, 8), np.float32)
-x_last = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(1, 2, 3, 0))
-W = np.ones((8, 8, 8, 1, 3, 3), np.float32)
-for group, kernel in registers.SUMS.items():
-    fresh = njit(parallel=True)(kernel.py_func)  # compiled here: the machine code of a cached kernel cannot be shown
-    fresh(x_last, registers.weights_by_location(W, group), 8, 3, 8, 8, 3, 2, *tuned_pooling._windows(x, 3, 2),
-          np.float32(0.5))
-    stores = re.findall(r"vp?maskmov\\w*\\s+%ymm\\d+,\\s*%ymm\\d+,\\s*[^%\\s]", fresh.inspect_asm(fresh.signatures[0]))
-    assert not stores, (group, stores[:3])
-print("ok")
-"""
-
-
-def test_the_kernels_compiled_for_avx2_store_the_window_buffers_unmasked(tmp_path):
-    """The marks' selects stay selects: no AVX masked store (vmaskmovps with a memory operand last), slow on AMD's
-    CPUs (``pool_cell``)."""
-    run_built_for_avx2(_NO_MASKED_STORES, tmp_path)
-
-
 def test_a_nan_in_the_input_reaches_the_windows_that_hold_it_as_on_images_last():
     """np.maximum's NaN (``vmaximum``), not a comparison's: a window holding a NaN cell has a NaN maximum."""
     x, W, dy = inputs((SPAN + 2, 1, 9, 8, 7, 3, 3, 2), 5, 0.5, exact=False)

@@ -8,6 +8,11 @@ The same arithmetic as ``hebbref.activations`` (s·h in the dtype of h), one par
 pass over the array. Any shape in, same shape and dtype out. The bounds ±1 and the 0
 are numbers of the array's dtype (``h.dtype.type(1)``): with bare Python numbers Numba
 clips float32 in float64, at half the vector width, to the same values.
+
+The backward passes read e before the test that picks e·s or 0, not in the branch that
+uses it: read under the test, the read is conditional, and compiled for AVX2 LLVM makes
+it a masked load (``vmaskmovps``), slow on AMD's CPUs; read first, the loop is plain
+loads and a select (BENCHMARKS.md, 2026-12-03, sixth session).
 """
 import numpy as np
 from numba import njit, prange
@@ -38,7 +43,8 @@ def ramp_backward_flat(e, h, s):
     delta = np.empty_like(e)
     one, zero = h.dtype.type(1), e.dtype.type(0)
     for i in prange(h.size):
-        delta[i] = e[i] * s if abs(s * h[i]) <= one else zero
+        v = e[i] * s  # read before the test, not under it (the module's docstring)
+        delta[i] = v if abs(s * h[i]) <= one else zero
     return delta
 
 
@@ -57,7 +63,8 @@ def ramp_backward_of_sum_flat(e1, e2, h, s):
     delta = np.empty_like(e1)
     one, zero = h.dtype.type(1), e1.dtype.type(0)
     for i in prange(h.size):
-        delta[i] = (e1[i] + e2[i]) * s if abs(s * h[i]) <= one else zero
+        v = (e1[i] + e2[i]) * s  # read before the test, not under it
+        delta[i] = v if abs(s * h[i]) <= one else zero
     return delta
 
 

@@ -99,9 +99,9 @@ def keep_larger(best, where, values, label, step, L):
     carries it on, as the reference's ``max`` does).
     """
     for m in range(L):
-        value, old = values[m], best[m]
+        value, old, old_where = values[m], best[m], where[m]  # every read before the select (``keep_larger_of_ramp``)
         best[m] = np.maximum(value, old)
-        where[m] = np.int32(label + step * m) if value > old else where[m]
+        where[m] = np.int32(label + step * m) if value > old else old_where
 
 
 @njit(cache=True, inline="always")  # inlined into both kernels: as a call it cost 15 % on 11×11 planes
@@ -321,7 +321,8 @@ def scatter_to_winners_ramp(dy, winner, h, s):
         plane, h_plane = delta[p], h_rows[p]
         scatter_plane(plane, dy_rows[p], winner_rows[p])
         for m in range(H * W):
-            plane[m] = plane[m] * s if abs(s * h_plane[m]) <= one else zero
+            v = plane[m] * s  # read before the test (tuned_activations)
+            plane[m] = v if abs(s * h_plane[m]) <= one else zero
     return delta.reshape(N, C, H, W)
 
 
@@ -345,7 +346,8 @@ def scatter_to_winners_ramp_of_sum(e1, dy, winner, h, s):
         plane, h_plane, e1_plane = delta[p], h_rows[p], e1_rows[p]
         scatter_plane(plane, dy_rows[p], winner_rows[p])  # the pool's error, 0 off the winners
         for m in range(H * W):
-            plane[m] = (e1_plane[m] + plane[m]) * s if abs(s * h_plane[m]) <= one else zero
+            v = (e1_plane[m] + plane[m]) * s  # read before the test (tuned_activations)
+            plane[m] = v if abs(s * h_plane[m]) <= one else zero
     return delta.reshape(N, C, H, W)
 
 
@@ -417,16 +419,21 @@ def keep_larger_of_ramp(best, where, cells, label, s, first):
 
     The mark is ``label`` where σ' = s at the cell (|s·h| <= 1), -1 - ``label`` where
     the ramp saturates. A select per image, no branch: the loop vectorises (the larger
-    value by ``np.maximum``, as in ``keep_larger``).
+    value by ``np.maximum``, as in ``keep_larger``). The old best and mark are read
+    before the selects, not in them: a number read only where a select needs it is a
+    conditional read, which compiled for AVX2 LLVM makes a masked load (``vmaskmovps``),
+    slow on AMD's CPUs (BENCHMARKS.md, 2026-12-03, sixth session). On the ``first`` cell
+    they are read and dropped.
     """
     saturated = np.int32(-1) - label
     one = cells.dtype.type(1)
     for m in range(best.size):
+        old, old_where = best[m], where[m]  # read before the selects, not under them (the docstring)
         value = min(max(s * cells[m], -one), one)  # tuned_activations.ramp's expression
         mark = label if abs(s * cells[m]) <= one else saturated  # σ' is s, or 0
-        larger = first or value > best[m]
-        best[m] = value if first else np.maximum(value, best[m])
-        where[m] = mark if larger else where[m]
+        larger = first or value > old
+        best[m] = value if first else np.maximum(value, old)
+        where[m] = mark if larger else old_where
 
 
 @njit(parallel=True, cache=True)
@@ -470,7 +477,8 @@ def delta_at(dy, winner, c, i, j, W, rows, columns, n0, s, zero, cells):
         for v in range(columns[0], columns[1] + 1):
             errors, where = dy[c, u, v, n0 : n0 + L], winner[c, u, v, n0 : n0 + L]
             for m in range(L):  # vectorised
-                cells[m] += errors[m] if where[m] == label else zero
+                error = errors[m]  # read before the test (keep_larger_of_ramp)
+                cells[m] += error if where[m] == label else zero
     for m in range(L):
         cells[m] *= s
 
