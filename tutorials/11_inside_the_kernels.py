@@ -185,7 +185,9 @@ print(inspect.getsource(plan.APPLIES["winograd"]).strip())
 # vector registers. `hebbref/kernels/tuned_conv_rows.py` takes a piece of an output row
 # two vectors long for eight output channels at once, 16 vectors of sums, and adds every
 # window term (c, a, b) into them: two loads of the input row, eight weights, 16 fused
-# multiply-adds, and the sums are written out once at the end. Numba would keep sums
+# multiply-adds, and the sums are written out once at the end. (A CPU with 16 vector
+# registers rather than 32 cannot hold 16 sums beside the loads, and four channels at a
+# time may win there: the plan times both.) Numba would keep sums
 # held in an array in memory, loading and storing them at every term, so the kernel
 # holds them as values of a vector type that `hebbref/kernels/tuned_simd.py` gives Numba
 # (a few LLVM operations: load, store, broadcast, fused multiply-add). On a narrow image
@@ -317,6 +319,17 @@ print(tuned_untied_block.__doc__)
 # for 16 or 32 images), that cost outweighed the numbers moved (BENCHMARKS.md, "fifth
 # session"). `tests/test_kernels_vector_moves.py` compiles these loops afresh and
 # searches their assembly for gathers and scatters.
+#
+# A select has a trap of the same kind where the CPU has AVX2 but not AVX-512. Written
+# `e[i] * s if abs(s * h[i]) <= 1 else 0`, e[i] is read only where the test holds, and
+# LLVM makes the read a masked load; `where[m] = label if larger else where[m]` rewrites
+# a number with itself where the test fails, and LLVM makes the write a masked store.
+# AVX's masked moves are slow on AMD's CPUs: without its masked stores (and with its
+# weights laid out anew), the untied block's `registers` path ran at 0.72 to 0.77 of its
+# former time on a Zen 4 held to AVX2. The tuned tier reads every
+# number before its select (`v = e[i] * s`, then `v if ... else 0`), and the same test
+# file compiles the pools and blocks for AVX2 and finds no masked move in them
+# (BENCHMARKS.md, "sixth session").
 
 # %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp

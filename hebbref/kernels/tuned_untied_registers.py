@@ -97,8 +97,8 @@ def pool_cell(best, mark, at, value, cell, first):
 
     The old mark is read before the new maximum is stored. Read after, the store of the
     mark is a select between the new mark and the number just read from the same place,
-    which LLVM makes a masked store; with AVX2, on AMD's CPUs, that took a third of the
-    kernel's time (BENCHMARKS.md, 2026-12-03, sixth session).
+    which LLVM makes a masked store where it compiles for AVX2, slow on AMD's CPUs
+    (BENCHMARKS.md, 2026-12-03, sixth session).
     """
     if first:
         vstore(best, at, value)
