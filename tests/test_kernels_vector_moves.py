@@ -1,4 +1,4 @@
-"""The loops that move runs of numbers compile to plain vector loads and stores: no gathers, no scatters.
+"""The loops that move runs of numbers compile to plain vector loads and stores: no gathers, scatters or masked moves.
 
 A loop over a run of numbers vectorises with plain loads and stores only where LLVM can
 prove the run contiguous. Numba wraps a negative signed index around, and the row of a
@@ -13,6 +13,12 @@ and scatters (no AVX2) there are none to find, and these tests hold trivially.
 
 Not searched: the edges of ``tuned_simd.turn_over``, which read or write with a stride
 by their nature.
+
+Last, the selects: compiled for AVX2 alone, a number read only where a select needs it,
+or rewritten with itself where the select fails, becomes an AVX masked load or store,
+slow on AMD's CPUs. The pools and blocks are compiled for Haswell's features in a process
+of their own (``kernel_checks.run_built_for_avx2``; skipped where this CPU builds 8-lane
+vectors already or has no AVX2) and searched for them.
 """
 import re
 
@@ -137,7 +143,7 @@ print("ok")
 def test_the_pools_and_ramps_compiled_for_avx2_hold_no_masked_loads_or_stores(tmp_path):
     """Compiled for AVX2, a number read only where a select needs it becomes a masked load, and a select between a
     new number and the one just read from the same place a masked store (``vmaskmovps``), slow on AMD's CPUs. The
-    pools, the ramp's backward passes and the conv and untied blocks (every path of each, forward and backward)
-    read every number before the select: their kernels, compiled in a process that builds for Haswell's
-    features, hold neither (nor does any other kernel that these calls compile)."""
+    pools, the ramp's backward passes and the conv and untied blocks (their own paths at each block size, forward
+    and backward) read every number before the select: their kernels, compiled in a process that builds for
+    Haswell's features, hold neither (nor does any other kernel that these calls compile)."""
     run_built_for_avx2(_NO_MASKED_MOVES, tmp_path)

@@ -71,8 +71,8 @@ CHANNELS_PER_GROUP = 8 if LANES == 16 else 4
 
 
 def weights_by_location(W, group):
-    """W (H, W, O, C, k, k) -> flat (⌈O/group⌉, H, W, C·k·k, group): each group's weights, location by location and term
-    by term, a term's ``group`` output channels together; zeros past O."""
+    """W (H, W, O, C, k, k) -> flat (⌈O/group⌉, H, W, C·k·k, group): each group's weights, location by location
+    and term by term, a term's ``group`` output channels together; zeros past O."""
     H, Wd, O, C, k, _ = W.shape
     by_term = W.reshape(H, Wd, O, C * k * k).transpose(0, 1, 3, 2)  # (H, W, C·k·k, O), a view
     w = np.zeros((-(-O // group), H, Wd, C * k * k, group), dtype=np.float32)
@@ -153,7 +153,8 @@ def _sums_kernel(group):
 
     @njit(parallel=True, cache=True)
     def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
-        """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner (O, Ho, Wo, N).
+        """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner
+        (O, Ho, Wo, N).
 
         ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
         ``weights_by_location(W, group)``; ``winner`` marked as ``ramp_maxpool_images_last``
