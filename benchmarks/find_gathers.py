@@ -51,6 +51,26 @@ def kernels_of(module):
             yield name, value
 
 
+def slow_kernels():
+    """(module, kernel, signatures, counts) for each kernel of ``hebbref.kernels`` compiled in this process whose
+    assembly holds a gather, a scatter or an AVX masked move (``slow_moves``); a kernel loaded from Numba's cache
+    has no assembly to show, so the cache should have been empty."""
+    import hebbref.kernels
+
+    found = []
+    for info in pkgutil.iter_modules(hebbref.kernels.__path__):
+        module = importlib.import_module(f"hebbref.kernels.{info.name}")
+        for name, kernel in kernels_of(module):
+            if getattr(kernel, "__module__", None) != module.__name__ or not hasattr(kernel, "inspect_asm"):
+                continue
+            counts = collections.Counter()
+            for signature in getattr(kernel, "signatures", ()):
+                counts.update(slow_moves(kernel.inspect_asm(signature)))
+            if counts:
+                found.append((info.name, name, len(kernel.signatures), counts))
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
@@ -62,7 +82,6 @@ def main():
     os.environ["HEBBREF_TUNE"] = "1"  # every candidate is timed, so every one is compiled
     import numpy as np
 
-    import hebbref.kernels
     from hebbref import runtime
     from hebbref.network import build_network
 
@@ -74,20 +93,11 @@ def main():
     print(f"CPU: {runtime.cpu_key()}; one step of simple, untied simple and deep at batch {args.batch}\n")
     print("| module | kernel | signatures | gathers | scatters | masked loads | masked stores |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    found = 0
-    for info in pkgutil.iter_modules(hebbref.kernels.__path__):
-        module = importlib.import_module(f"hebbref.kernels.{info.name}")
-        for name, kernel in kernels_of(module):
-            if getattr(kernel, "__module__", None) != module.__name__ or not hasattr(kernel, "inspect_asm"):
-                continue
-            counts = collections.Counter()
-            for signature in getattr(kernel, "signatures", ()):
-                counts.update(slow_moves(kernel.inspect_asm(signature)))
-            if counts:
-                found += 1
-                print(f"| {info.name} | {name} | {len(kernel.signatures)} | {counts['gather']} | {counts['scatter']} "
-                      f"| {counts['masked load']} | {counts['masked store']} |")
-    print(f"\n{found} compiled kernels hold gathers, scatters or AVX masked moves")
+    found = slow_kernels()
+    for module, name, signatures, counts in found:
+        print(f"| {module} | {name} | {signatures} | {counts['gather']} | {counts['scatter']} "
+              f"| {counts['masked load']} | {counts['masked store']} |")
+    print(f"\n{len(found)} compiled kernels hold gathers, scatters or AVX masked moves")
 
 
 if __name__ == "__main__":
