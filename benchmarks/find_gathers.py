@@ -1,4 +1,5 @@
-"""The compiled kernels whose machine code holds gathers, scatters or AVX masked moves, on this CPU.
+"""The compiled kernels whose machine code holds gathers, scatters, AVX masked moves or sums kept on the stack, on
+this CPU.
 
     python benchmarks/find_gathers.py [--batch 32]
 
@@ -13,13 +14,25 @@ read every number before the select instead (``tuned_activations``,
 ``tuned_pooling.keep_larger_of_ramp``, ``tuned_untied_registers.pool_cell``). AVX-512's
 masked moves (through a mask register) are not counted: they are not slow.
 
+A register-blocked kernel keeps its sums in vector registers across a loop of fused
+multiply-adds: 32 of them with AVX-512, 16 with AVX2. Where a loop needs more, LLVM keeps
+some on the stack, and the loop stores a vector there at every step and loads it again,
+a store and a load in the chain of that sum's additions (``tuned_conv_rows.increment_rows_4``
+did, compiled for AVX2, until its step held three input vectors rather than four δ
+vectors). Such loops are counted here: innermost loops (from a label to a jump back to
+it) that hold a fused multiply-add and a store of a vector register to the stack. The
+kernels of eight output channels at a time (``SUMS[8]``, ``correlate_rows_8``), compiled
+for 16 registers, are such loops by design: there the plan takes those of four.
+
 This script compiles every kernel afresh, into an empty Numba cache of its own (Numba
 cannot show the machine code of a cached kernel). It runs one training step of
 `simple`, untied `simple` and `deep` at ``--batch`` in float32 with the plans measured, so
 every candidate path of every layer is compiled. Then it lists each compiled kernel of
 ``hebbref.kernels`` whose assembly holds a gather, a scatter, a masked load or a masked
-store, with how many. ``tests/test_kernels_vector_moves.py`` holds the loops that move
-runs to none. To see a CPU with AVX2 alone from one with AVX-512, run it with Numba told
+store, or a loop with sums on the stack, with how many. ``tests/test_kernels_vector_moves.py``
+holds the loops that move runs to none, and ``tests/test_kernels_built_for_avx2.py`` the
+pools, ramps, blocks and kernels of four channels compiled for AVX2 to no masked move and
+no sum on the stack. To see a CPU with AVX2 alone from one with AVX-512, run it with Numba told
 to compile for one: ``NUMBA_CPU_NAME=znver3 NUMBA_CPU_FEATURES=...`` (the features of
 ``tests/kernel_checks.AVX2_FEATURES``).
 """
@@ -41,6 +54,29 @@ def slow_moves(assembly):
     return counts
 
 
+def spilled_sums(assembly):
+    """How many innermost loops of ``assembly`` (AT&T syntax) hold a fused multiply-add and a store of a vector
+    register to the stack: sums that did not fit in the registers."""
+    lines = assembly.splitlines()
+    starts = {}
+    loops = 0
+    for at, line in enumerate(lines):
+        label = re.match(r"(\.\w+):", line)
+        if label:
+            starts[label.group(1)] = at
+            continue
+        jump = re.match(r"\s+j\w+\s+(\.\w+)\s*$", line)
+        if not jump or jump.group(1) not in starts:  # not a jump back
+            continue
+        body = lines[starts[jump.group(1)] + 1 : at]
+        if any(re.match(r"\.\w+:", b) for b in body):  # a loop with another inside: not innermost
+            continue
+        if (any(re.match(r"\s+vfn?m(add|sub)", b) for b in body)
+                and any(re.match(r"\s+vmov\w*\s+%[xyz]mm\d+,\s*-?\d*\(%rsp\)", b) for b in body)):
+            loops += 1
+    return loops
+
+
 def kernels_of(module):
     """(name, object) for each global of ``module``, and for each entry of a dict of them (as
     ``tuned_untied_registers.SUMS``, one compiled kernel per group size), sorted by name."""
@@ -53,8 +89,9 @@ def kernels_of(module):
 
 def slow_kernels():
     """(module, kernel, signatures, counts) for each kernel of ``hebbref.kernels`` compiled in this process whose
-    assembly holds a gather, a scatter or an AVX masked move (``slow_moves``); a kernel loaded from Numba's cache
-    has no assembly to show, so the cache should have been empty."""
+    assembly holds a gather, a scatter or an AVX masked move (``slow_moves``), or a loop with sums on the stack
+    (``spilled_sums``, counted as "sums on the stack"); a kernel loaded from Numba's cache has no assembly to show,
+    so the cache should have been empty."""
     import hebbref.kernels
 
     found = []
@@ -65,7 +102,10 @@ def slow_kernels():
                 continue
             counts = collections.Counter()
             for signature in getattr(kernel, "signatures", ()):
-                counts.update(slow_moves(kernel.inspect_asm(signature)))
+                assembly = kernel.inspect_asm(signature)
+                counts.update(slow_moves(assembly))
+                counts["sums on the stack"] += spilled_sums(assembly)
+            counts = +counts  # the zeros dropped
             if counts:
                 found.append((info.name, name, len(kernel.signatures), counts))
     return found
@@ -91,13 +131,14 @@ def main():
         x = np.random.default_rng(0).standard_normal((args.batch,) + shape).astype(np.float32)
         model.train_step(x, np.arange(args.batch) % 10)
     print(f"CPU: {runtime.cpu_key()}; one step of simple, untied simple and deep at batch {args.batch}\n")
-    print("| module | kernel | signatures | gathers | scatters | masked loads | masked stores |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| module | kernel | signatures | gathers | scatters | masked loads | masked stores | loops with sums on "
+          "the stack |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     found = slow_kernels()
     for module, name, signatures, counts in found:
         print(f"| {module} | {name} | {signatures} | {counts['gather']} | {counts['scatter']} "
-              f"| {counts['masked load']} | {counts['masked store']} |")
-    print(f"\n{len(found)} compiled kernels hold gathers, scatters or AVX masked moves")
+              f"| {counts['masked load']} | {counts['masked store']} | {counts['sums on the stack']} |")
+    print(f"\n{len(found)} compiled kernels hold gathers, scatters, AVX masked moves or loops with sums on the stack")
 
 
 if __name__ == "__main__":

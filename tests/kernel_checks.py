@@ -137,9 +137,9 @@ AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,
 
 
 def run_built_for_avx2(code, tmp_path):
-    """Run ``code`` in a Python process of its own whose Numba compiles for Haswell's features, the 8-lane build of
-    ``tuned_simd`` that a CPU without AVX-512 gets, and check that it printed "ok". Skipped where this CPU builds 8
-    lanes already (the tests in process run that build) or cannot run AVX2 code."""
+    """Run ``code`` in a Python process of its own whose Numba compiles for Haswell's features (into an empty cache
+    under ``tmp_path``), the 8-lane build of ``tuned_simd`` that a CPU without AVX-512 gets: -> what it printed.
+    Skipped where this CPU builds 8 lanes already (the tests in process run that build) or cannot run AVX2 code."""
     import llvmlite.binding
     from hebbref.kernels import tuned_simd
 
@@ -150,4 +150,5 @@ def run_built_for_avx2(code, tmp_path):
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
                NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

@@ -151,3 +151,37 @@ def test_find_gathers_tells_masked_loads_from_masked_stores():
     listed = dict(module.kernels_of(tuned_untied_registers))  # a dict of kernels is searched entry by entry
     assert listed["SUMS[4]"] is tuned_untied_registers.SUMS[4] and listed["SUMS[8]"] is tuned_untied_registers.SUMS[8]
     assert listed["pool_cell"] is tuned_untied_registers.pool_cell
+
+
+def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
+    """A loop of fused multiply-adds that stores a vector register to the stack is counted once; a store to the stack
+    outside such a loop, a load from it (a constant reloaded), a loop with no multiply-add and a loop with a loop
+    inside are not."""
+    spec = importlib.util.spec_from_file_location("find_gathers", BENCH.parent / "find_gathers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    spilled = "\n".join([
+        ".LBB6_149:",
+        "\tvmovups\t%ymm0, 16(%rsp)",  # a sum stored ...
+        "\tvmovups\t(%r15,%r11), %ymm12",
+        "\tvfmadd231ps\t%ymm0, %ymm12, %ymm1",
+        "\tvmovups\t16(%rsp), %ymm0",  # ... and loaded again
+        "\tcmpq\t%r11, %rbp",
+        "\tjne\t.LBB6_149",
+    ])
+    clean = "\n".join([
+        ".LBB6_147:",
+        "\tvmovups\t(%rax,%rsi), %ymm12",
+        "\tvbroadcastss\t-64(%rsp), %ymm15",  # a load from the stack only
+        "\tvfmadd231ps\t%ymm12, %ymm15, %ymm11",
+        "\tjne\t.LBB6_147",
+    ])
+    no_fma = "\n".join([".LBB1_2:", "\tvmovups\t%ymm0, 16(%rsp)", "\tvaddps\t%ymm1, %ymm2, %ymm3", "\tjne\t.LBB1_2"])
+    outer = "\n".join([".LBB2_1:", "\tvmovaps\t%zmm3, -128(%rsp)", "\tvfnmadd213ps\t%zmm1, %zmm2, %zmm3",
+                       ".LBB2_5:", "\tvfmadd231ps\t%zmm1, %zmm2, %zmm4", "\tjne\t.LBB2_5", "\tjne\t.LBB2_1"])
+    forward_jump = "\n".join(["\tjne\t.LBB3_9", "\tvmovups\t%ymm0, 16(%rsp)", "\tvfmadd231ps\t%ymm0, %ymm1, %ymm2",
+                              ".LBB3_9:"])
+    assert module.spilled_sums(spilled) == 1
+    assert module.spilled_sums(spilled.replace("LBB6_149", "LBB7_1") + "\n" + spilled) == 2
+    assert module.spilled_sums("\n".join([clean, no_fma, outer, forward_jump])) == 0
+    assert module.spilled_sums(spilled.replace("%ymm0, 16(%rsp)", "%zmm0, 16(%rsp)")) == 1

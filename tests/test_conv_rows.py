@@ -8,8 +8,9 @@ piece of two; output channels that are not a multiple of a group (8 or 4) or of 
 of channels (2·LANES), and more than one block; a number
 of positions or of window terms that is not a multiple of eight; one thread and all;
 the layouts the kernels read; the vector operations of ``tuned_simd``; the plan's
-"rows" and "channels" paths in whole float32 networks under bp and urfb; and, on a CPU
-with AVX-512, the kernels as Numba builds them for a CPU with AVX2 alone.
+"rows" and "channels" paths in whole float32 networks under bp and urfb. The kernels as
+Numba builds them for a CPU with AVX2 alone are held to the reference in
+tests/test_kernels_built_for_avx2.py (on a CPU with AVX-512).
 """
 import ctypes
 
@@ -26,7 +27,7 @@ from hebbref.kernels import plan, tuned_conv_channels, tuned_conv_rows, tuned_si
 from hebbref.kernels.tuned_simd import LANES, vfma, vload, vsplat, vsplat_at, vstore, vtranspose, vzero
 
 from comparisons import assert_close, tolerance
-from kernel_checks import Readable, check, check_conv_module, conv_case, forcing_conv_path, run_built_for_avx2
+from kernel_checks import Readable, check, check_conv_module, conv_case, forcing_conv_path
 from strategies import SEEDS
 
 SPAN = tuned_conv_rows.SPAN
@@ -225,29 +226,3 @@ def test_a_float32_network_on_a_registers_path_learns_what_the_reference_learns(
         check(q.W, p.W, f"{path} {rule} {p.name} W", 1e-4)
         check(q.R, p.R, f"{path} {rule} {p.name} R", 1e-4)
 
-
-_EIGHT_LANES = """
-import numpy as np
-from hebbref import layers
-from hebbref.kernels import tuned_conv_channels, tuned_conv_rows, tuned_simd
-assert tuned_simd.LANES == 8 and tuned_conv_rows.CHANNELS_PER_GROUP == 4, tuned_simd.LANES
-rng = np.random.default_rng(0)
-for n, c_in, c_out, h, w, k in [(2, 3, 9, 5, 19, 3), (3, 16, 20, 4, 7, 2), (1, 2, 5, 3, 35, 5)]:
-    x = rng.normal(size=(n, c_in, h, w)).astype(np.float32)
-    W = rng.normal(size=(c_out, c_in, k, k)).astype(np.float32)
-    delta = rng.normal(size=(n, c_out, h, w)).astype(np.float32)
-    h_ref, cache_ref = layers.conv_forward(x, W)
-    e_ref, G_ref = layers.conv_input_error(delta, cache_ref, W), layers.conv_weight_increment(delta, cache_ref)
-    for module, blocks in ((tuned_conv_rows, {"group": 8}), (tuned_conv_rows, {"group": 4}), (tuned_conv_channels, {})):
-        h_ours, cache = module.forward(x, W, **blocks)
-        for ours, ref in ((h_ours, h_ref), (module.input_error(delta, W, **blocks), e_ref),
-                          (module.weight_increment(delta, cache), G_ref)):
-            assert np.abs(ours - ref).max() <= 2e-4 * np.abs(ref).max(), (module.__name__, blocks, (n, c_in, c_out, h, w, k))
-print("ok")
-"""
-
-
-def test_the_kernels_compiled_for_a_cpu_with_avx2_alone_compute_the_reference(tmp_path):
-    """Vectors of 8 lanes and groups of four channels, the build a CPU without AVX-512 gets: compiled here for
-    Haswell's features in a process of its own (Numba takes its target when it starts), where this CPU can run them."""
-    run_built_for_avx2(_EIGHT_LANES, tmp_path)

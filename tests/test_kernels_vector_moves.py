@@ -14,21 +14,17 @@ and scatters (no AVX2) there are none to find, and these tests hold trivially.
 Not searched: the edges of ``tuned_simd.turn_over``, which read or write with a stride
 by their nature.
 
-Last, the selects: compiled for AVX2 alone, a number read only where a select needs it,
-or rewritten with itself where the select fails, becomes an AVX masked load or store,
-slow on AMD's CPUs. The pools and blocks are compiled for Haswell's features in a process
-of their own (``kernel_checks.run_built_for_avx2``; skipped where this CPU builds 8-lane
-vectors already or has no AVX2) and searched for them.
+The selects, which compiled for AVX2 alone become AVX masked loads and stores where a
+number is read only for them, are searched in tests/test_kernels_built_for_avx2.py, in a
+process that compiles for Haswell's features.
 """
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from numba import njit
 
 from hebbref.kernels import tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_simd
-from kernel_checks import run_built_for_avx2
 
 DTYPES = [np.float32, np.float64]
 
@@ -99,48 +95,3 @@ def test_the_padded_copies_move_rows_by_plain_vector_moves(dtype):
     np.testing.assert_array_equal(buffer[: 4 * 8 * 9].reshape(4, 8, 9), expected[2])
     assert (buffer[4 * 8 * 9 :] == 0).all()
 
-
-_NO_MASKED_MOVES = """
-import importlib.util
-import numpy as np
-from hebbref.kernels import plan
-rng = np.random.default_rng(0)
-h, e, a = (rng.standard_normal((3, 4, 9, 9)).astype(np.float32) for _ in range(3))
-plan.PATHS["ramp_backward"]["loops"](e, h, 0.5)
-plan.PATHS["ramp_backward_of_sum"]["loops"](e, a, h, 0.5)
-for k, t in ((3, 2), (2, 2)):
-    for path, forward in plan.PATHS["maxpool_forward"].items():
-        forward(h, k, t)
-    for path, forward in plan.PATHS["ramp_maxpool_forward"].items():
-        y, cache = forward(h, k, t, 0.5)
-    plan.PATHS["ramp_plus_maxpool_forward"]["plane-groups"](h, a, k, t, 0.5)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    plan.PATHS["maxpool_ramp_backward"]["loops"](dy, cache, h, 0.5)
-    plan.PATHS["maxpool_ramp_backward_of_sum"]["loops"](e, dy, cache, h, 0.5)
-x = rng.standard_normal((20, 2, 8, 8)).astype(np.float32)
-for equation, W in (("conv_ramp_maxpool_forward", rng.standard_normal((5, 2, 3, 3))),
-                    ("locally_connected_ramp_maxpool_forward", rng.standard_normal((8, 8, 5, 2, 3, 3)))):
-    for path in ("direct", "images-last", "registers"):  # the blocks' own paths ("in-turn" calls the pools above)
-        for block in plan.BLOCKS.get(path, ("", "", [None]))[2] if path in plan.PATHS[equation] else ():
-            forward = plan.path_function(equation, plan.Plan(path, 1, block=block))
-            y, _, _, cache = forward(x, W.astype(np.float32), 3, 2, 0.5)
-            plan.BLOCK_BACKWARD[equation][path](np.ones_like(y), cache, 0.5)
-spec = importlib.util.spec_from_file_location("find_gathers", FIND_GATHERS)
-find_gathers = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(find_gathers)
-masked = {f"{module}.{name}": counts for module, name, _, counts in find_gathers.slow_kernels()
-          if counts["masked load"] or counts["masked store"]}
-assert not masked, masked
-print("ok")
-"""
-
-
-def test_the_pools_and_ramps_compiled_for_avx2_hold_no_masked_loads_or_stores(tmp_path):
-    """Compiled for AVX2, a number read only where a select needs it becomes a masked load, and a select between a
-    new number and the one just read from the same place a masked store (``vmaskmovps``), slow on AMD's CPUs. The
-    pools, the ramp's backward passes and the conv and untied blocks (their own paths at each block size, forward
-    and backward) read every number before the select: their kernels, compiled in a process that builds for
-    Haswell's features, hold neither (nor does any other kernel that these calls compile)."""
-    # the kernels compiled are searched by benchmarks/find_gathers.py's own functions
-    find_gathers = Path(__file__).resolve().parents[1] / "benchmarks" / "find_gathers.py"
-    run_built_for_avx2(_NO_MASKED_MOVES.replace("FIND_GATHERS", repr(str(find_gathers))), tmp_path)

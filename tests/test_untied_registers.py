@@ -22,7 +22,6 @@ from hebbref.kernels import plan, tuned, tuned_simd, tuned_untied_registers
 from hebbref.kernels.tuned_simd import vabs, vload, vmaximum, vmul, vstore, vwhere_gt, vwhere_le
 
 from block_checks import bits, run_path
-from kernel_checks import run_built_for_avx2
 from strategies import SEEDS
 
 EQUATION = "locally_connected_ramp_maxpool_forward"
@@ -197,36 +196,6 @@ def test_a_float32_network_on_the_registers_path_learns_what_the_reference_learn
         np.testing.assert_allclose(q.W, p.W, rtol=1e-4, atol=1e-4 * np.abs(p.W).max(), err_msg=f"{rule} {p.name} W")
         np.testing.assert_allclose(q.R, p.R, rtol=1e-4, atol=1e-4 * np.abs(p.R).max(), err_msg=f"{rule} {p.name} R")
 
-
-_EIGHT_LANES = """
-import numpy as np
-from hebbref.kernels import plan, tuned_locally_connected, tuned_simd, tuned_untied_registers
-assert tuned_simd.LANES == 8, tuned_simd.LANES
-rng = np.random.default_rng(0)
-for shape in [(37, 53), (53, 37), (8, 8), (5, 3)]:  # the 8-lane blocks of turn_over, both paths' layouts
-    a = rng.normal(size=shape).astype(np.float32)
-    assert np.array_equal(tuned_locally_connected.batch_last(a), a.T), shape
-for n, c_in, c_out, h, w, k, pool_k, pool_t in [(21, 2, 9, 7, 6, 3, 3, 2), (5, 1, 3, 5, 9, 5, 2, 2), (40, 3, 17, 4, 4, 2, 3, 1)]:
-    x = rng.normal(size=(n, c_in, h, w)).astype(np.float32)
-    W = rng.integers(-2, 3, size=(h, w, c_out, c_in, k, k)).astype(np.float32)  # exact sums: the same bits
-    x = rng.integers(-3, 4, size=x.shape).astype(np.float32)
-    dy = rng.normal(size=(n, c_out, -(-h // pool_t), -(-w // pool_t))).astype(np.float32)
-    out = []
-    for path, block in (("images-last", {}), ("registers", {"group": 4}), ("registers", {"group": 8})):
-        y, _, h_of, cache = plan.PATHS["locally_connected_ramp_maxpool_forward"][path](x, W, pool_k, pool_t, 0.5,
-                                                                                        **block)
-        delta, G = plan.BLOCK_BACKWARD["locally_connected_ramp_maxpool_forward"][path](dy, cache, 0.5)
-        out.append((y, cache.winner, G, h_of()))
-    for ours in out[1:]:
-        for a, b in zip(ours, out[0]):
-            assert np.array_equal(a, b), (n, c_in, c_out, h, w, k, pool_k, pool_t)
-print("ok")
-"""
-
-
-def test_the_path_compiled_for_a_cpu_with_avx2_alone_equals_images_last(tmp_path):
-    """Vectors of 8 lanes, pieces of 16 images: compiled for Haswell's features in a process of its own."""
-    run_built_for_avx2(_EIGHT_LANES, tmp_path)
 
 
 def test_a_nan_in_the_input_reaches_the_windows_that_hold_it_as_on_images_last():

@@ -210,6 +210,12 @@ def increment_rows_4(delta, x, k, before, chunks):
     Four output channels and three window columns b at a time (12 vectors of sums). Each
     of the ``chunks`` threads sums its run of images into partial sums of its own, one
     vector per (o, c, a, b); they are added up at the end.
+
+    A step holds the three input vectors and takes the four δ vectors one at a time, as
+    ``increment_rows_8`` does: 12 sums, 3 input vectors and a δ vector fill the 16 vector
+    registers of a CPU with AVX2 alone. Holding the four δ vectors instead (17 registers),
+    LLVM kept one sum on the stack, stored and loaded again at every step
+    (``benchmarks/find_gathers.py`` counts such loops).
     """
     N, O, H, W = delta.shape
     C = x.shape[1]
@@ -239,20 +245,18 @@ def increment_rows_4(delta, x, k, before, chunks):
                             for i in range(H):
                                 xr = c * plane + (i + a) * Wp + b
                                 dr = o * e + i * Wq
-                                for j in range(0, Wq, LANES):
-                                    d0 = vload(db, dr + j)
-                                    d1 = vload(db, dr + j + e)
-                                    d2 = vload(db, dr + j + 2 * e)
-                                    d3 = vload(db, dr + j + 3 * e)
-                                    xv = vload(xb, xr + j)
-                                    s0 = vfma(d0, xv, s0); s1 = vfma(d1, xv, s1)  # noqa: E702
-                                    s2 = vfma(d2, xv, s2); s3 = vfma(d3, xv, s3)  # noqa: E702
-                                    xv = vload(xb, xr + j + 1)
-                                    t0 = vfma(d0, xv, t0); t1 = vfma(d1, xv, t1)  # noqa: E702
-                                    t2 = vfma(d2, xv, t2); t3 = vfma(d3, xv, t3)  # noqa: E702
-                                    xv = vload(xb, xr + j + 2)
-                                    u0 = vfma(d0, xv, u0); u1 = vfma(d1, xv, u1)  # noqa: E702
-                                    u2 = vfma(d2, xv, u2); u3 = vfma(d3, xv, u3)  # noqa: E702
+                                for j in range(0, Wq, LANES):  # 12 sums, 3 x vectors, one δ vector: 16 registers
+                                    x0 = vload(xb, xr + j)
+                                    x1 = vload(xb, xr + j + 1)
+                                    x2 = vload(xb, xr + j + 2)
+                                    d = vload(db, dr + j)
+                                    s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
+                                    d = vload(db, dr + j + e)
+                                    s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
+                                    d = vload(db, dr + j + 2 * e)
+                                    s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
+                                    d = vload(db, dr + j + 3 * e)
+                                    s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
                             at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
                             jump = C * k * k * LANES  # from one o to the next
                             add_sums(P, at, jump, s0, s1, s2, s3)
