@@ -20,7 +20,8 @@ some on the stack, and the loop stores a vector there at every step and loads it
 a store and a load in the chain of that sum's additions (``tuned_conv_rows.increment_rows_4``
 did, compiled for AVX2, until its step held three input vectors rather than four δ
 vectors). Such loops are counted here: innermost loops (from a label to a jump back to
-it) that hold a fused multiply-add and a store of a vector register to the stack. The
+it) that hold a fused multiply-add of vectors and a store of a ymm or zmm register to the
+stack (a scalar loop that finishes a run after its last whole vector is not counted). The
 kernels of eight output channels at a time (``SUMS[8]``, ``correlate_rows_8``), compiled
 for 16 registers, are such loops by design: there the plan takes those of four.
 
@@ -55,8 +56,9 @@ def slow_moves(assembly):
 
 
 def spilled_sums(assembly):
-    """How many innermost loops of ``assembly`` (AT&T syntax) hold a fused multiply-add and a store of a vector
-    register to the stack: sums that did not fit in the registers."""
+    """How many innermost loops of ``assembly`` (AT&T syntax) hold a fused multiply-add of vectors and a store of a
+    vector register (ymm or zmm) to the stack: sums that did not fit in the registers. A scalar loop (the few
+    numbers after the last whole vector, its sums in xmm registers) is not counted."""
     lines = assembly.splitlines()
     starts = {}
     loops = 0
@@ -71,19 +73,27 @@ def spilled_sums(assembly):
         body = lines[starts[jump.group(1)] + 1 : at]
         if any(re.match(r"\.\w+:", b) for b in body):  # a loop with another inside: not innermost
             continue
-        if (any(re.match(r"\s+vfn?m(add|sub)", b) for b in body)
-                and any(re.match(r"\s+vmov\w*\s+%[xyz]mm\d+,\s*-?\d*\(%rsp\)", b) for b in body)):
+        if (any(re.match(r"\s+vfn?m(add|sub)\w*p[sd]\s", b) for b in body)
+                and any(re.match(r"\s+vmov\w*\s+%[yz]mm\d+,\s*-?\d*\(%rsp\)", b) for b in body)):
             loops += 1
     return loops
 
 
 def kernels_of(module):
-    """(name, object) for each global of ``module``, and for each entry of a dict of them (as
-    ``tuned_untied_registers.SUMS``, one compiled kernel per group size), sorted by name."""
+    """(name, object) for each global of ``module`` by name, then for each entry of a dict of them (as
+    ``tuned_untied_registers.SUMS``, one compiled kernel per group size); an object met again (a kernel that is a
+    global and a dict's entry, as ``tuned_conv_rows.correlate_rows_8`` and ``_CORRELATE[8]``) only under its first
+    name."""
+    globals_, dicts = [], []
     for name, value in sorted(vars(module).items()):
         if isinstance(value, dict):
-            yield from ((f"{name}[{key}]", entry) for key, entry in sorted(value.items(), key=str))
+            dicts.extend((f"{name}[{key}]", entry) for key, entry in sorted(value.items(), key=str))
         else:
+            globals_.append((name, value))
+    seen = set()
+    for name, value in globals_ + dicts:
+        if id(value) not in seen:
+            seen.add(id(value))
             yield name, value
 
 

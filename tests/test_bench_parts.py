@@ -151,12 +151,16 @@ def test_find_gathers_tells_masked_loads_from_masked_stores():
     listed = dict(module.kernels_of(tuned_untied_registers))  # a dict of kernels is searched entry by entry
     assert listed["SUMS[4]"] is tuned_untied_registers.SUMS[4] and listed["SUMS[8]"] is tuned_untied_registers.SUMS[8]
     assert listed["pool_cell"] is tuned_untied_registers.pool_cell
+    from hebbref.kernels import tuned_conv_rows
+    names = [name for name, kernel in module.kernels_of(tuned_conv_rows)
+             if kernel is tuned_conv_rows.correlate_rows_8]  # a global and a dict's entry: listed once, by its name
+    assert names == ["correlate_rows_8"]
 
 
 def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
-    """A loop of fused multiply-adds that stores a vector register to the stack is counted once; a store to the stack
-    outside such a loop, a load from it (a constant reloaded), a loop with no multiply-add and a loop with a loop
-    inside are not."""
+    """A loop of fused multiply-adds of vectors that stores a vector register to the stack is counted once; a store to
+    the stack outside such a loop, a load from it (a constant reloaded), a loop with no multiply-add, a loop with a
+    loop inside and a scalar loop are not."""
     spec = importlib.util.spec_from_file_location("find_gathers", BENCH.parent / "find_gathers.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -185,3 +189,8 @@ def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
     assert module.spilled_sums(spilled.replace("LBB6_149", "LBB7_1") + "\n" + spilled) == 2
     assert module.spilled_sums("\n".join([clean, no_fma, outer, forward_jump])) == 0
     assert module.spilled_sums(spilled.replace("%ymm0, 16(%rsp)", "%zmm0, 16(%rsp)")) == 1
+    scalar = "\n".join([".LBB4_7:", "\tvmovaps\t%xmm23, 16(%rsp)", "\tvmovss\t(%rbx,%r15,4), %xmm0",
+                        "\tvfmadd231ss\t%xmm0, %xmm7, %xmm8", "\tjne\t.LBB4_7"])  # the scalar loop after the vectors
+    assert module.spilled_sums(scalar) == 0
+    assert module.spilled_sums(scalar.replace("%xmm23, 16", "%ymm23, 16")) == 0  # scalar sums, a vector stored
+    assert module.spilled_sums(spilled.replace("%ymm0, 16(%rsp)", "%xmm0, 16(%rsp)")) == 0  # a scalar stored

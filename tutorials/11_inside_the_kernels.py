@@ -327,9 +327,9 @@ print(tuned_untied_block.__doc__)
 # AVX's masked moves are slow on AMD's CPUs: without its masked stores (and with its
 # weights laid out anew), the untied block's `registers` path ran at 0.72 to 0.77 of its
 # former time on a Zen 4 held to AVX2. The tuned tier reads every
-# number before its select (`v = e[i] * s`, then `v if ... else 0`), and the same test
-# file compiles the pools and blocks for AVX2 and finds no masked move in them
-# (BENCHMARKS.md, "sixth session").
+# number before its select (`v = e[i] * s`, then `v if ... else 0`), and
+# `tests/test_kernels_built_for_avx2.py` compiles the pools and blocks for AVX2 and finds
+# no masked move in them (BENCHMARKS.md, "sixth session").
 
 # %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
