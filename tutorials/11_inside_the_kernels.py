@@ -330,6 +330,16 @@ print(tuned_untied_block.__doc__)
 # number before its select (`v = e[i] * s`, then `v if ... else 0`), and
 # `tests/test_kernels_built_for_avx2.py` compiles the pools and blocks for AVX2 and finds
 # no masked move in them (BENCHMARKS.md, "sixth session").
+#
+# A register-blocked kernel has a count to keep too: its sums stay in registers only if
+# they fit there beside the vectors a step loads, in 32 vector registers with AVX-512 and
+# 16 with AVX2. Where they do not, LLVM keeps a sum on the stack, and every step of the
+# loop stores it and loads it again. The row path's increment of four channels held 12
+# sums, four δ vectors and an input vector, 17 registers; it now holds the three input
+# vectors and takes the δ vectors one at a time, 16 registers, and on the Zen 4 held to
+# AVX2 its forward pass and increment took 0.54 to 0.91 of their former time (BENCHMARKS.md,
+# "seventh session"). `benchmarks/find_gathers.py` counts such loops, and the same test
+# file holds the kernels of four channels to none.
 
 # %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
