@@ -22,8 +22,10 @@ did, compiled for AVX2, until its step held three input vectors rather than four
 vectors). Such loops are counted here: innermost loops (from a label to a jump back to
 it) that hold a fused multiply-add of vectors and a store of a ymm or zmm register to the
 stack (a scalar loop that finishes a run after its last whole vector is not counted). The
-kernels of eight output channels at a time (``SUMS[8]``, ``correlate_rows_8``), compiled
-for 16 registers, are such loops by design: there the plan takes those of four.
+kernels of eight output channels at a time (``SUMS[8]``, ``correlate_rows_8``,
+``increment_rows_8``) and the direct loops' eight terms per pass, compiled for 16
+registers, hold such loops by design: there the plan takes their candidates of four. The
+channel path (``tuned_conv_channels``) holds them too with 16 registers.
 
 This script compiles every kernel afresh, into an empty Numba cache of its own (Numba
 cannot show the machine code of a cached kernel). It runs one training step of
