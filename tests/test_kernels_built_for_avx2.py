@@ -114,11 +114,9 @@ FOUR_AT_A_TIME = ["tuned_conv_rows.correlate_rows_4", "tuned_conv_rows.increment
 PARTS["sums on the stack"] = """
 import importlib
 spilled = {}
-for name in FOUR_AT_A_TIME:
-    module, kernel = name.split(".")
-    kernel, _, key = kernel.partition("[")
-    kernel = getattr(importlib.import_module("hebbref.kernels." + module), kernel)
-    kernel = kernel[int(key[:-1])] if key else kernel
+for name in FOUR_AT_A_TIME:  # named as find_gathers names them
+    module, listed = name.split(".")
+    kernel = dict(find_gathers.kernels_of(importlib.import_module("hebbref.kernels." + module)))[listed]
     assert kernel.signatures, name + " was not compiled here"
     loops = sum(find_gathers.spilled_sums(kernel.inspect_asm(signature)) for signature in kernel.signatures)
     if loops:
