@@ -24,8 +24,9 @@ it) that hold a fused multiply-add of vectors and a store of a ymm or zmm regist
 stack (a scalar loop that finishes a run after its last whole vector is not counted). The
 kernels of eight output channels at a time (``SUMS[8]``, ``correlate_rows_8``,
 ``increment_rows_8``) and the direct loops' eight terms per pass, compiled for 16
-registers, hold such loops by design: there the plan takes their candidates of four. The
-channel path (``tuned_conv_channels``) holds them too with 16 registers.
+registers, hold such loops by design: there the plan takes their candidates of four. So
+do the channel path's eight positions or terms per pass (``CORRELATE[8]``, ``INCREMENT[8]``
+of ``tuned_conv_channels``), whose candidates of six fit in 16 registers.
 
 This script compiles every kernel afresh, into an empty Numba cache of its own (Numba
 cannot show the machine code of a cached kernel). It runs one training step of
@@ -34,8 +35,8 @@ every candidate path of every layer is compiled. Then it lists each compiled ker
 ``hebbref.kernels`` whose assembly holds a gather, a scatter, a masked load or a masked
 store, or a loop with sums on the stack, with how many. ``tests/test_kernels_vector_moves.py``
 holds the loops that move runs to none, and ``tests/test_kernels_built_for_avx2.py`` the
-pools, ramps, blocks and kernels of four channels compiled for AVX2 to no masked move and
-no sum on the stack. To see a CPU with AVX2 alone from one with AVX-512, run it with Numba told
+pools, ramps, blocks and the kernels 16 registers take by default, compiled for AVX2, to
+no masked move and no sum on the stack. To see a CPU with AVX2 alone from one with AVX-512, run it with Numba told
 to compile for one: ``NUMBA_CPU_NAME=znver3 NUMBA_CPU_FEATURES=...`` (the features of
 ``tests/kernel_checks.AVX2_FEATURES``).
 """

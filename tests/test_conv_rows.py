@@ -1,12 +1,13 @@
 """Sums held in vector registers compute the tied conv layer's three equations of the NumPy reference.  # SPEC §2, §3, §5
 
 ``hebbref.kernels.tuned_conv_rows`` (at eight and at four output channels per group) and
-``hebbref.kernels.tuned_conv_channels`` (float32) against ``hebbref.layers.conv`` and the
+``hebbref.kernels.tuned_conv_channels`` (at eight and at six positions or terms per pass;
+float32) against ``hebbref.layers.conv`` and the
 readable tier: forward pass, input error through W and R, and weight increment on odd
 and even kernels; images narrower than a vector, between one and two, and wider than a
 piece of two; output channels that are not a multiple of a group (8 or 4) or of a block
 of channels (2·LANES), and more than one block; a number
-of positions or of window terms that is not a multiple of eight; one thread and all;
+of positions or of window terms that is not a multiple of six or eight; one thread and all;
 the layouts the kernels read; the vector operations of ``tuned_simd``; the plan's
 "rows" and "channels" paths in whole float32 networks under bp and urfb. The kernels as
 Numba builds them for a CPU with AVX2 alone are held to the reference in
@@ -51,12 +52,12 @@ GROUPS = [8, 4]  # output channels per group of the rows' forward pass and input
 
 class Registers:
     """A module's three functions under the reference's names: ``tuned_conv_rows`` at ``group`` output channels
-    per group, or ``tuned_conv_channels`` (group None)."""
+    per group, or ``tuned_conv_channels`` at ``span`` positions (or terms) per pass."""
 
-    def __init__(self, group=None):
-        self.group = group
-        self.module = tuned_conv_channels if group is None else tuned_conv_rows
-        self.blocks = {} if group is None else {"group": group}
+    def __init__(self, module, **blocks):
+        (self.name, self.block), = blocks.items()
+        self.module = module
+        self.blocks = blocks
 
     def conv_forward(self, x, W):
         return self.module.forward(x, W, **self.blocks)
@@ -68,10 +69,11 @@ class Registers:
         return self.module.weight_increment(delta, cache)
 
     def __repr__(self):
-        return "channels" if self.group is None else f"rows:{self.group}"
+        return f"{'rows' if self.module is tuned_conv_rows else 'channels'}:{self.block}"
 
 
-KERNELS = [Registers(8), Registers(4), Registers()]
+SPANS = [8, 6]  # output positions (forward pass, input error) or window terms (increment) per pass of the channels
+KERNELS = [Registers(tuned_conv_rows, group=g) for g in GROUPS] + [Registers(tuned_conv_channels, span=s) for s in SPANS]
 
 
 @pytest.mark.parametrize("kernels", KERNELS, ids=repr)
@@ -126,8 +128,9 @@ def test_the_forward_cache_is_the_input_and_the_kernel_width(kernels):
     x, W, _, _ = conv_case((2, 3, 4, 5, 6, 4), np.float32, 0)
     _, cache = kernels.conv_forward(x, W)
     assert cache[0] is x and cache[1] == 4
-    if kernels.group is not None:  # the rows' increment sums as many output channels at a time as the forward pass
-        assert cache[2] == kernels.group
+    # the rows' increment sums as many output channels at a time as the forward pass, the channels' as many terms
+    # as the forward pass's positions
+    assert cache[2] == kernels.block
 
 
 def test_a_term_s_weights_of_a_block_of_channels_lie_together():
@@ -140,8 +143,10 @@ def test_a_term_s_weights_of_a_block_of_channels_lie_together():
 
 
 def test_positions_and_terms_index_the_padded_image():
-    q = tuned_conv_channels.positions(3, 5, 7)  # 15 outputs, rows 7 apart: 16 entries, the last repeated
+    q = tuned_conv_channels.positions(3, 5, 7, 8)  # 15 outputs, rows 7 apart: 16 entries, the last repeated
     np.testing.assert_array_equal(q, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 14, 15, 16, 17, 18, 18])
+    q = tuned_conv_channels.positions(3, 5, 7, 6)  # in blocks of six: 18 entries
+    np.testing.assert_array_equal(q, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 14, 15, 16, 17, 18, 18, 18, 18])
     offsets = tuned_conv_channels.term_offsets(2, 2, 100, 7, 16)
     np.testing.assert_array_equal(offsets, [0, 1, 7, 8, 100, 101, 107, 108] + [0] * 8)
 

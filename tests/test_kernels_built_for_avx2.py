@@ -7,7 +7,8 @@ reports on each; the tests read its report. The whole is skipped where this CPU 
 8-lane vectors already (the other test files run that build) or cannot run AVX2 code.
 
 - **conv rows**: ``tuned_conv_rows`` (groups of eight and of four output channels) and
-  ``tuned_conv_channels`` compute the NumPy reference's three equations.
+  ``tuned_conv_channels`` (eight and six positions or terms per pass) compute the NumPy
+  reference's three equations.
 - **untied registers**: the untied block's ``registers`` path (both groups) gives what
   ``images-last`` gives, bit for bit, on sums exact in any order.
 - **pools and blocks**: the pools, the ramp's backward passes and the conv and untied
@@ -18,8 +19,9 @@ reports on each; the tests read its report. The whole is skipped where this CPU 
   the one just read from the same place a masked store (``vmaskmovps``), slow on AMD's
   CPUs; the kernels read every number before the select.
 - **sums on the stack**: the register-blocked kernels that a CPU with 16 vector
-  registers takes by default (four output channels at a time, and the untied block's
-  images-last sums and increment) keep every sum in a register: no innermost loop of
+  registers takes by default (four output channels at a time, six positions or terms at
+  a time on the channel path, and the untied block's images-last sums and increment)
+  keep every sum in a register: no innermost loop of
   theirs holds a fused multiply-add and a store of a vector to the stack
   (``find_gathers.spilled_sums``).
 """
@@ -46,7 +48,8 @@ for n, c_in, c_out, h, w, k in [(2, 3, 9, 5, 19, 3), (3, 16, 20, 4, 7, 2), (1, 2
     delta = rng.normal(size=(n, c_out, h, w)).astype(np.float32)
     h_ref, cache_ref = layers.conv_forward(x, W)
     e_ref, G_ref = layers.conv_input_error(delta, cache_ref, W), layers.conv_weight_increment(delta, cache_ref)
-    for module, blocks in ((tuned_conv_rows, {"group": 8}), (tuned_conv_rows, {"group": 4}), (tuned_conv_channels, {})):
+    for module, blocks in ((tuned_conv_rows, {"group": 8}), (tuned_conv_rows, {"group": 4}),
+                           (tuned_conv_channels, {"span": 8}), (tuned_conv_channels, {"span": 6})):
         h_ours, cache = module.forward(x, W, **blocks)
         for ours, ref in ((h_ours, h_ref), (module.input_error(delta, W, **blocks), e_ref),
                           (module.weight_increment(delta, cache), G_ref)):
@@ -107,14 +110,15 @@ assert not masked, masked
 """
 
 # the register-blocked kernels that 16 vector registers get by default, each compiled by a part above
-FOUR_AT_A_TIME = ["tuned_conv_rows.correlate_rows_4", "tuned_conv_rows.increment_rows_4",
-                  "tuned_untied_registers.SUMS[4]", "tuned_untied_block.increment_from_winners",
-                  "tuned_locally_connected.forward_images_last"]
+SIXTEEN_REGISTERS = ["tuned_conv_rows.correlate_rows_4", "tuned_conv_rows.increment_rows_4",
+                     "tuned_conv_channels.correlate_channels", "tuned_conv_channels.increment_channels",
+                     "tuned_untied_registers.SUMS[4]", "tuned_untied_block.increment_from_winners",
+                     "tuned_locally_connected.forward_images_last"]
 
 PARTS["sums on the stack"] = """
 import importlib
 spilled = {}
-for name in FOUR_AT_A_TIME:  # named as find_gathers names them
+for name in SIXTEEN_REGISTERS:  # named as find_gathers names them
     module, listed = name.split(".")
     kernel = dict(find_gathers.kernels_of(importlib.import_module("hebbref.kernels." + module)))[listed]
     assert kernel.signatures, name + " was not compiled here"
@@ -130,7 +134,7 @@ import numpy as np
 spec = importlib.util.spec_from_file_location("find_gathers", {str(FIND_GATHERS)!r})
 find_gathers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(find_gathers)
-FOUR_AT_A_TIME = {FOUR_AT_A_TIME!r}
+SIXTEEN_REGISTERS = {SIXTEEN_REGISTERS!r}
 report = {{}}
 for name, code in {PARTS!r}.items():
     try:
@@ -164,6 +168,6 @@ def test_the_kernels_compiled_for_avx2_hold_no_masked_loads_or_stores(report):
     assert report["masked moves"] == "ok", report["masked moves"]
 
 
-def test_the_kernels_of_four_channels_compiled_for_avx2_keep_their_sums_in_registers(report):
+def test_the_kernels_16_registers_take_by_default_compiled_for_avx2_keep_their_sums_in_registers(report):
     """No loop of multiply-adds of theirs stores a sum to the stack and loads it again."""
     assert report["sums on the stack"] == "ok", report["sums on the stack"]

@@ -65,9 +65,10 @@ and, for each, one thread or all of Numba's (waking the other threads costs litt
 an idle machine, but more than a small layer's work on a busy one). The paths that work
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
 shifted products' columns per block, the untied layer's images per tile, the direct
-loops' terms per pass and the output channels per group of the rows and of the
-untied block's registers path (8 or 4: which wins depends on how many vector registers
-the CPU has, and on how LLVM schedules the sums for it). The best size depends on the CPU, so
+loops' terms per pass, the output channels per group of the rows and of the
+untied block's registers path (8 or 4) and the channels path's positions per pass (8 or
+6): which wins depends on how many vector registers the CPU has, and on how LLVM
+schedules the sums for it. The best size depends on the CPU, so
 it is measured with the rest, never fixed for all CPUs.
 Winograd's tiles apply to some kernel widths only (``APPLIES``), the sums held in vector
 registers to float32 only (``DTYPES``; ``applies``): a plan times them only where they do.
@@ -172,8 +173,8 @@ def _conv_forward_rows(x, W, group=None):
     return h, ("rows", cache)
 
 
-def _conv_forward_channels(x, W):
-    h, cache = tuned_conv_channels.forward(x, W)
+def _conv_forward_channels(x, W, span=None):
+    h, cache = tuned_conv_channels.forward(x, W, span)
     return h, ("channels", cache)
 
 
@@ -245,7 +246,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
         "winograd": _WINOGRAD_ERROR,
         "winograd-4x4": _WINOGRAD4_ERROR,
         "rows": lambda delta, cache, B, group=None: tuned_conv_rows.input_error(delta, B, group),
-        "channels": lambda delta, cache, B: tuned_conv_channels.input_error(delta, B),
+        "channels": lambda delta, cache, B, span=None: tuned_conv_channels.input_error(delta, B, span),
     },
     "locally_connected_forward": {"batch-last": tuned_locally_connected.locally_connected_forward_batch_last,
                                   "loops-tiled": tuned_locally_connected.locally_connected_forward},
@@ -334,6 +335,7 @@ _TERMS = tuned_conv_direct.TERMS_PER_PASS
 _LANES = tuned_dropout.LANES
 _GROUP_ROWS = tuned_conv_rows.CHANNELS_PER_GROUP
 _GROUP_REGISTERS = tuned_untied_registers.CHANNELS_PER_GROUP
+_SPAN_CHANNELS = tuned_conv_channels.SPAN
 BLOCKS = {
     "direct": ("terms per pass", "width", (_TERMS, 12 - _TERMS)),  # 8 and 4 (or 4 and 8)
     "shifted": _SHIFTED_BLOCKS,
@@ -342,6 +344,7 @@ BLOCKS = {
     "winograd": _WINOGRAD_BLOCKS,
     "winograd-4x4": _WINOGRAD_BLOCKS,
     "rows": ("output channels per group", "group", (_GROUP_ROWS, 12 - _GROUP_ROWS)),  # 8 and 4 (or 4 and 8)
+    "channels": ("positions per pass", "span", (_SPAN_CHANNELS, 14 - _SPAN_CHANNELS)),  # 8 and 6 (or 6 and 8)
     "loops-tiled": ("images per tile", "tile_size", (_TILE, _TILE // 4, 4 * _TILE)),
     "planes": ("images per tile", "tile_size", (_PLANES_TILE, _PLANES_TILE // 2, 2 * _PLANES_TILE)),
     "batch-last": ("images per tile", "tile_size", (_BATCH_TILE, _BATCH_TILE // 2, 2 * _BATCH_TILE)),

@@ -16,16 +16,23 @@ whatever the image's size:
 registers (``tuned_simd``). A window term t = (c, a, b) loads the two vectors of weights
 W[o..o+BLOCK, t] (laid out with the channels last beforehand, ``weights_by_block``) and
 adds them times each of the eight inputs xp[n, c, i+a, j+b] of the positions, each read
-once and broadcast: 16 fused multiply-adds for two loads and eight broadcasts. The
-positions are taken in the order of the output, i·W + j, in blocks of eight; a last,
-short block repeats its last position. The sums land in a buffer with the channels last,
-which is written out with the channels first after each block of channels.
+once and broadcast (``add_term``): 16 fused multiply-adds for two loads and eight
+broadcasts. The positions are taken in the order of the output, i·W + j, in blocks of
+eight; a last, short block repeats its last position. The sums land in a buffer with the
+channels last, which is written out with the channels first after each block of channels.
 
 **Weight increment** (``increment_channels``). For eight window terms and a block of
 output channels, 16 vectors of sums over all positions of an image: each position adds
 δ[n, o..o+BLOCK, i, j] (δ copied with the channels last first) times the eight inputs
 xp[n, c, i+a, j+b] of the terms. Each thread adds its images' sums into partial sums of
 its own, added up at the end.
+
+**Six at a time.** Eight positions or terms hold 16 sums, two vectors of the block and a
+broadcast input: 19 vector registers. AVX-512 has 32; AVX2 has 16, and there LLVM keeps
+sums on the stack, a store and a load in every step (``benchmarks/find_gathers.py``). Both kernels are therefore
+built twice from one body (``CORRELATE``, ``INCREMENT``), for eight and for six (12 sums, 15 registers),
+``span`` a constant of each build; ``SPAN``, the default, is 8 with AVX-512 and 6 without,
+and the plan times both (``plan.BLOCKS``).
 
 The input error is the forward correlation of δ padded the other way round with B
 flipped and its channel axes swapped (``readable.transposed_convolution``). Each thread
@@ -34,7 +41,7 @@ takes a contiguous run of images and copies each into a padded buffer of its own
 with zero weights (or zero δ) and are not written.
 
 float32 only (``plan.DTYPES``). Shapes as in the reference: x (N, C_in, H, W); W, R
-(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k). Tested
+(C_out, C_in, k, k); h, δ (N, C_out, H, W). The cache of ``forward`` is (x, k, span). Tested
 against the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
 """
 import numpy as np
@@ -46,6 +53,11 @@ from .tuned_conv_rows import add_into, aligned_zeros, copy_padded, runs_per_thre
 from .tuned_simd import LANES, turn_over, vfma, vload, vsplat_at, vstore, vzero
 
 BLOCK = 2 * LANES  # output channels per block: two vectors
+# output positions (forward pass, input error) or window terms (increment) per pass, by default: eight take
+# 16 vectors of sums and, with the block's two vectors and a broadcast input, 19 registers, which a CPU with
+# AVX-512 has (32) and one with AVX2 has not (16: LLVM keeps sums on the stack); six take 15. The plan
+# measures both (plan.BLOCKS)
+SPAN = 8 if LANES == 16 else 6
 
 
 def weights_by_block(W):
@@ -58,11 +70,11 @@ def weights_by_block(W):
 
 
 @njit(cache=True)
-def positions(H, W, Wp):
-    """The index i·Wp + j in a padded plane of every output (i, j), in the output's order, in whole blocks of eight (the last
-    position repeated)."""
+def positions(H, W, Wp, span):
+    """The index i·Wp + j in a padded plane of every output (i, j), in the output's order, in whole blocks of ``span`` (the
+    last position repeated)."""
     P = H * W
-    Pq = -(-P // 8) * 8
+    Pq = -(-P // span) * span
     q = np.empty(Pq, np.int64)
     for p in range(Pq):
         r = min(p, P - 1)
@@ -82,138 +94,168 @@ def term_offsets(C, k, plane, Wp, count):
     return offsets
 
 
-@njit(parallel=True, cache=True)
-def correlate_channels(x, weights, O, k, before, chunks):
-    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
+@njit(cache=True, inline="always")
+def add_term(xb, at, v0, v1, s, t):
+    """One input xb[at], broadcast, times the two vectors of a block: -> s + xb[at]·v0, t + xb[at]·v1."""
+    e = vsplat_at(xb, at)
+    return vfma(e, v0, s), vfma(e, v1, t)
 
-    xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
-    and right; ``weights`` is ``weights_by_block(W)``; ``chunks`` runs of images, one per thread.
+
+def _channel_kernels(span):
+    """The forward correlation and the weight increment for ``span`` (8 or 6) positions or terms per pass, a
+    constant of their code: 2·span vectors of sums, which LLVM holds in registers."""
+
+    @njit(parallel=True, cache=True)
+    def correlate_channels(x, weights, O, k, before, chunks):
+        """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
+
+        xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
+        and right; ``weights`` is ``weights_by_block(W)``; ``chunks`` runs of images, one per thread.
+        """
+        N, C, H, W = x.shape
+        Hp, Wp = H + k - 1, W + k - 1
+        plane = Hp * Wp
+        groups = -(-O // BLOCK)
+        P = H * W
+        q = positions(H, W, Wp, span)
+        Pq = q.size
+        T = C * k * k
+        offs = term_offsets(C, k, plane, Wp, T)
+        out = np.empty((N, O, H, W), dtype=np.float32)
+        flat = out.reshape(-1)
+        for part in prange(chunks):
+            xb = np.zeros(C * plane + Wp, dtype=np.float32)
+            ob = aligned_zeros(Pq * BLOCK)
+            for n in range(part * N // chunks, (part + 1) * N // chunks):
+                copy_padded(x, n, before, Hp, Wp, xb)
+                for g in range(groups):
+                    wg = g * T * BLOCK
+                    for p in range(0, Pq, span):
+                        q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
+                        q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7: span 8 only)
+                        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+                        t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+                        t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+                        for t in range(T):
+                            w0 = vload(weights, wg + t * BLOCK)
+                            w1 = vload(weights, wg + t * BLOCK + LANES)
+                            o = offs[t]
+                            s0, t0 = add_term(xb, o + q0, w0, w1, s0, t0)
+                            s1, t1 = add_term(xb, o + q1, w0, w1, s1, t1)
+                            s2, t2 = add_term(xb, o + q2, w0, w1, s2, t2)
+                            s3, t3 = add_term(xb, o + q3, w0, w1, s3, t3)
+                            s4, t4 = add_term(xb, o + q4, w0, w1, s4, t4)
+                            s5, t5 = add_term(xb, o + q5, w0, w1, s5, t5)
+                            if span == 8:
+                                s6, t6 = add_term(xb, o + q6, w0, w1, s6, t6)
+                                s7, t7 = add_term(xb, o + q7, w0, w1, s7, t7)
+                        at = p * BLOCK
+                        vstore(ob, at, s0); vstore(ob, at + LANES, t0); at += BLOCK  # noqa: E702
+                        vstore(ob, at, s1); vstore(ob, at + LANES, t1); at += BLOCK  # noqa: E702
+                        vstore(ob, at, s2); vstore(ob, at + LANES, t2); at += BLOCK  # noqa: E702
+                        vstore(ob, at, s3); vstore(ob, at + LANES, t3); at += BLOCK  # noqa: E702
+                        vstore(ob, at, s4); vstore(ob, at + LANES, t4); at += BLOCK  # noqa: E702
+                        vstore(ob, at, s5); vstore(ob, at + LANES, t5); at += BLOCK  # noqa: E702
+                        if span == 8:
+                            vstore(ob, at, s6); vstore(ob, at + LANES, t6); at += BLOCK  # noqa: E702
+                            vstore(ob, at, s7); vstore(ob, at + LANES, t7)  # noqa: E702
+                    # the block's planes out: ob (positions, BLOCK channels) turned over
+                    turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
+        return out
+
+    @njit(parallel=True, cache=True)
+    def increment_channels(delta, x, k, before, chunks):
+        """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
+        ``correlate_channels``."""
+        N, O, H, W = delta.shape
+        C = x.shape[1]
+        Hp, Wp = H + k - 1, W + k - 1
+        plane = Hp * Wp
+        P = H * W
+        q = positions(H, W, Wp, span)
+        T = C * k * k
+        Tq = -(-T // span) * span
+        offs = term_offsets(C, k, plane, Wp, Tq)  # the terms past T read the image's first cell; their sums are dropped
+        groups = -(-O // BLOCK)
+        Oq = groups * BLOCK
+        partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
+        delta_flat = delta.reshape(-1)
+        for part in prange(chunks):
+            xb = np.zeros(C * plane + Wp, dtype=np.float32)
+            ds = aligned_zeros(P * Oq)  # δ[n] with the channels last; channels past O stay 0
+            Pp = partial[part]
+            for n in range(part * N // chunks, (part + 1) * N // chunks):
+                copy_padded(x, n, before, Hp, Wp, xb)
+                turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
+                for g in range(groups):
+                    for t in range(0, Tq, span):
+                        o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]; o4 = offs[t + 4]  # noqa: E702
+                        o5 = offs[t + 5]; o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (span 8 only)
+                        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+                        t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+                        t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+                        for p in range(P):
+                            d0 = vload(ds, p * Oq + g * BLOCK)
+                            d1 = vload(ds, p * Oq + g * BLOCK + LANES)
+                            r = q[p]
+                            s0, t0 = add_term(xb, o0 + r, d0, d1, s0, t0)
+                            s1, t1 = add_term(xb, o1 + r, d0, d1, s1, t1)
+                            s2, t2 = add_term(xb, o2 + r, d0, d1, s2, t2)
+                            s3, t3 = add_term(xb, o3 + r, d0, d1, s3, t3)
+                            s4, t4 = add_term(xb, o4 + r, d0, d1, s4, t4)
+                            s5, t5 = add_term(xb, o5 + r, d0, d1, s5, t5)
+                            if span == 8:
+                                s6, t6 = add_term(xb, o6 + r, d0, d1, s6, t6)
+                                s7, t7 = add_term(xb, o7 + r, d0, d1, s7, t7)
+                        at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
+                        add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
+                        add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702
+                        add_into(Pp, at, s2); add_into(Pp, at + LANES, t2); at += Oq  # noqa: E702
+                        add_into(Pp, at, s3); add_into(Pp, at + LANES, t3); at += Oq  # noqa: E702
+                        add_into(Pp, at, s4); add_into(Pp, at + LANES, t4); at += Oq  # noqa: E702
+                        add_into(Pp, at, s5); add_into(Pp, at + LANES, t5); at += Oq  # noqa: E702
+                        if span == 8:
+                            add_into(Pp, at, s6); add_into(Pp, at + LANES, t6); at += Oq  # noqa: E702
+                            add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
+        G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
+        return np.ascontiguousarray(G.T).reshape(O, C, k, k)
+
+    return correlate_channels, increment_channels
+
+
+CORRELATE, INCREMENT = {}, {}  # span -> its build of correlate_channels, of increment_channels
+for _span in (8, 6):
+    CORRELATE[_span], INCREMENT[_span] = _channel_kernels(_span)
+correlate_channels, increment_channels = CORRELATE[SPAN], INCREMENT[SPAN]
+
+
+def forward(x, W, span=None):
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k, span).
+
+    ``span``: output positions summed at a time, 8 or 6 (default ``SPAN``); the weight increment
+    that reads the cache sums as many window terms at a time.
     """
-    N, C, H, W = x.shape
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    groups = -(-O // BLOCK)
-    P = H * W
-    q = positions(H, W, Wp)
-    Pq = q.size
-    T = C * k * k
-    offs = term_offsets(C, k, plane, Wp, T)
-    out = np.empty((N, O, H, W), dtype=np.float32)
-    flat = out.reshape(-1)
-    for part in prange(chunks):
-        xb = np.zeros(C * plane + Wp, dtype=np.float32)
-        ob = aligned_zeros(Pq * BLOCK)
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            copy_padded(x, n, before, Hp, Wp, xb)
-            for g in range(groups):
-                wg = g * T * BLOCK
-                for p in range(0, Pq, 8):
-                    q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]  # noqa: E702
-                    q4 = q[p + 4]; q5 = q[p + 5]; q6 = q[p + 6]; q7 = q[p + 7]  # noqa: E702
-                    s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                    s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                    t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                    t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-                    for t in range(T):
-                        w0 = vload(weights, wg + t * BLOCK)
-                        w1 = vload(weights, wg + t * BLOCK + LANES)
-                        o = offs[t]
-                        e = vsplat_at(xb, o + q0); s0 = vfma(e, w0, s0); t0 = vfma(e, w1, t0)  # noqa: E702
-                        e = vsplat_at(xb, o + q1); s1 = vfma(e, w0, s1); t1 = vfma(e, w1, t1)  # noqa: E702
-                        e = vsplat_at(xb, o + q2); s2 = vfma(e, w0, s2); t2 = vfma(e, w1, t2)  # noqa: E702
-                        e = vsplat_at(xb, o + q3); s3 = vfma(e, w0, s3); t3 = vfma(e, w1, t3)  # noqa: E702
-                        e = vsplat_at(xb, o + q4); s4 = vfma(e, w0, s4); t4 = vfma(e, w1, t4)  # noqa: E702
-                        e = vsplat_at(xb, o + q5); s5 = vfma(e, w0, s5); t5 = vfma(e, w1, t5)  # noqa: E702
-                        e = vsplat_at(xb, o + q6); s6 = vfma(e, w0, s6); t6 = vfma(e, w1, t6)  # noqa: E702
-                        e = vsplat_at(xb, o + q7); s7 = vfma(e, w0, s7); t7 = vfma(e, w1, t7)  # noqa: E702
-                    at = p * BLOCK
-                    vstore(ob, at, s0); vstore(ob, at + LANES, t0); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s1); vstore(ob, at + LANES, t1); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s2); vstore(ob, at + LANES, t2); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s3); vstore(ob, at + LANES, t3); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s4); vstore(ob, at + LANES, t4); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s5); vstore(ob, at + LANES, t5); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s6); vstore(ob, at + LANES, t6); at += BLOCK  # noqa: E702
-                    vstore(ob, at, s7); vstore(ob, at + LANES, t7)  # noqa: E702
-                # the block's planes out: ob (positions, BLOCK channels) turned over
-                turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
-    return out
-
-
-@njit(parallel=True, cache=True)
-def increment_channels(delta, x, k, before, chunks):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in ``correlate_channels``."""
-    N, O, H, W = delta.shape
-    C = x.shape[1]
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    P = H * W
-    q = positions(H, W, Wp)
-    T = C * k * k
-    Tq = -(-T // 8) * 8
-    offs = term_offsets(C, k, plane, Wp, Tq)  # the terms past T read the image's first cell; their sums are dropped
-    groups = -(-O // BLOCK)
-    Oq = groups * BLOCK
-    partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
-    delta_flat = delta.reshape(-1)
-    for part in prange(chunks):
-        xb = np.zeros(C * plane + Wp, dtype=np.float32)
-        ds = aligned_zeros(P * Oq)  # δ[n] with the channels last; channels past O stay 0
-        Pp = partial[part]
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            copy_padded(x, n, before, Hp, Wp, xb)
-            turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
-            for g in range(groups):
-                for t in range(0, Tq, 8):
-                    o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
-                    o4 = offs[t + 4]; o5 = offs[t + 5]; o6 = offs[t + 6]; o7 = offs[t + 7]  # noqa: E702
-                    s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                    s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                    t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                    t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-                    for p in range(P):
-                        d0 = vload(ds, p * Oq + g * BLOCK)
-                        d1 = vload(ds, p * Oq + g * BLOCK + LANES)
-                        r = q[p]
-                        e = vsplat_at(xb, o0 + r); s0 = vfma(e, d0, s0); t0 = vfma(e, d1, t0)  # noqa: E702
-                        e = vsplat_at(xb, o1 + r); s1 = vfma(e, d0, s1); t1 = vfma(e, d1, t1)  # noqa: E702
-                        e = vsplat_at(xb, o2 + r); s2 = vfma(e, d0, s2); t2 = vfma(e, d1, t2)  # noqa: E702
-                        e = vsplat_at(xb, o3 + r); s3 = vfma(e, d0, s3); t3 = vfma(e, d1, t3)  # noqa: E702
-                        e = vsplat_at(xb, o4 + r); s4 = vfma(e, d0, s4); t4 = vfma(e, d1, t4)  # noqa: E702
-                        e = vsplat_at(xb, o5 + r); s5 = vfma(e, d0, s5); t5 = vfma(e, d1, t5)  # noqa: E702
-                        e = vsplat_at(xb, o6 + r); s6 = vfma(e, d0, s6); t6 = vfma(e, d1, t6)  # noqa: E702
-                        e = vsplat_at(xb, o7 + r); s7 = vfma(e, d0, s7); t7 = vfma(e, d1, t7)  # noqa: E702
-                    at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
-                    add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
-                    add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702
-                    add_into(Pp, at, s2); add_into(Pp, at + LANES, t2); at += Oq  # noqa: E702
-                    add_into(Pp, at, s3); add_into(Pp, at + LANES, t3); at += Oq  # noqa: E702
-                    add_into(Pp, at, s4); add_into(Pp, at + LANES, t4); at += Oq  # noqa: E702
-                    add_into(Pp, at, s5); add_into(Pp, at + LANES, t5); at += Oq  # noqa: E702
-                    add_into(Pp, at, s6); add_into(Pp, at + LANES, t6); at += Oq  # noqa: E702
-                    add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
-    G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
-    return np.ascontiguousarray(G.T).reshape(O, C, k, k)
-
-
-def forward(x, W):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k)."""
     x = np.ascontiguousarray(x)
     k = W.shape[-1]
+    span = span or SPAN
     before, _ = same_padding(k)
-    return correlate_channels(x, weights_by_block(W), W.shape[0], k, before, runs_per_thread(x.shape[0])), (x, k)
+    correlate = CORRELATE[span]
+    return correlate(x, weights_by_block(W), W.shape[0], k, before, runs_per_thread(x.shape[0])), (x, k, span)
 
 
-def input_error(delta, B):
+def input_error(delta, B, span=None):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     (before, _), B_flipped = transposed_convolution(B)
-    return correlate_channels(np.ascontiguousarray(delta), weights_by_block(B_flipped), B.shape[1], B.shape[-1],
-                              before, runs_per_thread(delta.shape[0]))
+    correlate = CORRELATE[span or SPAN]
+    return correlate(np.ascontiguousarray(delta), weights_by_block(B_flipped), B.shape[1], B.shape[-1], before,
+                     runs_per_thread(delta.shape[0]))
 
 
 def weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k) from ``forward``."""
-    x, k = cache
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k, span) from ``forward``."""
+    x, k, span = cache
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return increment_channels(delta, x, k, before, runs_per_thread(x.shape[0]))
+    return INCREMENT[span](delta, x, k, before, runs_per_thread(x.shape[0]))
