@@ -21,13 +21,15 @@ product, the machine's limit at the time of the run.
 layer shapes, every path at every block size ``plan.BLOCKS`` lists, interleaved in the
 same way, with each path's best time over the best time of the equation's other path.
 
-``--against REV`` adds a table that times the conv paths by direct loops, shifted products
-and rows of this working tree and of git revision REV side by side (interleaved, in this
-process; the direct loops at each terms-per-pass the plan measures, REV's at the same one,
-or at its only one where REV's loops take none; the rows at each group size the plan
-measures, where REV has them), best against best and the median over rounds of the ratio
-within a round:
-REV's ``hebbref/kernels/tuned_conv_direct.py``, ``tuned_conv_shifted.py`` and ``tuned_conv_rows.py`` are
+``--against REV`` adds a table that times the conv paths by direct loops, shifted products,
+rows and channels of this working tree and of git revision REV side by side (interleaved,
+in this process; the direct loops at each terms-per-pass the plan measures, REV's at the
+same one, or at its only one where REV's loops take none; the rows at each group size the
+plan measures, where REV has them; the channels at each number of positions per pass the
+plan measures, REV's at the same one or at its only one), best against best and the median
+over rounds of the ratio within a round:
+REV's ``hebbref/kernels/tuned_conv_direct.py``, ``tuned_conv_shifted.py``, ``tuned_conv_rows.py`` and
+``tuned_conv_channels.py`` are
 imported from a copy of REV's package (``git archive``) under another name. With
 ``--untied`` too, a second table does the same for the untied layer's functions that
 REV has (``tuned_locally_connected.py``). A kernel change is judged by the ratio of the
@@ -169,14 +171,15 @@ def has_module(revision, module):
                           capture_output=True).returncode == 0
 
 
-def rows_calls(rows, x, W, delta, group):
-    """One revision's row path (``tuned_conv_rows``) at ``group`` output channels per group: forward + increment,
-    and the input error."""
+def registers_calls(module, label, x, W, delta, **block):
+    """One revision's row or channel path (``tuned_conv_rows``, ``tuned_conv_channels``, named ``label``) at the block
+    size given (``group=``, ``span=``; none for a revision whose path takes none): forward + increment, and the
+    input error."""
     def forward_and_increment():
-        _, cache = rows.forward(x, W, group)
-        rows.weight_increment(delta, cache)
-    return {"rows: forward h + increment G": forward_and_increment,
-            "rows: input error e": lambda: rows.input_error(delta, W, group)}
+        _, cache = module.forward(x, W, **block)
+        module.weight_increment(delta, cache)
+    return {f"{label}: forward h + increment G": forward_and_increment,
+            f"{label}: input error e": lambda: module.input_error(delta, W, **block)}
 
 
 def takes_width(direct):
@@ -205,9 +208,11 @@ def path_calls(direct, shifted, x, W, delta, **width):
 
 def against_table(revision, batch, repeats, rng):
     """This tree's conv paths against ``revision``'s, interleaved: ms and the ratio this / revision."""
-    from hebbref.kernels import tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted
+    from hebbref.kernels import tuned_conv_channels, tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted
     base = modules_at(revision)[:2]
     base_rows = modules_at(revision, ("tuned_conv_rows",))[0] if has_module(revision, "tuned_conv_rows") else None
+    base_channels = (modules_at(revision, ("tuned_conv_channels",))[0]
+                     if has_module(revision, "tuned_conv_channels") else None)
     print(f"\n### every conv path: this tree against {revision}, best of {repeats}, interleaved\n")
     print(f"| layer (N, C_in→C_out, H×W, k) | path | {revision} (ms) | this tree (ms) | this / {revision} "
           f"| median of the rounds' ratios |")
@@ -227,8 +232,19 @@ def against_table(revision, batch, repeats, rng):
                 theirs.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
         for group in plan.BLOCKS["rows"][2] if base_rows is not None else ():  # the rows, where REV has them
             variant = f", {group} output channels per group"
-            ours.update({(p, variant): f for p, f in rows_calls(tuned_conv_rows, x, W, delta, group).items()})
-            theirs.update({(p, variant): f for p, f in rows_calls(base_rows, x, W, delta, group).items()})
+            calls = registers_calls(tuned_conv_rows, "rows", x, W, delta, group=group)
+            ours.update({(p, variant): f for p, f in calls.items()})
+            calls = registers_calls(base_rows, "rows", x, W, delta, group=group)
+            theirs.update({(p, variant): f for p, f in calls.items()})
+        for span in plan.BLOCKS["channels"][2] if base_channels is not None else ():  # the channels, where REV has them
+            variant = f", {span} positions per pass"
+            calls = registers_calls(tuned_conv_channels, "channels", x, W, delta, span=span)
+            ours.update({(p, variant): f for p, f in calls.items()})
+            if "span" in inspect.signature(base_channels.forward).parameters:
+                calls = registers_calls(base_channels, "channels", x, W, delta, span=span)
+                theirs.update({(p, variant): f for p, f in calls.items()})
+            else:  # REV's channels at their only number of positions per pass
+                theirs.update({(p, ""): f for p, f in registers_calls(base_channels, "channels", x, W, delta).items()})
         times = interleaved_times({**{("base", p): f for p, f in theirs.items()},
                                    **{("this", p): f for p, f in ours.items()}}, repeats)
         for path, variant in ours:
