@@ -36,8 +36,9 @@ every candidate path of every layer is compiled. Then it lists each compiled ker
 store, or a loop with sums on the stack, with how many. ``tests/test_kernels_vector_moves.py``
 holds the loops that move runs to none, and ``tests/test_kernels_built_for_avx2.py`` the
 pools, ramps, blocks and the kernels 16 registers take by default, compiled for AVX2, to
-no masked move and no sum on the stack. To see a CPU with AVX2 alone from one with AVX-512, run it with Numba told
-to compile for one: ``NUMBA_CPU_NAME=znver3 NUMBA_CPU_FEATURES=...`` (the features of
+no masked move and no sum on the stack. To see a CPU with AVX2 alone from one with
+AVX-512, run it with Numba told to compile for one, scheduled for an LLVM CPU name:
+``benchmarks/avx2_stand_in.sh znver3 python benchmarks/find_gathers.py`` (the features of
 ``tests/kernel_checks.AVX2_FEATURES``).
 """
 import argparse

@@ -5,6 +5,8 @@ timed backend computes exactly what the plain one does, and the parts of a step 
 to no more than it.
 These run on the NumPy reference backend, a small batch, and no PyTorch. Last, a run
 states the pace of the machine at its start and its end (the steps themselves left out).
+Then the parts of benchmarks/find_gathers.py that read machine code, and
+benchmarks/avx2_stand_in.sh's settings (the AVX2 features the tests compile for).
 """
 import collections
 import importlib.util
@@ -194,3 +196,34 @@ def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
     assert module.spilled_sums(scalar) == 0
     assert module.spilled_sums(scalar.replace("%xmm23, 16", "%ymm23, 16")) == 0  # scalar sums, a vector stored
     assert module.spilled_sums(spilled.replace("%ymm0, 16(%rsp)", "%xmm0, 16(%rsp)")) == 0  # a scalar stored
+
+
+STAND_IN = BENCH.parent / "avx2_stand_in.sh"
+
+
+def test_the_avx2_stand_in_holds_numba_to_the_features_the_tests_compile_for(tmp_path):
+    """benchmarks/avx2_stand_in.sh: Numba told the CPU name given and AVX2's features (the same list as the tests' AVX2
+    build), a cache of its own, PyTorch and OpenBLAS held to AVX2, OPENBLAS_L2_SIZE unset."""
+    import json
+    import os
+    import subprocess
+
+    from kernel_checks import AVX2_FEATURES
+
+    names = ["NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_CACHE_DIR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
+             "OPENBLAS_L2_SIZE"]
+    show = f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["OPENBLAS_L2_SIZE"] = "1024K"
+    done = subprocess.run(["bash", str(STAND_IN), "skylake", sys.executable, "-c", show], env=env,
+                          capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    assert seen == {"NUMBA_CPU_NAME": "skylake", "NUMBA_CPU_FEATURES": AVX2_FEATURES,
+                    "NUMBA_CACHE_DIR": "/tmp/hebbref-skylake", "ATEN_CPU_CAPABILITY": "avx2",
+                    "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": None}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)  # a cache named by the caller is kept
+    done = subprocess.run(["bash", str(STAND_IN), "haswell", sys.executable, "-c", show], env=env,
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["NUMBA_CACHE_DIR"] == str(tmp_path)
+    missing = subprocess.run(["bash", str(STAND_IN), "skylake"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "usage" in missing.stderr
