@@ -338,8 +338,12 @@ print(tuned_untied_block.__doc__)
 # sums, four δ vectors and an input vector, 17 registers; it now holds the three input
 # vectors and takes the δ vectors one at a time, 16 registers, and on the Zen 4 held to
 # AVX2 its forward pass and increment took 0.54 to 0.91 of their former time (BENCHMARKS.md,
-# "seventh session"). `benchmarks/find_gathers.py` counts such loops, and the same test
-# file holds the kernels of four channels to none.
+# "seventh session"). The channel path's eight positions at a time need 16 sums, two
+# vectors of weights and a broadcast input, 19 registers, so it is built a second time
+# from the same code for six (15 registers), and the plan times both; on an Intel Xeon held
+# to AVX2, six took 0.50 to 0.79 of the time of eight (BENCHMARKS.md, "eighth session").
+# `benchmarks/find_gathers.py` counts such loops, and the same test file holds the kernels
+# that 16 registers take by default to none.
 
 # %% [markdown]
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
