@@ -29,10 +29,10 @@ its own, added up at the end.
 
 **Six at a time.** Eight positions or terms hold 16 sums, two vectors of the block and a
 broadcast input: 19 vector registers. AVX-512 has 32; AVX2 has 16, and there LLVM keeps
-sums on the stack, a store and a load in every step (``benchmarks/find_gathers.py``). Both kernels are therefore
-built twice from one body (``CORRELATE``, ``INCREMENT``), for eight and for six (12 sums, 15 registers),
-``span`` a constant of each build; ``SPAN``, the default, is 8 with AVX-512 and 6 without,
-and the plan times both (``plan.BLOCKS``).
+sums on the stack, a store and a load in every step (``benchmarks/find_gathers.py``).
+Both kernels are therefore built twice from one body (``CORRELATE``, ``INCREMENT``), for
+eight and for six (12 sums, 15 registers), ``span`` a constant of each build; ``SPAN``,
+the default, is 8 with AVX-512 and 6 without, and the plan times both (``plan.BLOCKS``).
 
 The input error is the forward correlation of δ padded the other way round with B
 flipped and its channel axes swapped (``readable.transposed_convolution``). Each thread
@@ -132,7 +132,7 @@ def _channel_kernels(span):
                     wg = g * T * BLOCK
                     for p in range(0, Pq, span):
                         q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
-                        q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7: span 8 only)
+                        q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7 read by span 8 only)
                         s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
                         s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
                         t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
@@ -190,8 +190,9 @@ def _channel_kernels(span):
                 turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
                 for g in range(groups):
                     for t in range(0, Tq, span):
-                        o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]; o4 = offs[t + 4]  # noqa: E702
-                        o5 = offs[t + 5]; o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (span 8 only)
+                        o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
+                        o4 = offs[t + 4]; o5 = offs[t + 5]  # noqa: E702
+                        o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (read by span 8 only)
                         s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
                         s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
                         t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
@@ -254,7 +255,8 @@ def input_error(delta, B, span=None):
 
 
 def weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k, span) from ``forward``."""
+    """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k, span) from
+    ``forward``."""
     x, k, span = cache
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
