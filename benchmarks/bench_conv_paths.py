@@ -182,9 +182,10 @@ def registers_calls(module, label, x, W, delta, **block):
             f"{label}: input error e": lambda: module.input_error(delta, W, **block)}
 
 
-def takes_width(direct):
-    """Whether a revision's direct loops take their terms per pass (``width``); an earlier one fixed it."""
-    return "width" in inspect.signature(direct.forward).parameters
+def takes(module, block):
+    """Whether a revision's ``module.forward`` takes the block size ``block`` (the direct loops' ``width``, the
+    channels' ``span``); an earlier one fixed it."""
+    return block in inspect.signature(module.forward).parameters
 
 
 def path_calls(direct, shifted, x, W, delta, **width):
@@ -227,7 +228,7 @@ def against_table(revision, batch, repeats, rng):
         for width in plan.BLOCKS["direct"][2]:  # this tree's direct loops at each terms-per-pass the plan measures
             calls = path_calls(tuned_conv_direct, tuned_conv_shifted, x, W, delta, width=width)
             ours.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
-            if takes_width(base[0]):  # and the revision's at the same width, where its loops take one
+            if takes(base[0], "width"):  # and the revision's at the same width, where its loops take one
                 calls = path_calls(*base, x, W, delta, width=width)
                 theirs.update({(p, f", {width} terms per pass"): f for p, f in calls.items() if p.startswith("direct")})
         for group in plan.BLOCKS["rows"][2] if base_rows is not None else ():  # the rows, where REV has them
@@ -236,15 +237,15 @@ def against_table(revision, batch, repeats, rng):
             ours.update({(p, variant): f for p, f in calls.items()})
             calls = registers_calls(base_rows, "rows", x, W, delta, group=group)
             theirs.update({(p, variant): f for p, f in calls.items()})
+        if base_channels is not None and not takes(base_channels, "span"):  # REV's channels at their only span
+            theirs.update({(p, ""): f for p, f in registers_calls(base_channels, "channels", x, W, delta).items()})
         for span in plan.BLOCKS["channels"][2] if base_channels is not None else ():  # the channels, where REV has them
             variant = f", {span} positions per pass"
             calls = registers_calls(tuned_conv_channels, "channels", x, W, delta, span=span)
             ours.update({(p, variant): f for p, f in calls.items()})
-            if "span" in inspect.signature(base_channels.forward).parameters:
+            if takes(base_channels, "span"):  # and REV's at the same span
                 calls = registers_calls(base_channels, "channels", x, W, delta, span=span)
                 theirs.update({(p, variant): f for p, f in calls.items()})
-            else:  # REV's channels at their only number of positions per pass
-                theirs.update({(p, ""): f for p, f in registers_calls(base_channels, "channels", x, W, delta).items()})
         times = interleaved_times({**{("base", p): f for p, f in theirs.items()},
                                    **{("this", p): f for p, f in ours.items()}}, repeats)
         for path, variant in ours:

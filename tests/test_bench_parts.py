@@ -10,7 +10,10 @@ benchmarks/avx2_stand_in.sh's settings (the AVX2 features the tests compile for)
 """
 import collections
 import importlib.util
+import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -18,6 +21,8 @@ import pytest
 
 import hebbref
 from hebbref import backends
+
+from kernel_checks import AVX2_FEATURES
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_training_step.py"
 
@@ -204,12 +209,6 @@ STAND_IN = BENCH.parent / "avx2_stand_in.sh"
 def test_the_avx2_stand_in_holds_numba_to_the_features_the_tests_compile_for(tmp_path):
     """benchmarks/avx2_stand_in.sh: Numba told the CPU name given and AVX2's features (the same list as the tests' AVX2
     build), a cache of its own, PyTorch and OpenBLAS held to AVX2, OPENBLAS_L2_SIZE unset."""
-    import json
-    import os
-    import subprocess
-
-    from kernel_checks import AVX2_FEATURES
-
     names = ["NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_CACHE_DIR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
              "OPENBLAS_L2_SIZE"]
     show = f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"

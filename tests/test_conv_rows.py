@@ -55,7 +55,7 @@ class Registers:
     per group, or ``tuned_conv_channels`` at ``span`` positions (or terms) per pass."""
 
     def __init__(self, module, **blocks):
-        (self.name, self.block), = blocks.items()
+        (self.block,) = blocks.values()  # one block size, named as the module's functions name it
         self.module = module
         self.blocks = blocks
 
