@@ -17,13 +17,13 @@ masked moves (through a mask register) are not counted: they are not slow.
 A register-blocked kernel keeps its sums in vector registers across a loop of fused
 multiply-adds: 32 of them with AVX-512, 16 with AVX2. Where a loop needs more, LLVM keeps
 some on the stack, and the loop stores a vector there at every step and loads it again,
-a store and a load in the chain of that sum's additions (``tuned_conv_rows.increment_rows_4``
-did, compiled for AVX2, until its step held three input vectors rather than four δ
-vectors). Such loops are counted here: innermost loops (from a label to a jump back to
+a store and a load in the chain of that sum's additions (the row increment of four output
+channels, ``tuned_conv_rows.INCREMENT[4]``, did, compiled for AVX2, until its step held
+three input vectors rather than four δ vectors). Such loops are counted here: innermost loops (from a label to a jump back to
 it) that hold a fused multiply-add of vectors and a store of a ymm or zmm register to the
 stack (a scalar loop that finishes a run after its last whole vector is not counted). The
-kernels of eight output channels at a time (``SUMS[8]``, ``correlate_rows_8``,
-``increment_rows_8``) and the direct loops' eight terms per pass, compiled for 16
+kernels of eight output channels at a time (``SUMS[8]``, ``CORRELATE[8]`` and ``INCREMENT[8]`` of
+``tuned_conv_rows``) and the direct loops' eight terms per pass, compiled for 16
 registers, hold such loops by design: there the plan takes their candidates of four. So
 do the channel path's eight positions or terms per pass (``CORRELATE[8]``, ``INCREMENT[8]``
 of ``tuned_conv_channels``), whose candidates of six fit in 16 registers.
@@ -86,8 +86,8 @@ def spilled_sums(assembly):
 def kernels_of(module):
     """(name, object) for each global of ``module`` by name, then for each entry of a dict of them (as
     ``tuned_untied_registers.SUMS``, one compiled kernel per group size); an object met again (a kernel that is a
-    global and a dict's entry, as ``tuned_conv_rows.correlate_rows_8`` and ``_CORRELATE[8]``) only under its first
-    name."""
+    global and a dict's entry, as ``tuned_conv_channels.correlate_channels`` and ``CORRELATE[8]`` with AVX-512) only under
+    its first name."""
     globals_, dicts = [], []
     for name, value in sorted(vars(module).items()):
         if isinstance(value, dict):

@@ -158,10 +158,10 @@ def test_find_gathers_tells_masked_loads_from_masked_stores():
     listed = dict(module.kernels_of(tuned_untied_registers))  # a dict of kernels is searched entry by entry
     assert listed["SUMS[4]"] is tuned_untied_registers.SUMS[4] and listed["SUMS[8]"] is tuned_untied_registers.SUMS[8]
     assert listed["pool_cell"] is tuned_untied_registers.pool_cell
-    from hebbref.kernels import tuned_conv_rows
-    names = [name for name, kernel in module.kernels_of(tuned_conv_rows)
-             if kernel is tuned_conv_rows.correlate_rows_8]  # a global and a dict's entry: listed once, by its name
-    assert names == ["correlate_rows_8"]
+    from hebbref.kernels import tuned_conv_channels
+    names = [name for name, kernel in module.kernels_of(tuned_conv_channels)
+             if kernel is tuned_conv_channels.correlate_channels]  # a global and a dict's entry: listed once, by its name
+    assert names == ["correlate_channels"]
 
 
 def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():

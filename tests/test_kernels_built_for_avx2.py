@@ -110,7 +110,7 @@ assert not masked, masked
 """
 
 # the register-blocked kernels that 16 vector registers get by default, each compiled by a part above
-SIXTEEN_REGISTERS = ["tuned_conv_rows.correlate_rows_4", "tuned_conv_rows.increment_rows_4",
+SIXTEEN_REGISTERS = ["tuned_conv_rows.CORRELATE[4]", "tuned_conv_rows.INCREMENT[4]",
                      "tuned_conv_channels.correlate_channels", "tuned_conv_channels.increment_channels",
                      "tuned_untied_registers.SUMS[4]", "tuned_untied_block.increment_from_winners",
                      "tuned_locally_connected.forward_images_last"]

@@ -229,6 +229,7 @@ def _channel_kernels(span):
 CORRELATE, INCREMENT = {}, {}  # span -> its build of correlate_channels, of increment_channels
 for _span in (8, 6):
     CORRELATE[_span], INCREMENT[_span] = _channel_kernels(_span)
+del _span
 correlate_channels, increment_channels = CORRELATE[SPAN], INCREMENT[SPAN]
 
 

@@ -16,19 +16,23 @@ every term (c, a, b) of the window is added. A term loads the two vectors of the
 input row it reads, xp[n, c, i+a, j+b : j+b+SPAN], and adds each times the eight
 weights W[o..o+7, c, a, b] (laid out next to each other beforehand, ``weights_by_group``):
 16 fused multiply-adds for two loads and eight broadcasts. Sixteen sums fill the
-registers of a CPU with AVX2 alone, so there the sums go four channels at a time
-(``correlate_rows_4``); the plan measures both (``group``). The sums are written once, at
-the end. Where the row is not a whole number of pieces the last piece's extra lanes
+registers of a CPU with AVX2 alone, so there the sums go four channels at a time; the
+plan measures both (``group``). The sums are written once, at the end. Where the row is not a whole number of pieces the last piece's extra lanes
 are computed and dropped; where the output channels are not a multiple of the group the
 missing ones have zero weights and are not written.
 
-**Weight increment** (``increment_rows_8``, ``_4``). For three window terms (c, a, b..b+2;
+**Weight increment** (``increment_rows``). For three window terms (c, a, b..b+2;
 any past k are computed and dropped) and eight output channels (four with the forward
 pass's ``group`` of four), 24 (12) vectors of partial sums over all positions of an image: each vector of a row adds
 δ[n, o, i, j..] ⊙ xp[n, c, i+a, j+b..] for the eight o and the three b, each δ and
 input vector loaded once; the lanes of a vector hold sums over different j, added up
 at the end. δ is copied row by row into a buffer whose rows are whole vectors long with
 zeros past the image, so the extra lanes add nothing.
+
+**Eight or four.** Both kernels are written once and built twice (``CORRELATE``,
+``INCREMENT``), for eight and for four output channels at a time, ``group`` a constant of
+each build: the lines of the channels past the fourth are compiled only into the build
+of eight.
 
 **Padding.** Each thread takes a contiguous run of images. It copies each image into a
 padded buffer of its own (zeroed once; only the inside is rewritten), so no padded copy
@@ -88,253 +92,167 @@ def store_sums(out, at, step, count, length, s0, s1, t0, t1, u0, u1, v0, v1, w0,
         out[at + q * step : at + q * step + length] = piece[:length]
 
 
-@njit(parallel=True, cache=True)
-def correlate_rows_8(x, weights, O, k, before, chunks):
-    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32, eight o at a time.
+def _row_kernels(group):
+    """The forward correlation and the weight increment for ``group`` (8 or 4) output channels at a time, a
+    constant of their code: the lines of the channels past the fourth are compiled only where ``group`` is 8."""
 
-    xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
-    and right; ``weights`` is ``weights_by_group(W, 8)``. The batch is cut into ``chunks``
-    runs of images, one per thread.
-    """
-    N, C, H, W = x.shape
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    groups = -(-O // 8)
-    out = np.empty((N, O, H, W), dtype=np.float32)
-    flat = out.reshape(-1)
-    step = H * W  # from one output plane to the next
-    for part in prange(chunks):
-        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
-        piece = np.empty(SPAN, dtype=np.float32)
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            copy_padded(x, n, before, Hp, Wp, xb)
-            for g in range(groups):
-                o = 8 * g
-                count = min(8, O - o)
-                for i in range(H):
-                    for j in range(0, W, SPAN):
-                        s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
-                        w0 = vzero(); y0 = vzero(); z0 = vzero(); r0 = vzero()  # noqa: E702
-                        s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
-                        w1 = vzero(); y1 = vzero(); z1 = vzero(); r1 = vzero()  # noqa: E702
-                        for c in range(C):
-                            for a in range(k):
-                                row = c * plane + (i + a) * Wp + j
-                                term = ((g * C + c) * k + a) * k * 8
-                                for b in range(k):
-                                    x0 = vload(xb, row + b)
-                                    x1 = vload(xb, row + b + LANES)
-                                    f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
-                                    f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
-                                    f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
-                                    f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
-                                    f = vsplat_at(weights, term + 4); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
-                                    f = vsplat_at(weights, term + 5); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
-                                    f = vsplat_at(weights, term + 6); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
-                                    f = vsplat_at(weights, term + 7); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
-                                    term += 8
-                        at = ((n * O + o) * H + i) * W + j
-                        if count == 8 and j + SPAN <= W:
-                            vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
-                            vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
-                            vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
-                            vstore(flat, at, v0); vstore(flat, at + LANES, v1); at += step  # noqa: E702
-                            vstore(flat, at, w0); vstore(flat, at + LANES, w1); at += step  # noqa: E702
-                            vstore(flat, at, y0); vstore(flat, at + LANES, y1); at += step  # noqa: E702
-                            vstore(flat, at, z0); vstore(flat, at + LANES, z1); at += step  # noqa: E702
-                            vstore(flat, at, r0); vstore(flat, at + LANES, r1)  # noqa: E702
-                        else:
-                            store_sums(flat, at, step, count, min(SPAN, W - j),
-                                       s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece)
-    return out
+    @njit(parallel=True, cache=True)
+    def correlate_rows(x, weights, O, k, before, chunks):
+        """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32, ``group`` o at a
+        time (2·group vectors of sums).
+
+        xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
+        and right; ``weights`` is ``weights_by_group(W, group)``. The batch is cut into ``chunks``
+        runs of images, one per thread.
+        """
+        N, C, H, W = x.shape
+        Hp, Wp = H + k - 1, W + k - 1
+        plane = Hp * Wp
+        groups = -(-O // group)
+        out = np.empty((N, O, H, W), dtype=np.float32)
+        flat = out.reshape(-1)
+        step = H * W  # from one output plane to the next
+        for part in prange(chunks):
+            xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+            piece = np.empty(SPAN, dtype=np.float32)
+            for n in range(part * N // chunks, (part + 1) * N // chunks):
+                copy_padded(x, n, before, Hp, Wp, xb)
+                for g in range(groups):
+                    o = group * g
+                    count = min(group, O - o)
+                    for i in range(H):
+                        for j in range(0, W, SPAN):
+                            s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
+                            w0 = vzero(); y0 = vzero(); z0 = vzero(); r0 = vzero()  # noqa: E702
+                            s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
+                            w1 = vzero(); y1 = vzero(); z1 = vzero(); r1 = vzero()  # noqa: E702
+                            for c in range(C):
+                                for a in range(k):
+                                    row = c * plane + (i + a) * Wp + j
+                                    term = ((g * C + c) * k + a) * k * group
+                                    for b in range(k):
+                                        x0 = vload(xb, row + b)
+                                        x1 = vload(xb, row + b + LANES)
+                                        f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa
+                                        f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
+                                        f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
+                                        f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
+                                        if group == 8:
+                                            f = vsplat_at(weights, term + 4); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
+                                            f = vsplat_at(weights, term + 5); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
+                                            f = vsplat_at(weights, term + 6); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
+                                            f = vsplat_at(weights, term + 7); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
+                                        term += group
+                            at = ((n * O + o) * H + i) * W + j
+                            if count == group and j + SPAN <= W:
+                                vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
+                                vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
+                                vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
+                                vstore(flat, at, v0); vstore(flat, at + LANES, v1); at += step  # noqa: E702
+                                if group == 8:
+                                    vstore(flat, at, w0); vstore(flat, at + LANES, w1); at += step  # noqa: E702
+                                    vstore(flat, at, y0); vstore(flat, at + LANES, y1); at += step  # noqa: E702
+                                    vstore(flat, at, z0); vstore(flat, at + LANES, z1); at += step  # noqa: E702
+                                    vstore(flat, at, r0); vstore(flat, at + LANES, r1)  # noqa: E702
+                            else:  # with a group of four, the last four pairs (zeros) are never written: count ≤ 4
+                                store_sums(flat, at, step, count, min(SPAN, W - j),
+                                           s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece)
+        return out
+
+    @njit(parallel=True, cache=True)
+    def increment_rows(delta, x, k, before, chunks):
+        """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
+        ``correlate_rows``.
+
+        ``group`` output channels and three window columns b at a time (3·group vectors of sums).
+        Each of the ``chunks`` threads sums its run of images into partial sums of its own, one
+        vector per (o, c, a, b); they are added up at the end.
+
+        A step holds the three input vectors and takes the δ vectors one at a time: with a group of
+        four, 12 sums, 3 input vectors and a δ vector fill the 16 vector registers of a CPU with
+        AVX2 alone. Holding the four δ vectors instead (17 registers), LLVM kept one sum on the
+        stack, stored and loaded again at every step (``benchmarks/find_gathers.py`` counts such
+        loops). A group of eight takes 28 registers: a CPU with AVX-512 has 32.
+        """
+        N, O, H, W = delta.shape
+        C = x.shape[1]
+        delta_flat = delta.reshape(-1)
+        Hp, Wp = H + k - 1, W + k - 1
+        plane = Hp * Wp
+        Wq = -(-W // LANES) * LANES  # a row of the δ buffer: whole vectors, zeros past W
+        e = H * Wq + LANES  # from one δ plane to the next (one vector more: planes 4 KiB apart would share L1 sets)
+        Og = -(-O // group) * group
+        partial = np.zeros((chunks, Og * C * k * k * LANES), dtype=np.float32)
+        for part in prange(chunks):
+            xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+            db = aligned_zeros(Og * e)  # channels past O stay 0
+            P = partial[part]
+            for n in range(part * N // chunks, (part + 1) * N // chunks):
+                copy_padded(x, n, before, Hp, Wp, xb)
+                for o in range(O):
+                    for i in range(H):
+                        copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
+                for o in range(0, Og, group):
+                    for c in range(C):
+                        for a in range(k):
+                            for b in range(0, k, 3):
+                                s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                                s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+                                t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+                                t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+                                u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                                u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
+                                for i in range(H):
+                                    xr = c * plane + (i + a) * Wp + b
+                                    dr = o * e + i * Wq
+                                    for j in range(0, Wq, LANES):
+                                        x0 = vload(xb, xr + j)
+                                        x1 = vload(xb, xr + j + 1)
+                                        x2 = vload(xb, xr + j + 2)
+                                        d = vload(db, dr + j)
+                                        s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
+                                        d = vload(db, dr + j + e)
+                                        s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
+                                        d = vload(db, dr + j + 2 * e)
+                                        s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
+                                        d = vload(db, dr + j + 3 * e)
+                                        s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
+                                        if group == 8:
+                                            d = vload(db, dr + j + 4 * e)
+                                            s4 = vfma(d, x0, s4); t4 = vfma(d, x1, t4); u4 = vfma(d, x2, u4)  # noqa
+                                            d = vload(db, dr + j + 5 * e)
+                                            s5 = vfma(d, x0, s5); t5 = vfma(d, x1, t5); u5 = vfma(d, x2, u5)  # noqa
+                                            d = vload(db, dr + j + 6 * e)
+                                            s6 = vfma(d, x0, s6); t6 = vfma(d, x1, t6); u6 = vfma(d, x2, u6)  # noqa
+                                            d = vload(db, dr + j + 7 * e)
+                                            s7 = vfma(d, x0, s7); t7 = vfma(d, x1, t7); u7 = vfma(d, x2, u7)  # noqa
+                                at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
+                                jump = C * k * k * LANES  # from one o to the next
+                                add_sums(P, at, jump, s0, s1, s2, s3)
+                                if group == 8:
+                                    add_sums(P, at + 4 * jump, jump, s4, s5, s6, s7)
+                                if b + 1 < k:
+                                    add_sums(P, at + LANES, jump, t0, t1, t2, t3)
+                                    if group == 8:
+                                        add_sums(P, at + LANES + 4 * jump, jump, t4, t5, t6, t7)
+                                if b + 2 < k:
+                                    add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
+                                    if group == 8:
+                                        add_sums(P, at + 2 * LANES + 4 * jump, jump, u4, u5, u6, u7)
+        return partial.reshape(chunks, Og, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
+
+    return correlate_rows, increment_rows
 
 
-@njit(parallel=True, cache=True)
-def correlate_rows_4(x, weights, O, k, before, chunks):
-    """``correlate_rows_8`` four output channels at a time (8 vectors of sums): ``weights`` is ``weights_by_group(W, 4)``."""
-    N, C, H, W = x.shape
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    groups = -(-O // 4)
-    out = np.empty((N, O, H, W), dtype=np.float32)
-    flat = out.reshape(-1)
-    step = H * W
-    for part in prange(chunks):
-        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
-        piece = np.empty(SPAN, dtype=np.float32)
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            copy_padded(x, n, before, Hp, Wp, xb)
-            for g in range(groups):
-                o = 4 * g
-                count = min(4, O - o)
-                for i in range(H):
-                    for j in range(0, W, SPAN):
-                        s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
-                        s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
-                        for c in range(C):
-                            for a in range(k):
-                                row = c * plane + (i + a) * Wp + j
-                                term = ((g * C + c) * k + a) * k * 4
-                                for b in range(k):
-                                    x0 = vload(xb, row + b)
-                                    x1 = vload(xb, row + b + LANES)
-                                    f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa: E702
-                                    f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
-                                    f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
-                                    f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
-                                    term += 4
-                        at = ((n * O + o) * H + i) * W + j
-                        if count == 4 and j + SPAN <= W:
-                            vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
-                            vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
-                            vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
-                            vstore(flat, at, v0); vstore(flat, at + LANES, v1)  # noqa: E702
-                        else:  # (the last four pairs are never written: count ≤ 4)
-                            store_sums(flat, at, step, count, min(SPAN, W - j),
-                                       s0, s1, t0, t1, u0, u1, v0, v1, v0, v1, v0, v1, v0, v1, v0, v1, piece)
-    return out
-
-
-_CORRELATE = {8: correlate_rows_8, 4: correlate_rows_4}
+CORRELATE, INCREMENT = {}, {}  # group -> its build of correlate_rows, of increment_rows
+for _group in (8, 4):
+    CORRELATE[_group], INCREMENT[_group] = _row_kernels(_group)
+del _group
 
 
 def correlate_rows(x, W, k, before, group):
-    """``correlate_rows_8`` or ``_4`` (``group``) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
-    return _CORRELATE[group](x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]))
-
-
-@njit(parallel=True, cache=True)
-def increment_rows_4(delta, x, k, before, chunks):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in ``correlate_rows_8``.
-
-    Four output channels and three window columns b at a time (12 vectors of sums). Each
-    of the ``chunks`` threads sums its run of images into partial sums of its own, one
-    vector per (o, c, a, b); they are added up at the end.
-
-    A step holds the three input vectors and takes the four δ vectors one at a time, as
-    ``increment_rows_8`` does: 12 sums, 3 input vectors and a δ vector fill the 16 vector
-    registers of a CPU with AVX2 alone. Holding the four δ vectors instead (17 registers),
-    LLVM kept one sum on the stack, stored and loaded again at every step
-    (``benchmarks/find_gathers.py`` counts such loops).
-    """
-    N, O, H, W = delta.shape
-    C = x.shape[1]
-    delta_flat = delta.reshape(-1)
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    Wq = -(-W // LANES) * LANES  # a row of the δ buffer: whole vectors, zeros past W
-    e = H * Wq + LANES  # from one δ plane to the next (one vector more: planes 4 KiB apart would share L1 sets)
-    O4 = -(-O // 4) * 4
-    partial = np.zeros((chunks, O4 * C * k * k * LANES), dtype=np.float32)
-    for part in prange(chunks):
-        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
-        db = aligned_zeros(O4 * e)  # channels past O stay 0
-        P = partial[part]
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            copy_padded(x, n, before, Hp, Wp, xb)
-            for o in range(O):
-                for i in range(H):
-                    copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
-            for o in range(0, O4, 4):
-                for c in range(C):
-                    for a in range(k):
-                        for b in range(0, k, 3):
-                            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                            u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
-                            for i in range(H):
-                                xr = c * plane + (i + a) * Wp + b
-                                dr = o * e + i * Wq
-                                for j in range(0, Wq, LANES):  # 12 sums, 3 x vectors, one δ vector: 16 registers
-                                    x0 = vload(xb, xr + j)
-                                    x1 = vload(xb, xr + j + 1)
-                                    x2 = vload(xb, xr + j + 2)
-                                    d = vload(db, dr + j)
-                                    s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
-                                    d = vload(db, dr + j + e)
-                                    s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
-                                    d = vload(db, dr + j + 2 * e)
-                                    s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
-                                    d = vload(db, dr + j + 3 * e)
-                                    s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
-                            at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
-                            jump = C * k * k * LANES  # from one o to the next
-                            add_sums(P, at, jump, s0, s1, s2, s3)
-                            if b + 1 < k:
-                                add_sums(P, at + LANES, jump, t0, t1, t2, t3)
-                            if b + 2 < k:
-                                add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
-    return partial.reshape(chunks, O4, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
-
-
-@njit(parallel=True, cache=True)
-def increment_rows_8(delta, x, k, before, chunks):
-    """``increment_rows_4`` eight output channels at a time (24 vectors of sums: a CPU with AVX-512 has 32 registers)."""
-    N, O, H, W = delta.shape
-    C = x.shape[1]
-    delta_flat = delta.reshape(-1)
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    Wq = -(-W // LANES) * LANES
-    e = H * Wq + LANES
-    O8 = -(-O // 8) * 8
-    partial = np.zeros((chunks, O8 * C * k * k * LANES), dtype=np.float32)
-    for part in prange(chunks):
-        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
-        db = aligned_zeros(O8 * e)
-        P = partial[part]
-        for n in range(part * N // chunks, (part + 1) * N // chunks):
-            copy_padded(x, n, before, Hp, Wp, xb)
-            for o in range(O):
-                for i in range(H):
-                    copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
-            for o in range(0, O8, 8):
-                for c in range(C):
-                    for a in range(k):
-                        for b in range(0, k, 3):
-                            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                            s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                            t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-                            u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
-                            u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
-                            for i in range(H):
-                                xr = c * plane + (i + a) * Wp + b
-                                dr = o * e + i * Wq
-                                for j in range(0, Wq, LANES):
-                                    x0 = vload(xb, xr + j)
-                                    x1 = vload(xb, xr + j + 1)
-                                    x2 = vload(xb, xr + j + 2)
-                                    d = vload(db, dr + j)
-                                    s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
-                                    d = vload(db, dr + j + e)
-                                    s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
-                                    d = vload(db, dr + j + 2 * e)
-                                    s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
-                                    d = vload(db, dr + j + 3 * e)
-                                    s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
-                                    d = vload(db, dr + j + 4 * e)
-                                    s4 = vfma(d, x0, s4); t4 = vfma(d, x1, t4); u4 = vfma(d, x2, u4)  # noqa: E702
-                                    d = vload(db, dr + j + 5 * e)
-                                    s5 = vfma(d, x0, s5); t5 = vfma(d, x1, t5); u5 = vfma(d, x2, u5)  # noqa: E702
-                                    d = vload(db, dr + j + 6 * e)
-                                    s6 = vfma(d, x0, s6); t6 = vfma(d, x1, t6); u6 = vfma(d, x2, u6)  # noqa: E702
-                                    d = vload(db, dr + j + 7 * e)
-                                    s7 = vfma(d, x0, s7); t7 = vfma(d, x1, t7); u7 = vfma(d, x2, u7)  # noqa: E702
-                            at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
-                            jump = C * k * k * LANES  # from one o to the next
-                            add_sums(P, at, jump, s0, s1, s2, s3)
-                            add_sums(P, at + 4 * jump, jump, s4, s5, s6, s7)
-                            if b + 1 < k:
-                                add_sums(P, at + LANES, jump, t0, t1, t2, t3)
-                                add_sums(P, at + LANES + 4 * jump, jump, t4, t5, t6, t7)
-                            if b + 2 < k:
-                                add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
-                                add_sums(P, at + 2 * LANES + 4 * jump, jump, u4, u5, u6, u7)
-    return partial.reshape(chunks, O8, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
-
-
-_INCREMENT = {8: increment_rows_8, 4: increment_rows_4}
+    """The build of ``group`` (8 or 4) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
+    return CORRELATE[group](x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]))
 
 
 @njit(cache=True, inline="always")
@@ -389,4 +307,4 @@ def weight_increment(delta, cache):
     x, k, group = cache
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return _INCREMENT[group](delta, x, k, before, runs_per_thread(x.shape[0]))
+    return INCREMENT[group](delta, x, k, before, runs_per_thread(x.shape[0]))
