@@ -7,7 +7,8 @@ Prints one Markdown table per measurement of issue 3:
    float32, 10 classes, hinge loss, ``bp``: hebbref ``numba`` vs the same network in PyTorch;
 2. the same with the conv layer untied, against PyTorch's unfold + einsum;
 3. ``deep`` on 32×32×3, tied, against PyTorch;
-4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update);
+4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update), then where it goes: the
+   time of each backend call in a bp step and in a urfb step (``price_table``);
 5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit),
    the two raced call by call;
 6. where hebbref ``numba``'s step goes, for the three networks of tables 1 to 3: the time of
@@ -177,22 +178,43 @@ def _shape(a):
     return "×".join(map(str, a.shape)) if hasattr(a, "shape") else ""
 
 
-def timed_backend(backend, spent):
+def timed_backend(backend, spent, grouped=True):
     """A copy of ``backend`` whose every function adds its time to ``spent``, under its name and its arrays' shapes.
 
     Only the calls the network makes are timed: a backend function's own calls of the
-    others go to the untimed ``backend``, so that no time is counted twice.
+    others go to the untimed ``backend``, so that no time is counted twice. ``grouped``:
+    the dense products in one part (``DENSE_PRODUCTS``), the weight updates in another
+    (``WEIGHT_UPDATES``); else every function and shapes a part of its own.
     """
     def by_shape(name, fn):
         def call(*args, **kwargs):
             shapes = ", ".join(_shape(a) for a in args if hasattr(a, "shape"))
-            label = (DENSE_PRODUCTS if name.startswith("dense_") else WEIGHT_UPDATES if name == "weight_update"
-                     else f"backend: {name} {shapes}".rstrip())
+            label = f"backend: {name} {shapes}".rstrip()
+            if grouped:
+                label = (DENSE_PRODUCTS if name.startswith("dense_") else WEIGHT_UPDATES if name == "weight_update"
+                         else label)
             return timed(label, fn, spent)(*args, **kwargs)
         return call
     functions = {field.name: by_shape(field.name, getattr(backend, field.name))
                  for field in dataclasses.fields(backend) if callable(getattr(backend, field.name))}
     return dataclasses.replace(backend, **functions)
+
+
+def timed_step(net_name, input_shape, untied, batch, rule="bp", backend="numba", seed=0, grouped=True):
+    """-> (net, step, spent): a network whose backend calls add their seconds to ``spent`` (``timed_backend``), and a
+    callable doing one training step of it on a fixed random batch (``spent`` cleared first)."""
+    spent = collections.defaultdict(float)
+    net = hebbref.build_network(net_name, input_shape, 10, rule=rule, dtype="float32", untied=untied, seed=seed,
+                                backend=timed_backend(backends.get_backend(backend), spent, grouped))
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch,) + input_shape, dtype=np.float32)
+    y = rng.integers(0, 10, size=batch)
+
+    def step():
+        spent.clear()
+        net.train_step(x, y, lr=0.01, loss="hinge")
+
+    return net, step, spent
 
 
 def step_parts(net_name, input_shape, untied, batch, repeats, backend="numba", seed=0, against=None):
@@ -204,17 +226,11 @@ def step_parts(net_name, input_shape, untied, batch, repeats, backend="numba", s
     the calls, a deferred δ formed by whoever reads it) is the step less the parts. ``against``: a
     callable run right after each timed step (PyTorch's), its seconds in ``against_times``.
     """
-    spent = collections.defaultdict(float)
-    net = hebbref.build_network(net_name, input_shape, 10, rule="bp", dtype="float32",
-                                backend=timed_backend(backends.get_backend(backend), spent), untied=untied, seed=seed)
-    rng = np.random.default_rng(seed)
-    x = rng.random((batch,) + input_shape, dtype=np.float32)
-    y = rng.integers(0, 10, size=batch)
+    _, step, spent = timed_step(net_name, input_shape, untied, batch, "bp", backend, seed)
     steps, parts, against_times = [], [], []
     for round_ in range(repeats + 1):  # the first round warms up, untimed
-        spent.clear()
         start = time.perf_counter()
-        net.train_step(x, y, lr=0.01, loss="hinge")
+        step()
         seconds = time.perf_counter() - start
         if against is not None:
             start = time.perf_counter()
@@ -266,6 +282,56 @@ def parts_table(batch, repeats, least_share=0.01):
             share = statistics.median(s / t for s, t in zip(seconds, steps))
             over = f"{statistics.median(s / t for s, t in zip(seconds, theirs)):.3f}" if theirs else "n/a"
             print(f"| {label} | {1e3 * statistics.median(seconds):.1f} | {share:.3f} | {over} |")
+
+
+def price_parts(net_name, input_shape, untied, batch, repeats, rules=("bp", "urfb"), backend="numba", seed=0):
+    """{rule: (steps, parts)}: ``step_parts`` for each rule, every backend call timed on its own (no groups), one
+    step of each rule in turn per round (the first round warms up, untimed)."""
+    runs = {rule: timed_step(net_name, input_shape, untied, batch, rule, backend, seed, grouped=False)
+            for rule in rules}
+    found = {rule: ([], []) for rule in rules}
+    for round_ in range(repeats + 1):
+        for rule, (_, step, spent) in runs.items():
+            start = time.perf_counter()
+            step()
+            seconds = time.perf_counter() - start
+            if round_:
+                found[rule][0].append(seconds)
+                found[rule][1].append(dict(spent))
+    return found
+
+
+def price_table(batch, repeats, least_ms=0.1):
+    """Table 4's second part: the parts of the step in which urfb's time differs from bp's (``price_parts``)."""
+    print("\n### 4b. where urfb's step differs from bp's: each backend call's time in a step, median of "
+          f"{repeats} rounds, hebbref numba\n")
+    print("Each round times one bp step and one urfb step, every backend call timed on its own. urfb − bp is "
+          "the median over rounds of the difference within a round; the parts that differ by less than "
+          f"{least_ms} ms are summed in one row. urfb sends the error down through R rather than W and adds "
+          "R's update (the backend's weight_update with R).\n")
+    for net_name, shape, untied in (("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
+                                    ("deep", (3, 32, 32), False)):
+        found = price_parts(net_name, shape, untied, batch, repeats)
+        (bp_steps, bp_parts), (urfb_steps, urfb_parts) = found["bp"], found["urfb"]
+        columns = {label: ([p.get(label, 0.0) for p in bp_parts], [p.get(label, 0.0) for p in urfb_parts])
+                   for label in sorted({label for p in bp_parts + urfb_parts for label in p})}
+        difference = {label: statistics.median(u - b for b, u in zip(*pair)) for label, pair in columns.items()}
+        rows = [(label,) + columns[label] for label in sorted(columns, key=lambda label: -abs(difference[label]))
+                if abs(difference[label]) >= least_ms / 1e3]
+        others = [label for label in columns if abs(difference[label]) < least_ms / 1e3]
+        if others:
+            rows.append((f"{len(others)} other parts, together",
+                         [sum(columns[label][0][r] for label in others) for r in range(len(bp_steps))],
+                         [sum(columns[label][1][r] for label in others) for r in range(len(urfb_steps))]))
+        rows.append(("the rest", [t - sum(p.values()) for t, p in zip(bp_steps, bp_parts)],
+                     [t - sum(p.values()) for t, p in zip(urfb_steps, urfb_parts)]))
+        rows.append(("**the step**", bp_steps, urfb_steps))
+        print(f"\n{net_label(net_name, untied)}\n")
+        print("| part | bp (ms) | urfb (ms) | urfb − bp (ms) |")
+        print("|---|---:|---:|---:|")
+        for label, bp, urfb in rows:
+            print(f"| {label} | {1e3 * statistics.median(bp):.2f} | {1e3 * statistics.median(urfb):.2f} | "
+                  f"{1e3 * statistics.median(u - b for b, u in zip(bp, urfb)):+.2f} |")
 
 
 def best_seconds(f, repeats):
@@ -524,6 +590,8 @@ def main(argv=None):
           f"(best of {args.repeats}; the end of the run gives it again)")
     results = {}
     network_tables(args.batch, args.repeats, tables, results)
+    if 4 in tables:
+        price_table(args.batch, args.repeats)
     if 5 in tables:
         kernel_table(args.batch, args.repeats, results)
     if 6 in tables:

@@ -1,4 +1,4 @@
-"""benchmarks/bench_training_step.py's table 6 (where a step goes): its timing leaves the step as it was.
+"""benchmarks/bench_training_step.py's tables 4b and 6 (where a step goes): their timing leaves the step as it was.
 
 The table's figures go into BENCHMARKS.md, so the machinery under them is held here: the
 timed backend computes exactly what the plain one does, and the parts of a step add up
@@ -74,6 +74,38 @@ def test_the_parts_of_a_step_add_up_to_no_more_than_it(bench):
     for step, spent in zip(steps, parts):
         assert spent and all(seconds >= 0 for seconds in spent.values())
         assert sum(spent.values()) <= step
+
+
+def test_a_timed_step_of_each_rule_is_that_rule(bench):
+    """Under urfb the feedback weights move with W's increment; under bp they stay as drawn."""
+    for rule, moves in (("bp", False), ("urfb", True)):
+        net, step, spent = bench.timed_step("simple", (1, 28, 28), False, 8, rule, backend="numpy", grouped=False)
+        before = [layer.R.copy() for layer in net.parameters()]
+        step()
+        assert any(label.startswith("backend: dense_input_error 8×10") for label in spent)  # one part per call
+        assert all(np.array_equal(a, layer.R) for a, layer in zip(before, net.parameters())) != moves, rule
+
+
+def test_the_price_of_the_feedback_update_is_taken_from_a_step_of_each_rule_in_turn(bench, monkeypatch, capsys):
+    """Table 4b: a bp step and a urfb step per round, every part on its own row or summed, the steps' medians."""
+    rules = []
+    timed_step = bench.timed_step
+
+    def recorded(net_name, input_shape, untied, batch, rule, *args, **kwargs):
+        rules.append(rule)
+        return timed_step(net_name, input_shape, untied, 8, rule, "numpy", *args[1:], **kwargs)
+
+    found = bench.price_parts("simple", (1, 28, 28), False, 8, 2, backend="numpy")
+    assert set(found) == {"bp", "urfb"}
+    for steps, parts in found.values():
+        assert len(steps) == len(parts) == 2
+        assert all(0 <= sum(p.values()) <= step for step, p in zip(steps, parts))
+    monkeypatch.setattr(bench, "timed_step", recorded)
+    bench.price_table(8, 2, least_ms=0.0)
+    assert rules == ["bp", "urfb"] * 3  # the three networks of tables 1 to 3
+    text = capsys.readouterr().out
+    assert text.count("| **the step** |") == 3 and text.count("| the rest |") == 3
+    assert "| backend: weight_update 10×500, 10×500 |" in text  # each call on a row of its own (none under 0 ms)
 
 
 def test_a_run_gives_the_pace_of_the_machine_at_its_start_and_end(bench, monkeypatch, capsys):
