@@ -76,14 +76,17 @@ def test_plans_are_kept_per_cpu_model_and_per_shape(timing_on, monkeypatch):
     x, W = conv_arguments()
     first = plan.choose("conv_forward", x, W)
     assert first.path in plan.PATHS["conv_forward"] and first.measured_ms
+    # the forward pass's paths whose increment is planned on its own measured that plan too, once
+    assert measured == ["conv_forward float32[2, 2, 6, 6] float32[3, 2, 3, 3]",
+                        "conv_weight_increment float32[2, 3, 6, 6] float32[2, 2, 6, 6] 3"]
     plan.choose("conv_forward", x, W)
-    assert len(measured) == 1, "one measurement per shape and process"
+    assert len(measured) == 2, "one measurement per shape and process"
     plan.choose("conv_forward", *conv_arguments(n=3))
-    assert len(measured) == 2, "another batch size is another shape"
+    assert len(measured) == 4, "another batch size is another shape"
     plan.forget()
     monkeypatch.setattr(runtime, "cpu_model", lambda: "Another CPU(R)")
     plan.choose("conv_forward", x, W)
-    assert len(measured) == 3, "another CPU model measures its own plan"
+    assert len(measured) == 6, "another CPU model measures its own plan"
     assert len(json.loads(timing_on.read_text())) == 2
 
 
@@ -197,7 +200,8 @@ def test_a_stored_plan_that_lacks_its_block_size_is_measured_again(timing_on, mo
     real_measure = plan._measure
     monkeypatch.setattr(plan, "_measure", lambda *a: measured.append(a[2]) or real_measure(*a))
     chosen = plan.choose("conv_forward", x, W)
-    assert measured == [key] and chosen.measured_ms
+    assert measured[0] == key and chosen.measured_ms
+    assert measured[1:] == [plan.plan_key("conv_weight_increment", (x, x, 3))]  # the increment's own plan, once
     assert (chosen.block is None) == (chosen.path not in plan.BLOCKS)
 
 

@@ -11,10 +11,19 @@ per equation (``PATHS``):
                         of rows summed in vector registers) or "channels"
                         (tuned_conv_channels: blocks of output channels summed in
                         vector registers; both float32 only, ``DTYPES``);
-                        the weight increment follows,
-                        since it reads the forward pass's cache, and is timed with it; where
+                        timed with the weight increment that follows it. After "direct"
+                        or "shifted" the increment goes by the forward pass's path, since
+                        it reads the padded input or the block layout that pass made; where
                         the input error goes by "shifted-correlation" after a "shifted"
-                        forward pass, the two are computed together (``conv_backward_together``)
+                        forward pass, the two are computed together (``conv_backward_together``).
+                        The caches of the other paths hold the input x itself
+                        (``INPUT_OF``), and after them the increment is an equation of its
+                        own, next
+    conv_weight_increment
+                        after a forward pass by "winograd", "winograd-4x4", "rows" or
+                        "channels": any of these four on (δ, x, k), each the increment of
+                        its module (``increment_after``); so a forward pass by these is
+                        timed with the fastest increment, whichever path that is
     conv_input_error    "direct", "shifted-correlation", "shifted-scatter", "winograd",
                         "winograd-4x4", "rows" or "channels"
     locally_connected_forward
@@ -291,6 +300,18 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
                          "winograd": tuned_conv_winograd.weight_increment,
                          "winograd-4x4": tuned_conv_winograd.weight_increment,
                          "rows": tuned_conv_rows.weight_increment, "channels": tuned_conv_channels.weight_increment}
+# the forward paths whose cache holds the input x itself: path -> (x, k) from its cache. After them the weight
+# increment is planned on its own, among the paths of PATHS["conv_weight_increment"] (``increment_after``)
+INPUT_OF = {"winograd": lambda cache: (cache[0], cache[3]), "winograd-4x4": lambda cache: (cache[0], cache[3]),
+            "rows": lambda cache: (cache[0], cache[1]), "channels": lambda cache: (cache[0], cache[1])}
+PATHS["conv_weight_increment"] = {  # G from (δ, x, k): each path's increment, its cache made from x
+    "channels": lambda delta, x, k, span=None: tuned_conv_channels.weight_increment(
+        delta, (x, k, span or tuned_conv_channels.SPAN)),
+    "rows": lambda delta, x, k, group=None: tuned_conv_rows.weight_increment(
+        delta, (x, k, group or tuned_conv_rows.CHANNELS_PER_GROUP)),
+    "winograd": lambda delta, x, k, images=None: tuned_conv_winograd.weight_increment(delta, (x, 5 - k, images, k)),
+    "winograd-4x4": lambda delta, x, k, images=None: tuned_conv_winograd.weight_increment(delta, (x, 4, images, k)),
+}
 # paths that apply to some arguments only: path -> test on the kernel width k. Winograd's
 # tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
 # direct sums), "winograd-4x4" for k = 3 (points up to ±2: in float32 about 30 times the
@@ -321,6 +342,24 @@ def conv_backward_together(forward_path, error_plan):
     (whose cache and blocks it reads, on its threads) and the input error's.
     """
     return CONV_BACKWARD_TOGETHER.get((forward_path, error_plan.path))
+
+
+def increment_after(forward_path, cache, threads, delta, chooser=None):
+    """G = Σ_{n,i,j} δ xᵀ after a conv forward pass by ``forward_path`` on ``threads``, whose cache is ``cache``.
+
+    Where that cache is the input x (``INPUT_OF``), by the plan of ``conv_weight_increment`` on
+    (δ, x, k) (``chooser``, default ``choose``), on its threads; else by the forward pass's path,
+    on its threads. The plan is asked for before any thread count is changed: a plan measured
+    now is keyed by, and times its candidates on, the threads Numba has.
+    """
+    if forward_path not in INPUT_OF:
+        with on_threads(threads):
+            return CONV_WEIGHT_INCREMENT[forward_path](delta, cache)
+    x, k = INPUT_OF[forward_path](cache)
+    arguments = (np.ascontiguousarray(delta, dtype=x.dtype), x, k)
+    chosen = (chooser or choose)("conv_weight_increment", *arguments)
+    with on_threads(chosen.threads):
+        return path_function("conv_weight_increment", chosen)(*arguments)
 # path -> (what its block counts, the keyword its function takes it by, the candidate sizes, the default first)
 _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE
@@ -388,7 +427,9 @@ def choose(equation, *arguments):
 def default_plan(equation, arguments):
     """The plan from the shapes alone, when nothing is measured (see the module docstring)."""
     path = next(iter(PATHS[equation]))
-    if equation == "conv_forward":
+    if equation == "conv_weight_increment":  # the first path that applies (the forward pass's paths, with timing off)
+        path = next(p for p in PATHS[equation] if applies(equation, p, arguments))
+    elif equation == "conv_forward":
         x, W = arguments
         C_out, C_in, k, _ = W.shape
         path = "shifted" if C_in * k * k >= SHIFTED_FROM else "direct"
@@ -411,6 +452,9 @@ def work(equation, arguments):
     first = arguments[0]
     if equation in ("conv_forward", "conv_input_error"):  # (N, ·, H, W) positions times the filter bank
         return first.shape[0] * first.shape[2] * first.shape[3] * arguments[-1].size
+    if equation == "conv_weight_increment":  # (δ, x, k): every position's product of C_out by C_in·k·k
+        delta, x, k = arguments
+        return delta.size * x.shape[1] * k * k
     if equation == "conv_ramp_maxpool_forward":  # (x, W, k, t, slope): the conv's multiply-adds
         return first.shape[0] * first.shape[2] * first.shape[3] * arguments[1].size
     if equation in ("locally_connected_forward", "locally_connected_input_error"):
@@ -468,7 +512,8 @@ def plan_key(equation, arguments):
 def _candidate(equation, plan, arguments):
     """A call of one path on the arguments; a forward pass whose cache fixes a backward path is timed with it.
 
-    The conv forward pass with the weight increment it implies; a block's forward pass
+    The conv forward pass with the weight increment that follows it (``increment_after``: where it
+    is planned on its own, that plan is measured at the first such call); a block's forward pass
     (conv or untied, its ramp and its pool) with its backward pass.
     """
     function = path_function(equation, plan)
@@ -478,10 +523,12 @@ def _candidate(equation, plan, arguments):
         return lambda: function(*arguments)
     x, W = arguments
     delta = np.random.default_rng(0).standard_normal((x.shape[0], W.shape[0]) + x.shape[2:]).astype(x.dtype)
+    if plan.path in INPUT_OF:  # the increment's own plan, made now on Numba's threads, not inside a candidate's
+        choose("conv_weight_increment", delta, np.ascontiguousarray(x), W.shape[-1])
 
     def forward_and_increment():
         _, (tag, cache) = function(x, W)
-        CONV_WEIGHT_INCREMENT[tag](delta, cache)
+        increment_after(tag, cache, numba.get_num_threads(), delta)  # the candidate's threads
 
     return forward_and_increment
 
@@ -494,12 +541,17 @@ def _block_forward_and_backward(forward, backward, arguments):
 def applies(equation, path, arguments):
     """Whether ``path`` can compute ``equation`` on ``arguments``: its kernel widths (``APPLIES``) and
     dtypes (``DTYPES``; every path of the other equations can)."""
-    if equation not in ("conv_forward", "conv_input_error", "locally_connected_ramp_maxpool_forward"):
+    if equation not in ("conv_forward", "conv_input_error", "conv_weight_increment",
+                        "locally_connected_ramp_maxpool_forward"):
         return True
-    kernel = arguments[1] if equation == "locally_connected_ramp_maxpool_forward" else arguments[-1]  # W or B
-    if path in DTYPES and any(a is not None and a.dtype not in DTYPES[path] for a in (arguments[0], kernel)):
+    if equation == "conv_weight_increment":  # (δ, x, k)
+        arrays, k = arguments[:2], arguments[2]
+    else:
+        kernel = arguments[1] if equation == "locally_connected_ramp_maxpool_forward" else arguments[-1]  # W or B
+        arrays, k = (arguments[0], kernel), kernel.shape[-1]
+    if path in DTYPES and any(a is not None and a.dtype not in DTYPES[path] for a in arrays):
         return False
-    return path not in APPLIES or APPLIES[path](kernel.shape[-1])
+    return path not in APPLIES or APPLIES[path](k)
 
 
 def candidates(equation, arguments=None):

@@ -37,16 +37,17 @@ names, from the tuned kernel modules:
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
-conv cache is ``(path, cache of that path)``: the weight increment follows the path
-and thread count of the forward pass, whose cache it reads. ``conv_backward`` asks for
+conv cache is ``(path, cache of that path, threads)``: the weight increment follows the
+path and thread count of the forward pass, whose cache it reads, where that cache is a
+layout of the pass's own (direct loops, shifted products); where it is the input x
+itself, the increment goes by a plan of its own (``plan.increment_after``). ``conv_backward`` asks for
 the input error and the increment of one δ together: one kernel computes both when
 the forward pass was "shifted" and the input error's plan is "shifted-correlation"
 (``plan.conv_backward_together``), laying δ out once.
 """
 from ..activations import DEFAULT_SLOPE
 from .tuned_dense import dense_forward, dense_input_error, dense_weight_increment  # noqa: F401 (no plan: one path)
-from .plan import BLOCK_BACKWARD, CONV_WEIGHT_INCREMENT, choose, conv_backward_together, on_threads, \
-    path_function
+from .plan import BLOCK_BACKWARD, choose, conv_backward_together, increment_after, on_threads, path_function
 
 
 def _run(equation, *arguments, plan_arguments=None):
@@ -67,10 +68,10 @@ def conv_input_error(delta, cache, B):
 
 
 def conv_weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ: -> (C_out, C_in, k, k), by the forward pass's path."""
+    """G = Σ_{n,i,j} δ xᵀ: -> (C_out, C_in, k, k), by the forward pass's path or by a plan of its own
+    (``plan.increment_after``)."""
     path, saved, threads = cache
-    with on_threads(threads):
-        return CONV_WEIGHT_INCREMENT[path](delta, saved)
+    return increment_after(path, saved, threads, delta, choose)
 
 
 def conv_backward(delta, cache, B):
