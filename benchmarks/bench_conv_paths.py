@@ -12,7 +12,9 @@ of terms per pass the plan measures (``direct:8``, ``direct:4``). This script ti
 each layer, interleaved in one process, float32, Numba on ``--threads`` threads with
 the process settings of the ``numba`` backend (``hebbref.runtime``), and prints next to
 them what ``plan.choose`` picks here: the measured plan (timing on), and the default
-from the shape (what ``HEBBREF_TUNE=0`` and the tests use). GFLOP/s count the useful
+from the shape (what ``HEBBREF_TUNE=0`` and the tests use). The rows here time each path's
+forward pass with its own increment; the plan times a forward pass by Winograd's tiles, rows
+or channels with whichever of those paths' increments is fastest (``plan.increment_after``). GFLOP/s count the useful
 multiply-adds N·H·W·C_out·C_in·k² as 2 flops each (the forward row: forward and weight
 increment, twice that). Above the table: the CPU (``runtime.cpu_key``) and NumPy's 2048² float32
 product, the machine's limit at the time of the run.

@@ -209,7 +209,11 @@ print(f"a vector on this CPU: {tuned_simd.LANES} float32 numbers; a piece of a r
 # cache-sized blocks, on one thread and on all; a candidate still more than twice as slow
 # as the best, and by over a millisecond, after two rounds is timed no more) and keeps the
 # fastest, in a small file under the CPU's model name (`HEBBREF_TUNE=0` skips the timing
-# and takes a default from the shape):
+# and takes a default from the shape). A conv layer's forward pass is timed with the
+# weight increment that follows it: after the direct loops or the shifted products, their
+# own, which reads the padded input or the block layout the pass made; after Winograd's
+# tiles or the register paths, whose cache is the input itself, whichever of those four
+# increments its own plan found fastest (`plan.increment_after`):
 
 # %%
 print(inspect.getsource(plan.choose))
