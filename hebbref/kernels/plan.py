@@ -360,6 +360,8 @@ def increment_after(forward_path, cache, threads, delta, chooser=None):
     chosen = (chooser or choose)("conv_weight_increment", *arguments)
     with on_threads(chosen.threads):
         return path_function("conv_weight_increment", chosen)(*arguments)
+
+
 # path -> (what its block counts, the keyword its function takes it by, the candidate sizes, the default first)
 _COLUMNS = tuned_conv_shifted.COLUMNS_PER_BLOCK
 _TILE = tuned_locally_connected.IMAGES_PER_TILE
