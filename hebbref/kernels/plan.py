@@ -193,7 +193,8 @@ def _conv_forward_shifted(x, W, columns=None):
 
 
 def _winograd(name, tile):
-    """The conv forward pass and input error by Winograd's tiles, ``tile(k)`` outputs a side for a k-wide kernel."""
+    """The conv forward pass, input error and weight increment (from the input x, ``conv_weight_increment``) by
+    Winograd's tiles, ``tile(k)`` outputs a side for a k-wide kernel."""
     def forward(x, W, images=None):
         h, cache = tuned_conv_winograd.forward(x, W, tile(W.shape[-1]), images)
         return h, (name, cache)
@@ -201,7 +202,10 @@ def _winograd(name, tile):
     def input_error(delta, cache, B, images=None):
         return tuned_conv_winograd.input_error(delta, B, tile(B.shape[-1]), images)
 
-    return forward, input_error
+    def increment(delta, x, k, images=None):
+        return tuned_conv_winograd.weight_increment(delta, (x, tile(k), images, k))
+
+    return forward, input_error, increment
 
 
 def _in_turn(forward, increment):
@@ -238,8 +242,8 @@ _UNTIED_IN_TURN = _in_turn("locally_connected_forward", "locally_connected_weigh
 
 # "winograd": the widest tile whose transforms hold only 0, ±1 and ±½ (points 0, ±1, ∞, so
 # t = m + k - 1 = 4): F(2×2, 3×3) and F(3×3, 2×2); "winograd-4x4": F(4×4, 3×3)
-_WINOGRAD_FORWARD, _WINOGRAD_ERROR = _winograd("winograd", lambda k: 5 - k)
-_WINOGRAD4_FORWARD, _WINOGRAD4_ERROR = _winograd("winograd-4x4", lambda k: 4)
+_WINOGRAD_FORWARD, _WINOGRAD_ERROR, _WINOGRAD_INCREMENT = _winograd("winograd", lambda k: 5 - k)
+_WINOGRAD4_FORWARD, _WINOGRAD4_ERROR, _WINOGRAD4_INCREMENT = _winograd("winograd-4x4", lambda k: 4)
 
 
 PATHS = {  # equation -> {path: function with the reference's signature}
@@ -309,8 +313,8 @@ PATHS["conv_weight_increment"] = {  # G from (δ, x, k): each path's increment, 
         delta, (x, k, span or tuned_conv_channels.SPAN)),
     "rows": lambda delta, x, k, group=None: tuned_conv_rows.weight_increment(
         delta, (x, k, group or tuned_conv_rows.CHANNELS_PER_GROUP)),
-    "winograd": lambda delta, x, k, images=None: tuned_conv_winograd.weight_increment(delta, (x, 5 - k, images, k)),
-    "winograd-4x4": lambda delta, x, k, images=None: tuned_conv_winograd.weight_increment(delta, (x, 4, images, k)),
+    "winograd": _WINOGRAD_INCREMENT,
+    "winograd-4x4": _WINOGRAD4_INCREMENT,
 }
 # paths that apply to some arguments only: path -> test on the kernel width k. Winograd's
 # tiles: "winograd" where its transforms hold only 0, ±1 and ±½ (k = 2, 3: rounding as in the
