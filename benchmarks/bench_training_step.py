@@ -8,7 +8,8 @@ Prints one Markdown table per measurement of issue 3:
 2. the same with the conv layer untied, against PyTorch's unfold + einsum;
 3. ``deep`` on 32×32×3, tied, against PyTorch;
 4. ``urfb`` vs ``bp`` step time in hebbref (the price of the feedback update), then where it goes: the
-   time of each backend call in a bp step and in a urfb step (``price_table``);
+   time of each backend call in a bp, a frfb and a urfb step (``price_table``: frfb sends the error
+   through R as urfb does, and does not update it);
 5. each conv / untied kernel's GFLOP/s next to NumPy's float32 matmul (the arithmetic limit),
    the two raced call by call;
 6. where hebbref ``numba``'s step goes, for the three networks of tables 1 to 3: the time of
@@ -284,7 +285,7 @@ def parts_table(batch, repeats, least_share=0.01):
             print(f"| {label} | {1e3 * statistics.median(seconds):.1f} | {share:.3f} | {over} |")
 
 
-def price_parts(net_name, input_shape, untied, batch, repeats, rules=("bp", "urfb"), backend="numba", seed=0):
+def price_parts(net_name, input_shape, untied, batch, repeats, rules=("bp", "frfb", "urfb"), backend="numba", seed=0):
     """{rule: (steps, parts)}: ``step_parts`` for each rule, every backend call timed on its own (no groups), one
     step of each rule in turn per round (the first round warms up, untimed)."""
     runs = {rule: timed_step(net_name, input_shape, untied, batch, rule, backend, seed, grouped=False)
@@ -302,36 +303,46 @@ def price_parts(net_name, input_shape, untied, batch, repeats, rules=("bp", "urf
 
 
 def price_table(batch, repeats, least_ms=0.1):
-    """Table 4's second part: the parts of the step in which urfb's time differs from bp's (``price_parts``)."""
+    """Table 4's second part: the parts of the step in which urfb's time differs from bp's (``price_parts``), split
+    by frfb's step into the error sent through R and R's update."""
     print("\n### 4b. where urfb's step differs from bp's: each backend call's time in a step, median of "
           f"{repeats} rounds, hebbref numba\n")
-    print("Each round times one bp step and one urfb step, every backend call timed on its own. urfb − bp is "
-          "the median over rounds of the difference within a round; the parts that differ by less than "
-          f"{least_ms} ms are summed in one row. urfb sends the error down through R rather than W and adds "
-          "R's update (the backend's weight_update with R).\n")
+    print("Each round times one bp step, one frfb step and one urfb step, every backend call timed on its own. "
+          "urfb sends the error down through R rather than W and adds R's update (the backend's weight_update "
+          "with R); frfb does the first and not the second, so frfb − bp is the price of sending the error "
+          "through a matrix the forward pass did not read, and urfb − frfb that of R's update. A difference is "
+          "the median over rounds of the difference within a round; the parts where urfb − bp is less than "
+          f"{least_ms} ms are summed in one row.\n")
     for net_name, shape, untied in (("simple", (1, 28, 28), False), ("simple", (1, 28, 28), True),
                                     ("deep", (3, 32, 32), False)):
         found = price_parts(net_name, shape, untied, batch, repeats)
-        (bp_steps, bp_parts), (urfb_steps, urfb_parts) = found["bp"], found["urfb"]
-        columns = {label: ([p.get(label, 0.0) for p in bp_parts], [p.get(label, 0.0) for p in urfb_parts])
-                   for label in sorted({label for p in bp_parts + urfb_parts for label in p})}
-        difference = {label: statistics.median(u - b for b, u in zip(*pair)) for label, pair in columns.items()}
-        rows = [(label,) + columns[label] for label in sorted(columns, key=lambda label: -abs(difference[label]))
-                if abs(difference[label]) >= least_ms / 1e3]
-        others = [label for label in columns if abs(difference[label]) < least_ms / 1e3]
+        rules = list(found)
+        steps = {rule: found[rule][0] for rule in rules}
+        parts = {rule: found[rule][1] for rule in rules}
+        labels = sorted({label for rule in rules for p in parts[rule] for label in p})
+        columns = {label: {rule: [p.get(label, 0.0) for p in parts[rule]] for rule in rules} for label in labels}
+
+        def difference(times, a, b):
+            return statistics.median(y - x for x, y in zip(times[a], times[b]))
+
+        rows = [(label, columns[label]) for label in sorted(labels, key=lambda label: -abs(difference(
+            columns[label], "bp", "urfb"))) if abs(difference(columns[label], "bp", "urfb")) >= least_ms / 1e3]
+        others = [label for label in labels if abs(difference(columns[label], "bp", "urfb")) < least_ms / 1e3]
         if others:
             rows.append((f"{len(others)} other parts, together",
-                         [sum(columns[label][0][r] for label in others) for r in range(len(bp_steps))],
-                         [sum(columns[label][1][r] for label in others) for r in range(len(urfb_steps))]))
-        rows.append(("the rest", [t - sum(p.values()) for t, p in zip(bp_steps, bp_parts)],
-                     [t - sum(p.values()) for t, p in zip(urfb_steps, urfb_parts)]))
-        rows.append(("**the step**", bp_steps, urfb_steps))
+                         {rule: [sum(columns[label][rule][r] for label in others) for r in range(len(steps[rule]))]
+                          for rule in rules}))
+        rows.append(("the rest", {rule: [t - sum(p.values()) for t, p in zip(steps[rule], parts[rule])]
+                                  for rule in rules}))
+        rows.append(("**the step**", steps))
         print(f"\n{net_label(net_name, untied)}\n")
-        print("| part | bp (ms) | urfb (ms) | urfb − bp (ms) |")
-        print("|---|---:|---:|---:|")
-        for label, bp, urfb in rows:
-            print(f"| {label} | {1e3 * statistics.median(bp):.2f} | {1e3 * statistics.median(urfb):.2f} | "
-                  f"{1e3 * statistics.median(u - b for b, u in zip(bp, urfb)):+.2f} |")
+        print("| part | bp (ms) | frfb (ms) | urfb (ms) | frfb − bp (ms) | urfb − frfb (ms) | urfb − bp (ms) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, times in rows:
+            medians = " | ".join(f"{1e3 * statistics.median(times[rule]):.2f}" for rule in rules)
+            changes = " | ".join(f"{round(1e3 * difference(times, a, b), 2) or 0.0:+.2f}"  # no "-0.00"
+                                 for a, b in (("bp", "frfb"), ("frfb", "urfb"), ("bp", "urfb")))
+            print(f"| {label} | {medians} | {changes} |")
 
 
 def best_seconds(f, repeats):

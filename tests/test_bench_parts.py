@@ -87,7 +87,8 @@ def test_a_timed_step_of_each_rule_is_that_rule(bench):
 
 
 def test_the_price_of_the_feedback_update_is_taken_from_a_step_of_each_rule_in_turn(bench, monkeypatch, capsys):
-    """Table 4b: a bp step and a urfb step per round, every part on its own row or summed, the steps' medians."""
+    """Table 4b: a bp, a frfb and a urfb step per round, every part on its own row or summed, the steps' medians
+    and the three differences."""
     rules = []
     timed_step = bench.timed_step
 
@@ -96,16 +97,36 @@ def test_the_price_of_the_feedback_update_is_taken_from_a_step_of_each_rule_in_t
         return timed_step(net_name, input_shape, untied, 8, rule, "numpy", *args[1:], **kwargs)
 
     found = bench.price_parts("simple", (1, 28, 28), False, 8, 2, backend="numpy")
-    assert set(found) == {"bp", "urfb"}
+    assert list(found) == ["bp", "frfb", "urfb"]
     for steps, parts in found.values():
         assert len(steps) == len(parts) == 2
         assert all(0 <= sum(p.values()) <= step for step, p in zip(steps, parts))
     monkeypatch.setattr(bench, "timed_step", recorded)
     bench.price_table(8, 2, least_ms=0.0)
-    assert rules == ["bp", "urfb"] * 3  # the three networks of tables 1 to 3
+    assert rules == ["bp", "frfb", "urfb"] * 3  # the three networks of tables 1 to 3
     text = capsys.readouterr().out
     assert text.count("| **the step** |") == 3 and text.count("| the rest |") == 3
     assert "| backend: weight_update 10×500, 10×500 |" in text  # each call on a row of its own (none under 0 ms)
+    assert "| part | bp (ms) | frfb (ms) | urfb (ms) | frfb − bp (ms) | urfb − frfb (ms) | urfb − bp (ms) |" in text
+
+
+def test_the_price_table_splits_urfb_minus_bp_by_frfb_round_by_round(bench, monkeypatch, capsys):
+    """Each difference is the median of the within-round differences, in the order bp → frfb → urfb; parts under the
+    line (by urfb − bp) are summed, the rest is the step less its parts."""
+    ms = 1e-3
+    a, b, c = {"a": 4 * ms, "b": 1 * ms}, {"a": 6 * ms, "b": 1 * ms}, {"a": 7 * ms, "b": 1 * ms, "c": 1 * ms}
+    found = {"bp": ([10 * ms, 30 * ms, 20 * ms], [a, a, a]),  # frfb 1, 2, 3 ms longer within the rounds
+             "frfb": ([11 * ms, 32 * ms, 23 * ms], [b, b, b]),
+             "urfb": ([13 * ms, 33 * ms, 26 * ms], [c, c, dict(c, b=1.04 * ms)])}
+    monkeypatch.setattr(bench, "price_parts", lambda *args, **kwargs: found)
+    bench.price_table(8, 3, least_ms=0.1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert "| **the step** | 20.00 | 23.00 | 26.00 | +2.00 | +2.00 | +3.00 |" in rows  # not +1.00: bp sorted
+    assert "| a | 4.00 | 6.00 | 7.00 | +2.00 | +1.00 | +3.00 |" in rows
+    assert "| c | 0.00 | 0.00 | 1.00 | +0.00 | +1.00 | +1.00 |" in rows  # a part only urfb calls
+    assert "| 1 other parts, together | 1.00 | 1.00 | 1.00 | +0.00 | +0.00 | +0.00 |" in rows  # b: under 0.1 ms
+    assert "| the rest | 15.00 | 16.00 | 16.96 | +0.00 | +0.00 | -1.00 |" in rows  # 5, 25, 15; 4, 25, 16; 4, 24, 16.96
+    assert [row.split(" |")[0] for row in rows].count("| a") == 3  # the three networks
 
 
 def test_a_run_gives_the_pace_of_the_machine_at_its_start_and_end(bench, monkeypatch, capsys):
