@@ -118,7 +118,7 @@ def test_forward_input_error_and_increment_equal_the_reference_in_float64(shape,
     x, W, R, delta = conv_case(tuple(conv), np.float64, sum(shape))
     h_ref, e_ref, G_ref = _reference(x, W, R, delta)
     h, cache = winograd.forward(x, W, m, images)
-    assert cache[1:] == (m, images, W.shape[-1])
+    assert cache[1:] == (W.shape[-1], m, images)
     assert_close(h, h_ref, 1e-12, f"h {shape}")
     assert_close(winograd.input_error(delta, R, m, images), e_ref, 1e-12, f"e through R {shape}")
     assert_close(winograd.weight_increment(delta, cache), G_ref, 1e-12, f"G {shape}")
@@ -237,7 +237,7 @@ def test_the_plan_paths_run_their_tiles():
     x = rng.normal(size=(2, 3, 6, 6))
     for path, k, m in (("winograd", 3, 2), ("winograd", 2, 3), ("winograd-4x4", 3, 4)):
         _, (tag, cache) = plan.PATHS["conv_forward"][path](x, rng.normal(size=(2, 3, k, k)))
-        assert (tag, cache[1], cache[3]) == (path, m, k)
+        assert (tag, cache[1], cache[2]) == (path, k, m)
 
 
 @pytest.mark.parametrize("path", ["winograd", "winograd-4x4"])

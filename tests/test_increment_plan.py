@@ -1,7 +1,7 @@
 """The conv weight increment's own plan, after a forward pass whose cache is its input x.  # SPEC §3
 
 ``plan.increment_after``: after a forward pass by "winograd", "winograd-4x4", "rows" or
-"channels" (``plan.INPUT_OF``) the increment G = Σ δ xᵀ is planned on (δ, x, k) among the
+"channels" (``plan.KEEPS_INPUT``) the increment G = Σ δ xᵀ is planned on (δ, x, k) among the
 paths of ``plan.PATHS["conv_weight_increment"]``; after "direct" or "shifted" it follows
 the forward pass's path. Every pair of such a forward path and increment path gives the
 reference's G, on odd and even kernels; the candidates are the paths that apply to the
@@ -46,13 +46,13 @@ def test_every_increment_path_after_every_forward_path_that_keeps_x_gives_the_re
     G_ref = reference(x, W, delta)
     scale = np.abs(G_ref).max()
     k = W.shape[-1]
-    forward_paths = [path for path in applying("conv_forward", (x, W)) if path in plan.INPUT_OF]
+    forward_paths = [path for path in applying("conv_forward", (x, W)) if path in plan.KEEPS_INPUT]
     increment_paths = applying(INCREMENT, (delta, x, k))
     assert "channels" in forward_paths and "channels" in increment_paths
     every = numba.get_num_threads()
     for forward_path in forward_paths:
         _, (tag, cache) = plan.PATHS["conv_forward"][forward_path](x, W)
-        x_kept, k_kept = plan.INPUT_OF[tag](cache)
+        x_kept, k_kept = cache[:2]  # (x, k, ...)
         np.testing.assert_array_equal(x_kept, x)
         assert k_kept == k
         for path in increment_paths:

@@ -16,8 +16,8 @@ per equation (``PATHS``):
                         it reads the padded input or the block layout that pass made; where
                         the input error goes by "shifted-correlation" after a "shifted"
                         forward pass, the two are computed together (``conv_backward_together``).
-                        The caches of the other paths hold the input x itself
-                        (``INPUT_OF``), and after them the increment is an equation of its
+                        The caches of the other paths begin with the input x itself
+                        (``KEEPS_INPUT``), and after them the increment is an equation of its
                         own, next
     conv_weight_increment
                         after a forward pass by "winograd", "winograd-4x4", "rows" or
@@ -203,7 +203,7 @@ def _winograd(name, tile):
         return tuned_conv_winograd.input_error(delta, B, tile(B.shape[-1]), images)
 
     def increment(delta, x, k, images=None):
-        return tuned_conv_winograd.weight_increment(delta, (x, tile(k), images, k))
+        return tuned_conv_winograd.increment_from_input(delta, x, k, tile(k), images)
 
     return forward, input_error, increment
 
@@ -304,15 +304,13 @@ CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted"
                          "winograd": tuned_conv_winograd.weight_increment,
                          "winograd-4x4": tuned_conv_winograd.weight_increment,
                          "rows": tuned_conv_rows.weight_increment, "channels": tuned_conv_channels.weight_increment}
-# the forward paths whose cache holds the input x itself: path -> (x, k) from its cache. After them the weight
-# increment is planned on its own, among the paths of PATHS["conv_weight_increment"] (``increment_after``)
-INPUT_OF = {"winograd": lambda cache: (cache[0], cache[3]), "winograd-4x4": lambda cache: (cache[0], cache[3]),
-            "rows": lambda cache: (cache[0], cache[1]), "channels": lambda cache: (cache[0], cache[1])}
-PATHS["conv_weight_increment"] = {  # G from (δ, x, k): each path's increment, its cache made from x
-    "channels": lambda delta, x, k, span=None: tuned_conv_channels.weight_increment(
-        delta, (x, k, span or tuned_conv_channels.SPAN)),
-    "rows": lambda delta, x, k, group=None: tuned_conv_rows.weight_increment(
-        delta, (x, k, group or tuned_conv_rows.CHANNELS_PER_GROUP)),
+# the forward paths whose cache begins with the input x itself and the kernel width k, (x, k, ...) (each
+# module's ``forward`` says so). After them the weight increment is planned on its own, on (δ, x, k), among
+# the paths of PATHS["conv_weight_increment"] (``increment_after``)
+KEEPS_INPUT = ("winograd", "winograd-4x4", "rows", "channels")
+PATHS["conv_weight_increment"] = {  # G from (δ, x, k): each module's increment from the input
+    "channels": tuned_conv_channels.increment_from_input,
+    "rows": tuned_conv_rows.increment_from_input,
     "winograd": _WINOGRAD_INCREMENT,
     "winograd-4x4": _WINOGRAD4_INCREMENT,
 }
@@ -351,15 +349,15 @@ def conv_backward_together(forward_path, error_plan):
 def increment_after(forward_path, cache, threads, delta, chooser=None):
     """G = Σ_{n,i,j} δ xᵀ after a conv forward pass by ``forward_path`` on ``threads``, whose cache is ``cache``.
 
-    Where that cache is the input x (``INPUT_OF``), by the plan of ``conv_weight_increment`` on
+    Where that cache begins with the input x and k (``KEEPS_INPUT``), by the plan of ``conv_weight_increment`` on
     (δ, x, k) (``chooser``, default ``choose``), on its threads; else by the forward pass's path,
     on its threads. The plan is asked for before any thread count is changed: a plan measured
     now is keyed by, and times its candidates on, the threads Numba has.
     """
-    if forward_path not in INPUT_OF:
+    if forward_path not in KEEPS_INPUT:
         with on_threads(threads):
             return CONV_WEIGHT_INCREMENT[forward_path](delta, cache)
-    x, k = INPUT_OF[forward_path](cache)
+    x, k = cache[:2]
     arguments = (np.ascontiguousarray(delta, dtype=x.dtype), x, k)
     chosen = (chooser or choose)("conv_weight_increment", *arguments)
     with on_threads(chosen.threads):
@@ -529,7 +527,7 @@ def _candidate(equation, plan, arguments):
         return lambda: function(*arguments)
     x, W = arguments
     delta = np.random.default_rng(0).standard_normal((x.shape[0], W.shape[0]) + x.shape[2:]).astype(x.dtype)
-    if plan.path in INPUT_OF:  # the increment's own plan, made now on Numba's threads, not inside a candidate's
+    if plan.path in KEEPS_INPUT:  # the increment's own plan, made now on Numba's threads, not inside a candidate's
         choose("conv_weight_increment", delta, np.ascontiguousarray(x), W.shape[-1])
 
     def forward_and_increment():

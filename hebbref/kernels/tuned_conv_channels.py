@@ -258,7 +258,12 @@ def input_error(delta, B, span=None):
 def weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k, span) from
     ``forward``."""
-    x, k, span = cache
+    return increment_from_input(delta, *cache)
+
+
+def increment_from_input(delta, x, k, span=None):
+    """G = Σ_{n,i,j} δ xᵀ from the input x itself, ``span`` window terms at a time (default ``SPAN``)."""
+    span = span or SPAN
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
     return INCREMENT[span](delta, x, k, before, runs_per_thread(x.shape[0]))

@@ -304,7 +304,13 @@ def input_error(delta, B, group=None):
 
 def weight_increment(delta, cache):
     """G = Σ_{n,i,j} δ xᵀ, summed over all positions: -> (C_out, C_in, k, k); cache = (x, k, group) from ``forward``."""
-    x, k, group = cache
+    return increment_from_input(delta, *cache)
+
+
+def increment_from_input(delta, x, k, group=None):
+    """G = Σ_{n,i,j} δ xᵀ from the input x itself, ``group`` output channels at a time (default
+    ``CHANNELS_PER_GROUP``)."""
+    group = group or CHANNELS_PER_GROUP
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
     return INCREMENT[group](delta, x, k, before, runs_per_thread(x.shape[0]))

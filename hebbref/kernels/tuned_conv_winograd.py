@@ -54,7 +54,8 @@ block, rather than keep it (t²/m² = 2.25 to 4 times the input's size), and eac
 adds its blocks into its own dU.
 
 Shapes as in the reference: x (N, C_in, H, W); W, R (C_out, C_in, k, k); h, δ (N, C_out, H, W).
-The cache of ``forward`` is ``(x, m, images, k)``.
+The cache of ``forward`` is ``(x, k, m, images)``: the input and the kernel width first, as the
+row and channel paths' (the plan's ``conv_weight_increment`` reads them, ``plan.increment_after``).
 """
 import numba
 import numpy as np
@@ -417,10 +418,10 @@ def correlation(x, W, before, m, images=None):
 
 
 def forward(x, W, m=OUTPUTS_PER_TILE, images=None):
-    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, m, images, k)."""
+    """h = W ⊛ x, "same" padding: (N, C_in, H, W) -> (N, C_out, H, W); cache = (x, k, m, images)."""
     x = np.ascontiguousarray(x)
     before, _ = same_padding(W.shape[-1])
-    return correlation(x, W, before, m, images), (x, m, images, W.shape[-1])
+    return correlation(x, W, before, m, images), (x, W.shape[-1], m, images)
 
 
 def input_error(delta, B, m=OUTPUTS_PER_TILE, images=None):
@@ -430,8 +431,12 @@ def input_error(delta, B, m=OUTPUTS_PER_TILE, images=None):
 
 
 def weight_increment(delta, cache):
-    """G = Σ_{n,i,j} δ xᵀ: -> (C_out, C_in, k, k); cache from ``forward``."""
-    x, m, images, k = cache
+    """G = Σ_{n,i,j} δ xᵀ: -> (C_out, C_in, k, k); cache = (x, k, m, images) from ``forward``."""
+    return increment_from_input(delta, *cache)
+
+
+def increment_from_input(delta, x, k, m=OUTPUTS_PER_TILE, images=None):
+    """G = Σ_{n,i,j} δ xᵀ from the input x itself, by tiles of m×m outputs, ``images`` per block."""
     delta = np.ascontiguousarray(delta, dtype=x.dtype)
     N = x.shape[0]
     A, G, B_t = winograd_matrices(m, k)
