@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import hebbref
 from hebbref import activations, layers
 from hebbref.backends import get_backend
-from hebbref.kernels import plan, tuned, tuned_conv_direct
+from hebbref.kernels import plan, tuned, tuned_conv_channels, tuned_conv_direct
 
 from comparisons import assert_close
 from block_checks import bits, block_cases, block_input, network_batch, run_path
@@ -56,8 +56,53 @@ def test_the_direct_path_equals_the_direct_steps_in_a_row_bit_for_bit(width, cas
         np.testing.assert_array_equal(ours, steps, err_msg=f"{name}, case {case}")  # -0 == +0
 
 
-def test_the_direct_path_has_both_terms_per_pass_among_its_candidates():
-    assert {c.block for c in plan.candidates(EQUATION).values() if c.path == "direct"} == {4, 8}
+@pytest.mark.parametrize("span", [6, 8])
+@settings(max_examples=30, deadline=None)
+@given(case=block_cases(), seed=SEEDS, slope=st.sampled_from([0.5, 1.0, 0.25]))
+def test_the_channel_path_equals_the_channel_steps_in_a_row_bit_for_bit(span, case, seed, slope):
+    """The channel path's conv forward pass, the pool of σ(h), its backward pass and the channel path's increment,
+    in a row: h, y and the winners to the bit, δ and G equal (a zero's sign aside). float32, the path's dtype."""
+    check_channel_path(span, case, seed, slope)
+
+
+@pytest.mark.parametrize("span", [6, 8])
+@pytest.mark.parametrize("case", [(2, 2, 2 * tuned_conv_channels.BLOCK + 3, 7, 6, 3, 3, 2),
+                                  (3, 1, tuned_conv_channels.BLOCK, 9, 9, 5, 2, 2)])
+def test_the_channel_path_takes_every_block_of_channels(span, case):
+    """More output channels than a block (``BLOCK``, two vectors), a last block partly past them, and exactly one."""
+    check_channel_path(span, case, 5, 0.5)
+
+
+def check_channel_path(span, case, seed, slope):
+    n, c_in, c_out, hh, w, k, pool_k, pool_t = case
+    x, W, dy = block_input(case, np.float32, seed, slope, untied=False)
+    y, conv_cache, cache, h, delta, G = run_path(EQUATION, "channels", span, x, W, pool_k, pool_t, slope, dy)
+    h_steps, x_steps = tuned_conv_channels.forward(x, W, span)
+    y_steps, pool_cache = plan.PATHS["ramp_maxpool_forward"]["ramp-then-loops"](h_steps, pool_k, pool_t, slope)
+    delta_steps = tuned.maxpool_ramp_backward(dy, pool_cache, h_steps, slope)
+    G_steps = tuned_conv_channels.weight_increment(delta_steps, x_steps)
+    assert conv_cache[0] == "channels" and conv_cache[1][1:] == (k, span)
+    np.testing.assert_array_equal(conv_cache[1][0], x)
+    for name, ours, steps in [("h", h, h_steps), ("y", y, y_steps)]:
+        assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
+        np.testing.assert_array_equal(bits(ours), bits(steps), err_msg=f"{name}, case {case}")
+    marks, (winner_steps, _) = cache.winner, pool_cache
+    np.testing.assert_array_equal(np.where(marks < 0, -1 - marks, marks), winner_steps)
+    at_winner = np.take_along_axis(h_steps.reshape(n, c_out, -1), winner_steps.reshape(n, c_out, -1), axis=2)
+    np.testing.assert_array_equal(marks < 0, activations.ramp_derivative(at_winner, slope).reshape(marks.shape) == 0)
+    for name, ours, steps in [("δ", delta, delta_steps), ("G", G, G_steps)]:
+        assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
+        np.testing.assert_array_equal(ours, steps, err_msg=f"{name}, case {case}")  # -0 == +0
+
+
+def test_the_block_paths_have_their_block_sizes_among_their_candidates():
+    """The direct path's terms per pass, 4 and 8; the channel path's positions per pass, 6 and 8 (float32 only)."""
+    blocks = {path: {c.block for c in plan.candidates(EQUATION).values() if c.path == path}
+              for path in ("direct", "channels")}
+    assert blocks == {"direct": {4, 8}, "channels": {6, 8}}
+    x, W = np.zeros((2, 1, 6, 6)), np.zeros((3, 1, 3, 3))
+    assert plan.applies(EQUATION, "channels", (x.astype(np.float32), W.astype(np.float32), 3, 2, 0.5))
+    assert not plan.applies(EQUATION, "channels", (x, W, 3, 2, 0.5))
 
 
 def test_the_default_plan_takes_the_direct_block_where_the_direct_loops_are_the_conv_default():

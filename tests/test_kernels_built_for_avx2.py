@@ -96,7 +96,7 @@ for k, t in ((3, 2), (2, 2)):
 x = rng.standard_normal((20, 2, 8, 8)).astype(np.float32)
 for equation, W in (("conv_ramp_maxpool_forward", rng.standard_normal((5, 2, 3, 3))),
                     ("locally_connected_ramp_maxpool_forward", rng.standard_normal((8, 8, 5, 2, 3, 3)))):
-    for path in ("direct", "images-last", "registers"):  # the blocks' own paths ("in-turn" calls the pools above)
+    for path in ("direct", "channels", "images-last", "registers"):  # the blocks' own ("in-turn" calls the above)
         for block in plan.BLOCKS.get(path, ("", "", [None]))[2] if path in plan.PATHS[equation] else ():
             forward = plan.path_function(equation, plan.Plan(path, 1, block=block))
             y, _, _, cache = forward(x, W.astype(np.float32), 3, 2, 0.5)
@@ -112,6 +112,7 @@ assert not masked, masked
 # the register-blocked kernels that 16 vector registers get by default, each compiled by a part above
 SIXTEEN_REGISTERS = ["tuned_conv_rows.CORRELATE[4]", "tuned_conv_rows.INCREMENT[4]",
                      "tuned_conv_channels.correlate_channels", "tuned_conv_channels.increment_channels",
+                     "tuned_conv_channels.BLOCK_POOL[6]", "tuned_conv_channels.BLOCK_INCREMENT[6]",
                      "tuned_untied_registers.SUMS[4]", "tuned_untied_block.increment_from_winners",
                      "tuned_locally_connected.forward_images_last"]
 

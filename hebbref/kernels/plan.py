@@ -57,8 +57,11 @@ per equation (``PATHS``):
                         a conv layer, its ramp and the pool above (``conv ramp pool``):
                         "direct" (the direct loops, the ramp and pool taken image by image
                         while its h is in cache, the terms per pass a block size as for
-                        the conv; tuned_conv_block) or "in-turn"; timed, as the next one,
-                        with the backward pass it implies
+                        the conv; tuned_conv_block), "channels" (the channel path's sums
+                        pooled from a buffer of one image with the channels last, the
+                        increment's δ formed in that layout from the winners; float32
+                        only) or "in-turn"; timed, as the next one, with the backward
+                        pass it implies
     locally_connected_ramp_maxpool_forward
                         an untied layer, its ramp and the pool above (``lc ramp pool``):
                         "images-last" (every array between the three laid out with the
@@ -294,6 +297,7 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "weight_update": {"loops": tuned_update.update_of},
     # a conv layer, its ramp and the pool above; timed with the backward pass it implies
     "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.forward_direct_path,
+                                  "channels": tuned_conv_block.forward_channels_path,
                                   "in-turn": _CONV_IN_TURN[0]},
     # an untied layer, its ramp and the pool above; likewise
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.forward_images_last_path,
@@ -330,6 +334,7 @@ PLANNED_PARTS = {"in-turn"}
 # a block's backward pass follows its forward pass's path, whose cache it reads: equation -> {path: backward}
 BLOCK_BACKWARD = {
     "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.backward_direct_path,
+                                  "channels": tuned_conv_block.backward_channels_path,
                                   "in-turn": _CONV_IN_TURN[1]},
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.backward_images_last_path,
                                                "registers": tuned_untied_block.backward_images_last_path,
@@ -545,13 +550,13 @@ def _block_forward_and_backward(forward, backward, arguments):
 def applies(equation, path, arguments):
     """Whether ``path`` can compute ``equation`` on ``arguments``: its kernel widths (``APPLIES``) and
     dtypes (``DTYPES``; every path of the other equations can)."""
-    if equation not in ("conv_forward", "conv_input_error", "conv_weight_increment",
-                        "locally_connected_ramp_maxpool_forward"):
+    blocks = ("conv_ramp_maxpool_forward", "locally_connected_ramp_maxpool_forward")  # (x, W, k, t, slope)
+    if equation not in ("conv_forward", "conv_input_error", "conv_weight_increment") + blocks:
         return True
     if equation == "conv_weight_increment":  # (δ, x, k)
         arrays, k = arguments[:2], arguments[2]
     else:
-        kernel = arguments[1] if equation == "locally_connected_ramp_maxpool_forward" else arguments[-1]  # W or B
+        kernel = arguments[1] if equation in blocks else arguments[-1]  # W or B
         arrays, k = (arguments[0], kernel), kernel.shape[-1]
     if path in DTYPES and any(a is not None and a.dtype not in DTYPES[path] for a in arrays):
         return False

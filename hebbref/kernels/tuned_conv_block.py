@@ -6,7 +6,7 @@ when the three sit in a row (``hebbref.network``):
     forward:   h = W ⊛ x,  y = maxpool(σ(h))                      conv_ramp_maxpool_forward
     backward:  δ = (dy sent to the winners) ⊙ σ'(h),  G = Σ δ xᵀ    maxpool_ramp_conv_backward
 
-Two paths, which ``plan.choose`` times against each other (each forward pass with the
+Three paths, which ``plan.choose`` times against each other (each forward pass with the
 backward pass it implies):
 
 ``direct``: the direct loops of ``tuned_conv_direct``, with the ramp and the pool taken
@@ -24,6 +24,18 @@ while each image's h is still in cache; neither h nor δ is written out.
                (``delta_plane``: a cell's windows summed in order, times s; 0 where
                σ' = 0 or no window won) rather than copied from δ
 
+``channels``: the channel path's vectors of sums (``tuned_conv_channels``: a block of
+output channels in vector registers, eight or six positions at a time), float32 only.
+
+    forward:   image by image, the sums of every position land in a buffer laid out
+               with the channels last, the layout the pool's window walk takes, and the
+               windows are pooled from it at once, the winners marked as above
+               (``tuned_conv_channels.pool_of_correlation``); neither h nor its
+               planes are written
+    backward:  the channel path's increment, each image's δ formed with the channels
+               last from the pool's errors at the marked winners, as ``delta_plane``
+               forms a plane (``tuned_conv_channels.increment_from_winners``)
+
 ``in-turn``: the tuned backend's own functions in a row (its conv forward pass and
 increment, ``ramp_maxpool_forward``, ``maxpool_ramp_backward``), each by its own plan
 (``plan._in_turn``).
@@ -35,8 +47,8 @@ functions of no arguments. h is the direct loops' sum again, from the forward pa
 x and W (W copied: the update that follows changes the layer's own); δ comes from
 the marked winners, the same numbers as the rows the increment forms.
 
-Where the in-turn forward pass took the direct loops at the same terms per pass, the
-two paths give the same h, y and winners to the bit (the same sums in the same order),
+Where the in-turn forward pass took the direct loops at the same terms per pass (or the
+channels at the same span), the two paths give the same h, y and winners to the bit (the same sums in the same order),
 the same δ up to the sign of a zero where the ramp saturates (here +0; e·0 in
 ``tuned_pooling.scatter_to_winners_ramp``), and the same G. With the other conv paths,
 they agree up to rounding.
@@ -48,7 +60,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..layers.conv import same_padding
-from . import tuned_pooling
+from . import tuned_conv_channels, tuned_pooling
 from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_terms, correlate_valid_direct, pad_spatial, paired, \
     planes_increment, tap_offsets
 
@@ -60,6 +72,15 @@ class Direct:
     winner: np.ndarray  # each window's winner, marked where the ramp saturates, (N, C_out, Ho, Wo)
     width: int  # terms per pass of the direct loops, forward and increment alike
     h_shape: tuple  # (H, W) of h
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The ``channels`` path's cache: what its backward pass reads."""
+    x: np.ndarray  # the layer's input, (N, C_in, H, W), as the channel path's conv cache holds it
+    winner: np.ndarray  # each window's winner, marked where the ramp saturates, (N, C_out, Ho, Wo)
+    k: int  # the conv's kernel width
+    span: int  # positions (forward) and window terms (increment) per pass
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -185,6 +206,42 @@ def backward_direct_path(dy, cache, slope):
     k = cache.xp.shape[-1] - W + 1
     G = increment_from_winners(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), W, s, cache.xp, k,
                                chunks, dtype.type(0), cache.width)
+
+    def delta():  # formed only when read
+        return delta_from_winners(dy, cache.winner, H, W, s)
+
+    return delta, G
+
+
+def forward_channels_path(x, W, k, t, slope, span=None):
+    """The block's forward pass by the channel path: -> (y, conv cache, h as a function, cache). float32."""
+    x = np.ascontiguousarray(x)
+    span = span or tuned_conv_channels.SPAN
+    kc = W.shape[-1]
+    before, _ = same_padding(kc)
+    top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
+    pool = tuned_conv_channels.BLOCK_POOL[span]
+    y, winner = pool(x, tuned_conv_channels.weights_by_block(W), W.shape[0], kc, before, k, t, top, left, Ho, Wo,
+                     np.float32(slope), tuned_conv_channels.runs_per_thread(x.shape[0]))
+    W_then = W.copy()  # the layer's W changes in the update that follows
+
+    def h():  # formed only when read
+        return tuned_conv_channels.forward(x, W_then, span)[0]
+
+    conv_cache = ("channels", (x, kc, span), numba.get_num_threads())  # as tuned.conv_forward returns it
+    return y, conv_cache, h, Channels(x, winner, kc, span)
+
+
+def backward_channels_path(dy, cache, slope):
+    """The block's backward pass by the channel path: -> (δ as a function, G). float32."""
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    H, W = cache.x.shape[2:]
+    s = np.float32(slope)
+    N, O, Ho, Wo = dy.shape
+    before, _ = same_padding(cache.k)
+    increment = tuned_conv_channels.BLOCK_INCREMENT[cache.span]
+    G = increment(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), H, W, s, cache.x, cache.k, before,
+                  tuned_conv_channels.runs_per_thread(N))
 
     def delta():  # formed only when read
         return delta_from_winners(dy, cache.winner, H, W, s)

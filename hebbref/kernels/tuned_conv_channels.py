@@ -30,9 +30,18 @@ its own, added up at the end.
 **Six at a time.** Eight positions or terms hold 16 sums, two vectors of the block and a
 broadcast input: 19 vector registers. AVX-512 has 32; AVX2 has 16, and there LLVM keeps
 sums on the stack, a store and a load in every step (``benchmarks/find_gathers.py``).
-Both kernels are therefore built twice from one body (``CORRELATE``, ``INCREMENT``), for
-eight and for six (12 sums, 15 registers), ``span`` a constant of each build; ``SPAN``,
-the default, is 8 with AVX-512 and 6 without, and the plan times both (``plan.BLOCKS``).
+The kernels are therefore built twice from one body (``CORRELATE``, ``INCREMENT``, and the
+block's ``BLOCK_POOL``, ``BLOCK_INCREMENT``), for eight and for six (12 sums, 15 registers),
+``span`` a constant of each build; ``SPAN``, the default, is 8 with AVX-512 and 6 without,
+and the plan times both (``plan.BLOCKS``).
+
+**The conv block** (``conv ramp pool``, ``tuned_conv_block``'s "channels" path) runs the same
+loops: ``pool_of_correlation`` keeps one image's sums in a buffer with the channels last,
+a row per position, and pools σ of them from there (the layout ``tuned_pooling``'s window
+walk takes), so h is never written; ``increment_from_winners`` forms each image's δ in the
+increment's layout straight from the pool's errors and winners. Each kernel is one image's
+loop for one block of channels (``correlate_group``, ``increment_group``, written once and
+inlined) run by a parallel kernel over the images and blocks.
 
 The input error is the forward correlation of δ padded the other way round with B
 flipped and its channel axes swapped (``readable.transposed_convolution``). Each thread
@@ -50,6 +59,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
 from .tuned_conv_rows import add_into, aligned_zeros, copy_padded, runs_per_thread
+from .tuned_pooling import pool_window_of_runs
 from .tuned_simd import LANES, turn_over, vfma, vload, vsplat_at, vstore, vzero
 
 BLOCK = 2 * LANES  # output channels per block: two vectors
@@ -102,8 +112,82 @@ def add_term(xb, at, v0, v1, s, t):
 
 
 def _channel_kernels(span):
-    """The forward correlation and the weight increment for ``span`` (8 or 6) positions or terms per pass, a
-    constant of their code: 2·span vectors of sums, which LLVM holds in registers."""
+    """The kernels for ``span`` (8 or 6) positions or terms per pass, a constant of their code: 2·span vectors of
+    sums, which LLVM holds in registers. Each is one image's loop for one block of channels
+    (``correlate_group``, ``increment_group``) run over the images and blocks by a parallel kernel: the
+    correlation and the increment, and the conv block's two (``pool_of_correlation``,
+    ``increment_from_winners``, ``tuned_conv_block``)."""
+
+    @njit(cache=True, inline="always")
+    def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride):
+        """One image (padded, in ``xb``), one block of channels (its weights from ``wg``): the sums at position p
+        into out[at0 + p·stride : … + BLOCK], for the Pq positions (whole passes of ``span``)."""
+        for p in range(0, Pq, span):
+            q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
+            q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7 read by span 8 only)
+            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+            s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+            t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+            for t in range(T):
+                w0 = vload(weights, wg + t * BLOCK)
+                w1 = vload(weights, wg + t * BLOCK + LANES)
+                o = offs[t]
+                s0, t0 = add_term(xb, o + q0, w0, w1, s0, t0)
+                s1, t1 = add_term(xb, o + q1, w0, w1, s1, t1)
+                s2, t2 = add_term(xb, o + q2, w0, w1, s2, t2)
+                s3, t3 = add_term(xb, o + q3, w0, w1, s3, t3)
+                s4, t4 = add_term(xb, o + q4, w0, w1, s4, t4)
+                s5, t5 = add_term(xb, o + q5, w0, w1, s5, t5)
+                if span == 8:
+                    s6, t6 = add_term(xb, o + q6, w0, w1, s6, t6)
+                    s7, t7 = add_term(xb, o + q7, w0, w1, s7, t7)
+            at = at0 + p * stride
+            vstore(out, at, s0); vstore(out, at + LANES, t0); at += stride  # noqa: E702
+            vstore(out, at, s1); vstore(out, at + LANES, t1); at += stride  # noqa: E702
+            vstore(out, at, s2); vstore(out, at + LANES, t2); at += stride  # noqa: E702
+            vstore(out, at, s3); vstore(out, at + LANES, t3); at += stride  # noqa: E702
+            vstore(out, at, s4); vstore(out, at + LANES, t4); at += stride  # noqa: E702
+            vstore(out, at, s5); vstore(out, at + LANES, t5); at += stride  # noqa: E702
+            if span == 8:
+                vstore(out, at, s6); vstore(out, at + LANES, t6); at += stride  # noqa: E702
+                vstore(out, at, s7); vstore(out, at + LANES, t7)  # noqa: E702
+
+    @njit(cache=True, inline="always")
+    def increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp):
+        """One image (padded, in ``xb``; its δ with the channels last, Oq apart, in ``ds``), one block of channels
+        g: each window term's sums over the P positions added into the partial sums Pp[t·Oq + g·BLOCK …]."""
+        for t in range(0, Tq, span):
+            o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
+            o4 = offs[t + 4]; o5 = offs[t + 5]  # noqa: E702
+            o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (read by span 8 only)
+            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+            s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+            t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+            for p in range(P):
+                d0 = vload(ds, p * Oq + g * BLOCK)
+                d1 = vload(ds, p * Oq + g * BLOCK + LANES)
+                r = q[p]
+                s0, t0 = add_term(xb, o0 + r, d0, d1, s0, t0)
+                s1, t1 = add_term(xb, o1 + r, d0, d1, s1, t1)
+                s2, t2 = add_term(xb, o2 + r, d0, d1, s2, t2)
+                s3, t3 = add_term(xb, o3 + r, d0, d1, s3, t3)
+                s4, t4 = add_term(xb, o4 + r, d0, d1, s4, t4)
+                s5, t5 = add_term(xb, o5 + r, d0, d1, s5, t5)
+                if span == 8:
+                    s6, t6 = add_term(xb, o6 + r, d0, d1, s6, t6)
+                    s7, t7 = add_term(xb, o7 + r, d0, d1, s7, t7)
+            at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
+            add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
+            add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702
+            add_into(Pp, at, s2); add_into(Pp, at + LANES, t2); at += Oq  # noqa: E702
+            add_into(Pp, at, s3); add_into(Pp, at + LANES, t3); at += Oq  # noqa: E702
+            add_into(Pp, at, s4); add_into(Pp, at + LANES, t4); at += Oq  # noqa: E702
+            add_into(Pp, at, s5); add_into(Pp, at + LANES, t5); at += Oq  # noqa: E702
+            if span == 8:
+                add_into(Pp, at, s6); add_into(Pp, at + LANES, t6); at += Oq  # noqa: E702
+                add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
 
     @njit(parallel=True, cache=True)
     def correlate_channels(x, weights, O, k, before, chunks):
@@ -129,37 +213,7 @@ def _channel_kernels(span):
             for n in range(part * N // chunks, (part + 1) * N // chunks):
                 copy_padded(x, n, before, Hp, Wp, xb)
                 for g in range(groups):
-                    wg = g * T * BLOCK
-                    for p in range(0, Pq, span):
-                        q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
-                        q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7 read by span 8 only)
-                        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                        t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                        t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-                        for t in range(T):
-                            w0 = vload(weights, wg + t * BLOCK)
-                            w1 = vload(weights, wg + t * BLOCK + LANES)
-                            o = offs[t]
-                            s0, t0 = add_term(xb, o + q0, w0, w1, s0, t0)
-                            s1, t1 = add_term(xb, o + q1, w0, w1, s1, t1)
-                            s2, t2 = add_term(xb, o + q2, w0, w1, s2, t2)
-                            s3, t3 = add_term(xb, o + q3, w0, w1, s3, t3)
-                            s4, t4 = add_term(xb, o + q4, w0, w1, s4, t4)
-                            s5, t5 = add_term(xb, o + q5, w0, w1, s5, t5)
-                            if span == 8:
-                                s6, t6 = add_term(xb, o + q6, w0, w1, s6, t6)
-                                s7, t7 = add_term(xb, o + q7, w0, w1, s7, t7)
-                        at = p * BLOCK
-                        vstore(ob, at, s0); vstore(ob, at + LANES, t0); at += BLOCK  # noqa: E702
-                        vstore(ob, at, s1); vstore(ob, at + LANES, t1); at += BLOCK  # noqa: E702
-                        vstore(ob, at, s2); vstore(ob, at + LANES, t2); at += BLOCK  # noqa: E702
-                        vstore(ob, at, s3); vstore(ob, at + LANES, t3); at += BLOCK  # noqa: E702
-                        vstore(ob, at, s4); vstore(ob, at + LANES, t4); at += BLOCK  # noqa: E702
-                        vstore(ob, at, s5); vstore(ob, at + LANES, t5); at += BLOCK  # noqa: E702
-                        if span == 8:
-                            vstore(ob, at, s6); vstore(ob, at + LANES, t6); at += BLOCK  # noqa: E702
-                            vstore(ob, at, s7); vstore(ob, at + LANES, t7)  # noqa: E702
+                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, ob, 0, BLOCK)
                     # the block's planes out: ob (positions, BLOCK channels) turned over
                     turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
         return out
@@ -189,46 +243,98 @@ def _channel_kernels(span):
                 copy_padded(x, n, before, Hp, Wp, xb)
                 turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
                 for g in range(groups):
-                    for t in range(0, Tq, span):
-                        o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
-                        o4 = offs[t + 4]; o5 = offs[t + 5]  # noqa: E702
-                        o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (read by span 8 only)
-                        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                        t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                        t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-                        for p in range(P):
-                            d0 = vload(ds, p * Oq + g * BLOCK)
-                            d1 = vload(ds, p * Oq + g * BLOCK + LANES)
-                            r = q[p]
-                            s0, t0 = add_term(xb, o0 + r, d0, d1, s0, t0)
-                            s1, t1 = add_term(xb, o1 + r, d0, d1, s1, t1)
-                            s2, t2 = add_term(xb, o2 + r, d0, d1, s2, t2)
-                            s3, t3 = add_term(xb, o3 + r, d0, d1, s3, t3)
-                            s4, t4 = add_term(xb, o4 + r, d0, d1, s4, t4)
-                            s5, t5 = add_term(xb, o5 + r, d0, d1, s5, t5)
-                            if span == 8:
-                                s6, t6 = add_term(xb, o6 + r, d0, d1, s6, t6)
-                                s7, t7 = add_term(xb, o7 + r, d0, d1, s7, t7)
-                        at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
-                        add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
-                        add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702
-                        add_into(Pp, at, s2); add_into(Pp, at + LANES, t2); at += Oq  # noqa: E702
-                        add_into(Pp, at, s3); add_into(Pp, at + LANES, t3); at += Oq  # noqa: E702
-                        add_into(Pp, at, s4); add_into(Pp, at + LANES, t4); at += Oq  # noqa: E702
-                        add_into(Pp, at, s5); add_into(Pp, at + LANES, t5); at += Oq  # noqa: E702
-                        if span == 8:
-                            add_into(Pp, at, s6); add_into(Pp, at + LANES, t6); at += Oq  # noqa: E702
-                            add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
+                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp)
         G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
         return np.ascontiguousarray(G.T).reshape(O, C, k, k)
 
-    return correlate_channels, increment_channels
+    @njit(parallel=True, cache=True)
+    def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, chunks):
+        """The conv block's forward pass: y = the max of σ(h) over each k×k window at stride t, h as
+        ``correlate_channels`` makes it, image by image: -> y, winner (N, O, Ho, Wo).
+
+        Each image's sums land in ``cells`` (P, Oq), a row per position of its O channels
+        (the layout the pool takes: ``tuned_pooling.pool_window_of_runs``), pooled at once;
+        h is not written. ``winner`` marks each window's winner as
+        ``tuned_conv_block.conv_ramp_maxpool_direct`` does: its flat index r·W + q where σ'(h) = s,
+        -1 - r·W - q where the ramp saturates. ``kc`` is the conv's kernel width, ``top`` and
+        ``left`` the pool's padding before the image.
+        """
+        N, C, H, W = x.shape
+        Hp, Wp = H + kc - 1, W + kc - 1
+        plane = Hp * Wp
+        groups = -(-O // BLOCK)
+        Oq = groups * BLOCK
+        q = positions(H, W, Wp, span)
+        Pq = q.size
+        T = C * kc * kc
+        offs = term_offsets(C, kc, plane, Wp, T)
+        y = np.empty((N, O, Ho * Wo), dtype=np.float32)
+        winner = np.empty((N, O, Ho * Wo), dtype=np.int32)
+        for part in prange(chunks):
+            xb = np.zeros(C * plane + Wp, dtype=np.float32)
+            cells = np.empty((Pq, Oq), dtype=np.float32)  # h[n], a row of its channels per position
+            flat = cells.reshape(-1)
+            best = np.empty(O, dtype=np.float32)
+            where = np.empty(O, dtype=np.int32)
+            for n in range(part * N // chunks, (part + 1) * N // chunks):
+                copy_padded(x, n, before, Hp, Wp, xb)
+                for g in range(groups):
+                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq)
+                for u in range(Ho):
+                    for v in range(Wo):
+                        pool_window_of_runs(best, where, cells, H, W, u * t - top, v * t - left, k, s, True)
+                        for m in range(O):
+                            y[n, m, u * Wo + v] = best[m]
+                            winner[n, m, u * Wo + v] = where[m]
+        return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
+
+    @njit(parallel=True, cache=True)
+    def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks):
+        """The conv block's increment: G as ``increment_channels`` makes it, each image's δ formed with the
+        channels last from the pool's errors and marked winners, both (N, O, Ho·Wo), as
+        ``tuned_conv_block.delta_plane`` forms a plane of it: each window's error added at its winner
+        unless the ramp saturates there, windows in order, then every cell times s."""
+        N, O, M = errors.shape
+        C = x.shape[1]
+        Hp, Wp = H + k - 1, W + k - 1
+        plane = Hp * Wp
+        P = H * W
+        q = positions(H, W, Wp, span)
+        T = C * k * k
+        Tq = -(-T // span) * span
+        offs = term_offsets(C, k, plane, Wp, Tq)
+        groups = -(-O // BLOCK)
+        Oq = groups * BLOCK
+        partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
+        for part in prange(chunks):
+            xb = np.zeros(C * plane + Wp, dtype=np.float32)
+            # δ[n] with the channels last (channels past O stay 0), and a spare row P that takes the errors of
+            # windows whose winner saturates the ramp: every error is added somewhere, with no branch (a
+            # branch on the mark's sign, mispredicted at random, cost more than the increment's loops)
+            ds = aligned_zeros((P + 1) * Oq)
+            Pp = partial[part]
+            for n in range(part * N // chunks, (part + 1) * N // chunks):
+                copy_padded(x, n, before, Hp, Wp, xb)
+                ds[:] = 0
+                for o in range(O):
+                    for m in range(M):
+                        cell = marks[n, o, m]
+                        row = cell if cell >= 0 else P
+                        ds[row * Oq + o] += errors[n, o, m]
+                for i in range(P * Oq):
+                    ds[i] *= s
+                for g in range(groups):
+                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp)
+        G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
+        return np.ascontiguousarray(G.T).reshape(O, C, k, k)
+
+    return correlate_channels, increment_channels, pool_of_correlation, increment_from_winners
 
 
-CORRELATE, INCREMENT = {}, {}  # span -> its build of correlate_channels, of increment_channels
+# span -> its build of correlate_channels, of increment_channels, and of the conv block's two
+CORRELATE, INCREMENT, BLOCK_POOL, BLOCK_INCREMENT = {}, {}, {}, {}
 for _span in (8, 6):
-    CORRELATE[_span], INCREMENT[_span] = _channel_kernels(_span)
+    CORRELATE[_span], INCREMENT[_span], BLOCK_POOL[_span], BLOCK_INCREMENT[_span] = _channel_kernels(_span)
 del _span
 correlate_channels, increment_channels = CORRELATE[SPAN], INCREMENT[SPAN]
 
