@@ -83,18 +83,26 @@ def test_every_kernel_module_with_cached_kernels_is_kept_in_step():
 
 
 # the direct path's increment and the conv block's, whose loops are written once
-# (tuned_conv_direct.planes_increment): prints every cached kernel's hits and misses in the process
+# (tuned_conv_direct.planes_increment), and the channel path's kernels and block, built for each span from
+# bodies written once (tuned_conv_channels.correlate_group, increment_group): prints every cached kernel's
+# hits and misses in the process
 SECOND_PROCESS = """
 import json
 import numpy as np
 import hebbref.kernels as kernels
-from hebbref.kernels import disk_cache, tuned_conv_block, tuned_conv_direct
+from hebbref.kernels import disk_cache, tuned_conv_block, tuned_conv_channels, tuned_conv_direct
 rng = np.random.default_rng(0)
 x, W = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
 h, cache = tuned_conv_direct.forward(x, W)
 tuned_conv_direct.weight_increment(rng.standard_normal(h.shape), cache)
 y, _, _, block = tuned_conv_block.forward_direct_path(x, W, 2, 2, 0.5)
 tuned_conv_block.backward_direct_path(rng.standard_normal(y.shape), block, 0.5)
+x, W = x.astype(np.float32), W.astype(np.float32)
+for span in (8, 6):
+    h, cache = tuned_conv_channels.forward(x, W, span)
+    tuned_conv_channels.weight_increment(h, cache)
+    y, _, _, block = tuned_conv_block.forward_channels_path(x, W, 2, 2, 0.5, span)
+    tuned_conv_block.backward_channels_path(y, block, 0.5)
 counts = {}
 for module in kernels.CACHED_MODULES:
     for name, kernel in disk_cache.cached_kernels(module):
@@ -111,9 +119,11 @@ def test_a_second_process_finds_every_kernel_the_first_compiled(tmp_path):
     runs = [json.loads(subprocess.run([sys.executable, "-c", SECOND_PROCESS], env=env, cwd=ROOT, capture_output=True,
                                       text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(2)]
     first, second = runs
-    for name in ("tuned_conv_direct.increment_of_planes", "tuned_conv_block.increment_from_winners"):
-        assert first[f"hebbref.kernels.{name}"] == [0, 1]  # an empty cache: compiled once, then saved
-        assert second[f"hebbref.kernels.{name}"] == [1, 0]  # loaded
+    channels = [f"tuned_conv_channels.{kernel}[{span}]" for kernel in ("CORRELATE", "INCREMENT", "BLOCK_POOL",
+                                                                        "BLOCK_INCREMENT") for span in (8, 6)]
+    for name in ["tuned_conv_direct.increment_of_planes", "tuned_conv_block.increment_from_winners"] + channels:
+        assert first[f"hebbref.kernels.{name}"] == [0, 1], name  # an empty cache: compiled once, then saved
+        assert second[f"hebbref.kernels.{name}"] == [1, 0], name  # loaded
     missed = {name: count for name, count in second.items() if count[1]}
     assert not missed, f"compiled again in a second process: {missed}"
 

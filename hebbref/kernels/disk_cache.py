@@ -40,12 +40,20 @@ def fingerprint(folder=KERNELS):
 
 
 def cached_kernels(module):
-    """The functions ``module`` defines with ``njit(cache=True)``: -> [(name, dispatcher)]."""
-    found = []
+    """The functions ``module`` defines with ``njit(cache=True)``: -> [(name, dispatcher)].
+
+    Each under its module name, or, where a module-level dict holds builds of one body
+    (``tuned_conv_channels.BLOCK_POOL``, one kernel per span), as ``BLOCK_POOL[8]``; a
+    kernel found under two names is listed once, under the first.
+    """
+    found, seen = [], set()
     for name, value in vars(module).items():
-        if (isinstance(value, CPUDispatcher) and value.py_func.__module__ == module.__name__
-                and hasattr(getattr(value, "_cache", None), "flush")):
-            found.append((name, value))
+        entries = [(f"{name}[{key!r}]", v) for key, v in value.items()] if isinstance(value, dict) else [(name, value)]
+        for label, kernel in entries:
+            if (isinstance(kernel, CPUDispatcher) and kernel.py_func.__module__ == module.__name__
+                    and hasattr(getattr(kernel, "_cache", None), "flush") and id(kernel) not in seen):
+                seen.add(id(kernel))
+                found.append((label, kernel))
     return found
 
 

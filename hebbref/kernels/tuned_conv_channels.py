@@ -111,83 +111,90 @@ def add_term(xb, at, v0, v1, s, t):
     return vfma(e, v0, s), vfma(e, v1, t)
 
 
+@njit(cache=True, inline="always")
+def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
+    """One image (padded, in ``xb``), one block of channels (its weights from ``wg``): the sums at position p
+    into out[at0 + p·stride : … + BLOCK], for the Pq positions (whole passes of ``span``).
+
+    ``span`` (8 or 6) is a constant where it is inlined (``_channel_kernels``), so each build keeps
+    only its own lines. The two bodies are module functions, not closures of ``_channel_kernels``:
+    a kernel that called a closure's compiled function could not be found again in Numba's disk
+    cache (that function's type is named after its address in the process)."""
+    for p in range(0, Pq, span):
+        q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
+        q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7 read by span 8 only)
+        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+        t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+        t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+        for t in range(T):
+            w0 = vload(weights, wg + t * BLOCK)
+            w1 = vload(weights, wg + t * BLOCK + LANES)
+            o = offs[t]
+            s0, t0 = add_term(xb, o + q0, w0, w1, s0, t0)
+            s1, t1 = add_term(xb, o + q1, w0, w1, s1, t1)
+            s2, t2 = add_term(xb, o + q2, w0, w1, s2, t2)
+            s3, t3 = add_term(xb, o + q3, w0, w1, s3, t3)
+            s4, t4 = add_term(xb, o + q4, w0, w1, s4, t4)
+            s5, t5 = add_term(xb, o + q5, w0, w1, s5, t5)
+            if span == 8:
+                s6, t6 = add_term(xb, o + q6, w0, w1, s6, t6)
+                s7, t7 = add_term(xb, o + q7, w0, w1, s7, t7)
+        at = at0 + p * stride
+        vstore(out, at, s0); vstore(out, at + LANES, t0); at += stride  # noqa: E702
+        vstore(out, at, s1); vstore(out, at + LANES, t1); at += stride  # noqa: E702
+        vstore(out, at, s2); vstore(out, at + LANES, t2); at += stride  # noqa: E702
+        vstore(out, at, s3); vstore(out, at + LANES, t3); at += stride  # noqa: E702
+        vstore(out, at, s4); vstore(out, at + LANES, t4); at += stride  # noqa: E702
+        vstore(out, at, s5); vstore(out, at + LANES, t5); at += stride  # noqa: E702
+        if span == 8:
+            vstore(out, at, s6); vstore(out, at + LANES, t6); at += stride  # noqa: E702
+            vstore(out, at, s7); vstore(out, at + LANES, t7)  # noqa: E702
+
+
+@njit(cache=True, inline="always")
+def increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span):
+    """One image (padded, in ``xb``; its δ with the channels last, Oq apart, in ``ds``), one block of channels
+    g: each window term's sums over the P positions added into the partial sums Pp[t·Oq + g·BLOCK …]."""
+    for t in range(0, Tq, span):
+        o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
+        o4 = offs[t + 4]; o5 = offs[t + 5]  # noqa: E702
+        o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (read by span 8 only)
+        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+        t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+        t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+        for p in range(P):
+            d0 = vload(ds, p * Oq + g * BLOCK)
+            d1 = vload(ds, p * Oq + g * BLOCK + LANES)
+            r = q[p]
+            s0, t0 = add_term(xb, o0 + r, d0, d1, s0, t0)
+            s1, t1 = add_term(xb, o1 + r, d0, d1, s1, t1)
+            s2, t2 = add_term(xb, o2 + r, d0, d1, s2, t2)
+            s3, t3 = add_term(xb, o3 + r, d0, d1, s3, t3)
+            s4, t4 = add_term(xb, o4 + r, d0, d1, s4, t4)
+            s5, t5 = add_term(xb, o5 + r, d0, d1, s5, t5)
+            if span == 8:
+                s6, t6 = add_term(xb, o6 + r, d0, d1, s6, t6)
+                s7, t7 = add_term(xb, o7 + r, d0, d1, s7, t7)
+        at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
+        add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
+        add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702
+        add_into(Pp, at, s2); add_into(Pp, at + LANES, t2); at += Oq  # noqa: E702
+        add_into(Pp, at, s3); add_into(Pp, at + LANES, t3); at += Oq  # noqa: E702
+        add_into(Pp, at, s4); add_into(Pp, at + LANES, t4); at += Oq  # noqa: E702
+        add_into(Pp, at, s5); add_into(Pp, at + LANES, t5); at += Oq  # noqa: E702
+        if span == 8:
+            add_into(Pp, at, s6); add_into(Pp, at + LANES, t6); at += Oq  # noqa: E702
+            add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
+
+
 def _channel_kernels(span):
     """The kernels for ``span`` (8 or 6) positions or terms per pass, a constant of their code: 2·span vectors of
     sums, which LLVM holds in registers. Each is one image's loop for one block of channels
     (``correlate_group``, ``increment_group``) run over the images and blocks by a parallel kernel: the
     correlation and the increment, and the conv block's two (``pool_of_correlation``,
     ``increment_from_winners``, ``tuned_conv_block``)."""
-
-    @njit(cache=True, inline="always")
-    def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride):
-        """One image (padded, in ``xb``), one block of channels (its weights from ``wg``): the sums at position p
-        into out[at0 + p·stride : … + BLOCK], for the Pq positions (whole passes of ``span``)."""
-        for p in range(0, Pq, span):
-            q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
-            q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7 read by span 8 only)
-            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-            s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-            t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-            for t in range(T):
-                w0 = vload(weights, wg + t * BLOCK)
-                w1 = vload(weights, wg + t * BLOCK + LANES)
-                o = offs[t]
-                s0, t0 = add_term(xb, o + q0, w0, w1, s0, t0)
-                s1, t1 = add_term(xb, o + q1, w0, w1, s1, t1)
-                s2, t2 = add_term(xb, o + q2, w0, w1, s2, t2)
-                s3, t3 = add_term(xb, o + q3, w0, w1, s3, t3)
-                s4, t4 = add_term(xb, o + q4, w0, w1, s4, t4)
-                s5, t5 = add_term(xb, o + q5, w0, w1, s5, t5)
-                if span == 8:
-                    s6, t6 = add_term(xb, o + q6, w0, w1, s6, t6)
-                    s7, t7 = add_term(xb, o + q7, w0, w1, s7, t7)
-            at = at0 + p * stride
-            vstore(out, at, s0); vstore(out, at + LANES, t0); at += stride  # noqa: E702
-            vstore(out, at, s1); vstore(out, at + LANES, t1); at += stride  # noqa: E702
-            vstore(out, at, s2); vstore(out, at + LANES, t2); at += stride  # noqa: E702
-            vstore(out, at, s3); vstore(out, at + LANES, t3); at += stride  # noqa: E702
-            vstore(out, at, s4); vstore(out, at + LANES, t4); at += stride  # noqa: E702
-            vstore(out, at, s5); vstore(out, at + LANES, t5); at += stride  # noqa: E702
-            if span == 8:
-                vstore(out, at, s6); vstore(out, at + LANES, t6); at += stride  # noqa: E702
-                vstore(out, at, s7); vstore(out, at + LANES, t7)  # noqa: E702
-
-    @njit(cache=True, inline="always")
-    def increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp):
-        """One image (padded, in ``xb``; its δ with the channels last, Oq apart, in ``ds``), one block of channels
-        g: each window term's sums over the P positions added into the partial sums Pp[t·Oq + g·BLOCK …]."""
-        for t in range(0, Tq, span):
-            o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
-            o4 = offs[t + 4]; o5 = offs[t + 5]  # noqa: E702
-            o6 = offs[t + span - 2]; o7 = offs[t + span - 1]  # noqa: E702 (read by span 8 only)
-            s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-            s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-            t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-            t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-            for p in range(P):
-                d0 = vload(ds, p * Oq + g * BLOCK)
-                d1 = vload(ds, p * Oq + g * BLOCK + LANES)
-                r = q[p]
-                s0, t0 = add_term(xb, o0 + r, d0, d1, s0, t0)
-                s1, t1 = add_term(xb, o1 + r, d0, d1, s1, t1)
-                s2, t2 = add_term(xb, o2 + r, d0, d1, s2, t2)
-                s3, t3 = add_term(xb, o3 + r, d0, d1, s3, t3)
-                s4, t4 = add_term(xb, o4 + r, d0, d1, s4, t4)
-                s5, t5 = add_term(xb, o5 + r, d0, d1, s5, t5)
-                if span == 8:
-                    s6, t6 = add_term(xb, o6 + r, d0, d1, s6, t6)
-                    s7, t7 = add_term(xb, o7 + r, d0, d1, s7, t7)
-            at = t * Oq + g * BLOCK  # (term t, channel g·BLOCK) in the partial sums
-            add_into(Pp, at, s0); add_into(Pp, at + LANES, t0); at += Oq  # noqa: E702
-            add_into(Pp, at, s1); add_into(Pp, at + LANES, t1); at += Oq  # noqa: E702
-            add_into(Pp, at, s2); add_into(Pp, at + LANES, t2); at += Oq  # noqa: E702
-            add_into(Pp, at, s3); add_into(Pp, at + LANES, t3); at += Oq  # noqa: E702
-            add_into(Pp, at, s4); add_into(Pp, at + LANES, t4); at += Oq  # noqa: E702
-            add_into(Pp, at, s5); add_into(Pp, at + LANES, t5); at += Oq  # noqa: E702
-            if span == 8:
-                add_into(Pp, at, s6); add_into(Pp, at + LANES, t6); at += Oq  # noqa: E702
-                add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
 
     @njit(parallel=True, cache=True)
     def correlate_channels(x, weights, O, k, before, chunks):
@@ -213,7 +220,7 @@ def _channel_kernels(span):
             for n in range(part * N // chunks, (part + 1) * N // chunks):
                 copy_padded(x, n, before, Hp, Wp, xb)
                 for g in range(groups):
-                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, ob, 0, BLOCK)
+                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, ob, 0, BLOCK, span)
                     # the block's planes out: ob (positions, BLOCK channels) turned over
                     turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
         return out
@@ -243,7 +250,7 @@ def _channel_kernels(span):
                 copy_padded(x, n, before, Hp, Wp, xb)
                 turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
                 for g in range(groups):
-                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp)
+                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span)
         G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
         return np.ascontiguousarray(G.T).reshape(O, C, k, k)
 
@@ -279,7 +286,7 @@ def _channel_kernels(span):
             for n in range(part * N // chunks, (part + 1) * N // chunks):
                 copy_padded(x, n, before, Hp, Wp, xb)
                 for g in range(groups):
-                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq)
+                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq, span)
                 for u in range(Ho):
                     for v in range(Wo):
                         pool_window_of_runs(best, where, cells, H, W, u * t - top, v * t - left, k, s, True)
@@ -324,7 +331,7 @@ def _channel_kernels(span):
                 for i in range(P * Oq):
                     ds[i] *= s
                 for g in range(groups):
-                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp)
+                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span)
         G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
         return np.ascontiguousarray(G.T).reshape(O, C, k, k)
 
