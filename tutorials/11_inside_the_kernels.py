@@ -353,12 +353,15 @@ print(tuned_untied_block.__doc__)
 # The tied conv layer of `simple`, its ramp and its pool go the same way (`conv ramp
 # pool`: `Backend.conv_ramp_maxpool_forward` and `maxpool_ramp_conv_backward`). Its
 # kernels keep the library's layout; what the block saves is writing arrays out and
-# reading them back. The direct loops make one image's 32 planes at a time and the pool
-# is taken from them while they are still in cache, so h is never written out; the
-# increment forms δ plane by plane from the pool's winners, so δ is not either
-# (`hebbref/kernels/tuned_conv_block.py`; BENCHMARKS.md times the block against the
-# three steps in a row). In the tied network trained above, the first layer went as
-# one step:
+# reading them back. It has its own plan, among three paths. The direct loops make one
+# image's 32 planes at a time and the pool is taken from them while they are still in
+# cache, so h is never written out; the increment forms δ plane by plane from the pool's
+# winners, so δ is not either. The channel path keeps one image's sums in a buffer with
+# the channels last, the layout the pool's window walk takes, and its increment forms
+# each image's δ in its own layout from the winners. "in-turn" runs the backend's own
+# functions one after the other (`hebbref/kernels/tuned_conv_block.py`; BENCHMARKS.md
+# times the block against the steps in a row). In the tied network trained above, the
+# first layer went as one step, by the path printed here:
 
 # %%
 assert networks["numba"].layers[0].in_block and networks["numpy"].layers[0].in_block
