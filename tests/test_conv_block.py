@@ -43,17 +43,7 @@ def test_the_direct_path_equals_the_direct_steps_in_a_row_bit_for_bit(width, cas
     G_steps = tuned_conv_direct.weight_increment(delta_steps, (xp_steps, width))
     assert conv_cache[0] == "direct" and conv_cache[1][1] == width
     np.testing.assert_array_equal(conv_cache[1][0], xp_steps)
-    for name, ours, steps in [("h", h, h_steps), ("y", y, y_steps)]:
-        assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
-        np.testing.assert_array_equal(bits(ours), bits(steps), err_msg=f"{name}, case {case}")
-    # the same cells win; a winner where the ramp saturates is marked -1 - its index
-    marks, (winner_steps, _) = cache.winner, pool_cache
-    np.testing.assert_array_equal(np.where(marks < 0, -1 - marks, marks), winner_steps)
-    at_winner = np.take_along_axis(h_steps.reshape(n, c_out, -1), winner_steps.reshape(n, c_out, -1), axis=2)
-    np.testing.assert_array_equal(marks < 0, activations.ramp_derivative(at_winner, slope).reshape(marks.shape) == 0)
-    for name, ours, steps in [("δ", delta, delta_steps), ("G", G, G_steps)]:
-        assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
-        np.testing.assert_array_equal(ours, steps, err_msg=f"{name}, case {case}")  # -0 == +0
+    assert_equals_steps(case, slope, (y, cache, h, delta, G), (h_steps, y_steps, pool_cache, delta_steps, G_steps))
 
 
 @pytest.mark.parametrize("span", [6, 8])
@@ -74,6 +64,7 @@ def test_the_channel_path_takes_every_block_of_channels(span, case):
 
 
 def check_channel_path(span, case, seed, slope):
+    """The channel path at ``span`` against the channel steps in a row (``assert_equals_steps``), and its conv cache."""
     n, c_in, c_out, hh, w, k, pool_k, pool_t = case
     x, W, dy = block_input(case, np.float32, seed, slope, untied=False)
     y, conv_cache, cache, h, delta, G = run_path(EQUATION, "channels", span, x, W, pool_k, pool_t, slope, dy)
@@ -83,16 +74,26 @@ def check_channel_path(span, case, seed, slope):
     G_steps = tuned_conv_channels.weight_increment(delta_steps, x_steps)
     assert conv_cache[0] == "channels" and conv_cache[1][1:] == (k, span)
     np.testing.assert_array_equal(conv_cache[1][0], x)
-    for name, ours, steps in [("h", h, h_steps), ("y", y, y_steps)]:
-        assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
-        np.testing.assert_array_equal(bits(ours), bits(steps), err_msg=f"{name}, case {case}")
+    assert_equals_steps(case, slope, (y, cache, h, delta, G), (h_steps, y_steps, pool_cache, delta_steps, G_steps))
+
+
+def assert_equals_steps(case, slope, ours, steps):
+    """A block path's (y, cache, h, δ, G) against the steps in a row (h, y and the pool's cache, δ, G): h and y to
+    the bit, the same winners, marked -1 - their index where the ramp saturates, δ and G equal (-0 == +0)."""
+    n, c_out = case[0], case[2]
+    y, cache, h, delta, G = ours
+    h_steps, y_steps, pool_cache, delta_steps, G_steps = steps
+    for name, a, b in [("h", h, h_steps), ("y", y, y_steps)]:
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{name}: {a.dtype}{a.shape}"
+        np.testing.assert_array_equal(bits(a), bits(b), err_msg=f"{name}, case {case}")
+    # the same cells win; a winner where the ramp saturates is marked -1 - its index
     marks, (winner_steps, _) = cache.winner, pool_cache
     np.testing.assert_array_equal(np.where(marks < 0, -1 - marks, marks), winner_steps)
     at_winner = np.take_along_axis(h_steps.reshape(n, c_out, -1), winner_steps.reshape(n, c_out, -1), axis=2)
     np.testing.assert_array_equal(marks < 0, activations.ramp_derivative(at_winner, slope).reshape(marks.shape) == 0)
-    for name, ours, steps in [("δ", delta, delta_steps), ("G", G, G_steps)]:
-        assert ours.dtype == steps.dtype and ours.shape == steps.shape, f"{name}: {ours.dtype}{ours.shape}"
-        np.testing.assert_array_equal(ours, steps, err_msg=f"{name}, case {case}")  # -0 == +0
+    for name, a, b in [("δ", delta, delta_steps), ("G", G, G_steps)]:
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{name}: {a.dtype}{a.shape}"
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}, case {case}")  # -0 == +0
 
 
 def test_the_block_paths_have_their_block_sizes_among_their_candidates():
