@@ -48,10 +48,10 @@ x and W (W copied: the update that follows changes the layer's own); δ comes fr
 the marked winners, the same numbers as the rows the increment forms.
 
 Where the in-turn forward pass took the direct loops at the same terms per pass (or the
-channels at the same span), the two paths give the same h, y and winners to the bit (the same sums in the same order),
-the same δ up to the sign of a zero where the ramp saturates (here +0; e·0 in
-``tuned_pooling.scatter_to_winners_ramp``), and the same G. With the other conv paths,
-they agree up to rounding.
+channels at the same span), the two give the same h, y and winners to the bit (the same
+sums in the same order), the same δ up to the sign of a zero where the ramp saturates
+(here +0; e·0 in ``tuned_pooling.scatter_to_winners_ramp``), and the same G. With the
+other conv paths, they agree up to rounding.
 """
 from dataclasses import dataclass
 

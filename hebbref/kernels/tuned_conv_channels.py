@@ -316,8 +316,9 @@ def _channel_kernels(span):
         for part in prange(chunks):
             xb = np.zeros(C * plane + Wp, dtype=np.float32)
             # δ[n] with the channels last (channels past O stay 0), and a spare row P that takes the errors of
-            # windows whose winner saturates the ramp: every error is added somewhere, with no branch (a
-            # branch on the mark's sign, mispredicted at random, cost more than the increment's loops)
+            # windows whose winner saturates the ramp: every error is added somewhere, with no branch (a branch
+            # on the mark's sign, mispredicted wherever live and saturated winners mix, cost about as much as
+            # the increment's loops: BENCHMARKS.md, tenth session)
             ds = aligned_zeros((P + 1) * Oq)
             Pp = partial[part]
             for n in range(part * N // chunks, (part + 1) * N // chunks):
