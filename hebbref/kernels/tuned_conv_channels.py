@@ -189,6 +189,71 @@ def increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span):
             add_into(Pp, at, s7); add_into(Pp, at + LANES, t7)  # noqa: E702
 
 
+@njit(inline="always")
+def increment_over_images(form_delta, source, x, k, before, O, H, W, chunks, span):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] -> (O, C, k, k) float32: the loops of both channel
+    increments, each image's δ formed by ``form_delta(ds, source, n, O, Oq, P)``.
+
+    ``ds`` holds δ[n] with the channels last, a row of Oq per position (the channels past O
+    stay 0), and one spare row P that the sums never read (``delta_of_winners`` adds the
+    errors of saturated winners there). Each thread takes a run of ``chunks`` images into
+    partial sums of its own, added up at the end. Inlined into the two kernels that name
+    their ``form_delta`` (``delta_turned_over`` and ``delta_of_winners``), as
+    ``tuned_conv_direct.planes_increment`` is: a cached kernel that took the function as an
+    argument would be compiled again in every process.
+    """
+    N, C = x.shape[0], x.shape[1]
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    P = H * W
+    q = positions(H, W, Wp, span)
+    T = C * k * k
+    Tq = -(-T // span) * span
+    offs = term_offsets(C, k, plane, Wp, Tq)  # the terms past T read the image's first cell; their sums are dropped
+    groups = -(-O // BLOCK)
+    Oq = groups * BLOCK
+    partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + Wp, dtype=np.float32)
+        ds = aligned_zeros((P + 1) * Oq)
+        Pp = partial[part]
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            form_delta(ds, source, n, O, Oq, P)
+            for g in range(groups):
+                increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span)
+    G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
+    return np.ascontiguousarray(G.T).reshape(O, C, k, k)
+
+
+@njit(cache=True, inline="always")
+def delta_turned_over(ds, delta_flat, n, O, Oq, P):
+    """δ[n], (O, P) in the flat δ, into ``ds`` as (P, Oq): the channels last."""
+    turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)
+
+
+@njit(cache=True, inline="always")
+def delta_of_winners(ds, source, n, O, Oq, P):
+    """δ[n] into ``ds`` as (P, Oq) from the pool's errors and marked winners, ``source`` = (errors, marks, s), both
+    (N, O, Ho·Wo): each window's error added at its winner, windows in order, then every cell times s, as
+    ``tuned_conv_block.delta_plane`` forms a plane.
+
+    A winner that saturates the ramp (a negative mark) adds its error to the spare row P,
+    which the sums never read: every error is added somewhere, with no branch (a branch on
+    the mark's sign, mispredicted wherever live and saturated winners mix, cost about as
+    much as the increment's loops: BENCHMARKS.md, tenth session).
+    """
+    errors, marks, s = source
+    ds[:] = 0
+    for o in range(O):
+        for m in range(errors.shape[2]):
+            cell = marks[n, o, m]
+            row = cell if cell >= 0 else P
+            ds[row * Oq + o] += errors[n, o, m]
+    for i in range(P * Oq):
+        ds[i] *= s
+
+
 def _channel_kernels(span):
     """The kernels for ``span`` (8 or 6) positions or terms per pass, a constant of their code: 2·span vectors of
     sums, which LLVM holds in registers. Each is one image's loop for one block of channels
@@ -228,31 +293,9 @@ def _channel_kernels(span):
     @njit(parallel=True, cache=True)
     def increment_channels(delta, x, k, before, chunks):
         """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
-        ``correlate_channels``."""
+        ``correlate_channels``; each image's δ turned over (``delta_turned_over``)."""
         N, O, H, W = delta.shape
-        C = x.shape[1]
-        Hp, Wp = H + k - 1, W + k - 1
-        plane = Hp * Wp
-        P = H * W
-        q = positions(H, W, Wp, span)
-        T = C * k * k
-        Tq = -(-T // span) * span
-        offs = term_offsets(C, k, plane, Wp, Tq)  # the terms past T read the image's first cell; their sums are dropped
-        groups = -(-O // BLOCK)
-        Oq = groups * BLOCK
-        partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
-        delta_flat = delta.reshape(-1)
-        for part in prange(chunks):
-            xb = np.zeros(C * plane + Wp, dtype=np.float32)
-            ds = aligned_zeros(P * Oq)  # δ[n] with the channels last; channels past O stay 0
-            Pp = partial[part]
-            for n in range(part * N // chunks, (part + 1) * N // chunks):
-                copy_padded(x, n, before, Hp, Wp, xb)
-                turn_over(delta_flat, n * O * P, P, ds, 0, Oq, O, P)  # δ[n] (O, P) as (P, Oq)
-                for g in range(groups):
-                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span)
-        G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
-        return np.ascontiguousarray(G.T).reshape(O, C, k, k)
+        return increment_over_images(delta_turned_over, delta.reshape(-1), x, k, before, O, H, W, chunks, span)
 
     @njit(parallel=True, cache=True)
     def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, chunks):
@@ -297,44 +340,10 @@ def _channel_kernels(span):
 
     @njit(parallel=True, cache=True)
     def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks):
-        """The conv block's increment: G as ``increment_channels`` makes it, each image's δ formed with the
-        channels last from the pool's errors and marked winners, both (N, O, Ho·Wo), as
-        ``tuned_conv_block.delta_plane`` forms a plane of it: each window's error added at its winner
-        unless the ramp saturates there, windows in order, then every cell times s."""
-        N, O, M = errors.shape
-        C = x.shape[1]
-        Hp, Wp = H + k - 1, W + k - 1
-        plane = Hp * Wp
-        P = H * W
-        q = positions(H, W, Wp, span)
-        T = C * k * k
-        Tq = -(-T // span) * span
-        offs = term_offsets(C, k, plane, Wp, Tq)
-        groups = -(-O // BLOCK)
-        Oq = groups * BLOCK
-        partial = np.zeros((chunks, Tq * Oq), dtype=np.float32)
-        for part in prange(chunks):
-            xb = np.zeros(C * plane + Wp, dtype=np.float32)
-            # δ[n] with the channels last (channels past O stay 0), and a spare row P that takes the errors of
-            # windows whose winner saturates the ramp: every error is added somewhere, with no branch (a branch
-            # on the mark's sign, mispredicted wherever live and saturated winners mix, cost about as much as
-            # the increment's loops: BENCHMARKS.md, tenth session)
-            ds = aligned_zeros((P + 1) * Oq)
-            Pp = partial[part]
-            for n in range(part * N // chunks, (part + 1) * N // chunks):
-                copy_padded(x, n, before, Hp, Wp, xb)
-                ds[:] = 0
-                for o in range(O):
-                    for m in range(M):
-                        cell = marks[n, o, m]
-                        row = cell if cell >= 0 else P
-                        ds[row * Oq + o] += errors[n, o, m]
-                for i in range(P * Oq):
-                    ds[i] *= s
-                for g in range(groups):
-                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span)
-        G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
-        return np.ascontiguousarray(G.T).reshape(O, C, k, k)
+        """The conv block's increment: G as ``increment_channels`` makes it, each image's δ formed from the pool's
+        errors and marked winners, both (N, O, Ho·Wo) (``delta_of_winners``)."""
+        return increment_over_images(delta_of_winners, (errors, marks, s), x, k, before, errors.shape[1], H, W,
+                                     chunks, span)
 
     return correlate_channels, increment_channels, pool_of_correlation, increment_from_winners
 
