@@ -41,7 +41,8 @@ a row per position, and pools σ of them from there (the layout ``tuned_pooling`
 walk takes), so h is never written; ``increment_from_winners`` forms each image's δ in the
 increment's layout straight from the pool's errors and winners. Each kernel is one image's
 loop for one block of channels (``correlate_group``, ``increment_group``, written once and
-inlined) run by a parallel kernel over the images and blocks.
+inlined) run by a parallel kernel over the images and blocks; the two increments share that
+kernel too (``increment_over_images``), each naming how it forms an image's δ.
 
 The input error is the forward correlation of δ padded the other way round with B
 flipped and its channel axes swapped (``readable.transposed_convolution``). Each thread
