@@ -118,12 +118,8 @@ def conv_ramp_maxpool_direct(xp, W, k, t, top, left, Ho, Wo, s, width):
                 run = cells[i * Wd + j]  # written in order, read from C_out rows that stay in cache along j
                 for o in range(O):
                     run[o] = planes[o, i * Wp + j]
-        for u in range(Ho):
-            for v in range(Wo):
-                tuned_pooling.pool_window_of_runs(best, where, cells, H, Wd, u * t - top, v * t - left, k, s, True)
-                for m in range(O):
-                    y[n, m, u * Wo + v] = best[m]
-                    winner[n, m, u * Wo + v] = where[m]
+        tuned_pooling.pool_image_of_runs(y[n], winner[n], O, best, where, cells, H, Wd, top, left, Ho, Wo, k, t, s,
+                                         True)
     return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
 
 

@@ -60,7 +60,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
 from .tuned_conv_rows import add_into, aligned_zeros, copy_padded, runs_per_thread
-from .tuned_pooling import pool_window_of_runs
+from .tuned_pooling import pool_image_of_runs
 from .tuned_simd import LANES, turn_over, vfma, vload, vsplat_at, vstore, vzero
 
 BLOCK = 2 * LANES  # output channels per block: two vectors
@@ -304,7 +304,7 @@ def _channel_kernels(span):
         ``correlate_channels`` makes it, image by image: -> y, winner (N, O, Ho, Wo).
 
         Each image's sums land in ``cells`` (P, Oq), a row per position of its O channels
-        (the layout the pool takes: ``tuned_pooling.pool_window_of_runs``), pooled at once;
+        (the layout the pool takes: ``tuned_pooling.pool_image_of_runs``), pooled at once;
         h is not written. ``winner`` marks each window's winner as
         ``tuned_conv_block.conv_ramp_maxpool_direct`` does: its flat index r·W + q where σ'(h) = s,
         -1 - r·W - q where the ramp saturates. ``kc`` is the conv's kernel width, ``top`` and
@@ -331,12 +331,7 @@ def _channel_kernels(span):
                 copy_padded(x, n, before, Hp, Wp, xb)
                 for g in range(groups):
                     correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq, span)
-                for u in range(Ho):
-                    for v in range(Wo):
-                        pool_window_of_runs(best, where, cells, H, W, u * t - top, v * t - left, k, s, True)
-                        for m in range(O):
-                            y[n, m, u * Wo + v] = best[m]
-                            winner[n, m, u * Wo + v] = where[m]
+                pool_image_of_runs(y[n], winner[n], O, best, where, cells, H, W, top, left, Ho, Wo, k, t, s, True)
         return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
 
     @njit(parallel=True, cache=True)

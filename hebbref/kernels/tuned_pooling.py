@@ -268,13 +268,8 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, 
             else:
                 for q in range(H * W):
                     cells[q, m] = plane[q]
-        for u in range(Ho):
-            for v in range(Wo):  # the last group's runs past L: not read
-                pool_window_of_runs(best, where, cells, H, W, u * t - top, v * t - left, k, s, False)
-                o = u * Wo + v
-                for m in range(L):
-                    y[p0 + m, o] = best[m]
-                    winner[p0 + m, o] = where[m]
+        pool_image_of_runs(y[p0:p0 + L], winner[p0:p0 + L], L, best, where, cells, H, W, top, left, Ho, Wo, k, t, s,
+                           False)  # the last group's runs past L: not read
     return y.reshape(N, C, Ho, Wo), winner.reshape(N, C, Ho, Wo)
 
 
@@ -384,6 +379,22 @@ def ramp_maxpool_images_last(h, k, t, top, left, Ho, Wo, s):
 
 
 @njit(cache=True, inline="always")
+def pool_image_of_runs(y, winner, count, best, where, runs, H, W, top, left, Ho, Wo, k, t, s, ramp):
+    """Every k×k window at stride t of an H×W image whose cells are runs (``pool_window_of_runs``; ``top`` and
+    ``left`` the padding before it), the first ``count`` runs' maxima and marks written out:
+    y[m, u·Wo + v] = best[m], winner[m, u·Wo + v] = where[m]. The window walk and write-out of the
+    plane groups (``maxpool_plane_groups``) and of both conv blocks (``tuned_conv_block``'s direct
+    loops, ``tuned_conv_channels.pool_of_correlation``)."""
+    for u in range(Ho):
+        for v in range(Wo):
+            pool_window_of_runs(best, where, runs, H, W, u * t - top, v * t - left, k, s, ramp)
+            o = u * Wo + v
+            for m in range(count):
+                y[m, o] = best[m]
+                winner[m, o] = where[m]
+
+
+@njit(cache=True, inline="always")
 def pool_window_of_runs(best, where, runs, H, W, r0, s0, k, s, ramp):
     """The k×k window at row r0, column s0 (less than 0 in the padding) of an H×W image, each of its cells a run of
     numbers pooled side by side (images, planes or channels): ``runs[r·W + q]``.
@@ -394,8 +405,8 @@ def pool_window_of_runs(best, where, runs, H, W, r0, s0, k, s, ramp):
     vectorises), so the first maximum in row-major order wins, as in ``maxpool_windows``. ``where`` gets the cell's flat
     index r·W + q (``keep_larger``). With ``ramp``, σ(runs) is pooled and a cell where
     the ramp saturates is marked -1 - r·W - q (``keep_larger_of_ramp``). The window walk
-    of the three pools that take runs: ``ramp_maxpool_images_last``,
-    ``maxpool_plane_groups`` and the conv block (``tuned_conv_block.conv_ramp_maxpool_direct``).
+    of the pools that take runs: ``ramp_maxpool_images_last``, and through
+    ``pool_image_of_runs`` ``maxpool_plane_groups`` and the conv block's two paths.
     """
     first = True
     for r in range(max(r0, 0), min(r0 + k, H)):
