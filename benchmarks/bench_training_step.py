@@ -325,9 +325,10 @@ def price_table(batch, repeats, least_ms=0.1):
         def difference(times, a, b):
             return statistics.median(y - x for x, y in zip(times[a], times[b]))
 
-        rows = [(label, columns[label]) for label in sorted(labels, key=lambda label: -abs(difference(
-            columns[label], "bp", "urfb"))) if abs(difference(columns[label], "bp", "urfb")) >= least_ms / 1e3]
-        others = [label for label in labels if abs(difference(columns[label], "bp", "urfb")) < least_ms / 1e3]
+        gap = {label: abs(difference(columns[label], "bp", "urfb")) for label in labels}  # |urfb − bp|, the rows' order
+        rows = [(label, columns[label]) for label in sorted(labels, key=lambda label: -gap[label])
+                if gap[label] >= least_ms / 1e3]
+        others = [label for label in labels if gap[label] < least_ms / 1e3]
         if others:
             rows.append((f"{len(others)} other parts, together",
                          {rule: [sum(columns[label][rule][r] for label in others) for r in range(len(steps[rule]))]
