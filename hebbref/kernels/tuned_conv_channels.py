@@ -40,8 +40,8 @@ loops: ``pool_of_correlation`` keeps one image's sums in a buffer with the chann
 a row per position, and pools σ of them from there (the layout ``tuned_pooling``'s window
 walk takes), so h is never written; ``increment_from_winners`` forms each image's δ in the
 increment's layout straight from the pool's errors and winners. Each kernel is one image's
-loop for one block of channels (``correlate_group``, ``increment_group``, written once and
-inlined) run by a parallel kernel over the images and blocks; the two increments share that
+loop for one block of channels (``correlate_group``, ``increment_group``, written once) run by
+a parallel kernel over the images and blocks; the two increments share that
 kernel too (``increment_over_images``), each naming how it forms an image's δ.
 
 The input error is the forward correlation of δ padded the other way round with B
@@ -55,7 +55,7 @@ float32 only (``plan.DTYPES``). Shapes as in the reference: x (N, C_in, H, W); W
 against the readable tier and the NumPy reference in ``tests/test_conv_rows.py``.
 """
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
@@ -112,15 +112,18 @@ def add_term(xb, at, v0, v1, s, t):
     return vfma(e, v0, s), vfma(e, v1, t)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
     """One image (padded, in ``xb``), one block of channels (its weights from ``wg``): the sums at position p
     into out[at0 + p·stride : … + BLOCK], for the Pq positions (whole passes of ``span``).
 
-    ``span`` (8 or 6) is a constant where it is inlined (``_channel_kernels``), so each build keeps
-    only its own lines. The two bodies are module functions, not closures of ``_channel_kernels``:
+    ``literally(span)`` compiles the body once for each span (8 or 6) with ``span`` a constant, so
+    each build keeps only its own lines. It is called, not inlined: inlining it into the four
+    kernels made Numba type and lower it in each (``simple``'s first step took 4.3 s more to
+    compile, 60.0 s against 55.7 s, and ran no faster: BENCHMARKS.md, eleventh session). The two bodies are module functions, not closures of ``_channel_kernels``:
     a kernel that called a closure's compiled function could not be found again in Numba's disk
     cache (that function's type is named after its address in the process)."""
+    literally(span)
     for p in range(0, Pq, span):
         q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
         q5 = q[p + 5]; q6 = q[p + span - 2]; q7 = q[p + span - 1]  # noqa: E702 (q6, q7 read by span 8 only)
@@ -153,10 +156,11 @@ def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
             vstore(out, at, s7); vstore(out, at + LANES, t7)  # noqa: E702
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span):
     """One image (padded, in ``xb``; its δ with the channels last, Oq apart, in ``ds``), one block of channels
     g: each window term's sums over the P positions added into the partial sums Pp[t·Oq + g·BLOCK …]."""
+    literally(span)
     for t in range(0, Tq, span):
         o0 = offs[t]; o1 = offs[t + 1]; o2 = offs[t + 2]; o3 = offs[t + 3]  # noqa: E702
         o4 = offs[t + 4]; o5 = offs[t + 5]  # noqa: E702
