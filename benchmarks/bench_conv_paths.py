@@ -79,10 +79,12 @@ REV's ``plan``; a path REV ran at one size only, at that size) runs in the same 
 and each row gives the median over rounds of this tree's time over REV's.
 """
 import argparse
+import atexit
 import functools
 import importlib
 import inspect
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -159,6 +161,7 @@ def modules_at(revision, modules=("tuned_conv_direct", "tuned_conv_shifted", "tu
     if name in sys.modules:  # copied already by an earlier table
         return tuple(importlib.import_module(f"{name}.kernels.{module}") for module in modules)
     where = tempfile.mkdtemp(prefix="hebbref-against-")
+    atexit.register(shutil.rmtree, where, True)  # the copy, and the kernels Numba cached beside it, go at exit
     archive = subprocess.run(["git", "archive", revision, "hebbref"], cwd=root, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
     os.rename(os.path.join(where, "hebbref"), os.path.join(where, name))

@@ -38,10 +38,12 @@ of the machine; the bests of a busy machine may come from different moments). Py
 runs with as many threads as Numba; without it the PyTorch columns say so.
 """
 import argparse
+import atexit
 import collections
 import dataclasses
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -583,6 +585,7 @@ def main(argv=None):
         parser.error(f"--tables takes numbers from 1 to 6, got {args.tables!r}")
     if not args.reuse_plans:  # plans measured now, on this machine as it is during the run
         os.environ[plan.CACHE_VARIABLE] = tempfile.mkdtemp(prefix="hebbref-plans-")
+        atexit.register(shutil.rmtree, os.environ[plan.CACHE_VARIABLE], True)  # the run's plans go with it
     backends.get_backend("numba")  # loads the kernels and applies hebbref.runtime's process settings
     threads = numba.get_num_threads()
     if torch:

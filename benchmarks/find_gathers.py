@@ -42,11 +42,13 @@ AVX-512, run it with Numba told to compile for one, scheduled for an LLVM CPU na
 ``tests/kernel_checks.AVX2_FEATURES``).
 """
 import argparse
+import atexit
 import collections
 import importlib
 import os
 import pkgutil
 import re
+import shutil
 import sys
 import tempfile
 
@@ -133,6 +135,8 @@ def main():
         raise SystemExit("numba was imported before its cache could be set")
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="hebbref-gathers-numba-")
     os.environ["HEBBREF_CACHE"] = tempfile.mkdtemp(prefix="hebbref-gathers-plans-")  # plans of their own
+    for folder in (os.environ["NUMBA_CACHE_DIR"], os.environ["HEBBREF_CACHE"]):
+        atexit.register(shutil.rmtree, folder, True)
     os.environ["HEBBREF_TUNE"] = "1"  # every candidate is timed, so every one is compiled
     import numpy as np
 
