@@ -22,11 +22,9 @@ W gets (``hebbref.rules.UpdatedRandomFeedback``): taken as two passes, G is read
 the step of a large layer is bound by memory, not arithmetic. One pass reads each G[i]
 once and writes W[i] and R[i], each with the arithmetic of its own step, so the same bits
 as the two steps one after the other. On ``simple``'s dense layer (500 × 6272, float32,
-its arrays out of cache) on a 2-core Xeon the two steps took 1.50 ms (best of 41; median
-1.61) and the one pass 1.02 (1.10), 0.68 of the two steps' time as a median of the rounds'
-ratios. In a training step on that Xeon, whose last-level cache (480 MiB as its VM reports
-it) still holds W, R and G from the passes before, urfb's step was the same either way
-(``benchmarks/bench_update.py``, BENCHMARKS.md, eleventh session).
+its arrays out of cache) on a 2-core Xeon the two steps took 1.35 ms (best of 41; median
+1.57) and the one pass 0.96 (1.08), 0.67 of the two steps' time as a median of the rounds'
+ratios (``benchmarks/bench_update.py``, BENCHMARKS.md, eleventh session).
 """
 import numpy as np
 from numba import njit, prange
