@@ -1,6 +1,6 @@
 """urfb's SGD steps on W and R: two passes over G against one (``tuned_update.paired_update``).
 
-    python benchmarks/bench_update.py [--shape 500 6272] [--repeats 41] [--dtype float32] [--steps 40]
+    python benchmarks/bench_update.py [--shape 500 6272] [--repeats 41] [--dtype float32]
 
 urfb and kp give R the very increment G that W gets. Taken as two steps (the backend's
 ``weight_update`` on W, then on R) G is read twice; ``paired_update`` reads it once and
@@ -17,65 +17,16 @@ last-level cache of the CPUs measured so far) is written, so that the arrays com
 network's forward and backward passes run between two updates of a layer. Printed: the
 CPU, the best and the median of each in ms, and the median over rounds of each one's
 ratio to ``two steps`` within a round.
-
-Then, with ``--steps`` rounds (0: none), a whole training step of ``simple`` and of untied
-``simple`` (28×28×1, batch 500, float32, hinge loss) under urfb on the ``numba`` backend
-with its ``paired_update`` (``one pass``) and with that backend's default in its place,
-``weight_update`` on W and then on R (``two steps``), and bp's step, one step of each in
-turn per round (three warm-up rounds untimed): in a step the arrays may still be in cache
-from the passes that read them (R from the input error just before), which the first
-table's flushed arrays are not.
 """
 import argparse
-import dataclasses
-import os
 import statistics
 import time
-from functools import partial
 
-# NumPy's OpenBLAS threads sleep at once when idle (as in bench_training_step.py), for this process only
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numba
+import numpy as np
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-
-import hebbref  # noqa: E402
-from hebbref import backends, rules, runtime  # noqa: E402
-from hebbref.kernels import tuned_update  # noqa: E402
-
-
-def two_step_backend(backend):
-    """``backend`` with the default ``paired_update`` (its own ``weight_update`` on W, then on R) in place of its own."""
-    copy = dataclasses.replace(backend, name=f"{backend.name}, two steps")
-    object.__setattr__(copy, "paired_update", partial(backends._update_then_update, copy))
-    return copy
-
-
-def step_table(untied, rounds, batch=500):
-    """Step times of urfb with one pass and with two steps, and of bp, interleaved; printed as a table."""
-    numba_backend = backends.get_backend("numba")
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, size=batch)
-    contenders = {"urfb, one pass": ("urfb", numba_backend), "urfb, two steps": ("urfb", two_step_backend(numba_backend)),
-                  "bp": ("bp", numba_backend)}
-    nets = {name: hebbref.build_network("simple", (1, 28, 28), 10, rule=rule, dtype="float32", untied=untied,
-                                        seed=0, backend=backend) for name, (rule, backend) in contenders.items()}
-    times = {name: [] for name in nets}
-    for round_ in range(rounds + 3):
-        for name, net in nets.items():
-            start = time.perf_counter()
-            net.train_step(x, y, lr=0.01, loss="hinge")
-            seconds = time.perf_counter() - start
-            if round_ >= 3:
-                times[name].append(seconds)
-    print(f"\n`simple`{' untied' if untied else ''}, a training step (batch {batch}, float32), {rounds} interleaved "
-          "rounds\n")
-    print("| step | best (ms) | median (ms) | median of the rounds' ratios to bp |")
-    print("|---|---:|---:|---:|")
-    for name, found in times.items():
-        ratio = statistics.median(t / b for t, b in zip(found, times["bp"]))
-        print(f"| {name} | {1e3 * min(found):.2f} | {1e3 * statistics.median(found):.2f} | {ratio:.3f} |")
+from hebbref import rules, runtime
+from hebbref.kernels import tuned_update
 
 
 def main():
@@ -85,7 +36,6 @@ def main():
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--eta", type=float, default=0.01)
     parser.add_argument("--flush-mib", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     runtime.prepare()
     rng = np.random.default_rng(0)
@@ -119,10 +69,6 @@ def main():
     for name, found in times.items():
         ratio = statistics.median(t / s for t, s in zip(found, times["two steps"]))
         print(f"| {name} | {1e3 * min(found):.2f} | {1e3 * statistics.median(found):.2f} | {ratio:.2f} |")
-    del flush
-    if args.steps:
-        for untied in (False, True):
-            step_table(untied, args.steps)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Then the parts of benchmarks/find_gathers.py that read machine code, and
 benchmarks/avx2_stand_in.sh's settings (the AVX2 features the tests compile for).
 """
 import collections
-import dataclasses
 import importlib.util
 import json
 import os
@@ -280,29 +279,3 @@ def test_the_avx2_stand_in_holds_numba_to_the_features_the_tests_compile_for(tmp
     assert json.loads(done.stdout)["NUMBA_CACHE_DIR"] == str(tmp_path)
     missing = subprocess.run(["bash", str(STAND_IN), "skylake"], capture_output=True, text=True)
     assert missing.returncode == 2 and "usage" in missing.stderr
-
-
-UPDATE_BENCH = BENCH.parent / "bench_update.py"
-
-
-def test_the_update_benchmark_races_the_one_pass_against_the_backends_own_two_steps():
-    """benchmarks/bench_update.py's ``two steps`` contender is the numba backend with the default ``paired_update``:
-    its weight_update on W, then on R (the same bits as the one pass); and the script runs."""
-    spec = importlib.util.spec_from_file_location("bench_update", UPDATE_BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    calls = []
-    numba_backend = backends.get_backend("numba")
-    counted = module.two_step_backend(
-        dataclasses.replace(numba_backend, weight_update=lambda W, *a: calls.append(W) or numba_backend.weight_update(W, *a)))
-    rng = np.random.default_rng(0)
-    W, R, G = (rng.standard_normal((30, 20)).astype(np.float32) for _ in range(3))
-    ours, theirs = (W.copy(), R.copy()), (W.copy(), R.copy())
-    counted.paired_update(*ours, G, 0.1, 0.01, 0.0)
-    numba_backend.paired_update(*theirs, G, 0.1, 0.01, 0.0)
-    assert [c is ours[0] or c is ours[1] for c in calls] == [True, True] and calls[0] is ours[0]
-    np.testing.assert_array_equal(ours[0], theirs[0])
-    np.testing.assert_array_equal(ours[1], theirs[1])
-    done = subprocess.run([sys.executable, str(UPDATE_BENCH), "--shape", "40", "30", "--repeats", "2", "--steps", "0",
-                           "--flush-mib", "1"], capture_output=True, text=True, check=True)
-    assert "| one pass |" in done.stdout and "| two steps |" in done.stdout
