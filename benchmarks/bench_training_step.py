@@ -162,10 +162,8 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4), results=None):
 # the dense layers' three products (the backend's dense_forward, dense_input_error and
 # dense_weight_increment), summed in one part of table 6
 DENSE_PRODUCTS = "dense products (the backend's dense_*)"
-# every SGD step on W and R (the backend's weight_update, and paired_update where urfb or kp takes both at
-# once), summed in one part
-WEIGHT_UPDATES = "weight updates, W and R (the backend's weight_update, paired_update)"
-UPDATE_FUNCTIONS = ("weight_update", "paired_update")
+# every SGD step on W and R (the backend's weight_update), summed in one part
+WEIGHT_UPDATES = "weight updates, W and R (the backend's weight_update)"
 
 
 def timed(label, fn, spent):
@@ -196,7 +194,7 @@ def timed_backend(backend, spent, grouped=True):
             shapes = ", ".join(_shape(a) for a in args if hasattr(a, "shape"))
             label = f"backend: {name} {shapes}".rstrip()
             if grouped:
-                label = (DENSE_PRODUCTS if name.startswith("dense_") else WEIGHT_UPDATES if name in UPDATE_FUNCTIONS
+                label = (DENSE_PRODUCTS if name.startswith("dense_") else WEIGHT_UPDATES if name == "weight_update"
                          else label)
             return timed(label, fn, spent)(*args, **kwargs)
         return call
@@ -312,10 +310,8 @@ def price_table(batch, repeats, least_ms=0.1):
     print("\n### 4b. where urfb's step differs from bp's: each backend call's time in a step, median of "
           f"{repeats} rounds, hebbref numba\n")
     print("Each round times one bp step, one frfb step and one urfb step, every backend call timed on its own. "
-          "urfb sends the error down through R rather than W and adds R's update (it takes W's and R's steps "
-          "in one call, the backend's paired_update, where bp and frfb call weight_update on W alone, so "
-          "the price of R's update is urfb's paired_update less frfb's weight_update); frfb does the first "
-          "and not the second, so frfb − bp is the price of sending the error "
+          "urfb sends the error down through R rather than W and adds R's update (the backend's weight_update "
+          "with R); frfb does the first and not the second, so frfb − bp is the price of sending the error "
           "through a matrix the forward pass did not read, and urfb − frfb that of R's update. A difference is "
           "the median over rounds of the difference within a round; the parts where urfb − bp is less than "
           f"{least_ms} ms are summed in one row.\n")

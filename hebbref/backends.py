@@ -6,14 +6,13 @@ and more that default to the reference (max pooling forward and backward, the ra
 derivative, δ = e ⊙ σ'(h) in one pass, the same two with a sum block's addend, dropout's
 training pass, which draws the mask, and its backward pass, the dense layer's three
 products, and the SGD step W ← W - η (G + λ W) that every rule takes on W and R), which
-a compiled backend replaces when they dominate a training step. Six more take two steps
+a compiled backend replaces when they dominate a training step. Five more take two steps
 as one: a ramp and the max pool right above it (``ramp pool``), forward
 (``ramp_maxpool_forward``) and backward (``maxpool_ramp_backward``), a sum block's
 output and the max pool right above it (``sum[...] pool``, forward:
 ``ramp_plus_maxpool_forward``; backward, at the block's first ramp, whose error adds the
 pool's to the second conv's: ``maxpool_ramp_backward_of_sum``), and a conv layer's input
-error and increment of one δ (``conv_backward``), and the SGD steps of W and of R with one
-increment G (``paired_update``, urfb's and kp's); four take three: a conv layer, its ramp and the pool above
+error and increment of one δ (``conv_backward``); four take three: a conv layer, its ramp and the pool above
 (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ and the
 increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
 (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
@@ -50,7 +49,7 @@ from typing import Callable
 
 from . import activations, layers
 from .errors import ConfigError
-from .rules import forward_update, paired_update
+from .rules import forward_update
 
 ENVIRONMENT_VARIABLE = "HEBBREF_BACKEND"
 
@@ -93,9 +92,6 @@ class Backend:
     # (δ, conv cache, B) -> (conv_input_error, conv_weight_increment) of one δ; by default this
     # backend's own two functions in a row
     conv_backward: Callable = None
-    # (W, R, G, η, λ, λ_R) -> None: W ← W - η (G + λ W) and R ← R - η (G + λ_R R) in place (urfb, kp); by
-    # default this backend's weight_update on W, then on R
-    paired_update: Callable = None
     # (x, W, k, t, slope) -> (y, conv cache, h, cache): a conv layer, the ramp above it and the pool
     # above that (h may come as a function of no arguments that forms it); by default this
     # backend's conv_forward, then its ramp_maxpool_forward
@@ -110,7 +106,6 @@ class Backend:
     def __post_init__(self):
         defaults = {
             "conv_backward": partial(_error_then_increment, self),
-            "paired_update": partial(_update_then_update, self),
             "maxpool_ramp_backward": partial(_pool_then_ramp, self),
             "ramp_maxpool_forward": partial(_ramp_then_pool, self),
             "ramp_plus_maxpool_forward": partial(ramp_plus_then_pool, self),
@@ -139,12 +134,6 @@ def _pool_then_ramp_of_sum(backend, e1, dy, cache, h, slope):
 def _error_then_increment(backend, delta, cache, B):
     """``backend``'s conv_input_error and conv_weight_increment: the default conv_backward."""
     return backend.conv_input_error(delta, cache, B), backend.conv_weight_increment(delta, cache)
-
-
-def _update_then_update(backend, W, R, G, eta, weight_decay=0.0, feedback_decay=0.0):
-    """``backend``'s weight_update on W, then on R, with one G: the default paired_update."""
-    backend.weight_update(W, G, eta, weight_decay)
-    backend.weight_update(R, G, eta, feedback_decay)
 
 
 def _ramp_then_pool(backend, h, k, t, slope):
@@ -188,7 +177,6 @@ NUMPY = Backend(
     ramp_plus_maxpool_forward=layers.ramp_plus_maxpool_forward,
     maxpool_ramp_backward_of_sum=layers.maxpool_ramp_backward_of_sum,
     conv_backward=layers.conv_backward,
-    paired_update=paired_update,
     conv_ramp_maxpool_forward=layers.conv_ramp_maxpool_forward,
     maxpool_ramp_conv_backward=layers.maxpool_ramp_conv_backward,
     locally_connected_ramp_maxpool_forward=layers.locally_connected_ramp_maxpool_forward,
@@ -221,7 +209,7 @@ def _load_numba():
                         "ramp_plus", "ramp_backward_of_sum", "dropout_draw", "dropout_backward", "dense_forward",
                         "dense_input_error", "dense_weight_increment", "weight_update", "maxpool_ramp_backward",
                         "ramp_maxpool_forward", "ramp_plus_maxpool_forward", "maxpool_ramp_backward_of_sum",
-                        "conv_backward", "paired_update",
+                        "conv_backward",
                         "conv_ramp_maxpool_forward",
                         "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",
                         "maxpool_ramp_locally_connected_backward")},

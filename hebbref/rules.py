@@ -46,16 +46,6 @@ def forward_update(W, G, eta, weight_decay=0.0):
         W -= eta * G
 
 
-def paired_update(W, R, G, eta, weight_decay=0.0, feedback_decay=0.0):
-    """W ← W - η (G + λ W), then R ← R - η (G + λ_R R): two SGD steps with one increment G.  # SPEC §3, §9
-
-    What urfb and kp take on a layer (``UpdatedRandomFeedback.update``); a backend may take
-    both in one pass over G (``Backend.paired_update``), with the same bits as these two lines.
-    """
-    forward_update(W, G, eta, weight_decay)
-    forward_update(R, G, eta, feedback_decay)
-
-
 def hebbian_feedback_update(R, G, eta, weight_decay=0.0, step=forward_update):
     """R ← R - η (G + λ R), in place: the very increment W gets (urfb; kp with its decay).  # SPEC §3, §9
 
@@ -186,22 +176,8 @@ class UpdatedRandomFeedback(Rule):
     def feedback(self, W, R):
         return R
 
-    def feedback_weight_decay(self, weight_decay):
-        """λ_R, R's decay in a step with W's decay λ: none (urfb)."""
-        return 0.0
-
     def feedback_update(self, R, G, eta, weight_decay=0.0, step=forward_update):
-        # R -= η (G + λ_R R): W's increment; urfb's λ_R is 0, so R -= η G
-        hebbian_feedback_update(R, G, eta, self.feedback_weight_decay(weight_decay), step)
-
-    def update(self, layer, eta, weight_decay=0.0):
-        """W -= η (G + λ W) and R -= η (G + λ_R R), both steps at once: the backend's ``paired_update``.
-
-        The same two steps as the base class's ``update`` (W's, then ``feedback_update``), bit for
-        bit; a backend may take them in one pass over G (``tuned_update.paired_update``).
-        """
-        layer.ops.paired_update(layer.W, layer.R, layer.G, eta, weight_decay,
-                                self.feedback_weight_decay(weight_decay))
+        hebbian_feedback_update(R, G, eta, step=step)  # R -= η G: W's increment, without W's decay
 
 
 # --- the wider family (SPEC §9) ------------------------------------------------------------
@@ -217,9 +193,8 @@ class KolenPollack(UpdatedRandomFeedback):
     name = "kp"
     summary = "Kolen-Pollack: B = R, R gets W's increment and W's weight decay"
 
-    def feedback_weight_decay(self, weight_decay):
-        """λ_R = λ: R decays as W does (kp), R -= η (G + λ R)."""
-        return weight_decay
+    def feedback_update(self, R, G, eta, weight_decay=0.0, step=forward_update):
+        hebbian_feedback_update(R, G, eta, weight_decay, step)  # R -= η (G + λ R)
 
 
 def sign_scale(W):

@@ -4,10 +4,8 @@
 (NumPy's ``W -= eta * G``): the same numbers to the last bit, on one thread and on two,
 for float32 and float64, with and without weight decay, η a Python number or a NumPy
 scalar; views, other dtypes and read-only arrays take the reference's own lines. A
-network's rule takes every SGD step, on W and on R, through its backend: ``weight_update``,
-or ``paired_update`` where urfb and kp take W's and R's steps with one G (one pass over G,
-against ``hebbref.rules.paired_update``, the two steps one after the other, bit for bit),
-and timing the plan never touches a network's weights.
+network's rule takes every SGD step, on W and on R, through its backend's
+``weight_update``, and timing the plan never touches a network's weights.
 """
 import dataclasses
 
@@ -20,7 +18,7 @@ from hypothesis import strategies as st
 import hebbref
 from hebbref import backends
 from hebbref.kernels import plan, tuned, tuned_update
-from hebbref.rules import forward_update, paired_update
+from hebbref.rules import forward_update
 
 
 def _pair(rng, shape, dtype):
@@ -114,141 +112,24 @@ def test_timing_the_plan_never_touches_the_weights(monkeypatch, tmp_path):
     np.testing.assert_array_equal(G, G_before)
 
 
-def _both_pairs(update, W, R, G, eta, weight_decay, feedback_decay):
-    """((W, R) after ``update``, (W, R) after the reference's two steps), each on copies of its own."""
-    ours, theirs = (W.copy(order="K"), R.copy(order="K")), (W.copy(order="K"), R.copy(order="K"))
-    update(*ours, G, eta, weight_decay, feedback_decay)
-    paired_update(*theirs, G, eta, weight_decay, feedback_decay)
-    return ours, theirs
-
-
-@settings(max_examples=60, deadline=None)
-@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple),
-       dtype=st.sampled_from([np.float32, np.float64]), threads=st.sampled_from([1, 2]),
-       eta=st.sampled_from([0.1, 1e-3, 2.5, np.float32(0.05), np.float64(0.05)]),
-       decays=st.sampled_from([(0.0, 0.0), (1e-4, 0.0), (0.0, 0.3), (0.3, 0.3), (1e-4, 0.3)]),
-       seed=st.integers(0, 2**16))
-def test_both_steps_in_one_pass_equal_the_two_steps_bit_for_bit(shape, dtype, threads, eta, decays, seed):
-    """urfb's (λ, 0) and kp's (λ, λ), and every other pair of decays: W's step with λ, R's with λ_R."""
-    rng = np.random.default_rng(seed)
-    W, R = _pair(rng, shape, dtype)
-    G = rng.standard_normal(shape).astype(dtype)
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        ours, theirs = _both_pairs(tuned.paired_update, W, R, G, eta, *decays)
-    finally:
-        numba.set_num_threads(before)
-    for mine, reference in zip(ours, theirs):
-        assert mine.dtype == reference.dtype == dtype
-        np.testing.assert_array_equal(mine, reference)
-    assert not np.array_equal(ours[0], W) and not np.array_equal(ours[1], R), "a step changed nothing"
-
-
-@pytest.mark.parametrize("decays", [(0.0, 0.0), (0.01, 0.0), (0.01, 0.01)])
-def test_the_compiled_pair_pass_itself_runs_and_equals_the_two_steps(decays):
-    """float32 W and R with a Python η: the cases the compiled loops take (not the reference's fallback)."""
-    rng = np.random.default_rng(5)
-    W, R = _pair(rng, (300, 17), np.float32)
-    G = rng.standard_normal(W.shape).astype(np.float32)
-    if not decays[1]:
-        R[0, 0] = np.inf  # λ_R = 0 is no decay term at all: G + 0·R would make R's cell NaN, not inf
-    ran = []
-    kernel = "subtract_scaled_pair_with_decay" if any(decays) else "subtract_scaled_pair"
-    real = getattr(tuned_update, kernel)
-    setattr(tuned_update, kernel, lambda *a: ran.append(1) or real(*a))
-    try:
-        ours, theirs = _both_pairs(tuned_update.paired_update, W, R, G, 0.05, *decays)
-    finally:
-        setattr(tuned_update, kernel, real)
-    assert ran == [1]
-    np.testing.assert_array_equal(ours[0], theirs[0])
-    np.testing.assert_array_equal(ours[1], theirs[1])
-
-
-def test_a_pair_that_the_pass_cannot_take_takes_the_two_steps():
-    """Views, another dtype, W and R one array, a read-only R: the reference's two steps, their bits, their errors."""
-    rng = np.random.default_rng(6)
-    W, R = _pair(rng, (12, 8), np.float32)
-    G = rng.standard_normal(W.shape).astype(np.float32)
-    for W_case, R_case, G_case in [(np.asfortranarray(W), R, G), (W, R, G.astype(np.float64)),
-                                   (W, np.asfortranarray(R), G)]:
-        ours, theirs = _both_pairs(tuned_update.paired_update, W_case, R_case, G_case, 0.1, 0.01, 0.0)
-        np.testing.assert_array_equal(ours[0], theirs[0])
-        np.testing.assert_array_equal(ours[1], theirs[1])
-    one, reference = W.copy(), W.copy()
-    tuned_update.paired_update(one, one, G, 0.1)  # W and R the same array: two steps on it
-    paired_update(reference, reference, G, 0.1)
-    np.testing.assert_array_equal(one, reference)
-    frozen = R.copy()
-    frozen.flags.writeable = False
-    with pytest.raises(ValueError, match="read-only"):
-        tuned_update.paired_update(W.copy(), frozen, G, 0.1)
-
-
-def test_timing_the_pair_plan_never_touches_the_weights(monkeypatch, tmp_path):
-    monkeypatch.setenv(plan.TUNE_VARIABLE, "1")
-    monkeypatch.setenv(plan.CACHE_VARIABLE, str(tmp_path))
-    plan.forget()
-    try:
-        rng = np.random.default_rng(7)
-        W, R = _pair(rng, (40, 30), np.float32)
-        G = rng.standard_normal(W.shape).astype(np.float32)
-        G_before = G.copy()
-        ours, theirs = _both_pairs(tuned.paired_update, W, R, G, 0.1, 0.0, 0.0)
-        timed = [p for key, p in plan.plans_in_this_process().items() if key.startswith("paired_update ")]
-        assert len(timed) == 1 and timed[0].measured_ms, "the plan was not timed"
-    finally:
-        plan.forget()
-    np.testing.assert_array_equal(ours[0], theirs[0])
-    np.testing.assert_array_equal(ours[1], theirs[1])
-    np.testing.assert_array_equal(G, G_before)
-
-
-@pytest.mark.parametrize("rule, weight_decay, single, paired", [("bp", 0.0, 1, None), ("frfb", 0.0, 1, None),
-                                                                 ("urfb", 1e-3, 0, 0.0), ("kp", 1e-3, 0, 1e-3)])
-def test_a_rule_takes_every_sgd_step_through_the_backend(rule, weight_decay, single, paired):
-    """bp and frfb: W's step, one call of ``weight_update`` per layer; urfb and kp: W's and R's steps in one call of
-    ``paired_update`` per layer, R's decay λ_R = 0 (urfb) or λ (kp)."""
-    singles, pairs = [], []
+@pytest.mark.parametrize("rule, weight_decay, steps_per_layer", [("bp", 0.0, 1), ("frfb", 0.0, 1), ("urfb", 0.0, 2),
+                                                                 ("kp", 1e-3, 2)])
+def test_a_rule_takes_every_sgd_step_through_the_backend(rule, weight_decay, steps_per_layer):
+    """W's step, and R's where the rule updates R, each one call of ``weight_update``."""
+    calls = []
 
     def counted(W, G, eta, weight_decay=0.0):
-        singles.append(W.shape)
+        calls.append(W.shape)
         forward_update(W, G, eta, weight_decay)
 
-    def counted_pair(W, R, G, eta, weight_decay=0.0, feedback_decay=0.0):
-        pairs.append((W.shape, R.shape, weight_decay, feedback_decay))
-        paired_update(W, R, G, eta, weight_decay, feedback_decay)
-
-    backend = dataclasses.replace(backends.get_backend("numpy"), weight_update=counted, paired_update=counted_pair)
+    backend = dataclasses.replace(backends.get_backend("numpy"), weight_update=counted)
     net = hebbref.build_network("simple", (1, 12, 12), 10, rule=rule, dtype="float32", backend=backend, seed=0)
     rng = np.random.default_rng(0)
     net.train_step(rng.random((6, 1, 12, 12), dtype=np.float32), np.arange(6) % 10, lr=0.05,
                    weight_decay=weight_decay)
-    shapes = sorted(p.W.shape for p in net.parameters())
-    assert sorted(singles) == shapes * single
-    assert sorted(pairs) == ([] if paired is None else sorted((s, s, weight_decay, paired) for s in shapes))
-
-
-def test_a_backend_without_a_paired_update_takes_its_own_weight_update_twice():
-    """The default ``paired_update``: W's step, then R's, each by this backend's ``weight_update``."""
-    calls = []
-
-    def counted(W, G, eta, weight_decay=0.0):
-        calls.append(weight_decay)
-        forward_update(W, G, eta, weight_decay)
-
-    numpy_backend = backends.get_backend("numpy")
-    six = [getattr(numpy_backend, name) for name in ("conv_forward", "conv_input_error", "conv_weight_increment",
-                                                       "locally_connected_forward", "locally_connected_input_error",
-                                                       "locally_connected_weight_increment")]
-    backend = backends.Backend("counted", *six, weight_update=counted)
-    W, R = _pair(np.random.default_rng(8), (5, 4), np.float64)
-    G = np.ones_like(W)
-    ours, theirs = _both_pairs(backend.paired_update, W, R, G, 0.1, 0.2, 0.0)
-    assert calls == [0.2, 0.0]
-    np.testing.assert_array_equal(ours[0], theirs[0])
-    np.testing.assert_array_equal(ours[1], theirs[1])
+    layers = net.parameters()
+    assert len(calls) == steps_per_layer * len(layers)
+    assert sorted(calls) == sorted([p.W.shape for p in layers] * steps_per_layer)
 
 
 @pytest.mark.parametrize("rule", ["urfb", "kp"])

@@ -295,8 +295,6 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "dropout_backward": {"loops": tuned_dropout.dropout_backward},
     # W ← W - η (G + λ W) with G first; timed on G alone (a scratch W), never on a network's W
     "weight_update": {"loops": tuned_update.update_of},
-    # W's and R's steps with one G (urfb, kp), G first; likewise timed on G alone
-    "paired_update": {"loops": tuned_update.paired_update_of},
     # a conv layer, its ramp and the pool above; timed with the backward pass it implies
     "conv_ramp_maxpool_forward": {"direct": tuned_conv_block.forward_direct_path,
                                   "channels": tuned_conv_block.forward_channels_path,

@@ -203,12 +203,6 @@ def weight_update(W, G, eta, weight_decay=0.0):
     _run("weight_update", G, W, eta, weight_decay, plan_arguments=(G,))
 
 
-def paired_update(W, R, G, eta, weight_decay=0.0, feedback_decay=0.0):
-    """W ← W - η (G + λ W) and R ← R - η (G + λ_R R), in place, one parallel pass over G; timed on G alone
-    (``tuned_update.paired_update_of``).  # SPEC §3, §9"""
-    _run("paired_update", G, W, R, eta, weight_decay, feedback_decay, plan_arguments=(G,))
-
-
 def dropout_draw(rng, x, p):
     """A training pass: (x ⊙ m, m), m = [u >= p]/(1-p) with u = rng.random(x.shape), the reference's numbers.
 
