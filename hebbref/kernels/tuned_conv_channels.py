@@ -120,7 +120,7 @@ def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
     ``literally(span)`` compiles the body once for each span (8 or 6) with ``span`` a constant, so
     each build keeps only its own lines. It is called, not inlined: inlining it into the four
     kernels made Numba type and lower it in each: ``simple``'s first step with an empty cache
-    took 59.6 s inlined and 55.2 s called, and the kernels ran no faster inlined
+    took 59.6 s inlined (f7b0801) and 55.3 s called (cf55ffa), and the kernels ran no faster inlined
     (BENCHMARKS.md, eleventh session). The two bodies are module functions, not closures of ``_channel_kernels``:
     a kernel that called a closure's compiled function could not be found again in Numba's disk
     cache (that function's type is named after its address in the process)."""
