@@ -117,13 +117,13 @@ def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
     """One image (padded, in ``xb``), one block of channels (its weights from ``wg``): the sums at position p
     into out[at0 + p·stride : … + BLOCK], for the Pq positions (whole passes of ``span``).
 
-    ``literally(span)`` compiles the body once for each span (8 or 6) with ``span`` a constant, so
-    each build keeps only its own lines. It is called, not inlined: inlining it into the four
-    kernels made Numba type and lower it in each: ``simple``'s first step with an empty cache
-    took 59.6 s inlined (f7b0801) and 55.3 s called (cf55ffa), and the kernels ran no faster inlined
-    (BENCHMARKS.md, eleventh session). The two bodies are module functions, not closures of ``_channel_kernels``:
-    a kernel that called a closure's compiled function could not be found again in Numba's disk
-    cache (that function's type is named after its address in the process)."""
+    ``literally(span)`` has Numba compile the body once for each span (8 or 6) with ``span`` a
+    constant, so each build keeps only its own lines. It is called, not inlined: inlined, it was
+    typed and lowered again in each kernel that runs it, and ``simple``'s first step with an
+    empty cache took 59.6 s (f7b0801) against 55.3 s called (cf55ffa), the kernels no faster
+    (BENCHMARKS.md, eleventh session). The two bodies are module functions, not closures of
+    ``_channel_kernels``: a kernel that called a closure's compiled function could not be found
+    again in Numba's disk cache (that function's type is named after its address in the process)."""
     literally(span)
     for p in range(0, Pq, span):
         q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
