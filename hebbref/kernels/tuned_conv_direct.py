@@ -38,11 +38,31 @@ from .tuned_simd import copy_run, wide_vector_registers, zero_run
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
+@njit(cache=True)
+def pad_plane(source, at, target, plane, H, W, before, after):
+    """The H×W plane at source[at:] into target[plane:] zero-padded to (H+before+after)×(W+before+after), flat arrays.
+
+    Only the border is zeroed: each cell is written once.
+    """
+    Wp = W + before + after
+    zero_run(target, plane, before * Wp)
+    zero_run(target, plane + (before + H) * Wp, after * Wp)
+    for i in range(H):
+        row = plane + (before + i) * Wp
+        zero_run(target, row, before)
+        copy_run(source, at + i * W, target, row + before, W)
+        zero_run(target, row + before + W, after)
+
+
 @njit(parallel=True, cache=True)
 def pad_spatial(x, before, after):
     """Zero-pad the last two axes of (N, C, H, W): -> (N, C, H+before+after, W+before+after).
 
-    Only the border is zeroed: the array is written once, not zeroed and then copied into.
+    The array is written once, not zeroed and then copied into, a plane at a time
+    (``pad_plane``). The plane's loops are a function of their own rather than written in
+    the parallel loop, where Numba's parallel passes took about as long again to compile
+    them: ``simple``'s first step with an empty cache took 55.3 s before and 53.8 s after,
+    and the paths that pad ran no slower (BENCHMARKS.md, eleventh session).
     """
     N, C, H, W = x.shape
     Hp, Wp = H + before + after, W + before + after
@@ -51,14 +71,7 @@ def pad_spatial(x, before, after):
     target = xp.reshape(-1)
     for n in prange(N):
         for c in range(C):
-            plane = (n * C + c) * Hp * Wp
-            zero_run(target, plane, before * Wp)
-            zero_run(target, plane + (before + H) * Wp, after * Wp)
-            for i in range(H):
-                row = plane + (before + i) * Wp
-                zero_run(target, row, before)
-                copy_run(source, ((n * C + c) * H + i) * W, target, row + before, W)
-                zero_run(target, row + before + W, after)
+            pad_plane(source, (n * C + c) * H * W, target, (n * C + c) * Hp * Wp, H, W, before, after)
     return xp
 
 
