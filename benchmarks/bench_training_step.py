@@ -26,7 +26,7 @@ round. Above the tables: the CPU (``runtime.cpu_key``), the versions, the thread
 process settings the ``numba`` backend made (``hebbref.runtime``) and the pace of the
 machine (NumPy's float32 matmul, ``machine_pace``; again at the end); below them, the
 plan ``hebbref.kernels.plan.choose`` took for every layer shape (measured on this
-machine during the warm-up steps, into a fresh plan file unless ``--reuse-plans``;
+machine during the warm-up steps, into a fresh plan file, removed at exit, unless ``--reuse-plans``;
 the default from the shapes with ``HEBBREF_TUNE=0``).
 
 All contenders run interleaved, one step each in turn, ``--repeats`` times; the table
@@ -593,7 +593,7 @@ def main(argv=None):
     print(f"- versions: hebbref {hebbref.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}, Python {platform.python_version()}")
     print(f"- plans: timed on this machine: {plan.timing_enabled()} (${plan.TUNE_VARIABLE}=0 takes the default "
-          f"from the shapes); plan file {plan.cache_file()}")
+          f"from the shapes); plan file {plan.cache_file()}{'' if args.reuse_plans else ' (removed at exit)'}")
     print(f"- process settings of the numba backend (hebbref.runtime; ${runtime.ENVIRONMENT_VARIABLE}=0 turns them "
           "off; PyTorch, in the same process, shares the allocator setting):")
     for change in runtime.CHANGES:
