@@ -60,8 +60,8 @@ def pad_spatial(x, before, after):
 
     The array is written once, not zeroed and then copied into, a plane at a time
     (``pad_plane``). The plane's loops are a function of their own rather than written in
-    the parallel loop, where Numba's parallel passes took about as long again to compile
-    them: ``simple``'s first step with an empty cache took 55.3 s before and 53.8 s after,
+    the parallel loop, where Numba's parallel passes spent most of the kernel's compile time
+    on them: ``simple``'s first step with an empty cache took 55.3 s before and 53.8 s after,
     and the paths that pad ran no slower (BENCHMARKS.md, eleventh session).
     """
     N, C, H, W = x.shape
