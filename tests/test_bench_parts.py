@@ -11,6 +11,7 @@ benchmarks/avx2_stand_in.sh's settings (the AVX2 features the tests compile for)
 import collections
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -149,17 +150,23 @@ def test_each_target_is_judged_on_its_side_of_its_line(bench):
     """Table 7: a time ratio meets its line from below, a share of the matmul limit from above; a best that meets
     it while the median does not is said so; a target whose table did not run is not judged."""
     simple, untied, deep = bench.TARGET_NETWORKS
-    results = {simple: (0.45, 0.49), untied: (0.3, 0.31), deep: (0.71, 0.69),
-               "deep 2b, every kernel": (0.8, 0.5), "deep 3, every kernel": (0.49, 0.6)}
+    results = {simple: (0.45, 0.49, (0.4, 0.5)), untied: (0.3, 0.31, None), deep: (0.71, 0.69, (0.6, 0.69)),
+               "deep 2b, every kernel": (0.8, 0.5, (0.5, 0.9)), "deep 3, every kernel": (0.49, 0.6, (0.3, 0.49))}
     verdicts = {row[0]: row[-1] for row in bench.target_rows(results)}
+    intervals = {row[0]: row[-2] for row in bench.target_rows(results)}
+    assert intervals[simple] == "0.400 to 0.500, all on the line's side"  # at most 0.5: 0.5 is on the line
+    assert intervals[untied] == "none (under 6 rounds)"
+    assert intervals["deep 2b, every kernel"] == "0.500 to 0.900, all on the line's side"  # at least 0.5
+    assert intervals["deep 3, every kernel"] == "0.300 to 0.490, all past the line"
     assert verdicts[simple] == "met"
     assert verdicts[untied] == "met by the best only"  # at most 0.3: 0.3 itself is on the line
     assert verdicts[deep] == "met by the median only"
     assert verdicts["deep 2b, every kernel"] == "met"  # at least 0.5: 0.5 itself is on the line
     assert verdicts["deep 3, every kernel"] == "met by the median only"
     assert verdicts["urfb / bp, `deep`"] == "not measured (table 4)"
-    results[simple] = (0.51, 0.52)
+    results[simple] = (0.51, 0.52, (0.49, 0.55))
     assert {row[0]: row[-1] for row in bench.target_rows(results)}[simple] == "**not met**"
+    assert {row[0]: row[-2] for row in bench.target_rows(results)}[simple] == "0.490 to 0.550, across the line"
     assert [row[0] for row in bench.target_rows({})] == [target[0] for target in bench.TARGETS]
 
 
@@ -185,7 +192,50 @@ def test_the_tables_record_every_ratio_a_target_names(bench, monkeypatch):
     assert {target[0] for target in bench.TARGETS} <= set(results)
     flops_2b, flops_matmul = 2.0 * 2 * 64 * 64 * 9 * 11 * 11, 2 * 2048 ** 3
     assert results["deep 2b, every kernel"][0] == pytest.approx(flops_2b * 0.7 / flops_matmul)
-    assert results[bench.TARGET_NETWORKS[0]] == (0.5, 0.5)  # hebbref 0.1 against PyTorch 0.2
+    assert results[bench.TARGET_NETWORKS[0]] == (0.5, 0.5, None)  # hebbref 0.1 against PyTorch 0.2, one round
+
+
+def _binomial_below(n, k):
+    """P(Binomial(n, 1/2) < k), summed term by term."""
+    return sum(math.comb(n, i) for i in range(k)) / 2 ** n
+
+
+@pytest.mark.parametrize("n", [6, 7, 9, 21, 41, 61])
+def test_the_median_interval_takes_the_widest_order_statistics_a_95_percent_interval_needs(bench, n):
+    """The k-th smallest and largest of n ratios, k the largest with P(Binomial(n, 1/2) < k) ≤ 2.5 %: one step
+    narrower and the chance of missing the median on either side passes 2.5 %."""
+    ratios = [float(i) for i in np.random.default_rng(n).permutation(n)]  # 0 .. n-1, shuffled
+    low, high = bench.median_interval(ratios)
+    k = int(low) + 1
+    assert high == n - k  # the k-th largest: symmetric
+    assert _binomial_below(n, k) <= 0.025 < _binomial_below(n, k + 1)
+    assert bench.median_interval(ratios[:5]) is None  # five rounds: even (min, max) misses 2 × 1/32 of the time
+
+
+def test_the_median_interval_holds_the_median_as_often_as_it_says(bench):
+    """Drawn from a skewed law whose median is known (an exponential's, ln 2), 41 rounds at a time: the interval
+    holds it in at least 95 % of the draws (97.2 % by the binomial sum), and not in every draw."""
+    rng = np.random.default_rng(7)
+    held = sum(low <= math.log(2) <= high for low, high in
+               (bench.median_interval(list(rng.exponential(size=41))) for _ in range(4000)))
+    assert 0.955 <= held / 4000 <= 0.985
+
+
+def test_table_4_runs_the_rounds_it_is_given_and_the_other_tables_theirs(bench, monkeypatch):
+    """``--price-rounds`` reaches table 4's race alone; tables 1 to 3 keep ``--repeats``."""
+    monkeypatch.setattr(bench, "torch", None)
+    monkeypatch.setattr(bench, "hebbref_step", lambda *args, **kwargs: (lambda: None))
+    asked = []
+
+    def race(contenders, repeats):
+        asked.append((tuple(contenders), repeats))
+        return {name: [0.1] * repeats for name in contenders}
+    monkeypatch.setattr(bench, "race", race)
+    results = {}
+    bench.network_tables(2, 3, {1, 2, 3, 4}, results, price_rounds=9)
+    assert [repeats for names, repeats in asked if "bp" in names] == [9, 9, 9]
+    assert [repeats for names, repeats in asked if "bp" not in names] == [3, 3, 3]
+    assert results["urfb / bp, `simple`"] == (1.0, 1.0, (0.1 / 0.1, 0.1 / 0.1))
 
 
 def test_find_gathers_tells_masked_loads_from_masked_stores():
