@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "hebbref.experiments.cli",
     "theory.cli",
     "hebbref.runtime",
+    "hebbref.reading",
 )
 
 
