@@ -141,7 +141,9 @@ def add_commands(subparsers):
     """``hebbref reading-list``: the files and functions one training step runs, in the order a reader meets them."""
     parser = subparsers.add_parser(
         "reading-list", help="the files and functions of hebbref one training step runs, in order",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description="List every function of hebbref that one training step runs, file by file in the order "
+                    "first met, with its number of calls. The step runs with Numba's compiler off, so the readable "
+                    "tier's loop bodies are listed too; hence the numpy and readable backends only.")
     parser.add_argument("--net", default="simple", help="a preset (simple, deep) or a description (default simple)")
     parser.add_argument("--rule", default="urfb", help="a learning rule (hebbref rules lists them; default urfb)")
     parser.add_argument("--backend", default="readable", choices=BACKENDS,
