@@ -39,6 +39,7 @@ import numpy as np
 from numba import cuda
 
 import hebbref
+from hebbref import reading
 from hebbref.backends import get_backend
 from hebbref.kernels import (plan, readable, tuned_conv_block, tuned_conv_direct, tuned_conv_rows, tuned_conv_shifted,
                              tuned_conv_winograd, tuned_simd, tuned_untied_block)
@@ -291,6 +292,30 @@ for layer_numpy, layer_numba in zip(networks["numpy"].parameters(), networks["nu
     np.testing.assert_allclose(layer_numba.W, layer_numpy.W, rtol=1e-9, atol=1e-12, err_msg=layer_numpy.name)
     np.testing.assert_allclose(layer_numba.R, layer_numpy.R, rtol=1e-9, atol=1e-12, err_msg=layer_numpy.name)
 print("one urfb step of `simple`: numba and numpy weights agree; loss", round(losses["numpy"], 6))
+
+# %% [markdown]
+# ## What one step runs, in the order a reader meets it
+#
+# To follow a step through the code, `hebbref reading-list` (here its function,
+# `hebbref.reading.reading_list`) takes one training step with Numba's compiler switched
+# off, so that the readable tier's loops and bodies run as the Python they are written in,
+# and lists every function of hebbref the step called, file by file in the order first
+# met, with its number of calls. On the `readable` backend the conv layer's forward body
+# is called once per element of h, and its increment's body once per element of G; the
+# first layer sends no error further down, so no input-error body runs for it.
+
+# %%
+rows = reading.reading_list("simple", "urfb", "readable", batch=2)
+files = reading.by_file(rows)
+print(f"one urfb step of `simple`, batch 2: {len(rows)} functions in {len(files)} files")
+for path, functions in files.items():
+    print(f"  {path}: {len(functions)} functions")
+print("hebbref/kernels/readable.py, calls each:")
+for name, count in files["hebbref/kernels/readable.py"]:
+    print(f"  {name:50s} {count:6d}")
+calls = dict(files["hebbref/kernels/readable.py"])
+assert calls["conv_forward_at"] == 2 * 32 * 28 * 28  # one per element of h: 2 images, 32 channels, 28 × 28
+assert calls["conv_weight_increment_at"] == 32 * 1 * 5 * 5  # one per element of G
 
 # %% [markdown]
 # ## Three layers as one step: the layout between them
