@@ -112,7 +112,7 @@ def test_an_existing_checkpoint_is_not_overwritten_without_resume(tmp_path, caps
     assert (tmp_path / "run" / CHECKPOINT).read_bytes() == before
 
 
-def test_weights_that_blew_up_are_not_kept_and_the_message_says_so(tmp_path, capsys):
+def test_weights_that_blew_up_are_not_kept_and_the_message_says_so(tmp_path, capsys, recwarn):
     # one batch per epoch; with η = 1e30 the first step blows W up (still finite in float32,
     # but the loss of those weights overflows): that epoch's checkpoint must not be written
     # (tests/test_faults_train.py covers a good checkpoint followed by a divergence)
@@ -126,6 +126,8 @@ def test_weights_that_blew_up_are_not_kept_and_the_message_says_so(tmp_path, cap
     assert "diverged" in err and "after epoch 1" in err and "no checkpoint was written" in err, err
     assert not (out / CHECKPOINT).exists()
     assert (out / LOG).read_text() == ""
+    # and nothing else on stderr: NumPy's overflow warnings, two lines each outside pytest, are not shown
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 @pytest.mark.parametrize("change,words", [

@@ -348,10 +348,13 @@ def train(config, resume=False, splits=None, stream=None):
         order = loop.shuffle_rng.permutation(n)  # (N,) this epoch's order
         progress = Progress(epoch, config.epochs, n_batches, config.quiet, stream)
         curve = HeldOutCurve(net, xs, config, epoch, n_batches) if config.evals_per_epoch else None
-        train_loss = run_epoch(net, x, splits.y_train, order, config, epoch, progress, curve)
-        train_seconds = time.perf_counter() - start
-        record = {"epoch": epoch, "train_loss": train_loss}
-        record.update(evaluate(net, xs, config))
+        # weights blowing up overflow NumPy's products (the numpy backend's; compiled kernels never warn): the
+        # loop says so itself, in one line (run_epoch's loss, check_healthy's weights), so no warning is printed
+        with np.errstate(over="ignore", invalid="ignore"):
+            train_loss = run_epoch(net, x, splits.y_train, order, config, epoch, progress, curve)
+            train_seconds = time.perf_counter() - start
+            record = {"epoch": epoch, "train_loss": train_loss}
+            record.update(evaluate(net, xs, config))
         record.update(curve.record() if curve else {})
         record["seconds"] = time.perf_counter() - start
         record["train_seconds"] = train_seconds
