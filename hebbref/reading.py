@@ -29,9 +29,26 @@ INPUT_SHAPES = {"simple": (1, 28, 28), "deep": (3, 32, 32)}
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _function_name(code):
-    """The function's qualified name (``Network.train_step``); its plain name before Python 3.11."""
-    return getattr(code, "co_qualname", code.co_name)
+def _function_name(frame):
+    """The qualified name (``Network.train_step``) of the function running in ``frame``."""
+    code = frame.f_code
+    return getattr(code, "co_qualname", None) or _qualname_from_class(frame)
+
+
+def _qualname_from_class(frame):
+    """Before Python 3.11 (no ``co_qualname``): a method's name after the class that defines it, found along the MRO
+    of its ``self`` or ``cls``; a module's function by its name; a nested function by its name and first line."""
+    code = frame.f_code
+    owner = frame.f_locals.get("self", frame.f_locals.get("cls")) if code.co_argcount else None
+    for klass in (owner if isinstance(owner, type) else type(owner)).__mro__ if owner is not None else ():
+        found = klass.__dict__.get(code.co_name)
+        functions = ((found.fget, found.fset, found.fdel) if isinstance(found, property)
+                     else (getattr(found, "__func__", found),))  # a classmethod's or staticmethod's function
+        if any(getattr(function, "__code__", None) is code for function in functions):
+            return f"{klass.__qualname__}.{code.co_name}"
+    if getattr(frame.f_globals.get(code.co_name), "__code__", None) is code:
+        return code.co_name
+    return f"{code.co_name} (line {code.co_firstlineno})"
 
 
 def trace_step(net="simple", rule="urfb", backend="readable", untied=False, batch=2, input_shape=None, seed=0):
@@ -57,7 +74,7 @@ def trace_step(net="simple", rule="urfb", backend="readable", untied=False, batc
         code = frame.f_code
         if not code.co_filename.startswith(PACKAGE + os.sep) or code.co_name.startswith("<"):
             return
-        key = (os.path.relpath(code.co_filename, root), _function_name(code))
+        key = (os.path.relpath(code.co_filename, root), _function_name(frame))
         calls[key] = calls.get(key, 0) + 1
 
     sys.setprofile(profile)

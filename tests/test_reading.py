@@ -5,6 +5,8 @@ bodies are seen: each is called once per element of its output, which pins the t
 the step that ran (a body counted per layer rather than per element, or a first layer
 that sent an error below it, would change the counts).
 """
+import sys
+
 import pytest
 
 from hebbref import cli, reading
@@ -75,3 +77,37 @@ def test_the_command_prints_the_counts_then_each_file_and_its_functions(capsys):
     assert out[2] == "hebbref/network.py" and out[3].strip().startswith("Network.train_step  [1]")
     assert cli.main(["reading-list", "--input-shape", "0,8"]) == 2
     assert "error: --input-shape takes positive whole numbers" in capsys.readouterr().err
+
+
+class _Base:
+    def method(self):
+        return sys._getframe()
+
+    @property
+    def value(self):
+        return sys._getframe()
+
+    @classmethod
+    def maker(cls):
+        return sys._getframe()
+
+
+class _Child(_Base):
+    pass
+
+
+def _plain():
+    return sys._getframe()
+
+
+def test_before_python_3_11_a_method_is_named_after_the_class_that_defines_it():
+    """Without ``co_qualname`` a method's name comes from the MRO of ``self`` or ``cls`` (the defining class, not the
+    object's own), a nested function's from its name and first line (two closures may share a name)."""
+    assert reading._qualname_from_class(_Child().method()) == "_Base.method"
+    assert reading._qualname_from_class(_Child.maker()) == "_Base.maker"
+    assert reading._qualname_from_class(_Child().value) == "_Base.value"
+    assert reading._qualname_from_class(_plain()) == "_plain"
+
+    def nested():
+        return sys._getframe()
+    assert reading._qualname_from_class(nested()) == f"nested (line {nested.__code__.co_firstlineno})"
