@@ -301,8 +301,9 @@ print("one urfb step of `simple`: numba and numpy weights agree; loss", round(lo
 # off, so that the readable tier's loops and bodies run as the Python they are written in,
 # and lists every function of hebbref the step called, file by file in the order first
 # met, with its number of calls. On the `readable` backend the conv layer's forward body
-# is called once per element of h, and its increment's body once per element of G; the
-# first layer sends no error further down, so no input-error body runs for it.
+# is called once per element of h, and its increment's body once per element of G. The
+# first layer sends no error further down, so the forward body is not called again for
+# an input error (which the readable tier computes as a forward correlation of δ).
 
 # %%
 rows = reading.reading_list("simple", "urfb", "readable", batch=2)
