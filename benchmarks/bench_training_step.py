@@ -127,13 +127,18 @@ def table(title, times, baseline, note=""):
               f"{paired_ratio(ts, times[baseline]) if base else 'n/a'} |")
 
 
-def paired_ratio(ts, baseline_ts):
-    """The median over rounds of this contender's time over the baseline's in the same round.
+def round_ratios(ts, baseline_ts):
+    """This contender's time over the baseline's in the same round, round by round.
 
     On a machine whose load comes and goes, the best of each contender may fall in
     different moments; two runs of one round met nearly the same load.
     """
-    return f"{statistics.median(t / b for t, b in zip(ts, baseline_ts)):.2f}"
+    return [t / b for t, b in zip(ts, baseline_ts)]
+
+
+def paired_ratio(ts, baseline_ts):
+    """The median over rounds of ``round_ratios``, as the tables print it."""
+    return f"{statistics.median(round_ratios(ts, baseline_ts)):.2f}"
 
 
 def median_interval(ratios, confidence=0.95):
@@ -475,7 +480,7 @@ TARGETS = ([(TARGET_NETWORKS[0], 0.5, "at most", 1), (TARGET_NETWORKS[1], 0.3, "
 def record(results, what, times, baseline_times):
     """results[what] = (best / best of the baseline, median over rounds of the ratio within a round, that median's
     95 % interval or None: ``median_interval``)."""
-    ratios = [t / b for t, b in zip(times, baseline_times)]
+    ratios = round_ratios(times, baseline_times)
     results[what] = (min(times) / min(baseline_times), statistics.median(ratios), median_interval(ratios))
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections import OrderedDict
 
-from .errors import ConfigError
+from .errors import ConfigError, HebbrefError
 
 BACKENDS = ("numpy", "readable")
 # one example's shape for the presets, as in the paper (SPEC §6): simple on 28×28 images, deep on 32×32 colour
@@ -87,8 +87,6 @@ def trace_step(net="simple", rule="urfb", backend="readable", untied=False, batc
 
 def _child():
     """The traced process: the arguments as JSON in argv[1]; prints the rows, or {"error": message}, as JSON."""
-    from .errors import HebbrefError
-
     try:
         print(json.dumps(trace_step(**json.loads(sys.argv[1]))))
     except HebbrefError as error:  # a bad network or rule name: its one line, as the command prints errors
