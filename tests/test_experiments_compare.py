@@ -324,3 +324,23 @@ def test_parallel_workers_share_the_cores_and_the_environment_is_put_back(monkey
     with threads_per_worker(16):
         assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     assert dict(os.environ) == before
+
+
+def test_a_grid_on_the_numba_backend_says_once_when_its_first_steps_will_compile_and_time_the_kernels(
+        tmp_path, tiny_data, monkeypatch):
+    from hebbref.experiments.compare import run_grid
+    from hebbref.kernels import plan
+
+    configs = grid_configs(base(tiny_data, epochs=1, backend="numba"), tmp_path, ["dense4 ramp out"], ["bp", "urfb"])
+    for planned, expected in ((True, 0), (False, 1)):
+        monkeypatch.setattr(plan, "nothing_planned", lambda planned=planned: not planned)
+        stream = io.StringIO()
+        run_grid([dataclasses.replace(c, out=str(tmp_path / f"{planned}" / Path(c.out).name)) for c in configs],
+                 stream=stream)
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 2 + expected and lines[-1].startswith("[2/2]")
+        if expected:
+            assert lines[0].startswith("hebbref: no plans on file for this CPU") and str(plan.cache_file()) in lines[0]
+    stream = io.StringIO()  # the numpy backend plans nothing
+    run_grid([dataclasses.replace(configs[0], backend="numpy", out=str(tmp_path / "numpy"))], stream=stream)
+    assert "no plans" not in stream.getvalue()

@@ -226,3 +226,20 @@ def test_angle_and_correlation_on_known_vectors():
     assert angle_degrees(np.array([1.0, 1.0]), np.array([-3.0, -3.0])) == pytest.approx(180.0)
     assert correlation(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0])) == pytest.approx(1.0)
     assert np.isnan(angle_degrees(np.zeros(3), np.ones(3)))
+
+
+@pytest.mark.parametrize("backend, nothing_planned, said", [("numba", True, True), ("numba", False, False),
+                                                             ("numpy", True, False)])
+def test_training_says_when_its_first_steps_will_compile_and_time_the_kernels(tmp_path, monkeypatch, backend,
+                                                                              nothing_planned, said):
+    import io
+
+    from hebbref.kernels import plan
+
+    monkeypatch.setattr(plan, "nothing_planned", lambda: nothing_planned)
+    stream = io.StringIO()
+    train(config(tmp_path, backend=backend, quiet=False, epochs=1, train_size=200), stream=stream)
+    assert ("no plans on file for this CPU and this kernel code yet" in stream.getvalue()) == said
+    stream = io.StringIO()
+    train(config(tmp_path, "quiet", backend=backend, epochs=1, train_size=200), stream=stream)
+    assert "no plans" not in stream.getvalue()

@@ -326,3 +326,18 @@ def test_the_cpu_identity_reads_cpuinfo_and_names_what_numba_compiles_for(tmp_pa
     assert other_features.startswith("skylake-avx512 with features ") and other_features != "skylake-avx512"
     monkeypatch.setattr(runtime, "_cpu_fields", lambda: {})  # not Linux: the model name from platform
     assert runtime.cpu_key().startswith(f"{runtime.cpu_model()} [")
+
+
+def test_nothing_planned_until_a_plan_of_this_kernel_code_is_on_file_for_this_machine(timing_on, monkeypatch):
+    """What hebbref's commands check before they say that the first steps will compile and time the kernels."""
+    entry = {"path": "loops", "threads": 1, "block": None, "measured_ms": None}
+    assert plan.nothing_planned()  # no plan file
+    timing_on.write_text(json.dumps({"another CPU, 2 threads": {"ramp float32[2]": {**entry, "kernels": plan.kernels_source()}}}))
+    assert plan.nothing_planned()  # plans of another machine only
+    timing_on.write_text(json.dumps({plan.machine(): {"ramp float32[2]": {**entry, "kernels": "0" * 64}}}))
+    assert plan.nothing_planned()  # plans of other kernel code only
+    timing_on.write_text(json.dumps({plan.machine(): {"ramp float32[2]": {**entry, "kernels": plan.kernels_source()}}}))
+    assert not plan.nothing_planned()
+    timing_on.unlink()
+    monkeypatch.setenv(plan.TUNE_VARIABLE, "0")  # nothing will be timed: nothing to say
+    assert not plan.nothing_planned()

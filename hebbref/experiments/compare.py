@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import plots
-from .train import LOG, prepare_out, train
+from .train import LOG, first_steps_notice, prepare_out, train
 from .rundir import RunsFailed, failure_text, lock_folder, worker_pool
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
@@ -117,6 +117,11 @@ def run_grid(configs, jobs=1, stream=None, scheduler=None, keep_going=False):
         return run_grid_distributed(configs, scheduler, stream, keep_going=keep_going)
     total = len(configs)
     failures = []
+    for backend in dict.fromkeys(config.backend for config in configs):  # the first steps' cost, said once
+        notice = first_steps_notice(backend)
+        if notice:
+            stream.write(notice + "\n")
+            break
     if jobs <= 1:
         for i, config in enumerate(configs, start=1):
             stream.write(f"[{i}/{total}] {run_name(config)}\n")

@@ -290,6 +290,20 @@ def evaluate(net, splits, config):
     return record
 
 
+def first_steps_notice(backend=None):
+    """The line hebbref's commands print before training on the numba backend when it has planned nothing on
+    this machine yet (``plan.nothing_planned``), else None: the first steps will be slow, once."""
+    if get_backend(backend).name != "numba":
+        return None
+    from ..kernels import plan
+
+    if not plan.nothing_planned():
+        return None
+    return (f"hebbref: no plans on file for this CPU and this kernel code yet ({plan.cache_file()}): the first "
+            "steps compile the numba backend's kernels and time their paths, about a minute on 2 cores, once; "
+            "later runs read both from disk")
+
+
 @locked_run  # one run per folder at a time; stale temporary files removed
 def train(config, resume=False, splits=None, stream=None):
     """Train as ``config`` says; returns (history, network).
@@ -328,6 +342,9 @@ def train(config, resume=False, splits=None, stream=None):
         untied=config.untied, seed=config.seed, dtype=config.dtype, dropout=config.dropout,
         backend=config.backend,
     )
+    notice = None if config.quiet else first_steps_notice(net.backend)
+    if notice:
+        stream.write(notice + "\n")
     check_batch = reference_batch(splits.x_train, splits.y_train)
     start_loss = weights_loss(net, check_batch, config.loss, config.mu)  # of the initial weights
     if saved is not None:

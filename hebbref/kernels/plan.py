@@ -487,6 +487,17 @@ def timing_enabled():
     return "PYTEST_CURRENT_TEST" not in os.environ
 
 
+def nothing_planned():
+    """Whether timing is on and the plan file holds no plan for this machine and the kernels' source now.
+
+    Then the first steps compile every candidate path of each layer shape they meet and time
+    it (about a minute for `simple` on 2 cores); hebbref's commands say so before they train.
+    """
+    if not timing_enabled():
+        return False
+    return not any(stored.get("kernels") == kernels_source() for stored in stored_plans().values())
+
+
 def forget():
     """Forget this process's plans (the plan file stays)."""
     _chosen.clear()
