@@ -6,7 +6,8 @@ to no more than it.
 These run on the NumPy reference backend, a small batch, and no PyTorch. Last, a run
 states the pace of the machine at its start and its end (the steps themselves left out).
 Then the parts of benchmarks/find_gathers.py that read machine code, and
-benchmarks/avx2_stand_in.sh's settings (the AVX2 features the tests compile for).
+benchmarks/avx2_stand_in.sh's settings (the AVX2 features the tests compile for), and
+benchmarks/compile_costs.py's bookkeeping of Numba's nested compilations.
 """
 import collections
 import importlib.util
@@ -329,3 +330,34 @@ def test_the_avx2_stand_in_holds_numba_to_the_features_the_tests_compile_for(tmp
     assert json.loads(done.stdout)["NUMBA_CACHE_DIR"] == str(tmp_path)
     missing = subprocess.run(["bash", str(STAND_IN), "skylake"], capture_output=True, text=True)
     assert missing.returncode == 2 and "usage" in missing.stderr
+
+
+def test_compile_costs_counts_each_function_s_own_time_once():
+    """benchmarks/compile_costs.py: a function's compile time less that of the functions it calls, builds counted."""
+    import time as clock
+
+    import numba
+
+    spec = importlib.util.spec_from_file_location("compile_costs", BENCH.parent / "compile_costs.py")
+    costs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(costs)
+
+    @numba.njit
+    def inner(a):
+        return a * 2 + 1
+
+    @numba.njit
+    def outer(a):
+        return inner(a) - inner(a)
+
+    def step():
+        outer(3)
+        outer(np.float32(3))  # a second build of each
+        clock.sleep(0.05)  # not compiling
+
+    seconds, functions = costs.own_compile_times(step)
+    mine = {name.rsplit(".", 1)[-1]: value for name, value in functions.items() if "<locals>" in name}
+    assert mine["outer"][0] == 2 and mine["inner"][0] == 2
+    assert all(own > 0 for _, own in functions.values())
+    # nested compilations are not counted twice: the own times add up to at most the step, less its sleep
+    assert sum(own for _, own in functions.values()) <= seconds - 0.05
