@@ -52,7 +52,7 @@ Output channels past the last whole group compute with zero weights and are not
 written. float32 only (``plan.DTYPES``).
 """
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange
 
 from . import tuned_pooling
 from .tuned_conv_direct import pad_spatial
@@ -147,9 +147,72 @@ def pool_four_channels(best, mark, at, first, s0, u0, s1, u1, s2, u2, s3, u3, m0
     pool_cell(best, mark, at + 3 * SPAN + LANES, u3, p3, first)
 
 
+@njit(cache=True)
+def piece_of_windows(x, weights, taps, T, n, new, N, O, H, Wd, Wp, k, t, top, left, Ho, Wo, s, best, mark, marks, ys,
+                     group):
+    """One piece of ``SPAN`` images from image n (the first ``new`` of them written by the piece before), every
+    group of output channels: the sums of each location held
+    in registers, ramped, marked and pooled into the windows that hold it (``best``, ``mark``), then each
+    group's windows written out (``marks``: the winners, images last; ``ys``: y, images first).
+
+    ``literally(group)`` has Numba compile the body once for each group (4 or 8) with ``group`` a
+    constant, so the sums of the other four channels are not there at all where it is four. It
+    is called from the parallel kernel, not written in its loop: there Numba's parallel passes
+    went over all of it, twice, and a first step of untied ``simple`` with an empty cache spent
+    about a quarter of its time compiling the two builds (``benchmarks/compile_costs.py``,
+    BENCHMARKS.md, thirteenth session).
+    """
+    literally(group)
+    sv = vsplat(s)
+    one = vsplat(np.float32(1.0))
+    minus_one = vsplat(np.float32(-1.0))
+    for g in range(-(-O // group)):
+        for i in range(H):
+            rows = windows_holding(i, k, t, top, Ho)
+            for j in range(Wd):
+                columns = windows_holding(j, k, t, left, Wo)
+                xb = (i * Wp + j) * N + n
+                wb = ((g * H + i) * Wd + j) * T * group
+                s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702 (group 8 only)
+                u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
+                for term in range(T):
+                    a = vload(x, xb + taps[term])
+                    b = vload(x, xb + taps[term] + LANES)
+                    w = wb + term * group
+                    s0, u0, s1, u1, s2, u2, s3, u3 = four_channels(weights, w, a, b, s0, u0, s1, u1, s2, u2, s3, u3)
+                    if group == 8:
+                        s4, u4, s5, u5, s6, u6, s7, u7 = four_channels(weights, w + 4, a, b, s4, u4, s5, u5, s6, u6,
+                                                                       s7, u7)
+                label = vsplat(np.float32(i * Wd + j))
+                saturated = vsplat(np.float32(-1 - (i * Wd + j)))
+                s0, u0, s1, u1, s2, u2, s3, u3, m0, p0, m1, p1, m2, p2, m3, p3 = ramp_four_channels(
+                    sv, one, minus_one, label, saturated, s0, u0, s1, u1, s2, u2, s3, u3)
+                s4, u4, s5, u5, s6, u6, s7, u7, m4, p4, m5, p5, m6, p6, m7, p7 = ramp_four_channels(
+                    sv, one, minus_one, label, saturated, s4, u4, s5, u5, s6, u6, s7, u7)  # group 8 only
+                for u in range(rows[0], rows[1] + 1):
+                    for v in range(columns[0], columns[1] + 1):
+                        first = i == max(u * t - top, 0) and j == max(v * t - left, 0)
+                        at = (u * Wo + v) * group * SPAN  # the window's channels next to each other
+                        pool_four_channels(best, mark, at, first, s0, u0, s1, u1, s2, u2, s3, u3,
+                                           m0, p0, m1, p1, m2, p2, m3, p3)
+                        if group == 8:
+                            pool_four_channels(best, mark, at + 4 * SPAN, first, s4, u4, s5, u5, s6, u6, s7, u7,
+                                               m4, p4, m5, p5, m6, p6, m7, p7)
+        o = g * group
+        for r in range(min(group, O - o)):  # the group's windows out, each in the order of its array
+            for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
+                at = (p * group + r) * SPAN
+                out = ((o + r) * Ho * Wo + p) * N + n
+                copy_run(mark, at + new, marks, out + new, SPAN - new)  # float32 to int32, exact
+            # y images first: channel r of every window of the piece's new images, turned over
+            turn_over(best, r * SPAN + new, group * SPAN, ys, ((n + new) * O + o + r) * Ho * Wo, O * Ho * Wo,
+                      Ho * Wo, SPAN - new)
+
+
 def _sums_kernel(group):
-    """The kernel for ``group`` (4 or 8) output channels at a time: a constant of its code, so that its sums are
-    values LLVM holds in registers."""
+    """The kernel for ``group`` (4 or 8) output channels at a time, a constant of its code (``piece_of_windows``)."""
 
     @njit(parallel=True, cache=True)
     def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
@@ -158,69 +221,23 @@ def _sums_kernel(group):
 
         ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
         ``weights_by_location(W, group)``; ``winner`` marked as ``ramp_maxpool_images_last``
-        marks it.
+        marks it. One parallel iteration per piece of ``SPAN`` images.
         """
         C, Hp, Wp, N = x_last.shape
         T = C * kc * kc
-        groups = -(-O // group)
         taps = batch_last_taps(C, Hp, Wp, kc, N)
         x = x_last.reshape(-1)
         y = np.empty((N, O, Ho * Wo), dtype=np.float32)
         ys = y.reshape(-1)
         winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
         marks = winner.reshape(-1)
-        sv = vsplat(np.float32(s))
-        one = vsplat(np.float32(1.0))
-        minus_one = vsplat(np.float32(-1.0))
         for piece in prange(-(-N // SPAN)):
             n = min(piece * SPAN, N - SPAN)  # the piece's first image
             new = piece * SPAN - n  # images of the piece before this one are written by that one
             best = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
             mark = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
-            for g in range(groups):
-                for i in range(H):
-                    rows = windows_holding(i, k, t, top, Ho)
-                    for j in range(Wd):
-                        columns = windows_holding(j, k, t, left, Wo)
-                        xb = (i * Wp + j) * N + n
-                        wb = ((g * H + i) * Wd + j) * T * group
-                        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                        u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
-                        s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702 (group 8 only)
-                        u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
-                        for term in range(T):
-                            a = vload(x, xb + taps[term])
-                            b = vload(x, xb + taps[term] + LANES)
-                            w = wb + term * group
-                            s0, u0, s1, u1, s2, u2, s3, u3 = four_channels(weights, w, a, b, s0, u0, s1, u1, s2, u2,
-                                                                           s3, u3)
-                            if group == 8:
-                                s4, u4, s5, u5, s6, u6, s7, u7 = four_channels(weights, w + 4, a, b, s4, u4, s5, u5,
-                                                                               s6, u6, s7, u7)
-                        label = vsplat(np.float32(i * Wd + j))
-                        saturated = vsplat(np.float32(-1 - (i * Wd + j)))
-                        s0, u0, s1, u1, s2, u2, s3, u3, m0, p0, m1, p1, m2, p2, m3, p3 = ramp_four_channels(
-                            sv, one, minus_one, label, saturated, s0, u0, s1, u1, s2, u2, s3, u3)
-                        s4, u4, s5, u5, s6, u6, s7, u7, m4, p4, m5, p5, m6, p6, m7, p7 = ramp_four_channels(
-                            sv, one, minus_one, label, saturated, s4, u4, s5, u5, s6, u6, s7, u7)  # group 8 only
-                        for u in range(rows[0], rows[1] + 1):
-                            for v in range(columns[0], columns[1] + 1):
-                                first = i == max(u * t - top, 0) and j == max(v * t - left, 0)
-                                at = (u * Wo + v) * group * SPAN  # the window's channels next to each other
-                                pool_four_channels(best, mark, at, first, s0, u0, s1, u1, s2, u2, s3, u3,
-                                                   m0, p0, m1, p1, m2, p2, m3, p3)
-                                if group == 8:
-                                    pool_four_channels(best, mark, at + 4 * SPAN, first, s4, u4, s5, u5, s6, u6, s7,
-                                                       u7, m4, p4, m5, p5, m6, p6, m7, p7)
-                o = g * group
-                for r in range(min(group, O - o)):  # the group's windows out, each in the order of its array
-                    for p in range(Ho * Wo):  # the marks as int32, images last: a run of images per window
-                        at = (p * group + r) * SPAN
-                        out = ((o + r) * Ho * Wo + p) * N + n
-                        copy_run(mark, at + new, marks, out + new, SPAN - new)  # float32 to int32, exact
-                    # y images first: channel r of every window of the piece's new images, turned over
-                    turn_over(best, r * SPAN + new, group * SPAN, ys, ((n + new) * O + o + r) * Ho * Wo, O * Ho * Wo,
-                              Ho * Wo, SPAN - new)
+            piece_of_windows(x, weights, taps, T, n, new, N, O, H, Wd, Wp, k, t, top, left, Ho, Wo, np.float32(s),
+                             best, mark, marks, ys, group)
         return y.reshape(N, O, Ho, Wo), winner
 
     return ramp_maxpool_sums
