@@ -9,9 +9,11 @@ plans measured, so every candidate path of every layer is compiled. Numba report
 compilation as an event (``numba:compile``, ``numba.core.event``), opened when a
 function is compiled for a new signature and closed when that is done, around the
 compilations of the functions it calls; here each function's own time is its events'
-time less that of the compilations nested in them. Prints the step's time, the sum of
-the compile times, and the functions that took longest, with how many builds (signatures,
-spans, block sizes) each took. Compile times vary between runs by a few per cent.
+time less that of the compilations nested in them, and of that the time LLVM held its
+lock (``numba:llvm_lock``), the rest being Numba's own passes. Prints the step's time, the
+sum of the compile times, and the functions that took longest, with how many builds
+(signatures, spans, block sizes) each took. Compile times vary between runs by a few per
+cent, and more on a busy host.
 """
 import argparse
 import collections
@@ -26,33 +28,53 @@ CHILD = "--child"
 
 
 def own_compile_times(step):
-    """Run ``step()`` with a listener on Numba's compile events: -> (seconds of the step, {name: [builds, own s]})."""
+    """Run ``step()`` with listeners on Numba's events: -> (seconds of the step, {name: [builds, own s, own LLVM s]}).
+
+    A function's own LLVM time is the time LLVM held its lock (``numba:llvm_lock``: building,
+    optimising and emitting machine code) while the function, and none nested in it, was
+    being compiled; the rest of its own time is Numba's (typing, its passes, lowering).
+    """
     from numba.core import event
 
-    open_events = []  # [name, start, seconds of the compilations nested in it]
-    totals = collections.defaultdict(lambda: [0, 0.0])
+    open_events = []  # [name, start, seconds of the compilations nested in it, own LLVM seconds]
+    totals = collections.defaultdict(lambda: [0, 0.0, 0.0])
+    llvm = [0, 0.0]  # depth of the LLVM lock, when it was taken
 
-    class Listener(event.Listener):
+    class Compiles(event.Listener):
         def on_start(self, ev):
             function = ev.data["dispatcher"].py_func
-            open_events.append([f"{function.__module__}.{function.__qualname__}", time.perf_counter(), 0.0])
+            open_events.append([f"{function.__module__}.{function.__qualname__}", time.perf_counter(), 0.0, 0.0])
 
         def on_end(self, ev):
-            name, start, nested = open_events.pop()
+            name, start, nested, own_llvm = open_events.pop()
             seconds = time.perf_counter() - start
             totals[name][0] += 1
             totals[name][1] += seconds - nested
+            totals[name][2] += own_llvm
             if open_events:
                 open_events[-1][2] += seconds
 
-    listener = Listener()
-    event.register("numba:compile", listener)
+    class LLVM(event.Listener):
+        def on_start(self, ev):
+            llvm[0] += 1
+            if llvm[0] == 1:
+                llvm[1] = time.perf_counter()
+
+        def on_end(self, ev):
+            llvm[0] -= 1
+            if llvm[0] == 0 and open_events:
+                open_events[-1][3] += time.perf_counter() - llvm[1]
+
+    listeners = {"numba:compile": Compiles(), "numba:llvm_lock": LLVM()}
+    for kind, listener in listeners.items():
+        event.register(kind, listener)
     try:
         start = time.perf_counter()
         step()
         return time.perf_counter() - start, dict(totals)
     finally:
-        event.unregister("numba:compile", listener)
+        for kind, listener in listeners.items():
+            event.unregister(kind, listener)
 
 
 def child(net, untied, batch):
@@ -88,18 +110,20 @@ def main(argv=None):
                                 capture_output=True, text=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     functions = sorted(report["functions"].items(), key=lambda item: -item[1][1])
-    compiling = sum(seconds for _, seconds in report["functions"].values())
+    compiling = sum(seconds for _, seconds, _ in report["functions"].values())
+    in_llvm = sum(seconds for _, _, seconds in report["functions"].values())
     name = f"{args.net}{' untied' if args.untied else ''}"
     print(f"`{name}`: build and first urfb step at batch {args.batch}, empty cache, plans measured: "
-          f"{report['step']:.1f} s, of which compiling {compiling:.1f} s ({len(functions)} functions)\n")
-    print("| function | builds | own compile time (s) | share of the step |")
-    print("|---|---:|---:|---:|")
-    for function, (builds, seconds) in functions[:args.top]:
-        print(f"| `{function}` | {builds} | {seconds:.2f} | {seconds / report['step']:.1%} |")
+          f"{report['step']:.1f} s, of which compiling {compiling:.1f} s ({len(functions)} functions; LLVM "
+          f"{in_llvm:.1f} s of it)\n")
+    print("| function | builds | own compile time (s) | of which LLVM (s) | share of the step |")
+    print("|---|---:|---:|---:|---:|")
+    for function, (builds, seconds, llvm_seconds) in functions[:args.top]:
+        print(f"| `{function}` | {builds} | {seconds:.2f} | {llvm_seconds:.2f} | {seconds / report['step']:.1%} |")
     rest = functions[args.top:]
     if rest:
-        seconds = sum(s for _, (_, s) in rest)
-        print(f"| {len(rest)} others | {sum(b for _, (b, _) in rest)} | {seconds:.2f} | {seconds / report['step']:.1%} |")
+        builds, seconds, llvm_seconds = (sum(values[i] for _, values in rest) for i in range(3))
+        print(f"| {len(rest)} others | {builds} | {seconds:.2f} | {llvm_seconds:.2f} | {seconds / report['step']:.1%} |")
 
 
 if __name__ == "__main__":

@@ -358,6 +358,6 @@ def test_compile_costs_counts_each_function_s_own_time_once():
     seconds, functions = costs.own_compile_times(step)
     mine = {name.rsplit(".", 1)[-1]: value for name, value in functions.items() if "<locals>" in name}
     assert mine["outer"][0] == 2 and mine["inner"][0] == 2
-    assert all(own > 0 for _, own in functions.values())
+    assert all(0 < llvm < own for _, own, llvm in functions.values())  # LLVM's part of each, and Numba's
     # nested compilations are not counted twice: the own times add up to at most the step, less its sleep
-    assert sum(own for _, own in functions.values()) <= seconds - 0.05
+    assert sum(own for _, own, _ in functions.values()) <= seconds - 0.05
