@@ -84,6 +84,7 @@ import functools
 import importlib
 import inspect
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -102,15 +103,26 @@ LAYERS = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 
           ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
 
 
-def interleaved_times(calls, repeats):
-    """{name: [ms, ...]}: each callable run in turn (A, B, A, B, ...) ``repeats`` times, after one warm-up call each."""
+def interleaved_times(calls, repeats, seed=0):
+    """{name: [ms, ...]}: each callable run once per round, ``repeats`` rounds, after one warm-up call each.
+
+    Each round takes the calls in an order of its own, drawn from ``seed``, so that no call
+    always follows the same other one: a call timed right after one that swept the caches
+    (a path that writes a large output) runs slower than after itself. In rounds of one fixed
+    order, this tree's ``registers:8`` of the untied block, always right after the other
+    tree's ``images-last:128``, ran 1.13 to 1.18 times the other tree's in the ``--block
+    --against`` table, and 0.99 to 1.00 timed with the two trees' ``registers`` calls alone,
+    in either order (BENCHMARKS.md, thirteenth session).
+    """
     for call in calls.values():  # compile and warm up
         call()
     times = {name: [] for name in calls}
+    names = list(calls)
+    rng = random.Random(seed)
     for _ in range(repeats):
-        for name, call in calls.items():
+        for name in rng.sample(names, len(names)):
             start = time.perf_counter()
-            call()
+            calls[name]()
             times[name].append(1e3 * (time.perf_counter() - start))
     return times
 
@@ -126,7 +138,7 @@ def rounds_ratio(ms, before):
 
 
 def best_times(calls, repeats):
-    """Best wall time in ms of each callable, run in turn (A, B, A, B, ...) ``repeats`` times."""
+    """Best wall time in ms of each callable over ``repeats`` rounds (``interleaved_times``)."""
     return {name: min(ts) for name, ts in interleaved_times(calls, repeats).items()}
 
 

@@ -49,6 +49,7 @@ import dataclasses
 import math
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -101,15 +102,24 @@ def torch_step(net_name, input_shape, untied, batch, seed=0, device="cpu"):
     return lambda: torch_models.train_step(model, x, y, lr=0.01)  # .item() waits for a GPU
 
 
-def race(contenders, repeats):
-    """{name: [seconds, ...]}: every contender once per round (after one warm-up call each)."""
+def race(contenders, repeats, seed=0):
+    """{name: [seconds, ...]}: every contender once per round (after one warm-up call each).
+
+    Each round takes the contenders in an order of its own, drawn from ``seed``, so that none
+    always runs right after the same other one (whose traffic it would find in the caches,
+    or not): as ``bench_conv_paths.interleaved_times`` does since the thirteenth session,
+    where a fixed order had put one kernel 13 to 18 % behind its twin. Before, every round
+    took them in the order given, as ``seed=None`` still does.
+    """
     for step in contenders.values():
         step()
     times = {name: [] for name in contenders}
+    names = list(contenders)
+    rng = random.Random(seed)
     for _ in range(repeats):
-        for name, step in contenders.items():
+        for name in (names if seed is None else rng.sample(names, len(names))):
             start = time.perf_counter()
-            step()
+            contenders[name]()
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -446,7 +456,10 @@ def kernel_table(batch, repeats, results=None):
             for which in ("forward", "input_error", "weight_increment"):
                 calls = [kernel_call(table_, kind, which, x, W, delta)
                          for table_ in (numba_backend, backends.get_backend("numpy"))]
-                times = race({"numba": calls[0], "matmul": matmul}, repeats)
+                # in the order given, as in every run before: each kernel right after the round before's matmul,
+                # which leaves the caches cold (a kernel ran about a tenth slower there than right after itself,
+                # twelfth session): shares as conservative as before, and comparable with every earlier run's
+                times = race({"numba": calls[0], "matmul": matmul}, repeats, seed=None)
                 numba_rate, matmul_rate = flops / min(times["numba"]) / 1e9, matmul_flops / min(times["matmul"]) / 1e9
                 numpy_rate = flops / best_seconds(calls[1], max(2, repeats // 2)) / 1e9
                 shares = [flops * m / (matmul_flops * t)  # (flops / t) / (matmul_flops / m), round by round

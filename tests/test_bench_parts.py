@@ -179,7 +179,7 @@ def test_the_tables_record_every_ratio_a_target_names(bench, monkeypatch):
     monkeypatch.setattr(bench, "torch_step", lambda *args, **kwargs: (lambda: None))
     shares = iter([0.9, 0.7, 0.8] * 12)  # one kernel a layer below the rest
 
-    def race(contenders, repeats):
+    def race(contenders, repeats, seed=0):
         if "matmul" in contenders:  # table 5: the kernel's time against the matmul's, flops apart
             return {"numba": [1.0], "matmul": [next(shares)]}
         return {name: [0.1 * (i + 1)] for i, name in enumerate(contenders)}
@@ -361,3 +361,35 @@ def test_compile_costs_counts_each_function_s_own_time_once():
     assert all(0 < llvm < own for _, own, llvm in functions.values())  # LLVM's part of each, and Numba's
     # nested compilations are not counted twice: the own times add up to at most the step, less its sleep
     assert sum(own for _, own, _ in functions.values()) <= seconds - 0.05
+
+
+def test_bench_conv_paths_rounds_take_the_calls_in_orders_of_their_own():
+    """benchmarks/bench_conv_paths.py's rounds: every call once a round, after one warm-up; no call always after the
+    same other one, and the orders repeat with the seed."""
+    spec = importlib.util.spec_from_file_location("bench_conv_paths", BENCH.parent / "bench_conv_paths.py")
+    paths = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paths)
+    runs = []
+    calls = {name: (lambda name=name: runs.append(name)) for name in "abcd"}
+    times = paths.interleaved_times(calls, 12)
+    assert list(runs[:4]) == list("abcd") and all(len(ms) == 12 for ms in times.values())
+    rounds = [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)]
+    assert all(sorted(order) == list("abcd") for order in rounds)
+    before = {name: {order[order.index(name) - 1] for order in rounds if order.index(name) > 0} for name in "abcd"}
+    assert all(len(others) > 1 for others in before.values())
+    runs.clear()
+    paths.interleaved_times(calls, 12)
+    assert [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)] == rounds
+
+
+def test_the_step_race_takes_the_contenders_in_orders_of_their_own_unless_told_not_to(bench):
+    """bench_training_step.race: every contender once a round after one warm-up; seeded orders, or the order given."""
+    runs = []
+    contenders = {name: (lambda name=name: runs.append(name)) for name in "abc"}
+    times = bench.race(contenders, 10)
+    assert runs[:3] == list("abc") and all(len(seconds) == 10 for seconds in times.values())
+    rounds = [runs[3 + 3 * r: 6 + 3 * r] for r in range(10)]
+    assert all(sorted(order) == list("abc") for order in rounds) and len({tuple(order) for order in rounds}) > 1
+    runs.clear()
+    bench.race(contenders, 10, seed=None)
+    assert runs == list("abc") * 11
