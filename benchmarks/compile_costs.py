@@ -106,8 +106,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         env = dict(os.environ, NUMBA_CACHE_DIR=folder, HEBBREF_CACHE=folder, HEBBREF_TUNE="1")
         command = [sys.executable, __file__, CHILD, "--net", args.net, "--batch", str(args.batch)]
-        result = subprocess.run(command + (["--untied"] if args.untied else []), env=env, check=True,
-                                capture_output=True, text=True)
+        result = subprocess.run(command + (["--untied"] if args.untied else []), env=env, capture_output=True,
+                                text=True)
+    if result.returncode != 0:  # the step failed: say why
+        sys.stderr.write(result.stderr)
+        return result.returncode
     report = json.loads(result.stdout.strip().splitlines()[-1])
     functions = sorted(report["functions"].items(), key=lambda item: -item[1][1])
     compiling = sum(seconds for _, seconds, _ in report["functions"].values())

@@ -243,3 +243,9 @@ def test_training_says_when_its_first_steps_will_compile_and_time_the_kernels(tm
     stream = io.StringIO()
     train(config(tmp_path, "quiet", backend=backend, epochs=1, train_size=200), stream=stream)
     assert "no plans" not in stream.getvalue()
+
+
+def test_no_notice_for_a_backend_that_does_not_load_each_run_says_why_itself():
+    from hebbref.experiments.train import first_steps_notice
+
+    assert first_steps_notice("tpu") is None and first_steps_notice("numpy") is None

@@ -293,7 +293,10 @@ def evaluate(net, splits, config):
 def first_steps_notice(backend=None):
     """The line hebbref's commands print before training on the numba backend when it has planned nothing on
     this machine yet (``plan.nothing_planned``), else None: the first steps will be slow, once."""
-    if get_backend(backend).name != "numba":
+    try:
+        if get_backend(backend).name != "numba":
+            return None
+    except ConfigError:  # a backend that does not load here: each run says so when it starts
         return None
     from ..kernels import plan
 

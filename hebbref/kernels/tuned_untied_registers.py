@@ -150,10 +150,10 @@ def pool_four_channels(best, mark, at, first, s0, u0, s1, u1, s2, u2, s3, u3, m0
 @njit(cache=True)
 def piece_of_windows(x, weights, taps, T, n, new, N, O, H, Wd, Wp, k, t, top, left, Ho, Wo, s, best, mark, marks, ys,
                      group):
-    """One piece of ``SPAN`` images from image n (the first ``new`` of them written by the piece before), every
-    group of output channels: the sums of each location held
-    in registers, ramped, marked and pooled into the windows that hold it (``best``, ``mark``), then each
-    group's windows written out (``marks``: the winners, images last; ``ys``: y, images first).
+    """One piece of ``SPAN`` images from image n (its first ``new`` written by the piece before), every group of
+    output channels: each location's sums held in registers, ramped, marked and pooled into the windows
+    that hold it (``best``, ``mark``), then the group's windows written out (``marks``: the winners,
+    images last; ``ys``: y, images first).
 
     ``literally(group)`` has Numba compile the body once for each group (4 or 8) with ``group`` a
     constant, so the sums of the other four channels are not there at all where it is four. It
