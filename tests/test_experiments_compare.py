@@ -327,7 +327,7 @@ def test_parallel_workers_share_the_cores_and_the_environment_is_put_back(monkey
 
 
 def test_a_grid_on_the_numba_backend_says_once_when_its_first_steps_will_compile_and_time_the_kernels(
-        tmp_path, tiny_data, monkeypatch):
+        tmp_path, tiny_data, monkeypatch, capsys):
     from hebbref.experiments.compare import run_grid
     from hebbref.kernels import plan
 
@@ -341,6 +341,10 @@ def test_a_grid_on_the_numba_backend_says_once_when_its_first_steps_will_compile
         assert len(lines) == 2 + expected and lines[-1].startswith("[2/2]")
         if expected:
             assert lines[0].startswith("hebbref: no plans on file for this CPU") and str(plan.cache_file()) in lines[0]
+    loud = [dataclasses.replace(c, quiet=False, out=str(tmp_path / "loud" / Path(c.out).name)) for c in configs]
+    capsys.readouterr()  # runs trained here and not quietly: train says it, once, and the grid does not
+    run_grid(loud[:1])  # both write to stderr
+    assert capsys.readouterr().err.count("no plans on file for this CPU") == 1
     stream = io.StringIO()  # the numpy backend plans nothing
     run_grid([dataclasses.replace(configs[0], backend="numpy", out=str(tmp_path / "numpy"))], stream=stream)
     assert "no plans" not in stream.getvalue()

@@ -117,7 +117,9 @@ def run_grid(configs, jobs=1, stream=None, scheduler=None, keep_going=False):
         return run_grid_distributed(configs, scheduler, stream, keep_going=keep_going)
     total = len(configs)
     failures = []
-    for backend in dict.fromkeys(config.backend for config in configs):  # the first steps' cost, said once
+    # the first steps' cost, said once: here, unless the runs train in this process and not quietly (train says it)
+    said_by_train = jobs <= 1 and not all(config.quiet for config in configs)
+    for backend in () if said_by_train else dict.fromkeys(config.backend for config in configs):
         notice = first_steps_notice(backend)
         if notice:
             stream.write(notice + "\n")
