@@ -84,13 +84,11 @@ import functools
 import importlib
 import inspect
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numba
 import numpy as np
@@ -98,43 +96,25 @@ import numpy as np
 from hebbref import backends, runtime
 from hebbref.kernels import plan
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rounds import median_round_ratio, race  # noqa: E402  (benchmarks/rounds.py)
+
 # (name, C_in, C_out, H = W, k): simple on 28×28×1 and deep on 32×32×3
 LAYERS = [("simple conv", 1, 32, 28, 5), ("deep 1a", 3, 16, 32, 3), ("deep 1b", 16, 16, 32, 3),
           ("deep 2a", 16, 64, 11, 3), ("deep 2b", 64, 64, 11, 3), ("deep 3", 64, 64, 6, 2)]
 
 
 def interleaved_times(calls, repeats, seed=0):
-    """{name: [ms, ...]}: each callable run once per round, ``repeats`` rounds, after one warm-up call each.
+    """{name: [ms, ...]}: each callable once per round, ``repeats`` rounds, after one warm-up call each.
 
-    Each round takes the calls in an order of its own, drawn from ``seed``, so that no call
-    always follows the same other one: a call timed right after one that swept the caches
-    (a path that writes a large output) runs slower than after itself. In rounds of one fixed
-    order, this tree's ``registers:8`` of the untied block, always right after the other
-    tree's ``images-last:128``, ran 1.13 to 1.18 times the other tree's in the ``--block
-    --against`` table, and 0.99 to 1.00 timed with the two trees' ``registers`` calls alone,
-    in either order (BENCHMARKS.md, thirteenth session).
+    ``rounds.race``, in milliseconds: each round in an order of its own, drawn from ``seed``.
     """
-    for call in calls.values():  # compile and warm up
-        call()
-    times = {name: [] for name in calls}
-    names = list(calls)
-    rng = random.Random(seed)
-    for _ in range(repeats):
-        for name in rng.sample(names, len(names)):
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return times
+    return {name: [1e3 * t for t in ts] for name, ts in race(calls, repeats, seed).items()}
 
 
 def best_and_median(ms, digits=1):
     """"best / median" of one call's times in ms, for a table cell."""
     return f"{min(ms):.{digits}f} / {statistics.median(ms):.{digits}f}"
-
-
-def rounds_ratio(ms, before):
-    """The median over rounds of the ratio within a round, ``ms`` over ``before`` (two calls timed in the same rounds)."""
-    return statistics.median(a / b for a, b in zip(ms, before))
 
 
 def best_times(calls, repeats):
@@ -268,7 +248,7 @@ def against_table(revision, batch, repeats, rng):
         for path, variant in ours:
             before = times[("base", (path, variant if (path, variant) in theirs else ""))]
             after = times[("this", (path, variant))]
-            ratio = rounds_ratio(after, before)
+            ratio = median_round_ratio(after, before)
             print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {path}{variant} | {min(before):.1f} "
                   f"| {min(after):.1f} | {min(after) / min(before):.2f} | {ratio:.2f} |")
 
@@ -361,7 +341,7 @@ def dropout_table(batch, repeats, rng, revision=None):
             row = f"| {name} ({batch}, {', '.join(map(str, shape))}; {p}) | {label} | {best_and_median(ms, 2)}"
             before = times.get(("base", label))
             if before is not None:
-                row += f" | {best_and_median(before, 2)} | {rounds_ratio(ms, before):.2f}"
+                row += f" | {best_and_median(before, 2)} | {median_round_ratio(ms, before):.2f}"
             elif base is not None:
                 row += " | | "
             print(row + " |")
@@ -448,7 +428,7 @@ def winograd_table(batch, repeats, rng, revision=None):
                    f"| {best_and_median(ms)}")
             before = times.get(("base", equation, label))
             if before is not None:
-                row += f" | {best_and_median(before)} | {rounds_ratio(ms, before):.2f}"
+                row += f" | {best_and_median(before)} | {median_round_ratio(ms, before):.2f}"
             print(row + " |")
 
 
@@ -549,7 +529,7 @@ def together_table(batch, repeats, rng):
                  "together": lambda: ops.conv_backward(delta, cache, W)}
         times = interleaved_times(calls, repeats)
         two, together = times["two"], times["together"]
-        paired = rounds_ratio(together, two)
+        paired = median_round_ratio(together, two)
         print(f"| {name} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}) | {kernel.__name__ if kernel else 'none'} "
               f"| {best_and_median(two)} | {best_and_median(together)} "
               f"| {paired:.2f} |")
@@ -606,12 +586,12 @@ def block_table(batch, repeats, rng, revision=None):
             for (tree, label), ts in times.items():
                 if tree != "this":
                     continue
-                paired = rounds_ratio(ts, in_turn)
+                paired = median_round_ratio(ts, in_turn)
                 row = (f"| {name.format(kind=kind)} ({batch}, {c_in}→{c_out}, {size}×{size}, {k}; "
                        f"pool{window}s{stride}) | {label} | {best_and_median(ts)} | {paired:.2f}")
                 if base is not None:
                     before = times.get(("base", label))
-                    row += f" | {best_and_median(before)} | {rounds_ratio(ts, before):.2f}" if before else " | | "
+                    row += f" | {best_and_median(before)} | {median_round_ratio(ts, before):.2f}" if before else " | | "
                 print(row + " |")
 
 

@@ -49,7 +49,6 @@ import dataclasses
 import math
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -73,10 +72,11 @@ import hebbref.rules  # noqa: E402
 from hebbref import backends, runtime  # noqa: E402
 from hebbref.kernels import plan  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rounds import median_round_ratio, race, round_ratios  # noqa: E402  (benchmarks/rounds.py)
+
 try:
     import torch
-
-    sys.path.insert(0, os.path.dirname(__file__))
     import torch_models
 except ImportError:  # the PyTorch columns are left out
     torch = None
@@ -102,28 +102,6 @@ def torch_step(net_name, input_shape, untied, batch, seed=0, device="cpu"):
     return lambda: torch_models.train_step(model, x, y, lr=0.01)  # .item() waits for a GPU
 
 
-def race(contenders, repeats, seed=0):
-    """{name: [seconds, ...]}: every contender once per round (after one warm-up call each).
-
-    Each round takes the contenders in an order of its own, drawn from ``seed``, so that none
-    always runs right after the same other one (whose traffic it would find in the caches,
-    or not): as ``bench_conv_paths.interleaved_times`` does since the thirteenth session,
-    where a fixed order had put one kernel 13 to 18 % behind its twin. Before, every round
-    took them in the order given, as ``seed=None`` still does.
-    """
-    for step in contenders.values():
-        step()
-    times = {name: [] for name in contenders}
-    names = list(contenders)
-    rng = random.Random(seed)
-    for _ in range(repeats):
-        for name in (names if seed is None else rng.sample(names, len(names))):
-            start = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def table(title, times, baseline, note=""):
     print(f"\n### {title}\n")
     if note:
@@ -137,18 +115,9 @@ def table(title, times, baseline, note=""):
               f"{paired_ratio(ts, times[baseline]) if base else 'n/a'} |")
 
 
-def round_ratios(ts, baseline_ts):
-    """This contender's time over the baseline's in the same round, round by round.
-
-    On a machine whose load comes and goes, the best of each contender may fall in
-    different moments; two runs of one round met nearly the same load.
-    """
-    return [t / b for t, b in zip(ts, baseline_ts)]
-
-
 def paired_ratio(ts, baseline_ts):
-    """The median over rounds of ``round_ratios``, as the tables print it."""
-    return f"{statistics.median(round_ratios(ts, baseline_ts)):.2f}"
+    """The median over rounds of ``rounds.round_ratios``, as the tables print it."""
+    return f"{median_round_ratio(ts, baseline_ts):.2f}"
 
 
 def median_interval(ratios, confidence=0.95):

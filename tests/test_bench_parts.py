@@ -33,8 +33,18 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_t
 def bench():
     with pytest.MonkeyPatch.context() as patch:  # what the script's import changes is put back after it
         patch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")  # the script sets it by default
-        patch.setattr(sys, "path", list(sys.path))  # and puts benchmarks/ first where PyTorch is installed
+        patch.setattr(sys, "path", list(sys.path))  # and puts benchmarks/ first
         spec = importlib.util.spec_from_file_location("bench_training_step", BENCH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def _script(name):
+    """benchmarks/<name>.py, imported as a module; the ``sys.path`` it changes as it loads is put back after it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "path", list(sys.path))
+        spec = importlib.util.spec_from_file_location(name, BENCH.parent / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return module
@@ -242,9 +252,7 @@ def test_table_4_runs_the_rounds_it_is_given_and_the_other_tables_theirs(bench, 
 def test_find_gathers_tells_masked_loads_from_masked_stores():
     """benchmarks/find_gathers.py's count of what it lists (AT&T operands, the memory operand last in a store), and
     the kernels it searches."""
-    spec = importlib.util.spec_from_file_location("find_gathers", BENCH.parent / "find_gathers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("find_gathers")
     assembly = "\n".join([
         "\tvmaskmovps\t%ymm2, %ymm1, (%r10,%rdx,4)",  # a store
         "\tvmaskmovps\t%ymm2, %ymm1, 32(%r10,%rdx,4)",  # a store
@@ -272,9 +280,7 @@ def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
     """A loop of fused multiply-adds of vectors that stores a vector register to the stack is counted once; a store to
     the stack outside such a loop, a load from it (a constant reloaded), a loop with no multiply-add, a loop with a
     loop inside and a scalar loop are not."""
-    spec = importlib.util.spec_from_file_location("find_gathers", BENCH.parent / "find_gathers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("find_gathers")
     spilled = "\n".join([
         ".LBB6_149:",
         "\tvmovups\t%ymm0, 16(%rsp)",  # a sum stored ...
@@ -338,9 +344,7 @@ def test_compile_costs_counts_each_function_s_own_time_once():
 
     import numba
 
-    spec = importlib.util.spec_from_file_location("compile_costs", BENCH.parent / "compile_costs.py")
-    costs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(costs)
+    costs = _script("compile_costs")
 
     @numba.njit
     def inner(a):
@@ -363,33 +367,40 @@ def test_compile_costs_counts_each_function_s_own_time_once():
     assert sum(own for _, own, _ in functions.values()) <= seconds - 0.05
 
 
-def test_bench_conv_paths_rounds_take_the_calls_in_orders_of_their_own():
-    """benchmarks/bench_conv_paths.py's rounds: every call once a round, after one warm-up; no call always after the
-    same other one, and the orders repeat with the seed."""
-    spec = importlib.util.spec_from_file_location("bench_conv_paths", BENCH.parent / "bench_conv_paths.py")
-    paths = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paths)
+def test_rounds_take_the_contenders_in_orders_of_their_own_unless_told_not_to():
+    """benchmarks/rounds.py: every contender once a round, after one warm-up; no contender always after the same
+    other one, the orders repeat with the seed, and ``seed=None`` keeps the order given."""
+    rounds = _script("rounds")
     runs = []
     calls = {name: (lambda name=name: runs.append(name)) for name in "abcd"}
-    times = paths.interleaved_times(calls, 12)
-    assert list(runs[:4]) == list("abcd") and all(len(ms) == 12 for ms in times.values())
-    rounds = [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)]
-    assert all(sorted(order) == list("abcd") for order in rounds)
-    before = {name: {order[order.index(name) - 1] for order in rounds if order.index(name) > 0} for name in "abcd"}
+    times = rounds.race(calls, 12)
+    assert runs[:4] == list("abcd") and all(len(seconds) == 12 for seconds in times.values())
+    orders = [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)]
+    assert all(sorted(order) == list("abcd") for order in orders)
+    before = {name: {order[order.index(name) - 1] for order in orders if order.index(name) > 0} for name in "abcd"}
     assert all(len(others) > 1 for others in before.values())
     runs.clear()
-    paths.interleaved_times(calls, 12)
-    assert [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)] == rounds
-
-
-def test_the_step_race_takes_the_contenders_in_orders_of_their_own_unless_told_not_to(bench):
-    """bench_training_step.race: every contender once a round after one warm-up; seeded orders, or the order given."""
-    runs = []
-    contenders = {name: (lambda name=name: runs.append(name)) for name in "abc"}
-    times = bench.race(contenders, 10)
-    assert runs[:3] == list("abc") and all(len(seconds) == 10 for seconds in times.values())
-    rounds = [runs[3 + 3 * r: 6 + 3 * r] for r in range(10)]
-    assert all(sorted(order) == list("abc") for order in rounds) and len({tuple(order) for order in rounds}) > 1
+    rounds.race(calls, 12)
+    assert [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)] == orders
     runs.clear()
-    bench.race(contenders, 10, seed=None)
-    assert runs == list("abc") * 11
+    rounds.race(calls, 12, seed=1)
+    assert [runs[4 + 4 * r: 8 + 4 * r] for r in range(12)] != orders
+    runs.clear()
+    rounds.race(calls, 5, seed=None)
+    assert runs == list("abcd") * 6
+
+
+def test_round_ratios_pair_each_round_with_its_own():
+    """benchmarks/rounds.py: a ratio is taken within a round, and the median is over the rounds' ratios."""
+    rounds = _script("rounds")
+    assert rounds.round_ratios([2.0, 9.0, 4.0], [1.0, 3.0, 8.0]) == [2.0, 3.0, 0.5]
+    assert rounds.median_round_ratio([2.0, 9.0, 4.0], [1.0, 3.0, 8.0]) == 2.0
+
+
+def test_the_scripts_time_in_rounds(bench, monkeypatch):
+    """bench_training_step.py races with rounds.race; bench_conv_paths.py's times are the same rounds in ms."""
+    paths = _script("bench_conv_paths")
+    assert bench.race is paths.race is sys.modules["rounds"].race
+    monkeypatch.setattr(paths, "race", lambda calls, repeats, seed: {name: [0.25] * repeats for name in calls})
+    assert paths.interleaved_times({"a": None, "b": None}, 3) == {"a": [250.0] * 3, "b": [250.0] * 3}
+    assert bench.paired_ratio([2.0, 9.0, 4.0], [1.0, 3.0, 8.0]) == "2.00"
