@@ -18,15 +18,17 @@ A register-blocked kernel keeps its sums in vector registers across a loop of fu
 multiply-adds: 32 of them with AVX-512, 16 with AVX2. Where a loop needs more, LLVM keeps
 some on the stack, and the loop stores a vector there at every step and loads it again,
 a store and a load in the chain of that sum's additions (the row increment of four output
-channels, ``tuned_conv_rows.INCREMENT[4]``, did, compiled for AVX2, until its step held
+channels, the build of ``tuned_conv_rows.increment_group_rows`` for 4, did, compiled for AVX2, until its step held
 three input vectors rather than four δ vectors). Such loops are counted here: innermost loops (from a label to a jump back to
 it) that hold a fused multiply-add of vectors and a store of a ymm or zmm register to the
 stack (a scalar loop that finishes a run after its last whole vector is not counted). The
-kernels of eight output channels at a time (``SUMS[8]``, ``CORRELATE[8]`` and ``INCREMENT[8]`` of
-``tuned_conv_rows``) and the direct loops' eight terms per pass, compiled for 16
+kernels of eight output channels at a time (the builds of ``tuned_untied_registers.piece_of_windows``
+and of ``correlate_group_rows`` and ``increment_group_rows`` of ``tuned_conv_rows`` for 8) and the direct
+loops' eight terms per pass, compiled for 16
 registers, hold such loops by design: there the plan takes their candidates of four. So
-do the channel path's eight positions or terms per pass (``CORRELATE[8]``, ``INCREMENT[8]``
-of ``tuned_conv_channels``), whose candidates of six fit in 16 registers.
+do the channel path's eight positions or terms per pass (the builds of ``correlate_group`` and
+``increment_group`` of ``tuned_conv_channels`` for a span of 8), whose candidates of six fit in
+16 registers.
 
 This script compiles every kernel afresh, into an empty Numba cache of its own (Numba
 cannot show the machine code of a cached kernel). It runs one training step of
@@ -86,10 +88,9 @@ def spilled_sums(assembly):
 
 
 def kernels_of(module):
-    """(name, object) for each global of ``module`` by name, then for each entry of a dict of them (as
-    ``tuned_untied_registers.SUMS``, one compiled kernel per group size); an object met again (a kernel that is a
-    global and a dict's entry, as ``tuned_conv_channels.correlate_channels`` and ``CORRELATE[8]`` with AVX-512) only under
-    its first name."""
+    """(name, object) for each global of ``module`` by name, then for each entry of a dict of them (one compiled
+    kernel per block size, say, as ``BUILDS[8]``); an object met again (a kernel that is a global and a dict's entry)
+    only under its first name."""
     globals_, dicts = [], []
     for name, value in sorted(vars(module).items()):
         if isinstance(value, dict):

@@ -266,14 +266,17 @@ def test_find_gathers_tells_masked_loads_from_masked_stores():
     ])
     assert module.slow_moves(assembly) == {"masked store": 3, "masked load": 2, "gather": 1, "scatter": 1}
     assert module.slow_moves("\tvmovups\t%ymm0, (%rax)\n\tvfmadd231ps\t%ymm1, %ymm2, %ymm3") == {}
+    import types
+
     from hebbref.kernels import tuned_untied_registers
-    listed = dict(module.kernels_of(tuned_untied_registers))  # a dict of kernels is searched entry by entry
-    assert listed["SUMS[4]"] is tuned_untied_registers.SUMS[4] and listed["SUMS[8]"] is tuned_untied_registers.SUMS[8]
+    listed = dict(module.kernels_of(tuned_untied_registers))
     assert listed["pool_cell"] is tuned_untied_registers.pool_cell
-    from hebbref.kernels import tuned_conv_channels
-    names = [name for name, kernel in module.kernels_of(tuned_conv_channels)
-             if kernel is tuned_conv_channels.correlate_channels]  # a global and a dict's entry: listed once, by its name
-    assert names == ["correlate_channels"]
+    assert listed["ramp_maxpool_sums"] is tuned_untied_registers.ramp_maxpool_sums
+    four, eight = tuned_untied_registers.pool_cell, tuned_untied_registers.ramp_maxpool_sums
+    builds = types.ModuleType("builds")  # a dict of kernels is searched entry by entry, after the globals
+    builds.BUILDS, builds.kernel = {4: four, 8: eight}, four
+    found = [(name, kernel) for name, kernel in module.kernels_of(builds) if kernel is four or kernel is eight]
+    assert found == [("kernel", four), ("BUILDS[8]", eight)]  # four, a global and a dict's entry: listed once
 
 
 def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():

@@ -43,7 +43,7 @@ def cached_kernels(module):
     """The functions ``module`` defines with ``njit(cache=True)``: -> [(name, dispatcher)].
 
     Each under its module name, or, where a module-level dict holds builds of one body
-    (``tuned_conv_channels.BLOCK_POOL``, one kernel per span), as ``BLOCK_POOL[8]``; a
+    (one kernel per block size, say), under the dict's name and key, as ``BUILDS[8]``; a
     kernel found under two names is listed once, under the first.
     """
     found, seen = [], set()

@@ -216,9 +216,9 @@ def forward_channels_path(x, W, k, t, slope, span=None):
     kc = W.shape[-1]
     before, _ = same_padding(kc)
     top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
-    pool = tuned_conv_channels.BLOCK_POOL[span]
-    y, winner = pool(x, tuned_conv_channels.weights_by_block(W), W.shape[0], kc, before, k, t, top, left, Ho, Wo,
-                     np.float32(slope), tuned_conv_channels.runs_per_thread(x.shape[0]))
+    y, winner = tuned_conv_channels.pool_of_correlation(
+        x, tuned_conv_channels.weights_by_block(W), W.shape[0], kc, before, k, t, top, left, Ho, Wo, np.float32(slope),
+        tuned_conv_channels.runs_per_thread(x.shape[0]), span)
     W_then = W.copy()  # the layer's W changes in the update that follows
 
     def h():  # formed only when read
@@ -235,9 +235,9 @@ def backward_channels_path(dy, cache, slope):
     s = np.float32(slope)
     N, O, Ho, Wo = dy.shape
     before, _ = same_padding(cache.k)
-    increment = tuned_conv_channels.BLOCK_INCREMENT[cache.span]
-    G = increment(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), H, W, s, cache.x, cache.k, before,
-                  tuned_conv_channels.runs_per_thread(N))
+    G = tuned_conv_channels.increment_from_winners(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), H, W,
+                                                   s, cache.x, cache.k, before, tuned_conv_channels.runs_per_thread(N),
+                                                   cache.span)
 
     def delta():  # formed only when read
         return delta_from_winners(dy, cache.winner, H, W, s)

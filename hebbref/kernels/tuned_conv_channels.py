@@ -30,10 +30,11 @@ its own, added up at the end.
 **Six at a time.** Eight positions or terms hold 16 sums, two vectors of the block and a
 broadcast input: 19 vector registers. AVX-512 has 32; AVX2 has 16, and there LLVM keeps
 sums on the stack, a store and a load in every step (``benchmarks/find_gathers.py``).
-The kernels are therefore built twice from one body (``CORRELATE``, ``INCREMENT``, and the
-block's ``BLOCK_POOL``, ``BLOCK_INCREMENT``), for eight and for six (12 sums, 15 registers),
+The loops of one image and one block of channels (``correlate_group``, ``increment_group``)
+are therefore built twice from one body, for eight and for six (12 sums, 15 registers),
 ``span`` a constant of each build; ``SPAN``, the default, is 8 with AVX-512 and 6 without,
-and the plan times both (``plan.BLOCKS``).
+and the plan times both (``plan.BLOCKS``). The parallel kernels over the images take
+``span`` at run time and call the build for it, so each is built once.
 
 **The conv block** (``conv ramp pool``, ``tuned_conv_block``'s "channels" path) runs the same
 loops: ``pool_of_correlation`` keeps one image's sums in a buffer with the channels last,
@@ -121,9 +122,10 @@ def correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
     constant, so each build keeps only its own lines. It is called, not inlined: inlined, it was
     typed and lowered again in each kernel that runs it, and ``simple``'s first step with an
     empty cache took 59.6 s (f7b0801) against 55.3 s called (cf55ffa), the kernels no faster
-    (BENCHMARKS.md, eleventh session). The two bodies are module functions, not closures of
-    ``_channel_kernels``: a kernel that called a closure's compiled function could not be found
-    again in Numba's disk cache (that function's type is named after its address in the process)."""
+    (BENCHMARKS.md, eleventh session). The parallel kernels call it through ``correlate_block``,
+    which picks the build for the span they are given. It is a module function, not a closure: a
+    kernel that called a closure's compiled function could not be found again in Numba's disk
+    cache (that function's type is named after its address in the process)."""
     literally(span)
     for p in range(0, Pq, span):
         q0 = q[p]; q1 = q[p + 1]; q2 = q[p + 2]; q3 = q[p + 3]; q4 = q[p + 4]  # noqa: E702
@@ -227,7 +229,10 @@ def increment_over_images(form_delta, source, x, k, before, O, H, W, chunks, spa
             copy_padded(x, n, before, Hp, Wp, xb)
             form_delta(ds, source, n, O, Oq, P)
             for g in range(groups):
-                increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span)
+                if span == 8:  # the build of the one-image loop for the span given
+                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, 8)
+                else:
+                    increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, 6)
     G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
     return np.ascontiguousarray(G.T).reshape(O, C, k, k)
 
@@ -260,101 +265,93 @@ def delta_of_winners(ds, source, n, O, Oq, P):
         ds[i] *= s
 
 
-def _channel_kernels(span):
-    """The kernels for ``span`` (8 or 6) positions or terms per pass, a constant of their code: 2·span vectors of
-    sums, which LLVM holds in registers. Each is one image's loop for one block of channels
-    (``correlate_group``, ``increment_group``) run over the images and blocks by a parallel kernel: the
-    correlation and the increment, and the conv block's two (``pool_of_correlation``,
-    ``increment_from_winners``, ``tuned_conv_block``)."""
-
-    @njit(parallel=True, cache=True)
-    def correlate_channels(x, weights, O, k, before, chunks):
-        """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
-
-        xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
-        and right; ``weights`` is ``weights_by_block(W)``; ``chunks`` runs of images, one per thread.
-        """
-        N, C, H, W = x.shape
-        Hp, Wp = H + k - 1, W + k - 1
-        plane = Hp * Wp
-        groups = -(-O // BLOCK)
-        P = H * W
-        q = positions(H, W, Wp, span)
-        Pq = q.size
-        T = C * k * k
-        offs = term_offsets(C, k, plane, Wp, T)
-        out = np.empty((N, O, H, W), dtype=np.float32)
-        flat = out.reshape(-1)
-        for part in prange(chunks):
-            xb = np.zeros(C * plane + Wp, dtype=np.float32)
-            ob = aligned_zeros(Pq * BLOCK)
-            for n in range(part * N // chunks, (part + 1) * N // chunks):
-                copy_padded(x, n, before, Hp, Wp, xb)
-                for g in range(groups):
-                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, ob, 0, BLOCK, span)
-                    # the block's planes out: ob (positions, BLOCK channels) turned over
-                    turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
-        return out
-
-    @njit(parallel=True, cache=True)
-    def increment_channels(delta, x, k, before, chunks):
-        """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
-        ``correlate_channels``; each image's δ turned over (``delta_turned_over``)."""
-        N, O, H, W = delta.shape
-        return increment_over_images(delta_turned_over, delta.reshape(-1), x, k, before, O, H, W, chunks, span)
-
-    @njit(parallel=True, cache=True)
-    def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, chunks):
-        """The conv block's forward pass: y = the max of σ(h) over each k×k window at stride t, h as
-        ``correlate_channels`` makes it, image by image: -> y, winner (N, O, Ho, Wo).
-
-        Each image's sums land in ``cells`` (P, Oq), a row per position of its O channels
-        (the layout the pool takes: ``tuned_pooling.pool_image_of_runs``), pooled at once;
-        h is not written. ``winner`` marks each window's winner as
-        ``tuned_conv_block.conv_ramp_maxpool_direct`` does: its flat index r·W + q where σ'(h) = s,
-        -1 - r·W - q where the ramp saturates. ``kc`` is the conv's kernel width, ``top`` and
-        ``left`` the pool's padding before the image.
-        """
-        N, C, H, W = x.shape
-        Hp, Wp = H + kc - 1, W + kc - 1
-        plane = Hp * Wp
-        groups = -(-O // BLOCK)
-        Oq = groups * BLOCK
-        q = positions(H, W, Wp, span)
-        Pq = q.size
-        T = C * kc * kc
-        offs = term_offsets(C, kc, plane, Wp, T)
-        y = np.empty((N, O, Ho * Wo), dtype=np.float32)
-        winner = np.empty((N, O, Ho * Wo), dtype=np.int32)
-        for part in prange(chunks):
-            xb = np.zeros(C * plane + Wp, dtype=np.float32)
-            cells = np.empty((Pq, Oq), dtype=np.float32)  # h[n], a row of its channels per position
-            flat = cells.reshape(-1)
-            best = np.empty(O, dtype=np.float32)
-            where = np.empty(O, dtype=np.int32)
-            for n in range(part * N // chunks, (part + 1) * N // chunks):
-                copy_padded(x, n, before, Hp, Wp, xb)
-                for g in range(groups):
-                    correlate_group(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq, span)
-                pool_image_of_runs(y[n], winner[n], O, best, where, cells, H, W, top, left, Ho, Wo, k, t, s, True)
-        return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
-
-    @njit(parallel=True, cache=True)
-    def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks):
-        """The conv block's increment: G as ``increment_channels`` makes it, each image's δ formed from the pool's
-        errors and marked winners, both (N, O, Ho·Wo) (``delta_of_winners``)."""
-        return increment_over_images(delta_of_winners, (errors, marks, s), x, k, before, errors.shape[1], H, W,
-                                     chunks, span)
-
-    return correlate_channels, increment_channels, pool_of_correlation, increment_from_winners
+@njit(inline="always")
+def correlate_block(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
+    """``correlate_group`` for a span given at run time: its build for eight positions, or for six."""
+    if span == 8:
+        correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, 8)
+    else:
+        correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, 6)
 
 
-# span -> its build of correlate_channels, of increment_channels, and of the conv block's two
-CORRELATE, INCREMENT, BLOCK_POOL, BLOCK_INCREMENT = {}, {}, {}, {}
-for _span in (8, 6):
-    CORRELATE[_span], INCREMENT[_span], BLOCK_POOL[_span], BLOCK_INCREMENT[_span] = _channel_kernels(_span)
-del _span
-correlate_channels, increment_channels = CORRELATE[SPAN], INCREMENT[SPAN]
+@njit(parallel=True, cache=True)
+def correlate_channels(x, weights, O, k, before, chunks, span):
+    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
+
+    xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
+    and right; ``weights`` is ``weights_by_block(W)``; ``chunks`` runs of images, one per thread.
+    """
+    N, C, H, W = x.shape
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    groups = -(-O // BLOCK)
+    P = H * W
+    q = positions(H, W, Wp, span)
+    Pq = q.size
+    T = C * k * k
+    offs = term_offsets(C, k, plane, Wp, T)
+    out = np.empty((N, O, H, W), dtype=np.float32)
+    flat = out.reshape(-1)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + Wp, dtype=np.float32)
+        ob = aligned_zeros(Pq * BLOCK)
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for g in range(groups):
+                correlate_block(xb, weights, g * T * BLOCK, T, offs, q, Pq, ob, 0, BLOCK, span)
+                # the block's planes out: ob (positions, BLOCK channels) turned over
+                turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
+    return out
+
+@njit(parallel=True, cache=True)
+def increment_channels(delta, x, k, before, chunks, span):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
+    ``correlate_channels``; each image's δ turned over (``delta_turned_over``)."""
+    N, O, H, W = delta.shape
+    return increment_over_images(delta_turned_over, delta.reshape(-1), x, k, before, O, H, W, chunks, span)
+
+@njit(parallel=True, cache=True)
+def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, chunks, span):
+    """The conv block's forward pass: y = the max of σ(h) over each k×k window at stride t, h as
+    ``correlate_channels`` makes it, image by image: -> y, winner (N, O, Ho, Wo).
+
+    Each image's sums land in ``cells`` (P, Oq), a row per position of its O channels
+    (the layout the pool takes: ``tuned_pooling.pool_image_of_runs``), pooled at once;
+    h is not written. ``winner`` marks each window's winner as
+    ``tuned_conv_block.conv_ramp_maxpool_direct`` does: its flat index r·W + q where σ'(h) = s,
+    -1 - r·W - q where the ramp saturates. ``kc`` is the conv's kernel width, ``top`` and
+    ``left`` the pool's padding before the image.
+    """
+    N, C, H, W = x.shape
+    Hp, Wp = H + kc - 1, W + kc - 1
+    plane = Hp * Wp
+    groups = -(-O // BLOCK)
+    Oq = groups * BLOCK
+    q = positions(H, W, Wp, span)
+    Pq = q.size
+    T = C * kc * kc
+    offs = term_offsets(C, kc, plane, Wp, T)
+    y = np.empty((N, O, Ho * Wo), dtype=np.float32)
+    winner = np.empty((N, O, Ho * Wo), dtype=np.int32)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + Wp, dtype=np.float32)
+        cells = np.empty((Pq, Oq), dtype=np.float32)  # h[n], a row of its channels per position
+        flat = cells.reshape(-1)
+        best = np.empty(O, dtype=np.float32)
+        where = np.empty(O, dtype=np.int32)
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for g in range(groups):
+                correlate_block(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq, span)
+            pool_image_of_runs(y[n], winner[n], O, best, where, cells, H, W, top, left, Ho, Wo, k, t, s, True)
+    return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
+
+@njit(parallel=True, cache=True)
+def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks, span):
+    """The conv block's increment: G as ``increment_channels`` makes it, each image's δ formed from the pool's
+    errors and marked winners, both (N, O, Ho·Wo) (``delta_of_winners``)."""
+    return increment_over_images(delta_of_winners, (errors, marks, s), x, k, before, errors.shape[1], H, W,
+                                 chunks, span)
 
 
 def forward(x, W, span=None):
@@ -367,16 +364,14 @@ def forward(x, W, span=None):
     k = W.shape[-1]
     span = span or SPAN
     before, _ = same_padding(k)
-    correlate = CORRELATE[span]
-    return correlate(x, weights_by_block(W), W.shape[0], k, before, runs_per_thread(x.shape[0])), (x, k, span)
+    return correlate_channels(x, weights_by_block(W), W.shape[0], k, before, runs_per_thread(x.shape[0]), span), (x, k, span)
 
 
 def input_error(delta, B, span=None):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     (before, _), B_flipped = transposed_convolution(B)
-    correlate = CORRELATE[span or SPAN]
-    return correlate(np.ascontiguousarray(delta), weights_by_block(B_flipped), B.shape[1], B.shape[-1], before,
-                     runs_per_thread(delta.shape[0]))
+    return correlate_channels(np.ascontiguousarray(delta), weights_by_block(B_flipped), B.shape[1], B.shape[-1], before,
+                              runs_per_thread(delta.shape[0]), span or SPAN)
 
 
 def weight_increment(delta, cache):
@@ -390,4 +385,4 @@ def increment_from_input(delta, x, k, span=None):
     span = span or SPAN
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return INCREMENT[span](delta, x, k, before, runs_per_thread(x.shape[0]))
+    return increment_channels(delta, x, k, before, runs_per_thread(x.shape[0]), span)

@@ -29,10 +29,12 @@ input vector loaded once; the lanes of a vector hold sums over different j, adde
 at the end. δ is copied row by row into a buffer whose rows are whole vectors long with
 zeros past the image, so the extra lanes add nothing.
 
-**Eight or four.** Both kernels are written once and built twice (``CORRELATE``,
-``INCREMENT``), for eight and for four output channels at a time, ``group`` a constant of
-each build: the lines of the channels past the fourth are compiled only into the build
-of eight.
+**Eight or four.** The loops of one image and one group of output channels are written
+once (``correlate_group_rows``, ``increment_group_rows``) and built twice, for eight and for
+four output channels at a time, ``group`` a constant of each build: the lines of the
+channels past the fourth are compiled only into the build of eight. The parallel kernels
+over the images (``correlate_images``, ``increment_images``) take ``group`` at run time and
+call the build for it, so each is built once.
 
 **Padding.** Each thread takes a contiguous run of images. It copies each image into a
 padded buffer of its own (zeroed once; only the inside is rewritten), so no padded copy
@@ -47,7 +49,7 @@ Tested against the readable tier and the NumPy reference in ``tests/test_conv_ro
 """
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
@@ -92,167 +94,187 @@ def store_sums(out, at, step, count, length, s0, s1, t0, t1, u0, u1, v0, v1, w0,
         out[at + q * step : at + q * step + length] = piece[:length]
 
 
-def _row_kernels(group):
-    """The forward correlation and the weight increment for ``group`` (8 or 4) output channels at a time, a
-    constant of their code: the lines of the channels past the fourth are compiled only where ``group`` is 8."""
+@njit(cache=True)
+def correlate_group_rows(xb, weights, flat, piece, n, g, O, C, H, W, k, plane, Wp, group):
+    """One image (padded, in ``xb``), one group g of ``group`` output channels: its rows of sums, piece by piece,
+    into the flat output (N, O, H, W).
 
-    @njit(parallel=True, cache=True)
-    def correlate_rows(x, weights, O, k, before, chunks):
-        """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32, ``group`` o at a
-        time (2·group vectors of sums).
-
-        xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
-        and right; ``weights`` is ``weights_by_group(W, group)``. The batch is cut into ``chunks``
-        runs of images, one per thread.
-        """
-        N, C, H, W = x.shape
-        Hp, Wp = H + k - 1, W + k - 1
-        plane = Hp * Wp
-        groups = -(-O // group)
-        out = np.empty((N, O, H, W), dtype=np.float32)
-        flat = out.reshape(-1)
-        step = H * W  # from one output plane to the next
-        for part in prange(chunks):
-            xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
-            piece = np.empty(SPAN, dtype=np.float32)
-            for n in range(part * N // chunks, (part + 1) * N // chunks):
-                copy_padded(x, n, before, Hp, Wp, xb)
-                for g in range(groups):
-                    o = group * g
-                    count = min(group, O - o)
-                    for i in range(H):
-                        for j in range(0, W, SPAN):
-                            s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
-                            w0 = vzero(); y0 = vzero(); z0 = vzero(); r0 = vzero()  # noqa: E702
-                            s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
-                            w1 = vzero(); y1 = vzero(); z1 = vzero(); r1 = vzero()  # noqa: E702
-                            for c in range(C):
-                                for a in range(k):
-                                    row = c * plane + (i + a) * Wp + j
-                                    term = ((g * C + c) * k + a) * k * group
-                                    for b in range(k):
-                                        x0 = vload(xb, row + b)
-                                        x1 = vload(xb, row + b + LANES)
-                                        f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa
-                                        f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
-                                        f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
-                                        f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
-                                        if group == 8:
-                                            f = vsplat_at(weights, term + 4); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
-                                            f = vsplat_at(weights, term + 5); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
-                                            f = vsplat_at(weights, term + 6); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
-                                            f = vsplat_at(weights, term + 7); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
-                                        term += group
-                            at = ((n * O + o) * H + i) * W + j
-                            if count == group and j + SPAN <= W:
-                                vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
-                                vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
-                                vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
-                                vstore(flat, at, v0); vstore(flat, at + LANES, v1); at += step  # noqa: E702
-                                if group == 8:
-                                    vstore(flat, at, w0); vstore(flat, at + LANES, w1); at += step  # noqa: E702
-                                    vstore(flat, at, y0); vstore(flat, at + LANES, y1); at += step  # noqa: E702
-                                    vstore(flat, at, z0); vstore(flat, at + LANES, z1); at += step  # noqa: E702
-                                    vstore(flat, at, r0); vstore(flat, at + LANES, r1)  # noqa: E702
-                            else:  # with a group of four, the last four pairs (zeros) are never written: count ≤ 4
-                                store_sums(flat, at, step, count, min(SPAN, W - j),
-                                           s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece)
-        return out
-
-    @njit(parallel=True, cache=True)
-    def increment_rows(delta, x, k, before, chunks):
-        """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
-        ``correlate_rows``.
-
-        ``group`` output channels and three window columns b at a time (3·group vectors of sums).
-        Each of the ``chunks`` threads sums its run of images into partial sums of its own, one
-        vector per (o, c, a, b); they are added up at the end.
-
-        A step holds the three input vectors and takes the δ vectors one at a time: with a group of
-        four, 12 sums, 3 input vectors and a δ vector fill the 16 vector registers of a CPU with
-        AVX2 alone. Holding the four δ vectors instead (17 registers), LLVM kept one sum on the
-        stack, stored and loaded again at every step (``benchmarks/find_gathers.py`` counts such
-        loops). A group of eight takes 28 registers: a CPU with AVX-512 has 32.
-        """
-        N, O, H, W = delta.shape
-        C = x.shape[1]
-        delta_flat = delta.reshape(-1)
-        Hp, Wp = H + k - 1, W + k - 1
-        plane = Hp * Wp
-        Wq = -(-W // LANES) * LANES  # a row of the δ buffer: whole vectors, zeros past W
-        e = H * Wq + LANES  # from one δ plane to the next (one vector more: planes 4 KiB apart would share L1 sets)
-        Og = -(-O // group) * group
-        partial = np.zeros((chunks, Og * C * k * k * LANES), dtype=np.float32)
-        for part in prange(chunks):
-            xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
-            db = aligned_zeros(Og * e)  # channels past O stay 0
-            P = partial[part]
-            for n in range(part * N // chunks, (part + 1) * N // chunks):
-                copy_padded(x, n, before, Hp, Wp, xb)
-                for o in range(O):
-                    for i in range(H):
-                        copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
-                for o in range(0, Og, group):
-                    for c in range(C):
-                        for a in range(k):
-                            for b in range(0, k, 3):
-                                s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
-                                s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
-                                t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
-                                t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
-                                u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
-                                u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
-                                for i in range(H):
-                                    xr = c * plane + (i + a) * Wp + b
-                                    dr = o * e + i * Wq
-                                    for j in range(0, Wq, LANES):
-                                        x0 = vload(xb, xr + j)
-                                        x1 = vload(xb, xr + j + 1)
-                                        x2 = vload(xb, xr + j + 2)
-                                        d = vload(db, dr + j)
-                                        s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
-                                        d = vload(db, dr + j + e)
-                                        s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
-                                        d = vload(db, dr + j + 2 * e)
-                                        s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
-                                        d = vload(db, dr + j + 3 * e)
-                                        s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
-                                        if group == 8:
-                                            d = vload(db, dr + j + 4 * e)
-                                            s4 = vfma(d, x0, s4); t4 = vfma(d, x1, t4); u4 = vfma(d, x2, u4)  # noqa
-                                            d = vload(db, dr + j + 5 * e)
-                                            s5 = vfma(d, x0, s5); t5 = vfma(d, x1, t5); u5 = vfma(d, x2, u5)  # noqa
-                                            d = vload(db, dr + j + 6 * e)
-                                            s6 = vfma(d, x0, s6); t6 = vfma(d, x1, t6); u6 = vfma(d, x2, u6)  # noqa
-                                            d = vload(db, dr + j + 7 * e)
-                                            s7 = vfma(d, x0, s7); t7 = vfma(d, x1, t7); u7 = vfma(d, x2, u7)  # noqa
-                                at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
-                                jump = C * k * k * LANES  # from one o to the next
-                                add_sums(P, at, jump, s0, s1, s2, s3)
-                                if group == 8:
-                                    add_sums(P, at + 4 * jump, jump, s4, s5, s6, s7)
-                                if b + 1 < k:
-                                    add_sums(P, at + LANES, jump, t0, t1, t2, t3)
-                                    if group == 8:
-                                        add_sums(P, at + LANES + 4 * jump, jump, t4, t5, t6, t7)
-                                if b + 2 < k:
-                                    add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
-                                    if group == 8:
-                                        add_sums(P, at + 2 * LANES + 4 * jump, jump, u4, u5, u6, u7)
-        return partial.reshape(chunks, Og, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
-
-    return correlate_rows, increment_rows
+    ``literally(group)`` has Numba compile the body once for each group (8 or 4) with ``group`` a
+    constant, so the build of four keeps none of the lines of the channels past the fourth. The
+    parallel kernel (``correlate_images``) calls the build for the group it is given, once per
+    image and group: it is built once, where it was built once per group with the loops inside.
+    """
+    literally(group)
+    step = H * W  # from one output plane to the next
+    o = group * g
+    count = min(group, O - o)
+    for i in range(H):
+        for j in range(0, W, SPAN):
+            s0 = vzero(); t0 = vzero(); u0 = vzero(); v0 = vzero()  # noqa: E702
+            w0 = vzero(); y0 = vzero(); z0 = vzero(); r0 = vzero()  # noqa: E702
+            s1 = vzero(); t1 = vzero(); u1 = vzero(); v1 = vzero()  # noqa: E702
+            w1 = vzero(); y1 = vzero(); z1 = vzero(); r1 = vzero()  # noqa: E702
+            for c in range(C):
+                for a in range(k):
+                    row = c * plane + (i + a) * Wp + j
+                    term = ((g * C + c) * k + a) * k * group
+                    for b in range(k):
+                        x0 = vload(xb, row + b)
+                        x1 = vload(xb, row + b + LANES)
+                        f = vsplat_at(weights, term); s0 = vfma(f, x0, s0); s1 = vfma(f, x1, s1)  # noqa
+                        f = vsplat_at(weights, term + 1); t0 = vfma(f, x0, t0); t1 = vfma(f, x1, t1)  # noqa
+                        f = vsplat_at(weights, term + 2); u0 = vfma(f, x0, u0); u1 = vfma(f, x1, u1)  # noqa
+                        f = vsplat_at(weights, term + 3); v0 = vfma(f, x0, v0); v1 = vfma(f, x1, v1)  # noqa
+                        if group == 8:
+                            f = vsplat_at(weights, term + 4); w0 = vfma(f, x0, w0); w1 = vfma(f, x1, w1)  # noqa
+                            f = vsplat_at(weights, term + 5); y0 = vfma(f, x0, y0); y1 = vfma(f, x1, y1)  # noqa
+                            f = vsplat_at(weights, term + 6); z0 = vfma(f, x0, z0); z1 = vfma(f, x1, z1)  # noqa
+                            f = vsplat_at(weights, term + 7); r0 = vfma(f, x0, r0); r1 = vfma(f, x1, r1)  # noqa
+                        term += group
+            at = ((n * O + o) * H + i) * W + j
+            if count == group and j + SPAN <= W:
+                vstore(flat, at, s0); vstore(flat, at + LANES, s1); at += step  # noqa: E702
+                vstore(flat, at, t0); vstore(flat, at + LANES, t1); at += step  # noqa: E702
+                vstore(flat, at, u0); vstore(flat, at + LANES, u1); at += step  # noqa: E702
+                vstore(flat, at, v0); vstore(flat, at + LANES, v1); at += step  # noqa: E702
+                if group == 8:
+                    vstore(flat, at, w0); vstore(flat, at + LANES, w1); at += step  # noqa: E702
+                    vstore(flat, at, y0); vstore(flat, at + LANES, y1); at += step  # noqa: E702
+                    vstore(flat, at, z0); vstore(flat, at + LANES, z1); at += step  # noqa: E702
+                    vstore(flat, at, r0); vstore(flat, at + LANES, r1)  # noqa: E702
+            else:  # with a group of four, the last four pairs (zeros) are never written: count ≤ 4
+                store_sums(flat, at, step, count, min(SPAN, W - j),
+                           s0, s1, t0, t1, u0, u1, v0, v1, w0, w1, y0, y1, z0, z1, r0, r1, piece)
 
 
-CORRELATE, INCREMENT = {}, {}  # group -> its build of correlate_rows, of increment_rows
-for _group in (8, 4):
-    CORRELATE[_group], INCREMENT[_group] = _row_kernels(_group)
-del _group
+@njit(cache=True)
+def increment_group_rows(xb, db, P, o, C, H, Wq, Wp, k, plane, e, group):
+    """One image (padded, in ``xb``; its δ rows ``Wq`` long, planes ``e`` apart, in ``db``), the ``group`` output
+    channels from o: each (o, c, a, b)'s vector of sums over the image added into the partial sums ``P``.
+
+    ``literally(group)``, as in ``correlate_group_rows``; called by ``increment_images``.
+    """
+    literally(group)
+    for c in range(C):
+        for a in range(k):
+            for b in range(0, k, 3):
+                s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero()  # noqa: E702
+                s4 = vzero(); s5 = vzero(); s6 = vzero(); s7 = vzero()  # noqa: E702
+                t0 = vzero(); t1 = vzero(); t2 = vzero(); t3 = vzero()  # noqa: E702
+                t4 = vzero(); t5 = vzero(); t6 = vzero(); t7 = vzero()  # noqa: E702
+                u0 = vzero(); u1 = vzero(); u2 = vzero(); u3 = vzero()  # noqa: E702
+                u4 = vzero(); u5 = vzero(); u6 = vzero(); u7 = vzero()  # noqa: E702
+                for i in range(H):
+                    xr = c * plane + (i + a) * Wp + b
+                    dr = o * e + i * Wq
+                    for j in range(0, Wq, LANES):
+                        x0 = vload(xb, xr + j)
+                        x1 = vload(xb, xr + j + 1)
+                        x2 = vload(xb, xr + j + 2)
+                        d = vload(db, dr + j)
+                        s0 = vfma(d, x0, s0); t0 = vfma(d, x1, t0); u0 = vfma(d, x2, u0)  # noqa: E702
+                        d = vload(db, dr + j + e)
+                        s1 = vfma(d, x0, s1); t1 = vfma(d, x1, t1); u1 = vfma(d, x2, u1)  # noqa: E702
+                        d = vload(db, dr + j + 2 * e)
+                        s2 = vfma(d, x0, s2); t2 = vfma(d, x1, t2); u2 = vfma(d, x2, u2)  # noqa: E702
+                        d = vload(db, dr + j + 3 * e)
+                        s3 = vfma(d, x0, s3); t3 = vfma(d, x1, t3); u3 = vfma(d, x2, u3)  # noqa: E702
+                        if group == 8:
+                            d = vload(db, dr + j + 4 * e)
+                            s4 = vfma(d, x0, s4); t4 = vfma(d, x1, t4); u4 = vfma(d, x2, u4)  # noqa
+                            d = vload(db, dr + j + 5 * e)
+                            s5 = vfma(d, x0, s5); t5 = vfma(d, x1, t5); u5 = vfma(d, x2, u5)  # noqa
+                            d = vload(db, dr + j + 6 * e)
+                            s6 = vfma(d, x0, s6); t6 = vfma(d, x1, t6); u6 = vfma(d, x2, u6)  # noqa
+                            d = vload(db, dr + j + 7 * e)
+                            s7 = vfma(d, x0, s7); t7 = vfma(d, x1, t7); u7 = vfma(d, x2, u7)  # noqa
+                at = ((o * C + c) * k * k + a * k + b) * LANES  # (o, c, a, b) in P
+                jump = C * k * k * LANES  # from one o to the next
+                add_sums(P, at, jump, s0, s1, s2, s3)
+                if group == 8:
+                    add_sums(P, at + 4 * jump, jump, s4, s5, s6, s7)
+                if b + 1 < k:
+                    add_sums(P, at + LANES, jump, t0, t1, t2, t3)
+                    if group == 8:
+                        add_sums(P, at + LANES + 4 * jump, jump, t4, t5, t6, t7)
+                if b + 2 < k:
+                    add_sums(P, at + 2 * LANES, jump, u0, u1, u2, u3)
+                    if group == 8:
+                        add_sums(P, at + 2 * LANES + 4 * jump, jump, u4, u5, u6, u7)
+
+
+@njit(parallel=True, cache=True)
+def correlate_images(x, weights, O, k, before, chunks, group):
+    """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32, ``group`` (8 or 4)
+    o at a time (2·group vectors of sums, ``correlate_group_rows``).
+
+    xp is x zero-padded by ``before`` at the top and left and k - 1 - before at the bottom
+    and right; ``weights`` is ``weights_by_group(W, group)``. The batch is cut into ``chunks``
+    runs of images, one per thread.
+    """
+    N, C, H, W = x.shape
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    groups = -(-O // group)
+    out = np.empty((N, O, H, W), dtype=np.float32)
+    flat = out.reshape(-1)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+        piece = np.empty(SPAN, dtype=np.float32)
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for g in range(groups):
+                if group == 8:  # the build of the group's loops for the group given
+                    correlate_group_rows(xb, weights, flat, piece, n, g, O, C, H, W, k, plane, Wp, 8)
+                else:
+                    correlate_group_rows(xb, weights, flat, piece, n, g, O, C, H, W, k, plane, Wp, 4)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def increment_images(delta, x, k, before, chunks, group):
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
+    ``correlate_images``.
+
+    ``group`` (8 or 4) output channels and three window columns b at a time (3·group vectors of
+    sums, ``increment_group_rows``). Each of the ``chunks`` threads sums its run of images into
+    partial sums of its own, one vector per (o, c, a, b); they are added up at the end.
+
+    A step holds the three input vectors and takes the δ vectors one at a time: with a group of
+    four, 12 sums, 3 input vectors and a δ vector fill the 16 vector registers of a CPU with
+    AVX2 alone. Holding the four δ vectors instead (17 registers), LLVM kept one sum on the
+    stack, stored and loaded again at every step (``benchmarks/find_gathers.py`` counts such
+    loops). A group of eight takes 28 registers: a CPU with AVX-512 has 32.
+    """
+    N, O, H, W = delta.shape
+    C = x.shape[1]
+    delta_flat = delta.reshape(-1)
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    Wq = -(-W // LANES) * LANES  # a row of the δ buffer: whole vectors, zeros past W
+    e = H * Wq + LANES  # from one δ plane to the next (one vector more: planes 4 KiB apart would share L1 sets)
+    Og = -(-O // group) * group
+    partial = np.zeros((chunks, Og * C * k * k * LANES), dtype=np.float32)
+    for part in prange(chunks):
+        xb = np.zeros(C * plane + SPAN + Wp, dtype=np.float32)
+        db = aligned_zeros(Og * e)  # channels past O stay 0
+        P = partial[part]
+        for n in range(part * N // chunks, (part + 1) * N // chunks):
+            copy_padded(x, n, before, Hp, Wp, xb)
+            for o in range(O):
+                for i in range(H):
+                    copy_run(delta_flat, ((n * O + o) * H + i) * W, db, o * e + i * Wq, W)
+            for o in range(0, Og, group):
+                if group == 8:
+                    increment_group_rows(xb, db, P, o, C, H, Wq, Wp, k, plane, e, 8)
+                else:
+                    increment_group_rows(xb, db, P, o, C, H, Wq, Wp, k, plane, e, 4)
+    return partial.reshape(chunks, Og, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
 
 
 def correlate_rows(x, W, k, before, group):
     """The build of ``group`` (8 or 4) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
-    return CORRELATE[group](x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]))
+    return correlate_images(x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]), group)
 
 
 @njit(cache=True, inline="always")
@@ -313,4 +335,4 @@ def increment_from_input(delta, x, k, group=None):
     group = group or CHANNELS_PER_GROUP
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return INCREMENT[group](delta, x, k, before, runs_per_thread(x.shape[0]))
+    return increment_images(delta, x, k, before, runs_per_thread(x.shape[0]), group)

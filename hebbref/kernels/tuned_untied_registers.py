@@ -15,9 +15,11 @@ The ``images-last`` path writes h whole (C_out·H·W numbers per image: 50 MB fo
   (``tuned_simd``), held in registers while the location's C_in·k·k terms are added: a
   term loads two vectors of images and adds them times the group's broadcast weights
   (``four_channels`` once or twice; W laid out beforehand group by group, a term's
-  weights together, ``weights_by_location``). The group is a constant of the compiled
-  kernel (``SUMS``), so the sums of the other four channels are not there at all where it
-  is four; the plan times both (eight suit 32 vector registers, four 16).
+  weights together, ``weights_by_location``). The group is a constant of each build
+  of a piece's loops (``piece_of_windows``), so the sums of the other four channels are not
+  there at all where it is four; the parallel kernel (``ramp_maxpool_sums``) takes the group
+  at run time and calls the build for it. The plan times both (eight suit 32 vector
+  registers, four 16).
 - **Ramp and pool.** The location's vectors of sums are ramped, and each cell's mark formed,
   as ``tuned_pooling.keep_larger_of_ramp`` forms them: the cell's flat index i·W + j
   where σ' = s (|s·h| <= 1) and -1 - i·W - j where the ramp saturates. Each is then
@@ -211,39 +213,36 @@ def piece_of_windows(x, weights, taps, T, n, new, N, O, H, Wd, Wp, k, t, top, le
                       Ho * Wo, SPAN - new)
 
 
-def _sums_kernel(group):
-    """The kernel for ``group`` (4 or 8) output channels at a time, a constant of its code (``piece_of_windows``)."""
+@njit(parallel=True, cache=True)
+def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s, group):
+    """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner
+    (O, Ho, Wo, N).
 
-    @njit(parallel=True, cache=True)
-    def ramp_maxpool_sums(x_last, weights, O, kc, H, Wd, k, t, top, left, Ho, Wo, s):
-        """y = max over each window of σ(h), h the untied sums, never written: -> y (N, O, Ho, Wo), winner
-        (O, Ho, Wo, N).
-
-        ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
-        ``weights_by_location(W, group)``; ``winner`` marked as ``ramp_maxpool_images_last``
-        marks it. One parallel iteration per piece of ``SPAN`` images.
-        """
-        C, Hp, Wp, N = x_last.shape
-        T = C * kc * kc
-        taps = batch_last_taps(C, Hp, Wp, kc, N)
-        x = x_last.reshape(-1)
-        y = np.empty((N, O, Ho * Wo), dtype=np.float32)
-        ys = y.reshape(-1)
-        winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
-        marks = winner.reshape(-1)
-        for piece in prange(-(-N // SPAN)):
-            n = min(piece * SPAN, N - SPAN)  # the piece's first image
-            new = piece * SPAN - n  # images of the piece before this one are written by that one
-            best = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
-            mark = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
+    ``x_last`` is xp batch last, (C_in, Hp, Wp, N), N ≥ SPAN; ``weights`` is
+    ``weights_by_location(W, group)``; ``winner`` marked as ``ramp_maxpool_images_last``
+    marks it. One parallel iteration per piece of ``SPAN`` images, each by the build of
+    ``piece_of_windows`` for ``group`` (4 or 8), given at run time: this kernel is built once.
+    """
+    C, Hp, Wp, N = x_last.shape
+    T = C * kc * kc
+    taps = batch_last_taps(C, Hp, Wp, kc, N)
+    x = x_last.reshape(-1)
+    y = np.empty((N, O, Ho * Wo), dtype=np.float32)
+    ys = y.reshape(-1)
+    winner = np.empty((O, Ho, Wo, N), dtype=np.int32)
+    marks = winner.reshape(-1)
+    for piece in prange(-(-N // SPAN)):
+        n = min(piece * SPAN, N - SPAN)  # the piece's first image
+        new = piece * SPAN - n  # images of the piece before this one are written by that one
+        best = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
+        mark = np.empty(Ho * Wo * group * SPAN, dtype=np.float32)
+        if group == 8:
             piece_of_windows(x, weights, taps, T, n, new, N, O, H, Wd, Wp, k, t, top, left, Ho, Wo, np.float32(s),
-                             best, mark, marks, ys, group)
-        return y.reshape(N, O, Ho, Wo), winner
-
-    return ramp_maxpool_sums
-
-
-SUMS = {4: _sums_kernel(4), 8: _sums_kernel(8)}
+                             best, mark, marks, ys, 8)
+        else:
+            piece_of_windows(x, weights, taps, T, n, new, N, O, H, Wd, Wp, k, t, top, left, Ho, Wo, np.float32(s),
+                             best, mark, marks, ys, 4)
+    return y.reshape(N, O, Ho, Wo), winner
 
 
 def forward_registers_path(x, W, k, t, slope, group=None):
@@ -267,10 +266,10 @@ def forward_registers_path(x, W, k, t, slope, group=None):
     top, left, Ho, Wo = tuned_pooling._windows(x, k, t)
     H, Wd, O = W.shape[:3]
     group = group or CHANNELS_PER_GROUP
-    if group not in SUMS:
+    if group not in (4, 8):
         raise ValueError(f"the registers path sums 4 or 8 output channels at a time, not {group}")
-    y, winner = SUMS[group](x_pieces, weights_by_location(W, group), O, kc, H, Wd, k, t, top, left, Ho, Wo,
-                            np.float32(slope))
+    y, winner = ramp_maxpool_sums(x_pieces, weights_by_location(W, group), O, kc, H, Wd, k, t, top, left, Ho, Wo,
+                                  np.float32(slope), group)
     if N < SPAN:
         y, winner = np.ascontiguousarray(y[:N]), np.ascontiguousarray(winner[..., :N])
     cache = ImagesLast(x_last, None, winner, (k, t, top, left), IMAGES_PER_TILE, (H, Wd), W)
