@@ -62,7 +62,7 @@ from numba import njit, prange
 from ..layers.conv import same_padding
 from . import tuned_conv_channels, tuned_pooling
 from .tuned_conv_direct import FASTMATH, TERMS_PER_PASS, add_terms, correlate_valid_direct, pad_spatial, paired, \
-    planes_increment, tap_offsets
+    planes_increment, sum_of_parts, tap_offsets
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ def plane_from_winners(plane, source, n, o, stride):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def increment_from_winners(errors, marks, W, s, xp, k, chunks, zero, width):
-    """G with each δ plane formed from the pool's errors and marks (N, O, Ho·Wo) by ``plane_from_winners``.
+    """G's partial sums (``sum_of_parts`` adds them up), each δ plane formed from the pool's errors and marks
+    (N, O, Ho·Wo) by ``plane_from_winners``.
 
     The direct path's increment, ``tuned_conv_direct.planes_increment``, inlined here with
     this block's form of a plane.
@@ -200,8 +201,8 @@ def backward_direct_path(dy, cache, slope):
     chunks = min(dy.shape[0], numba.get_num_threads())
     N, O, Ho, Wo = dy.shape
     k = cache.xp.shape[-1] - W + 1
-    G = increment_from_winners(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), W, s, cache.xp, k,
-                               chunks, dtype.type(0), cache.width)
+    G = sum_of_parts(increment_from_winners(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), W, s,
+                                            cache.xp, k, chunks, dtype.type(0), cache.width), k)
 
     def delta():  # formed only when read
         return delta_from_winners(dy, cache.winner, H, W, s)
@@ -235,9 +236,10 @@ def backward_channels_path(dy, cache, slope):
     s = np.float32(slope)
     N, O, Ho, Wo = dy.shape
     before, _ = same_padding(cache.k)
-    G = tuned_conv_channels.increment_from_winners(dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), H, W,
-                                                   s, cache.x, cache.k, before, tuned_conv_channels.runs_per_thread(N),
-                                                   cache.span)
+    partial = tuned_conv_channels.increment_from_winners(
+        dy.reshape(N, O, Ho * Wo), cache.winner.reshape(N, O, Ho * Wo), H, W, s, cache.x, cache.k, before,
+        tuned_conv_channels.runs_per_thread(N), cache.span)
+    G = tuned_conv_channels.sum_of_parts(partial, O, cache.x.shape[1], cache.k)
 
     def delta():  # formed only when read
         return delta_from_winners(dy, cache.winner, H, W, s)

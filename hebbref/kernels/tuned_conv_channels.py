@@ -199,8 +199,9 @@ def increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, span):
 
 @njit(inline="always")
 def increment_over_images(form_delta, source, x, k, before, O, H, W, chunks, span):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] -> (O, C, k, k) float32: the loops of both channel
-    increments, each image's δ formed by ``form_delta(ds, source, n, O, Oq, P)``.
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: the loops of both channel increments, each image's δ
+    formed by ``form_delta(ds, source, n, O, Oq, P)`` -> the threads' partial sums (chunks, Tq·Oq) float32, which
+    ``sum_of_parts`` adds up and lays out as G (O, C, k, k).
 
     ``ds`` holds δ[n] with the channels last, a row of Oq per position (the channels past O
     stay 0), and one spare row P that the sums never read (``delta_of_winners`` adds the
@@ -233,8 +234,7 @@ def increment_over_images(form_delta, source, x, k, before, O, H, W, chunks, spa
                     increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, 8)
                 else:
                     increment_group(xb, ds, Oq, g, Tq, offs, q, P, Pp, 6)
-    G = partial.sum(axis=0).reshape(Tq, Oq)[:T, :O]
-    return np.ascontiguousarray(G.T).reshape(O, C, k, k)
+    return partial
 
 
 @njit(cache=True, inline="always")
@@ -305,8 +305,8 @@ def correlate_channels(x, weights, O, k, before, chunks, span):
 
 @njit(parallel=True, cache=True)
 def increment_channels(delta, x, k, before, chunks, span):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
-    ``correlate_channels``; each image's δ turned over (``delta_turned_over``)."""
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b], xp padded as in ``correlate_channels``: -> the threads'
+    partial sums (``sum_of_parts`` adds them up); each image's δ turned over (``delta_turned_over``)."""
     N, O, H, W = delta.shape
     return increment_over_images(delta_turned_over, delta.reshape(-1), x, k, before, O, H, W, chunks, span)
 
@@ -348,10 +348,18 @@ def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, c
 
 @njit(parallel=True, cache=True)
 def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks, span):
-    """The conv block's increment: G as ``increment_channels`` makes it, each image's δ formed from the pool's
-    errors and marked winners, both (N, O, Ho·Wo) (``delta_of_winners``)."""
+    """The conv block's increment: G's partial sums as ``increment_channels`` makes them, each image's δ formed
+    from the pool's errors and marked winners, both (N, O, Ho·Wo) (``delta_of_winners``)."""
     return increment_over_images(delta_of_winners, (errors, marks, s), x, k, before, errors.shape[1], H, W,
                                  chunks, span)
+
+
+def sum_of_parts(partial, O, C, k):
+    """G (O, C, k, k) from the threads' partial sums (chunks, Tq·Oq) of ``increment_over_images``: their sum, in NumPy
+    (as ``tuned_conv_direct.sum_of_parts``), the terms past C·k·k and the channels past O dropped."""
+    Oq = -(-O // BLOCK) * BLOCK
+    G = partial.sum(axis=0).reshape(-1, Oq)[:C * k * k, :O]
+    return np.ascontiguousarray(G.T).reshape(O, C, k, k)
 
 
 def forward(x, W, span=None):
@@ -385,4 +393,5 @@ def increment_from_input(delta, x, k, span=None):
     span = span or SPAN
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return increment_channels(delta, x, k, before, runs_per_thread(x.shape[0]), span)
+    return sum_of_parts(increment_channels(delta, x, k, before, runs_per_thread(x.shape[0]), span), delta.shape[1],
+                        x.shape[1], k)

@@ -273,13 +273,14 @@ def copy_plane(plane, delta, n, o, stride):
 
 @njit(inline="always")
 def planes_increment(form_plane, source, O, xp, k, chunks, zero, width):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops, each δ plane made by ``form_plane``: -> (O, C, k, k).
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b] by loops, each δ plane made by ``form_plane``: -> the threads'
+    partial increments (chunks, O, C·k·k), which ``sum_of_parts`` adds up.
 
     ``form_plane(plane, source, n, o, Wp)`` writes δ[n, o] into ``plane`` with its rows
     Wp apart and 0 in the gaps (``copy_plane`` from δ itself; the conv block's
     ``plane_from_winners`` from the pool's errors), so that every term (c, a, b) is one long
     dot product with the shifted flattened planes of the image. The batch is cut into
-    ``chunks`` pieces summed in parallel, then added up; planes go two at a time
+    ``chunks`` pieces summed in parallel, then added up in NumPy; planes go two at a time
     (``add_products``; an odd last one is paired with itself and its twin sum dropped).
     ``zero`` is a 0 of the dtype to accumulate in.
 
@@ -307,13 +308,25 @@ def planes_increment(form_plane, source, O, xp, k, chunks, zero, width):
                 form_plane(q, source, n, o2, Wp)
                 f = partial[part, o2] if o2 != o else scratch  # the twin sum of an odd last plane is dropped
                 add_products(partial[part, o], f, p, q, x_flat[n], offsets, L, zero, width)
-    return partial.sum(axis=0).reshape(O, C, k, k)
+    return partial
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def increment_of_planes(delta, xp, k, chunks, zero, width):
-    """G from δ (N, O, H, W) itself, each plane copied (``copy_plane``) into the loops of ``planes_increment``."""
+    """G's partial sums from δ (N, O, H, W) itself, each plane copied (``copy_plane``) into the loops of
+    ``planes_increment``."""
     return planes_increment(copy_plane, delta, delta.shape[1], xp, k, chunks, zero, width)
+
+
+def sum_of_parts(partial, k):
+    """G (O, C, k, k) from the threads' partial increments (chunks, O, C·k·k) of ``planes_increment``: their sum.
+
+    Taken in NumPy, after the kernel: a sum along an axis inside a kernel had Numba compile
+    its general sum once per kernel and signature, about 2 s of a first step with an empty
+    cache for the compiled kernels' sums together (BENCHMARKS.md, fourteenth session).
+    """
+    O, terms = partial.shape[1:]
+    return partial.sum(axis=0).reshape(O, terms // (k * k), k, k)
 
 
 def forward(x, W, width=None):
@@ -338,4 +351,4 @@ def weight_increment(delta, cache):
     delta = np.ascontiguousarray(delta, dtype=xp.dtype)  # one dtype, as on the other paths: G is summed in it
     k = xp.shape[-1] - delta.shape[-1] + 1
     chunks = min(delta.shape[0], numba.get_num_threads())
-    return increment_of_planes(delta, xp, k, chunks, xp.dtype.type(0), width)
+    return sum_of_parts(increment_of_planes(delta, xp, k, chunks, xp.dtype.type(0), width), k)

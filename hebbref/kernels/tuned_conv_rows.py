@@ -233,12 +233,12 @@ def correlate_images(x, weights, O, k, before, chunks, group):
 
 @njit(parallel=True, cache=True)
 def increment_images(delta, x, k, before, chunks, group):
-    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b]: -> (O, C, k, k) float32, xp padded as in
-    ``correlate_images``.
+    """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b], xp padded as in ``correlate_images``: -> the threads'
+    partial sums (chunks, Og·C·k·k·LANES) float32, which ``increment_from_input`` adds up.
 
     ``group`` (8 or 4) output channels and three window columns b at a time (3·group vectors of
     sums, ``increment_group_rows``). Each of the ``chunks`` threads sums its run of images into
-    partial sums of its own, one vector per (o, c, a, b); they are added up at the end.
+    partial sums of its own, one vector per (o, c, a, b); they are added up after the kernel, in NumPy.
 
     A step holds the three input vectors and takes the δ vectors one at a time: with a group of
     four, 12 sums, 3 input vectors and a δ vector fill the 16 vector registers of a CPU with
@@ -269,7 +269,7 @@ def increment_images(delta, x, k, before, chunks, group):
                     increment_group_rows(xb, db, P, o, C, H, Wq, Wp, k, plane, e, 8)
                 else:
                     increment_group_rows(xb, db, P, o, C, H, Wq, Wp, k, plane, e, 4)
-    return partial.reshape(chunks, Og, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
+    return partial
 
 
 def correlate_rows(x, W, k, before, group):
@@ -335,4 +335,7 @@ def increment_from_input(delta, x, k, group=None):
     group = group or CHANNELS_PER_GROUP
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
-    return increment_images(delta, x, k, before, runs_per_thread(x.shape[0]), group)
+    partial = increment_images(delta, x, k, before, runs_per_thread(x.shape[0]), group)
+    O, C = delta.shape[1], x.shape[1]
+    # each (o, c, a, b)'s vector of sums over the lanes, then over the threads, in NumPy (tuned_conv_direct.sum_of_parts)
+    return partial.reshape(partial.shape[0], -1, C, k, k, LANES).sum(axis=5).sum(axis=0)[:O]
