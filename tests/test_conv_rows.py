@@ -133,6 +133,25 @@ def test_the_forward_cache_is_the_input_and_the_kernel_width(kernels):
     assert cache[2] == kernels.block
 
 
+@pytest.mark.parametrize("module, name, size", [(tuned_conv_rows, "group", 2), (tuned_conv_rows, "group", 16),
+                                                (tuned_conv_channels, "span", 4), (tuned_conv_channels, "span", 7)])
+def test_a_block_size_the_loops_are_not_built_for_is_refused(module, name, size):
+    """The parallel kernels take the block size at run time and run the one-image loops' build for 8, or for the
+    other size: any other size would read past their arrays, so each entry point refuses it."""
+    x, W, _, delta = conv_case((2, 3, 4, 5, 6, 3), np.float32, 0)
+    block = {name: size}
+    with pytest.raises(ValueError, match=f"not {size}"):
+        module.forward(x, W, **block)
+    with pytest.raises(ValueError, match=f"not {size}"):
+        module.input_error(delta, W, **block)
+    with pytest.raises(ValueError, match=f"not {size}"):
+        module.increment_from_input(delta, x, 3, size)
+    if module is tuned_conv_channels:
+        from hebbref.kernels import tuned_conv_block
+        with pytest.raises(ValueError, match=f"not {size}"):
+            tuned_conv_block.forward_channels_path(x, W, 2, 2, 0.5, size)
+
+
 def test_a_term_s_weights_of_a_block_of_channels_lie_together():
     block = tuned_conv_channels.BLOCK
     W = np.arange((block + 3) * 2 * 2 * 2, dtype=np.float32).reshape(block + 3, 2, 2, 2) + 1

@@ -213,7 +213,7 @@ def backward_direct_path(dy, cache, slope):
 def forward_channels_path(x, W, k, t, slope, span=None):
     """The block's forward pass by the channel path: -> (y, conv cache, h as a function, cache). float32."""
     x = np.ascontiguousarray(x)
-    span = span or tuned_conv_channels.SPAN
+    span = tuned_conv_channels.span_given(span)
     kc = W.shape[-1]
     before, _ = same_padding(kc)
     top, left, Ho, Wo = tuned_pooling._windows(x, k, t)

@@ -354,6 +354,15 @@ def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks, span):
                                  chunks, span)
 
 
+def span_given(span):
+    """``span``, or ``SPAN`` where it is None: 8 or 6, the spans the one-image loops are built for (any other would
+    have the parallel kernels read past their arrays)."""
+    span = span or SPAN
+    if span not in (8, 6):
+        raise ValueError(f"the channel kernels sum 8 or 6 positions or terms at a time, not {span}")
+    return span
+
+
 def sum_of_parts(partial, O, C, k):
     """G (O, C, k, k) from the threads' partial sums (chunks, Tq·Oq) of ``increment_over_images``: their sum, in NumPy
     (as ``tuned_conv_direct.sum_of_parts``), the terms past C·k·k and the channels past O dropped."""
@@ -370,7 +379,7 @@ def forward(x, W, span=None):
     """
     x = np.ascontiguousarray(x)
     k = W.shape[-1]
-    span = span or SPAN
+    span = span_given(span)
     before, _ = same_padding(k)
     return correlate_channels(x, weights_by_block(W), W.shape[0], k, before, runs_per_thread(x.shape[0]), span), (x, k, span)
 
@@ -379,7 +388,7 @@ def input_error(delta, B, span=None):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     (before, _), B_flipped = transposed_convolution(B)
     return correlate_channels(np.ascontiguousarray(delta), weights_by_block(B_flipped), B.shape[1], B.shape[-1], before,
-                              runs_per_thread(delta.shape[0]), span or SPAN)
+                              runs_per_thread(delta.shape[0]), span_given(span))
 
 
 def weight_increment(delta, cache):
@@ -390,7 +399,7 @@ def weight_increment(delta, cache):
 
 def increment_from_input(delta, x, k, span=None):
     """G = Σ_{n,i,j} δ xᵀ from the input x itself, ``span`` window terms at a time (default ``SPAN``)."""
-    span = span or SPAN
+    span = span_given(span)
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
     return sum_of_parts(increment_channels(delta, x, k, before, runs_per_thread(x.shape[0]), span), delta.shape[1],

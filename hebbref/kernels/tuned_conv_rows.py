@@ -290,8 +290,18 @@ def lanes_added(P, sums):
         sums[v] = total
 
 
+def group_given(group):
+    """``group``, or ``CHANNELS_PER_GROUP`` where it is None: 8 or 4, the groups the one-image loops are built for (any
+    other would have the parallel kernels read past their arrays)."""
+    group = group or CHANNELS_PER_GROUP
+    if group not in (8, 4):
+        raise ValueError(f"the row kernels sum 8 or 4 output channels at a time, not {group}")
+    return group
+
+
 def correlate_rows(x, W, k, before, group):
     """The build of ``group`` (8 or 4) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
+    group = group_given(group)
     return correlate_images(x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]), group)
 
 
@@ -331,7 +341,7 @@ def forward(x, W, group=None):
     """
     x = np.ascontiguousarray(x)
     k = W.shape[-1]
-    group = group or CHANNELS_PER_GROUP
+    group = group_given(group)
     before, _ = same_padding(k)
     return correlate_rows(x, W, k, before, group), (x, k, group)
 
@@ -339,7 +349,7 @@ def forward(x, W, group=None):
 def input_error(delta, B, group=None):
     """e_below = Bᵀ δ, the transposed convolution: (N, C_out, H, W) -> (N, C_in, H, W)."""
     (before, _), B_flipped = transposed_convolution(B)
-    return correlate_rows(np.ascontiguousarray(delta), B_flipped, B.shape[-1], before, group or CHANNELS_PER_GROUP)
+    return correlate_rows(np.ascontiguousarray(delta), B_flipped, B.shape[-1], before, group_given(group))
 
 
 def weight_increment(delta, cache):
@@ -350,7 +360,7 @@ def weight_increment(delta, cache):
 def increment_from_input(delta, x, k, group=None):
     """G = Σ_{n,i,j} δ xᵀ from the input x itself, ``group`` output channels at a time (default
     ``CHANNELS_PER_GROUP``)."""
-    group = group or CHANNELS_PER_GROUP
+    group = group_given(group)
     delta = np.ascontiguousarray(delta, dtype=np.float32)
     before, _ = same_padding(k)
     sums = increment_images(delta, x, k, before, runs_per_thread(x.shape[0]), group)
