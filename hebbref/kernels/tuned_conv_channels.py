@@ -274,6 +274,17 @@ def correlate_block(xb, weights, wg, T, offs, q, Pq, out, at0, stride, span):
         correlate_group(xb, weights, wg, T, offs, q, Pq, out, at0, stride, 6)
 
 
+@njit(inline="always")
+def image_layout(C, H, W, k, span):
+    """A padded image as both correlations read it: -> (Hp, Wp, plane, q, T, offs), its height, row length and
+    size, every output position's index in whole passes of ``span`` (``positions``), and the number of window
+    terms and their offsets (``term_offsets``), for C channels of H×W padded for a k×k kernel."""
+    Hp, Wp = H + k - 1, W + k - 1
+    plane = Hp * Wp
+    T = C * k * k
+    return Hp, Wp, plane, positions(H, W, Wp, span), T, term_offsets(C, k, plane, Wp, T)
+
+
 @njit(parallel=True, cache=True)
 def correlate_channels(x, weights, O, k, before, chunks, span):
     """out[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b]: (N, C, H, W) -> (N, O, H, W) float32.
@@ -282,14 +293,10 @@ def correlate_channels(x, weights, O, k, before, chunks, span):
     and right; ``weights`` is ``weights_by_block(W)``; ``chunks`` runs of images, one per thread.
     """
     N, C, H, W = x.shape
-    Hp, Wp = H + k - 1, W + k - 1
-    plane = Hp * Wp
-    groups = -(-O // BLOCK)
-    P = H * W
-    q = positions(H, W, Wp, span)
+    Hp, Wp, plane, q, T, offs = image_layout(C, H, W, k, span)
     Pq = q.size
-    T = C * k * k
-    offs = term_offsets(C, k, plane, Wp, T)
+    P = H * W
+    groups = -(-O // BLOCK)
     out = np.empty((N, O, H, W), dtype=np.float32)
     flat = out.reshape(-1)
     for part in prange(chunks):
@@ -303,12 +310,14 @@ def correlate_channels(x, weights, O, k, before, chunks, span):
                 turn_over(ob, 0, BLOCK, flat, (n * O + g * BLOCK) * P, P, P, min(BLOCK, O - g * BLOCK))
     return out
 
+
 @njit(parallel=True, cache=True)
 def increment_channels(delta, x, k, before, chunks, span):
     """G[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] xp[n,c,i+a,j+b], xp padded as in ``correlate_channels``: -> the threads'
     partial sums (``sum_of_parts`` adds them up); each image's δ turned over (``delta_turned_over``)."""
     N, O, H, W = delta.shape
     return increment_over_images(delta_turned_over, delta.reshape(-1), x, k, before, O, H, W, chunks, span)
+
 
 @njit(parallel=True, cache=True)
 def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, chunks, span):
@@ -323,14 +332,10 @@ def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, c
     ``left`` the pool's padding before the image.
     """
     N, C, H, W = x.shape
-    Hp, Wp = H + kc - 1, W + kc - 1
-    plane = Hp * Wp
+    Hp, Wp, plane, q, T, offs = image_layout(C, H, W, kc, span)
+    Pq = q.size
     groups = -(-O // BLOCK)
     Oq = groups * BLOCK
-    q = positions(H, W, Wp, span)
-    Pq = q.size
-    T = C * kc * kc
-    offs = term_offsets(C, kc, plane, Wp, T)
     y = np.empty((N, O, Ho * Wo), dtype=np.float32)
     winner = np.empty((N, O, Ho * Wo), dtype=np.int32)
     for part in prange(chunks):
@@ -345,6 +350,7 @@ def pool_of_correlation(x, weights, O, kc, before, k, t, top, left, Ho, Wo, s, c
                 correlate_block(xb, weights, g * T * BLOCK, T, offs, q, Pq, flat, g * BLOCK, Oq, span)
             pool_image_of_runs(y[n], winner[n], O, best, where, cells, H, W, top, left, Ho, Wo, k, t, s, True)
     return y.reshape(N, O, Ho, Wo), winner.reshape(N, O, Ho, Wo)
+
 
 @njit(parallel=True, cache=True)
 def increment_from_winners(errors, marks, H, W, s, x, k, before, chunks, span):

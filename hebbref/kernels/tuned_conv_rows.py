@@ -9,8 +9,9 @@ The equations of ``hebbref.layers.conv`` (xp is x zero-padded, p the padding bef
 The input error is the forward correlation of δ padded the other way round with B
 flipped and its channel axes swapped (``readable.transposed_convolution``).
 
-**Forward pass and input error** (``correlate_rows``). A piece of an output row, two
-vectors long (``SPAN`` = 2·LANES positions j), for eight output channels at once: 16
+**Forward pass and input error** (``correlate_group_rows``, run over the images by
+``correlate_images``). A piece of an output row, two vectors long (``SPAN`` = 2·LANES
+positions j), for eight output channels at once: 16
 vectors of sums, each a local ``tuned_simd.f32v`` value, so they stay in registers while
 every term (c, a, b) of the window is added. A term loads the two vectors of the padded
 input row it reads, xp[n, c, i+a, j+b : j+b+SPAN], and adds each times the eight
@@ -21,8 +22,9 @@ plan measures both (``group``). The sums are written once, at the end. Where the
 are computed and dropped; where the output channels are not a multiple of the group the
 missing ones have zero weights and are not written.
 
-**Weight increment** (``increment_rows``). For three window terms (c, a, b..b+2;
-any past k are computed and dropped) and eight output channels (four with the forward
+**Weight increment** (``increment_group_rows``, run over the images by
+``increment_images``). For three window terms (c, a, b..b+2; any past k are computed and
+dropped) and eight output channels (four with the forward
 pass's ``group`` of four), 24 (12) vectors of partial sums over all positions of an image: each vector of a row adds
 δ[n, o, i, j..] ⊙ xp[n, c, i+a, j+b..] for the eight o and the three b, each δ and
 input vector loaded once; the lanes of a vector hold sums over different j, added up
@@ -300,8 +302,8 @@ def group_given(group):
 
 
 def correlate_rows(x, W, k, before, group):
-    """The build of ``group`` (8 or 4) on x with the kernel W (O, C, k, k), the batch cut one run per thread."""
-    group = group_given(group)
+    """``correlate_images`` for ``group`` (8 or 4, as ``group_given`` returns it) on x with the kernel W (O, C, k, k),
+    the batch cut one run per thread."""
     return correlate_images(x, weights_by_group(W, group), W.shape[0], k, before, runs_per_thread(x.shape[0]), group)
 
 
