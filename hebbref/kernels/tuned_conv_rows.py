@@ -282,8 +282,9 @@ def lanes_added(P, sums):
     """sums[v] = the sum of P[v·LANES : (v + 1)·LANES], lane by lane in order: each vector of sums added up.
 
     Done by each thread on its own partial sums, in the kernel, so that what is left to add
-    after it is 16 (AVX-512) or 8 times smaller: NumPy's sum along a last axis of 16 took
-    1.5 ms for ``deep`` 2b's partial sums (a scratch timing, fourteenth session).
+    after it is 16 (AVX-512) or 8 times smaller: NumPy's sum along a last axis of 16, on
+    ``deep`` 2b's partial sums, took a few per cent of that layer's increment (a scratch
+    timing, BENCHMARKS.md, fourteenth session).
     """
     for v in range(sums.size):
         total = P[v * LANES]
