@@ -228,12 +228,12 @@ def maxpool_separable_padded(x, k, t, Ho, Wo, chunks, through_ramp=False, s=1.0)
 
 
 @njit(parallel=True, cache=True)
-def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, s=1.0, addend=None):
+def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp, s, addend):
     """The maximum of each window and where it is, ``group`` planes at a time laid out with the planes last: -> y, winner.
 
     The (n, c) planes go by groups of ``group``: a group is copied into ``cells``
     (H·W, group), each cell of the image a run of the group's planes (σ applied on the
-    way when ``through_ramp``, and then ``addend``'s cell added when one is given: a
+    way when ``through_ramp``, and then ``addend``'s cell added when it is not empty: a
     sum block's σ(h) + a, as ``tuned_activations.ramp_plus`` forms it), and the
     windows are then taken by ``pool_window_of_runs``, as ``ramp_maxpool_images_last``
     takes them along the images: cell by cell in row-major order, clipped to the image,
@@ -257,7 +257,7 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp=False, 
         where = np.empty(group, dtype=np.int32)
         for m in range(L):  # the group's planes, each laid along the cells
             plane = planes[p0 + m]
-            if addend is not None:
+            if addend.size > 0:  # an array either way, so that one build serves both (not None: a second build)
                 extra = addend.reshape(P, H * W)[p0 + m]
                 for q in range(H * W):
                     cells[q, m] = min(max(s * plane[q], -one), one)  # σ(h), rounded to the dtype,
@@ -547,7 +547,7 @@ def maxpool_forward_plane_groups(x, k, t, group=None, through_ramp=False, slope=
     """The same as ``maxpool_forward``, by ``maxpool_plane_groups``, ``group`` planes at a time (default PLANES_PER_GROUP)."""
     x = np.ascontiguousarray(x)
     y, winner = maxpool_plane_groups(x, k, t, *_windows(x, k, t), group or PLANES_PER_GROUP, through_ramp,
-                                     x.dtype.type(slope))
+                                     x.dtype.type(slope), np.empty((0, 0, 0, 0), dtype=x.dtype))  # no addend
     return y, (winner, x.shape[2:])
 
 
