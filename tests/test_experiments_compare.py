@@ -326,6 +326,21 @@ def test_parallel_workers_share_the_cores_and_the_environment_is_put_back(monkey
     assert dict(os.environ) == before
 
 
+@pytest.mark.parametrize("user_threads, jobs, expected", [(None, 2, 4), (None, 3, 2), (None, 16, 1), ("3", 2, 3)])
+def test_worker_numba_threads_is_what_the_workers_start_with(monkeypatch, user_threads, jobs, expected):
+    """The count a grid looks up plans for is the count ``threads_per_worker`` gives each worker."""
+    from hebbref.experiments.rundir import threads_per_worker, worker_numba_threads
+
+    if user_threads is None:
+        monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("NUMBA_NUM_THREADS", user_threads)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert worker_numba_threads(jobs) == expected
+    with threads_per_worker(jobs):
+        assert os.environ["NUMBA_NUM_THREADS"] == str(expected)
+
+
 def test_a_grid_on_the_numba_backend_says_once_when_its_first_steps_will_compile_and_time_the_kernels(
         tmp_path, tiny_data, monkeypatch, capsys):
     from hebbref.experiments.compare import run_grid
@@ -333,7 +348,7 @@ def test_a_grid_on_the_numba_backend_says_once_when_its_first_steps_will_compile
 
     configs = grid_configs(base(tiny_data, epochs=1, backend="numba"), tmp_path, ["dense4 ramp out"], ["bp", "urfb"])
     for planned, expected in ((True, 0), (False, 1)):
-        monkeypatch.setattr(plan, "nothing_planned", lambda planned=planned: not planned)
+        monkeypatch.setattr(plan, "nothing_planned", lambda threads=None, planned=planned: not planned)
         stream = io.StringIO()
         run_grid([dataclasses.replace(c, out=str(tmp_path / f"{planned}" / Path(c.out).name)) for c in configs],
                  stream=stream)
@@ -348,3 +363,37 @@ def test_a_grid_on_the_numba_backend_says_once_when_its_first_steps_will_compile
     stream = io.StringIO()  # the numpy backend plans nothing
     run_grid([dataclasses.replace(configs[0], backend="numpy", out=str(tmp_path / "numpy"))], stream=stream)
     assert "no plans" not in stream.getvalue()
+
+
+def test_a_grid_in_worker_processes_looks_for_the_plans_of_the_workers_thread_count(tmp_path, tiny_data,
+                                                                                    monkeypatch):
+    """Plans hold for one thread count and the workers train on a share of the cores: a grid whose workers'
+    plans are on file must not say that its first steps will compile and time the kernels (the demo, 2 at a
+    time on 2 cores, said so on every run: its workers plan on 1 thread, the process that asks runs 2)."""
+    import contextlib
+
+    from hebbref.experiments import compare as compare_module
+    from hebbref.experiments.compare import run_grid
+    from hebbref.experiments.rundir import worker_numba_threads
+    from hebbref.kernels import plan
+
+    entry = {"path": "loops", "threads": 1, "block": None, "measured_ms": None, "kernels": plan.kernels_source()}
+    file = tmp_path / "plans" / "plans.json"
+    file.parent.mkdir()
+    monkeypatch.setenv(plan.CACHE_VARIABLE, str(file.parent))
+    monkeypatch.setenv(plan.TUNE_VARIABLE, "1")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    workers = worker_numba_threads(2)
+    other = workers + 1  # any count but the workers'
+
+    class NoWork:  # the workers' runs are not this test's business
+        def map(self, function, configs):
+            return iter(())
+
+    monkeypatch.setattr(compare_module, "worker_pool", lambda jobs: contextlib.nullcontext(NoWork()))
+    configs = grid_configs(base(tiny_data, epochs=1, backend="numba"), tmp_path, ["dense4 ramp out"], ["bp", "urfb"])
+    for planned_on, said in ((workers, False), (other, True)):
+        file.write_text(json.dumps({plan.machine(planned_on): {"ramp float32[2]": entry}}))
+        stream = io.StringIO()
+        run_grid(configs, jobs=2, stream=stream)
+        assert ("no plans on file for this CPU" in stream.getvalue()) == said, planned_on

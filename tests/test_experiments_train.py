@@ -236,7 +236,7 @@ def test_training_says_when_its_first_steps_will_compile_and_time_the_kernels(tm
 
     from hebbref.kernels import plan
 
-    monkeypatch.setattr(plan, "nothing_planned", lambda: nothing_planned)
+    monkeypatch.setattr(plan, "nothing_planned", lambda threads=None: nothing_planned)
     stream = io.StringIO()
     train(config(tmp_path, backend=backend, quiet=False, epochs=1, train_size=200), stream=stream)
     assert ("no plans on file for this CPU and this kernel code yet" in stream.getvalue()) == said

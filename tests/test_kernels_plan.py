@@ -338,6 +338,11 @@ def test_nothing_planned_until_a_plan_of_this_kernel_code_is_on_file_for_this_ma
     assert plan.nothing_planned()  # plans of other kernel code only
     timing_on.write_text(json.dumps({plan.machine(): {"ramp float32[2]": {**entry, "kernels": plan.kernels_source()}}}))
     assert not plan.nothing_planned()
+    threads = numba.get_num_threads()
+    assert plan.nothing_planned(threads + 1)  # plans hold for one thread count: none for another
+    timing_on.write_text(json.dumps({plan.machine(threads + 1): {"ramp float32[2]": {**entry,
+                                                                                     "kernels": plan.kernels_source()}}}))
+    assert not plan.nothing_planned(threads + 1) and plan.nothing_planned()
     timing_on.unlink()
     monkeypatch.setenv(plan.TUNE_VARIABLE, "0")  # nothing will be timed: nothing to say
     assert not plan.nothing_planned()

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import plots
 from .train import LOG, first_steps_notice, prepare_out, train
-from .rundir import RunsFailed, failure_text, lock_folder, worker_pool
+from .rundir import RunsFailed, failure_text, lock_folder, worker_numba_threads, worker_pool
 
 RUN_FIELDS = ("net", "untied", "rule", "init", "loss", "seed")
 GROUP_FIELDS = ("net", "untied", "init", "loss", "rule")
@@ -119,8 +119,10 @@ def run_grid(configs, jobs=1, stream=None, scheduler=None, keep_going=False):
     failures = []
     # the first steps' cost, said once: here, unless the runs train in this process and not quietly (train says it)
     said_by_train = jobs <= 1 and not all(config.quiet for config in configs)
+    # worker processes train on their share of the cores, and plans hold for one thread count
+    threads = worker_numba_threads(jobs) if jobs > 1 else None
     for backend in () if said_by_train else dict.fromkeys(config.backend for config in configs):
-        notice = first_steps_notice(backend)
+        notice = first_steps_notice(backend, threads)
         if notice:
             stream.write(notice + "\n")
             break

@@ -200,6 +200,20 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def cores_per_worker(jobs):
+    """Each of ``jobs`` worker processes' share of the cores: at least one."""
+    return max(1, available_cores() // jobs)
+
+
+def worker_numba_threads(jobs):
+    """The Numba threads each of ``jobs`` worker processes will run on (``threads_per_worker``): $NUMBA_NUM_THREADS
+    where the user set it, else its share of the cores."""
+    try:
+        return int(os.environ["NUMBA_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return cores_per_worker(jobs)
+
+
 @contextlib.contextmanager
 def environment_kept():
     """Put ``os.environ`` back as it was on leaving the block.
@@ -261,7 +275,7 @@ def threads_per_worker(jobs):
     it each worker starts as many threads as there are cores, and the idle ones spin
     against the other workers' (the demo's two workers took 1.6x as long on 2 cores).
     """
-    threads = str(max(1, available_cores() // jobs))
+    threads = str(cores_per_worker(jobs))
     with environment_kept():
         for name in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
             os.environ.setdefault(name, threads)

@@ -290,9 +290,10 @@ def evaluate(net, splits, config):
     return record
 
 
-def first_steps_notice(backend=None):
+def first_steps_notice(backend=None, threads=None):
     """The line hebbref's commands print before training on the numba backend when it has planned nothing on
-    this machine yet (``plan.nothing_planned``), else None: the first steps will be slow, once."""
+    this machine yet (``plan.nothing_planned``; ``threads``: the Numba threads the runs will have, where not this
+    process's), else None: the first steps will be slow, once."""
     try:
         if get_backend(backend).name != "numba":
             return None
@@ -300,7 +301,7 @@ def first_steps_notice(backend=None):
         return None
     from ..kernels import plan
 
-    if not plan.nothing_planned():
+    if not plan.nothing_planned(threads):
         return None
     return (f"hebbref: no plans on file for this CPU and this kernel code yet ({plan.cache_file()}): the first "
             "steps compile the numba backend's kernels and time their paths, about a minute on 2 cores, once; "

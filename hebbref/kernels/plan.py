@@ -487,15 +487,17 @@ def timing_enabled():
     return "PYTEST_CURRENT_TEST" not in os.environ
 
 
-def nothing_planned():
+def nothing_planned(threads=None):
     """Whether timing is on and the plan file holds no plan for this machine and the kernels' source now.
 
     Then the first steps compile every candidate path of each layer shape they meet and time
     it (about a minute for `simple` on 2 cores); hebbref's commands say so before they train.
+    ``threads``: the Numba threads the runs will train on, where not this process's (a grid's
+    worker processes each take a share of the cores, and plans hold for one thread count).
     """
     if not timing_enabled():
         return False
-    return not any(stored.get("kernels") == kernels_source() for stored in stored_plans().values())
+    return not any(stored.get("kernels") == kernels_source() for stored in stored_plans(threads).values())
 
 
 def forget():
@@ -669,11 +671,12 @@ def cache_file():
     return Path(folder) / "plans.json"
 
 
-def machine():
-    """Plans hold for one CPU and one thread count: ``runtime.cpu_key()`` (more than the model's name) and the count."""
+def machine(threads=None):
+    """Plans hold for one CPU and one thread count: ``runtime.cpu_key()`` (more than the model's name) and the count
+    (``threads``, by default this process's Numba threads)."""
     from ..runtime import cpu_key
 
-    return f"{cpu_key()}, {numba.get_num_threads()} threads"
+    return f"{cpu_key()}, {threads or numba.get_num_threads()} threads"
 
 
 def _load():
@@ -683,9 +686,9 @@ def _load():
         return {}
 
 
-def stored_plans():
-    """{key: plan as stored} for this machine, from the plan file."""
-    return _load().get(machine(), {})
+def stored_plans(threads=None):
+    """{key: plan as stored} for this machine (on ``threads`` threads, by default this process's), from the plan file."""
+    return _load().get(machine(threads), {})
 
 
 @functools.lru_cache(maxsize=None)
