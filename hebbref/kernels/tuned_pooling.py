@@ -249,6 +249,8 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp, s, add
     y = np.empty((P, Ho * Wo), dtype=x.dtype)
     winner = np.empty((P, Ho * Wo), dtype=np.int32)
     one = x.dtype.type(1)
+    # an array either way, so that one build serves both (None would be a second build): no rows when empty
+    extras = addend.reshape(addend.shape[0] * addend.shape[1], H * W)
     for g in prange((P + group - 1) // group):
         p0 = g * group
         L = min(group, P - p0)
@@ -257,8 +259,8 @@ def maxpool_plane_groups(x, k, t, top, left, Ho, Wo, group, through_ramp, s, add
         where = np.empty(group, dtype=np.int32)
         for m in range(L):  # the group's planes, each laid along the cells
             plane = planes[p0 + m]
-            if addend.size > 0:  # an array either way, so that one build serves both (not None: a second build)
-                extra = addend.reshape(P, H * W)[p0 + m]
+            if extras.shape[0] > 0:
+                extra = extras[p0 + m]
                 for q in range(H * W):
                     cells[q, m] = min(max(s * plane[q], -one), one)  # σ(h), rounded to the dtype,
                     cells[q, m] = cells[q, m] + extra[q]  # then + a: tuned_activations.ramp_plus's two steps
