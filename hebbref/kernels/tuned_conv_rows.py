@@ -55,6 +55,7 @@ from numba import literally, njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
+from .tuned_conv_direct import sum_of_parts
 from .tuned_simd import LANES, address_of, copy_run, vfma, vload, vsplat, vsplat_at, vstore, vzero
 
 SPAN = 2 * LANES  # output positions per piece of a row
@@ -368,4 +369,4 @@ def increment_from_input(delta, x, k, group=None):
     before, _ = same_padding(k)
     sums = increment_images(delta, x, k, before, runs_per_thread(x.shape[0]), group)
     O, C = delta.shape[1], x.shape[1]
-    return sums.sum(axis=0).reshape(-1, C, k, k)[:O]  # the threads' sums added up (tuned_conv_direct.sum_of_parts)
+    return sum_of_parts(sums.reshape(sums.shape[0], -1, C * k * k), k)[:O]  # the threads' sums added up
