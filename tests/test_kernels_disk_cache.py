@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hebbref.kernels import disk_cache
@@ -156,3 +157,164 @@ def test_no_cached_kernel_calls_a_function_it_is_given():
                 found += [f"{path.name}::{node.name} calls its argument {name}" for name in sorted(arguments & called)]
     assert set(found) == ctypes_pointers, sorted(set(found) - ctypes_pointers)
     assert kernels_read > 50  # the check sees the kernels at all (99 when it was written)
+
+
+# --- several processes, one cache folder ------------------------------------------------------------------------
+TOY = """
+from numba import njit
+
+
+@njit(cache=True)
+def plus_one(x):
+    return x + 1
+"""
+
+# compiles plus_one for one argument type with its kernels under hebbref's lock (``disk_cache.share_safely``), when
+# the file ``go`` appears; Numba's index write slowed down by a second, so that the other process's call comes while
+# this one's save is under way. Prints when it called the function, and when its index and data writes began and ended
+SAVE_AT_ONCE = """
+import json, os, sys, time
+import numba.core.caching as caching
+from hebbref.kernels import disk_cache
+import toy
+
+argument, folder = {"int": 3, "float": 3.0}[sys.argv[1]], sys.argv[2]
+times = {}
+save_index, save_data = caching.IndexDataCacheFile._save_index, caching.IndexDataCacheFile._save_data
+
+def slow_index(self, overloads):
+    times["written from"] = time.time()
+    time.sleep(1.0)
+    save_index(self, overloads)
+
+def timed_data(self, name, data):
+    save_data(self, name, data)
+    times["written to"] = time.time()
+
+caching.IndexDataCacheFile._save_index = slow_index
+caching.IndexDataCacheFile._save_data = timed_data
+disk_cache.share_safely([toy])
+open(os.path.join(folder, "ready-" + sys.argv[1]), "w").close()
+while not os.path.exists(os.path.join(folder, "go")):
+    time.sleep(0.002)
+times["called"] = time.time()
+toy.plus_one(argument)
+print(json.dumps(times))
+"""
+
+LOAD_BOTH = """
+import json
+import toy
+results = [repr(toy.plus_one(3)), repr(toy.plus_one(3.0))]
+print(json.dumps([results, sum(toy.plus_one.stats.cache_hits.values())]))
+"""
+
+
+def test_two_processes_saving_builds_of_one_kernel_at_once_keep_both(tmp_path):
+    """Two processes save builds of one cached function at the same moment; a third loads each build for its own
+    signature.
+
+    Numba alone gives both builds the same data file, and the third process then ran one
+    build's machine code for the other's signature (an int64 argument returned a float).
+    Under the cache folder's lock (``disk_cache.share_safely``) the second process waits
+    for the first's save (its own first look into the cache, a load, waits already): the
+    test holds that the second called the function before the first's save was done, that
+    their writes did not overlap, and that both builds load and compute.
+    """
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "toy.py").write_text(TOY)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=os.pathsep.join([str(source), str(ROOT)]))
+    savers = {kind: subprocess.Popen([sys.executable, "-c", SAVE_AT_ONCE, kind, str(tmp_path)], env=env, cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for kind in ("int", "float")}
+    while not all((tmp_path / f"ready-{kind}").exists() for kind in savers):
+        assert all(p.poll() is None for p in savers.values()), [p.communicate() for p in savers.values()]
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    times = {}
+    for kind, process in savers.items():
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        times[kind] = json.loads(out.strip().splitlines()[-1])
+    first, second = sorted(times.values(), key=lambda t: t["written from"])
+    assert second["called"] < first["written to"]  # the second was compiling while the first was saving
+    assert second["written from"] >= first["written to"]  # and saved after it
+    out = subprocess.run([sys.executable, "-c", LOAD_BOTH], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    results, hits = json.loads(out.strip().splitlines()[-1])
+    assert results == ["4", "4.0"]
+    assert hits == 2  # both builds were found on the disk
+
+
+def test_every_cached_kernel_loads_and_saves_under_the_lock():
+    import hebbref.kernels as kernels
+
+    guarded = 0
+    for module in kernels.CACHED_MODULES:
+        for name, kernel in disk_cache.cached_kernels(module):
+            files = getattr(kernel._cache, "_cache_file", None)
+            if files is not None:  # a kernel Numba caches (not one compiled with cache=False)
+                assert isinstance(files, disk_cache.LockedCacheFiles), f"{module.__name__}.{name}"
+                guarded += 1
+    assert guarded > 50  # the test sees the kernels at all (118 when it was written)
+
+
+# step 1: a build for float64 saved, then the index emptied (as ``keep_in_step`` empties it when the source changes:
+# the data file stays); step 2: a build for int64 saved, its data written 1.5 s after its index (it takes the freed
+# name), the file ``indexed`` made in between; step 3: once ``indexed`` is there, the int64 build loaded
+STALE_STEP = """
+import json, os, sys, time
+import numba.core.caching as caching
+from hebbref.kernels import disk_cache
+import toy
+
+step, folder = sys.argv[1], sys.argv[2]
+disk_cache.share_safely([toy])
+if step == "1":
+    toy.plus_one(3.0)
+    toy.plus_one._cache.flush()
+elif step == "2":
+    save_index, save_data = caching.IndexDataCacheFile._save_index, caching.IndexDataCacheFile._save_data
+
+    def marked_index(self, overloads):
+        save_index(self, overloads)
+        open(os.path.join(folder, "indexed"), "w").close()
+
+    def late_data(self, name, data):
+        time.sleep(1.5)
+        save_data(self, name, data)
+
+    caching.IndexDataCacheFile._save_index = marked_index
+    caching.IndexDataCacheFile._save_data = late_data
+    toy.plus_one(3)
+else:
+    while not os.path.exists(os.path.join(folder, "indexed")):
+        time.sleep(0.002)
+    print(json.dumps([repr(toy.plus_one(3)), sum(toy.plus_one.stats.cache_hits.values())]))
+"""
+
+
+def test_a_load_during_a_save_waits_for_it(tmp_path):
+    """A process that loads a build while another is saving it reads the new build, not the data file of an old one.
+
+    Numba writes a save's index before its data; a data file name freed when an index was
+    emptied (the kernels' source changed) still holds the old build until then. Without a
+    lock a load between the two writes read the old float64 build for an int64 call.
+    """
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "toy.py").write_text(TOY)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=os.pathsep.join([str(source), str(ROOT)]))
+
+    def step(number, wait=True):
+        process = subprocess.Popen([sys.executable, "-c", STALE_STEP, number, str(tmp_path)], env=env, cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return process.communicate(timeout=120) + (process.returncode,) if wait else process
+
+    assert step("1")[2] == 0
+    saver, loader = step("2", wait=False), step("3", wait=False)
+    for process in (saver, loader):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    result, hits = json.loads(out.strip().splitlines()[-1])
+    assert (result, hits) == ("4", 1)  # the int64 build, from the disk

@@ -55,10 +55,12 @@ from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_c
                tuned_pooling, tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
 
 # the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
-# each process). Before any kernel runs, drop those that Numba kept from another version of
-# this folder's source: it checks only each function's own file (disk_cache.py says why
-# that is not enough)
+# each process). Before any kernel runs: have them load and save their builds under the cache
+# folder's lock (several processes compile into one folder: disk_cache.py says what Numba does
+# alone), and drop those that Numba kept from another version of this folder's source: it checks
+# only each function's own file (disk_cache.py says why that is not enough)
 CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct, tuned_conv_rows,
                   tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
                   tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
+disk_cache.share_safely(CACHED_MODULES)
 disk_cache.keep_in_step(CACHED_MODULES)
