@@ -1,5 +1,8 @@
 """hebbref.kernels.plan: paths chosen by measurement, cached on disk per CPU, a default when timing is off."""
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -346,3 +349,43 @@ def test_nothing_planned_until_a_plan_of_this_kernel_code_is_on_file_for_this_ma
     timing_on.unlink()
     monkeypatch.setenv(plan.TUNE_VARIABLE, "0")  # nothing will be timed: nothing to say
     assert not plan.nothing_planned()
+
+
+# adds the plan ``key-KIND`` to the plan file once the file ``go`` appears; the file read a second before it is
+# written back, so that the other process reads it in between
+WRITE_AT_ONCE = """
+import os, sys, time
+from hebbref.kernels import plan
+
+kind, folder = sys.argv[1], sys.argv[2]
+load = plan._load
+
+def slow_load():
+    plans = load()
+    time.sleep(1.0)
+    return plans
+
+plan._load = slow_load
+open(os.path.join(folder, "ready-" + kind), "w").close()
+while not os.path.exists(os.path.join(folder, "go")):
+    time.sleep(0.002)
+plan._write_plan("key-" + kind, plan.Plan("loops", 1))
+"""
+
+
+def test_two_processes_adding_plans_at_once_keep_both(tmp_path):
+    """The runs of a grid plan at once: each adds its plan to the file under the file's lock, and neither is lost."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, **{plan.CACHE_VARIABLE: str(tmp_path), "PYTHONPATH": str(root)})
+    writers = [subprocess.Popen([sys.executable, "-c", WRITE_AT_ONCE, kind, str(tmp_path)], env=env, cwd=root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for kind in ("a", "b")]
+    while not all((tmp_path / f"ready-{kind}").exists() for kind in ("a", "b")):
+        assert all(w.poll() is None for w in writers), [w.communicate() for w in writers]
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+    stored = json.loads((tmp_path / "plans.json").read_text())
+    assert len(stored) == 1  # one machine, the writers' own
+    assert sorted(next(iter(stored.values()))) == ["key-a", "key-b"]

@@ -85,25 +85,26 @@ def cached_kernels(module):
     return found
 
 
-_held = {}  # cache folder -> its lock file, open and locked, while this process holds the lock
+_held = {}  # lock file -> the file, open and locked, while this process holds the lock
 
 
 @contextlib.contextmanager
-def folder_lock(folder, exclusive):
-    """Hold the lock of the cache folder ``folder``: exclusive (saving, dropping) or shared (loading).
+def folder_lock(folder, exclusive, name=LOCK_FILE):
+    """Hold the lock ``name`` of the folder ``folder``: exclusive (saving, dropping) or shared (loading).
 
     A use inside another (``keep_in_step`` dropping builds) runs under the lock already
     held; Numba loads and saves under its own compiler lock, one thread at a time. No lock
-    where ``fcntl`` is missing or the lock file cannot be opened or locked.
+    where ``fcntl`` is missing or the lock file cannot be opened or locked. (``plan`` holds
+    its plan file's folder by the lock ``plans.json.lock`` while it adds a plan.)
     """
-    folder = str(folder)
-    if fcntl is None or folder in _held:
+    path = os.path.join(str(folder), name)
+    if fcntl is None or path in _held:
         yield
         return
     try:
         if exclusive:
             os.makedirs(folder, exist_ok=True)
-        handle = open(os.path.join(folder, LOCK_FILE), "a+b")
+        handle = open(path, "a+b")
     except OSError:  # no folder yet (nothing to load) or one this process cannot write
         yield
         return
@@ -113,11 +114,11 @@ def folder_lock(folder, exclusive):
         except OSError:  # a file system without flock
             yield
             return
-        _held[folder] = handle
+        _held[path] = handle
         try:
             yield
         finally:
-            del _held[folder]
+            del _held[path]
 
 
 class LockedCacheFiles:

@@ -718,14 +718,20 @@ def _read_plan(key, arguments):
 
 
 def _write_plan(key, plan):
-    """Add one plan to the file (read again just before, so other processes' plans stay); never fails the step."""
+    """Add one plan to the file, read again just before; never fails the step.
+
+    Read and written under the lock ``plans.json.lock`` of its folder (``disk_cache.folder_lock``):
+    the runs of a grid plan the same layers at once, and without it a process that read the
+    file before another wrote its plan wrote the file back without that plan.
+    """
     path = cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        plans = _load()
-        plans.setdefault(machine(), {})[key] = {**asdict(plan), "kernels": kernels_source()}
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(plans, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
+        with disk_cache.folder_lock(path.parent, exclusive=True, name=path.name + ".lock"):
+            plans = _load()
+            plans.setdefault(machine(), {})[key] = {**asdict(plan), "kernels": kernels_source()}
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(plans, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(temporary, path)
     except OSError:  # a read-only home: the plan holds for this process only
         pass
