@@ -142,6 +142,23 @@ def test_drawn_shapes_in_both_dtypes(n, c_in, c_out, h, w, k_m, images, dtype, s
         assert_close(ours, ref, rtol, f"{what} {(n, c_in, c_out, h, w, k)}, m {m}, {images} images a block")
 
 
+@pytest.mark.parametrize("extra", [0, 3])  # whole blocks of output channels only; and a part block past them
+@pytest.mark.parametrize("k, m", [(2, 3), (3, 2), (3, 4)])
+def test_float32_products_in_registers_over_several_blocks_of_channels(k, m, extra):
+    """In float32 the products go by vector registers (``register_products``): two or more blocks of output channels
+    (one block is ``BLOCK`` channels, a part block padded with zero weights), more tiles than one pass, blocks of
+    images with a short last one; the input error's products have the layer's input channels for theirs."""
+    assert winograd.by_registers(np.float32) and not winograd.by_registers(np.float64)
+    c_in, c_out = winograd.BLOCK + 5, 2 * winograd.BLOCK + extra
+    x, W, R, delta = conv_case((5, c_in, c_out, 7, 6, k), np.float32, 10 * k + m + extra)
+    h_ref, e_ref, G_ref = _reference(x, W, R, delta)
+    h, cache = winograd.forward(x, W, m, 2)
+    assert_close(h, h_ref, 10 * tolerance(np.float32), f"h, k {k}, m {m}, {c_out} output channels")
+    e = winograd.input_error(delta, R, m, 2)
+    assert_close(e, e_ref, 10 * tolerance(np.float32), f"e, k {k}, m {m}, {c_in} channels below")
+    assert_close(winograd.weight_increment(delta, cache), G_ref, 10 * tolerance(np.float32), "G")
+
+
 def test_one_thread_and_all_give_the_same_numbers():
     """The blocks and the parts of the increment are shared out by the thread count; the sums stay the same."""
     x, W, R, delta = conv_case((9, 3, 4, 6, 5, 3), np.float64, 3)

@@ -43,8 +43,25 @@ with B flipped in space and its two channel axes swapped (``readable.transposed_
 runs over the blocks. Each block lays its images out with the channels last (padded),
 so that every transform is a sum of vectors along the channels; transforms the patches
 (first along their rows, a whole row of tiles at once, then along their columns,
-``to_tiles``); runs the t² gemms (SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``);
-transforms the result back (``from_tiles``) and writes its images out. The two layouts
+``to_tiles``); runs the t² products; transforms the result back (``from_tiles``) and
+writes its images out.
+
+**The products.** In float32 the forward products M[ξ] = V[ξ] @ U[ξ]ᵀ are the channel
+path's loops (``register_products``, ``tuned_conv_channels.correlate_group``): a tile for
+an output position, an input channel for a window term, sums for SPAN tiles and a block
+of BLOCK output channels in vector registers, U[ξ] laid out beforehand block by block
+(``register_weights``; output channels past the last whole block computed with zero
+weights and not kept). These products are small (deep 3: 64 tiles of 16 images by 64
+channels by 64), where OpenBLAS's gemm, which packs both matrices first, ran slower:
+timed alone on one thread, the register loops took 0.65 to 0.85 of gemm's time on the
+shapes of ``deep`` 2a, 2b and 3 on a Zen 4, natively and held to AVX2 (scratch timings,
+BENCHMARKS.md, sixteenth session). With fewer output channels than a block the loops
+waste lanes on zeros (deep 1b's 16 against AVX-512's blocks of 32: its forward pass 1.07
+to 1.18 of gemm's time, a layer the plan gives to the row path). float64, which those
+loops do not take, goes by gemm (SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``;
+``by_registers`` says which). The weight increment's products dU[ξ] = Σ_tiles dM[ξ]ᵀ V[ξ]
+stay gemm's in both: summed over the tiles, they ran at 0.78 to 0.92 of gemm's speed in
+the channel path's increment loops. The two layouts
 (``channels_last``, ``channels_first``) turn each image over whole, through vector
 registers for float32 (``tuned_simd.turn_over_any``). Every run of numbers that the
 layouts and the transforms move is indexed by unsigned numbers (``tuned_simd.copy_run``,
@@ -63,6 +80,7 @@ from numba import njit, prange
 
 from ..layers.conv import same_padding
 from .readable import transposed_convolution
+from .tuned_conv_channels import BLOCK, SPAN, correlate_block, positions, term_offsets
 from .tuned_conv_shifted import NO_TRANSPOSE, TRANSPOSE, blas_for, gemm
 from .tuned_simd import copy_run, turn_over_any
 
@@ -230,7 +248,7 @@ def from_tiles(M, A_t, m, Th, Tw, Yc):
     """
     nb, Hb, Wb, O = Yc.shape
     _, t = A_t.shape
-    nt = M.shape[1]
+    _, nt, Om = M.shape  # nt ≥ the tiles and Om ≥ O: the products' rows and channels, some past the block's own
     source = M.reshape(-1)
     Y = Yc.reshape(-1)
     row = Wb * O
@@ -240,7 +258,7 @@ def from_tiles(M, A_t, m, Th, Tw, Yc):
             first_tile = (n * Th + ti) * Tw
             for a in range(t):
                 for j in range(m):
-                    add_rows(A_t[j], source, (a * t * nt + first_tile) * O, nt * O, t, Q, a * row + j * O, O, Tw, O,
+                    add_rows(A_t[j], source, (a * t * nt + first_tile) * Om, nt * Om, t, Q, a * row + j * O, O, Tw, Om,
                              m * O)
             for i in range(m):
                 add_rows(A_t[i], Q, 0, row, t, Y, (n * Hb + ti * m + i) * row, row, 1, 0, 0)
@@ -268,12 +286,46 @@ def block_of(block, per_block, N):
     return n0, min(N, n0 + per_block)
 
 
+def register_weights(U):
+    """U (t², O, C) float32 -> (t², ⌈O/BLOCK⌉·C·BLOCK): each position's U laid out for ``register_products``, a block
+    of BLOCK output channels at a time, an input channel's weights of the block together (zeros past O)."""
+    tt, O, C = U.shape
+    Oq = -(-O // BLOCK) * BLOCK
+    padded = np.zeros((tt, Oq, C), dtype=np.float32)
+    padded[:, :O] = U
+    return np.ascontiguousarray(padded.reshape(tt, Oq // BLOCK, BLOCK, C).transpose(0, 1, 3, 2)).reshape(tt, -1)
+
+
+@njit(cache=True)
+def register_products(V, Ub, Oq):
+    """M[ξ] (tiles, Oq) = V[ξ] (tiles, C) @ U[ξ]ᵀ for every position ξ, the sums held in vector registers.
+
+    The products are the channel path's loops (``tuned_conv_channels.correlate_group``)
+    with a tile for a position and an input channel for a window term: SPAN tiles at once
+    for a block of BLOCK output channels, each input channel's BLOCK weights loaded as two
+    vectors and the tiles' inputs broadcast. M has whole passes of rows (the last tile
+    repeated past the block's own) and Oq = the output channels rounded up to whole blocks.
+    """
+    tt, nt, C = V.shape
+    q = positions(nt, 1, C, SPAN)  # tile p's row of V[ξ]: p·C, in whole passes
+    offs = term_offsets(C, 1, 1, 1, C)  # input channel c: c
+    Pq = q.size
+    M = np.empty((tt, Pq, Oq), dtype=np.float32)
+    for xi in range(tt):
+        source, target, weights = V[xi].reshape(-1), M[xi].reshape(-1), Ub[xi]
+        for g in range(Oq // BLOCK):
+            correlate_block(source, weights, g * C * BLOCK, C, offs, q, Pq, target, g * BLOCK, Oq, SPAN)
+    return M
+
+
 @njit(parallel=True, cache=True)
-def winograd_products(blas, x, U, A_t, B_t, m, before, per_block, O):
+def winograd_products(blas, x, U, Ub, A_t, B_t, m, before, per_block, O):
     """h (N, O, H, W) = Σ_c the correlation of x with the kernels whose transforms are U (t², O, C): tile by tile.
 
     Per block: its images with the channels last, V = Bᵀ d B of every patch (t², tiles,
-    C), M[ξ] = V[ξ] @ U[ξ]ᵀ (tiles, O) for each ξ, Y = Aᵀ M A, written out.
+    C), M[ξ] = V[ξ] @ U[ξ]ᵀ (tiles, O) for each ξ, Y = Aᵀ M A, written out. The products
+    by ``register_products`` from ``Ub`` = ``register_weights(U)`` (float32), or, where ``Ub``
+    is None (float64), by gemm (Numba compiles only the branch the type of ``Ub`` takes).
     """
     N, C, H, W = x.shape
     t = B_t.shape[0]
@@ -285,12 +337,15 @@ def winograd_products(blas, x, U, A_t, B_t, m, before, per_block, O):
         n0, n1 = block_of(block, per_block, N)
         nt = (n1 - n0) * Th * Tw
         V = tiles_of(x, n0, n1, before, B_t, m, Th, Tw)  # (t², nt, C)
-        M = np.empty((t * t, nt, O), dtype=x.dtype)
-        for xi in range(t * t):
-            # M[ξ] (nt, O) = V[ξ] (nt, C) @ U[ξ]ᵀ (C, O)  is, in Fortran terms,
-            # M[ξ]ᵀ (O, nt) = (U[ξ] as Fortran (C, O), ld = C)ᵀ @ (V[ξ] as Fortran (C, nt), ld = C)
-            gemm(blas, TRANSPOSE, NO_TRANSPOSE, O, nt, C, 1.0, U_flat[xi * O * C :], C, V[xi].reshape(-1), C, 0.0,
-                 M[xi].reshape(-1), O)
+        if Ub is None:
+            M = np.empty((t * t, nt, O), dtype=x.dtype)
+            for xi in range(t * t):
+                # M[ξ] (nt, O) = V[ξ] (nt, C) @ U[ξ]ᵀ (C, O)  is, in Fortran terms,
+                # M[ξ]ᵀ (O, nt) = (U[ξ] as Fortran (C, O), ld = C)ᵀ @ (V[ξ] as Fortran (C, nt), ld = C)
+                gemm(blas, TRANSPOSE, NO_TRANSPOSE, O, nt, C, 1.0, U_flat[xi * O * C :], C, V[xi].reshape(-1), C, 0.0,
+                     M[xi].reshape(-1), O)
+        else:
+            M = register_products(V, Ub, -(-O // BLOCK) * BLOCK)
         Yc = np.empty((n1 - n0, Th * m, Tw * m, O), dtype=x.dtype)
         from_tiles(M, A_t, m, Th, Tw, Yc)
         channels_first(Yc, n0, n1, h)
@@ -406,6 +461,12 @@ def kernel_transforms(W, m):
     return np.ascontiguousarray(U, dtype=W.dtype), (A, G, B_t)
 
 
+def by_registers(dtype):
+    """Whether the forward products go by vector registers (float32: ``register_products``) rather than by gemm
+    (float64, which the register loops do not take)."""
+    return np.dtype(dtype) == np.float32
+
+
 def correlation(x, W, before, m, images=None):
     """h[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] xp[n,c,i+a,j+b], xp padded by ``before`` (and as needed after)."""
     x = np.ascontiguousarray(x)
@@ -413,7 +474,8 @@ def correlation(x, W, before, m, images=None):
     U, (A, _, B_t) = kernel_transforms(np.asarray(W, dtype=x.dtype), m)
     dtype = x.dtype
     per_block = images_per_block(N, images)
-    return winograd_products(blas_for(dtype), x, U, np.ascontiguousarray(A.T, dtype=dtype),
+    Ub = register_weights(U) if by_registers(dtype) else None
+    return winograd_products(blas_for(dtype), x, U, Ub, np.ascontiguousarray(A.T, dtype=dtype),
                              np.ascontiguousarray(B_t, dtype=dtype), m, before, per_block, W.shape[0])
 
 
