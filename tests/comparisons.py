@@ -8,11 +8,23 @@ def tolerance(dtype):
 
 
 def assert_close(ours, reference, rtol, what="arrays", atol=0.0):
-    """Assert ‖ours - reference‖_max <= atol + rtol · ‖reference‖_max, with a readable message."""
+    """Assert ‖ours - reference‖_max <= atol + rtol · ‖reference‖_max, with a readable message.
+
+    A NaN or an infinity must stand where the reference has one (a NaN difference compares
+    false with any bound, so a kernel that wrote NaN passed here until this was checked).
+    """
     ours, reference = np.asarray(ours), np.asarray(reference)
     assert ours.shape == reference.shape, f"{what}: shape {ours.shape} vs reference {reference.shape}"
-    diff = np.abs(ours.astype(np.float64) - reference.astype(np.float64))
-    scale = float(np.abs(reference).max()) if reference.size else 0.0
+    finite = np.isfinite(reference)
+    same = (ours == reference) | (np.isnan(ours) & np.isnan(reference))  # where not finite: the same NaN or infinity
+    odd = (np.isfinite(ours) != finite) | (~finite & ~same)
+    if odd.any():
+        i = tuple(int(j) for j in np.unravel_index(odd.argmax(), odd.shape))
+        raise AssertionError(f"{what}: {int(odd.sum())} NaNs or infinities where the other side differs, first at {i} (ours "
+                             f"{ours[i]!r}, reference {reference[i]!r})")
+    with np.errstate(invalid="ignore"):  # inf - inf where both are the same infinity: not compared
+        diff = np.where(finite, np.abs(ours.astype(np.float64) - reference.astype(np.float64)), 0.0)
+    scale = float(np.abs(reference[finite]).max()) if finite.any() else 0.0
     worst = float(diff.max()) if diff.size else 0.0
     if worst > atol + rtol * scale:
         i = np.unravel_index(diff.argmax(), diff.shape)
