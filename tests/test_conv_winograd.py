@@ -142,14 +142,14 @@ def test_drawn_shapes_in_both_dtypes(n, c_in, c_out, h, w, k_m, images, dtype, s
         assert_close(ours, ref, rtol, f"{what} {(n, c_in, c_out, h, w, k)}, m {m}, {images} images a block")
 
 
-@pytest.mark.parametrize("extra", [0, 3])  # whole blocks of output channels only; and a part block past them
+@pytest.mark.parametrize("extra", [0, 3])  # whole blocks of output channels: by registers; and a part block: gemm
 @pytest.mark.parametrize("k, m", [(2, 3), (3, 2), (3, 4)])
 def test_float32_products_in_registers_over_several_blocks_of_channels(k, m, extra):
-    """In float32 the products go by vector registers (``register_products``): two or more blocks of output channels
-    (one block is ``BLOCK`` channels, a part block padded with zero weights), more tiles than one pass, blocks of
-    images with a short last one; the input error's products have the layer's input channels for theirs."""
+    """In float32 the products go by vector registers (``register_products``) where the output channels fill whole
+    blocks (of ``BLOCK``): two of them, more tiles than one pass, blocks of images with a short last one; the input
+    error's products have the layer's input channels for theirs (two whole blocks too). A part block goes by gemm."""
     assert winograd.by_registers(np.float32) and not winograd.by_registers(np.float64)
-    c_in, c_out = winograd.BLOCK + 5, 2 * winograd.BLOCK + extra
+    c_in, c_out = 2 * winograd.BLOCK, 2 * winograd.BLOCK + extra
     x, W, R, delta = conv_case((5, c_in, c_out, 7, 6, k), np.float32, 10 * k + m + extra)
     h_ref, e_ref, G_ref = _reference(x, W, R, delta)
     h, cache = winograd.forward(x, W, m, 2)
@@ -157,6 +157,8 @@ def test_float32_products_in_registers_over_several_blocks_of_channels(k, m, ext
     e = winograd.input_error(delta, R, m, 2)
     assert_close(e, e_ref, 10 * tolerance(np.float32), f"e, k {k}, m {m}, {c_in} channels below")
     assert_close(winograd.weight_increment(delta, cache), G_ref, 10 * tolerance(np.float32), "G")
+    U = winograd.kernel_transforms(W, m)[0].astype(np.float32)
+    assert winograd.register_weights(U).shape == ((U.shape[0], 0) if extra else (U.shape[0], U[0].size))
 
 
 def test_one_thread_and_all_give_the_same_numbers():

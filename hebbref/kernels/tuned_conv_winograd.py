@@ -50,18 +50,17 @@ writes its images out.
 path's loops (``register_products``, ``tuned_conv_channels.correlate_group``): a tile for
 an output position, an input channel for a window term, sums for SPAN tiles and a block
 of BLOCK output channels in vector registers, U[ξ] laid out beforehand block by block
-(``register_weights``; output channels past the last whole block computed with zero
-weights and not kept). These products are small (deep 3: 64 tiles of 16 images by 64
-channels by 64), where OpenBLAS's gemm, which packs both matrices first, ran slower:
-timed alone on one thread, the register loops took 0.65 to 0.85 of gemm's time on the
-shapes of ``deep`` 2a, 2b and 3 on a Zen 4, natively and held to AVX2 (scratch timings,
-BENCHMARKS.md, sixteenth session). With fewer output channels than a block the loops
-waste lanes on zeros (deep 1b's 16 against AVX-512's blocks of 32: its forward pass 1.07
-to 1.18 of gemm's time, a layer the plan gives to the row path). float64, which those
-loops do not take, goes by gemm (SciPy's OpenBLAS through ``tuned_conv_shifted.gemm``;
-``by_registers`` says which). The weight increment's products dU[ξ] = Σ_tiles dM[ξ]ᵀ V[ξ]
-stay gemm's in both: summed over the tiles, they ran at 0.78 to 0.92 of gemm's speed in
-the channel path's increment loops. The two layouts
+(``register_weights``). These products are small (deep 3: 64 tiles of 16 images by 64
+channels by 64), where OpenBLAS's gemm, which packs both matrices first, ran slower
+(BENCHMARKS.md, sixteenth session: deep 2b's and 3's Winograd paths 0.76 to 0.97 of
+their time with gemm). Where the output channels do not fill whole blocks (16 output
+channels against AVX-512's blocks of 32, or an input error's 3 or 16 channels below)
+the register loops add zeros in the lanes past them, and took up to 1.78 times gemm's
+time in the same table: there the products stay gemm's.
+float64, which those loops do not take, goes by gemm too (SciPy's OpenBLAS through
+``tuned_conv_shifted.gemm``; ``by_registers``). The weight increment's products
+dU[ξ] = Σ_tiles dM[ξ]ᵀ V[ξ] stay gemm's in both dtypes: summed over the tiles, the
+channel path's increment loops were no faster there (a scratch timing). The two layouts
 (``channels_last``, ``channels_first``) turn each image over whole, through vector
 registers for float32 (``tuned_simd.turn_over_any``). Every run of numbers that the
 layouts and the transforms move is indexed by unsigned numbers (``tuned_simd.copy_run``,
@@ -248,7 +247,7 @@ def from_tiles(M, A_t, m, Th, Tw, Yc):
     """
     nb, Hb, Wb, O = Yc.shape
     _, t = A_t.shape
-    _, nt, Om = M.shape  # nt ≥ the tiles and Om ≥ O: the products' rows and channels, some past the block's own
+    nt = M.shape[1]  # at least the tiles: rows past the block's own are not read
     source = M.reshape(-1)
     Y = Yc.reshape(-1)
     row = Wb * O
@@ -258,7 +257,7 @@ def from_tiles(M, A_t, m, Th, Tw, Yc):
             first_tile = (n * Th + ti) * Tw
             for a in range(t):
                 for j in range(m):
-                    add_rows(A_t[j], source, (a * t * nt + first_tile) * Om, nt * Om, t, Q, a * row + j * O, O, Tw, Om,
+                    add_rows(A_t[j], source, (a * t * nt + first_tile) * O, nt * O, t, Q, a * row + j * O, O, Tw, O,
                              m * O)
             for i in range(m):
                 add_rows(A_t[i], Q, 0, row, t, Y, (n * Hb + ti * m + i) * row, row, 1, 0, 0)
@@ -287,34 +286,47 @@ def block_of(block, per_block, N):
 
 
 def register_weights(U):
-    """U (t², O, C) float32 -> (t², ⌈O/BLOCK⌉·C·BLOCK): each position's U laid out for ``register_products``, a block
-    of BLOCK output channels at a time, an input channel's weights of the block together (zeros past O)."""
+    """U (t², O, C) float32 -> (t², O·C): each position's U laid out for ``register_products``, a block of BLOCK output
+    channels at a time, an input channel's weights of the block together; (t², 0) where O is not a whole number of
+    blocks (the products go by gemm there)."""
     tt, O, C = U.shape
-    Oq = -(-O // BLOCK) * BLOCK
-    padded = np.zeros((tt, Oq, C), dtype=np.float32)
-    padded[:, :O] = U
-    return np.ascontiguousarray(padded.reshape(tt, Oq // BLOCK, BLOCK, C).transpose(0, 1, 3, 2)).reshape(tt, -1)
+    if O % BLOCK:
+        return np.empty((tt, 0), dtype=np.float32)
+    return np.ascontiguousarray(U.reshape(tt, O // BLOCK, BLOCK, C).transpose(0, 1, 3, 2)).reshape(tt, -1)
 
 
 @njit(cache=True)
-def register_products(V, Ub, Oq):
-    """M[ξ] (tiles, Oq) = V[ξ] (tiles, C) @ U[ξ]ᵀ for every position ξ, the sums held in vector registers.
+def register_products(V, Ub, O):
+    """M[ξ] (tiles, O) = V[ξ] (tiles, C) @ U[ξ]ᵀ for every position ξ, the sums held in vector registers.
 
     The products are the channel path's loops (``tuned_conv_channels.correlate_group``)
     with a tile for a position and an input channel for a window term: SPAN tiles at once
-    for a block of BLOCK output channels, each input channel's BLOCK weights loaded as two
-    vectors and the tiles' inputs broadcast. M has whole passes of rows (the last tile
-    repeated past the block's own) and Oq = the output channels rounded up to whole blocks.
+    for a block of BLOCK output channels (O a whole number of blocks), each input
+    channel's BLOCK weights loaded as two vectors and the tiles' inputs broadcast. M has
+    whole passes of rows, the last tile repeated past the block's own.
     """
     tt, nt, C = V.shape
     q = positions(nt, 1, C, SPAN)  # tile p's row of V[ξ]: p·C, in whole passes
     offs = term_offsets(C, 1, 1, 1, C)  # input channel c: c
     Pq = q.size
-    M = np.empty((tt, Pq, Oq), dtype=np.float32)
+    M = np.empty((tt, Pq, O), dtype=np.float32)
     for xi in range(tt):
         source, target, weights = V[xi].reshape(-1), M[xi].reshape(-1), Ub[xi]
-        for g in range(Oq // BLOCK):
-            correlate_block(source, weights, g * C * BLOCK, C, offs, q, Pq, target, g * BLOCK, Oq, SPAN)
+        for g in range(O // BLOCK):
+            correlate_block(source, weights, g * C * BLOCK, C, offs, q, Pq, target, g * BLOCK, O, SPAN)
+    return M
+
+
+@njit(cache=True)
+def gemm_products(blas, V, U_flat, O):
+    """M[ξ] (tiles, O) = V[ξ] (tiles, C) @ U[ξ]ᵀ for every position ξ, by gemm; U_flat is U (t², O, C) flat."""
+    tt, nt, C = V.shape
+    M = np.empty((tt, nt, O), dtype=V.dtype)
+    for xi in range(tt):
+        # M[ξ] (nt, O) = V[ξ] (nt, C) @ U[ξ]ᵀ (C, O)  is, in Fortran terms,
+        # M[ξ]ᵀ (O, nt) = (U[ξ] as Fortran (C, O), ld = C)ᵀ @ (V[ξ] as Fortran (C, nt), ld = C)
+        gemm(blas, TRANSPOSE, NO_TRANSPOSE, O, nt, C, 1.0, U_flat[xi * O * C :], C, V[xi].reshape(-1), C, 0.0,
+             M[xi].reshape(-1), O)
     return M
 
 
@@ -324,28 +336,24 @@ def winograd_products(blas, x, U, Ub, A_t, B_t, m, before, per_block, O):
 
     Per block: its images with the channels last, V = Bᵀ d B of every patch (t², tiles,
     C), M[ξ] = V[ξ] @ U[ξ]ᵀ (tiles, O) for each ξ, Y = Aᵀ M A, written out. The products
-    by ``register_products`` from ``Ub`` = ``register_weights(U)`` (float32), or, where ``Ub``
-    is None (float64), by gemm (Numba compiles only the branch the type of ``Ub`` takes).
+    by ``register_products`` from ``Ub`` = ``register_weights(U)`` (float32) where the output
+    channels fill whole blocks, else by gemm; ``Ub`` is None in float64 (Numba compiles only
+    the branch the type of ``Ub`` takes there: the register loops take float32 alone).
     """
     N, C, H, W = x.shape
-    t = B_t.shape[0]
     Th, Tw = -(-H // m), -(-W // m)
     blocks = -(-N // per_block)
     U_flat = U.reshape(-1)
     h = np.empty((N, O, H, W), dtype=x.dtype)
     for block in prange(blocks):
         n0, n1 = block_of(block, per_block, N)
-        nt = (n1 - n0) * Th * Tw
-        V = tiles_of(x, n0, n1, before, B_t, m, Th, Tw)  # (t², nt, C)
+        V = tiles_of(x, n0, n1, before, B_t, m, Th, Tw)  # (t², tiles, C)
         if Ub is None:
-            M = np.empty((t * t, nt, O), dtype=x.dtype)
-            for xi in range(t * t):
-                # M[ξ] (nt, O) = V[ξ] (nt, C) @ U[ξ]ᵀ (C, O)  is, in Fortran terms,
-                # M[ξ]ᵀ (O, nt) = (U[ξ] as Fortran (C, O), ld = C)ᵀ @ (V[ξ] as Fortran (C, nt), ld = C)
-                gemm(blas, TRANSPOSE, NO_TRANSPOSE, O, nt, C, 1.0, U_flat[xi * O * C :], C, V[xi].reshape(-1), C, 0.0,
-                     M[xi].reshape(-1), O)
+            M = gemm_products(blas, V, U_flat, O)
+        elif O % BLOCK:  # a part block of output channels: gemm (see the module docstring)
+            M = gemm_products(blas, V, U_flat, O)
         else:
-            M = register_products(V, Ub, -(-O // BLOCK) * BLOCK)
+            M = register_products(V, Ub, O)
         Yc = np.empty((n1 - n0, Th * m, Tw * m, O), dtype=x.dtype)
         from_tiles(M, A_t, m, Th, Tw, Yc)
         channels_first(Yc, n0, n1, h)
@@ -462,8 +470,8 @@ def kernel_transforms(W, m):
 
 
 def by_registers(dtype):
-    """Whether the forward products go by vector registers (float32: ``register_products``) rather than by gemm
-    (float64, which the register loops do not take)."""
+    """Whether the forward products may go by vector registers (float32: ``register_products``, where the output
+    channels fill whole blocks) rather than by gemm (float64, which the register loops do not take)."""
     return np.dtype(dtype) == np.float32
 
 
