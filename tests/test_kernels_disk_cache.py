@@ -318,3 +318,29 @@ def test_a_load_during_a_save_waits_for_it(tmp_path):
         assert process.returncode == 0, err
     result, hits = json.loads(out.strip().splitlines()[-1])
     assert (result, hits) == ("4", 1)  # the int64 build, from the disk
+
+
+def test_a_second_thread_waits_for_the_lock_and_the_same_thread_takes_it_again(tmp_path):
+    """Within one process: a use inside another in the same thread holds the lock already; another thread waits."""
+    import threading
+
+    times, entered = {}, threading.Event()
+
+    def first():
+        with disk_cache.folder_lock(tmp_path, exclusive=True):
+            with disk_cache.folder_lock(tmp_path, exclusive=True):  # the same thread again: no wait
+                entered.set()
+                time.sleep(0.5)
+            times["first left"] = time.time()
+
+    def second():
+        entered.wait()
+        with disk_cache.folder_lock(tmp_path, exclusive=False):
+            times["second entered"] = time.time()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert times["second entered"] >= times["first left"]

@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 try:
@@ -85,20 +86,22 @@ def cached_kernels(module):
     return found
 
 
-_held = {}  # lock file -> the file, open and locked, while this process holds the lock
+_held = {}  # (lock file, thread) -> the file, open and locked, while that thread of this process holds the lock
 
 
 @contextlib.contextmanager
 def folder_lock(folder, exclusive, name=LOCK_FILE):
     """Hold the lock ``name`` of the folder ``folder``: exclusive (saving, dropping) or shared (loading).
 
-    A use inside another (``keep_in_step`` dropping builds) runs under the lock already
-    held; Numba loads and saves under its own compiler lock, one thread at a time. No lock
-    where ``fcntl`` is missing or the lock file cannot be opened or locked. (``plan`` holds
-    its plan file's folder by the lock ``plans.json.lock`` while it adds a plan.)
+    A use inside another in the same thread (``keep_in_step`` dropping builds) runs under
+    the lock already held; another thread waits for it, as another process does (each
+    opens the lock file anew, and ``flock`` locks an open file). No lock where ``fcntl`` is
+    missing or the lock file cannot be opened or locked. (``plan`` holds its plan file's
+    folder by the lock ``plans.json.lock`` while it adds a plan.)
     """
     path = os.path.join(str(folder), name)
-    if fcntl is None or path in _held:
+    key = (path, threading.get_ident())
+    if fcntl is None or key in _held:
         yield
         return
     try:
@@ -114,11 +117,11 @@ def folder_lock(folder, exclusive, name=LOCK_FILE):
         except OSError:  # a file system without flock
             yield
             return
-        _held[path] = handle
+        _held[key] = handle
         try:
             yield
         finally:
-            del _held[path]
+            del _held[key]
 
 
 class LockedCacheFiles:
