@@ -50,14 +50,14 @@ writes its images out.
 path's loops (``register_products``, ``tuned_conv_channels.correlate_group``): a tile for
 an output position, an input channel for a window term, sums for SPAN tiles and a block
 of BLOCK output channels in vector registers, U[ξ] laid out beforehand block by block
-(``register_weights``). These products are small (deep 3: 64 tiles of 16 images by 64
-channels by 64), where OpenBLAS's gemm, which packs both matrices first, ran slower
-(BENCHMARKS.md, sixteenth session: deep 2b's and 3's Winograd paths 0.76 to 0.97 of
-their time with gemm). Where the output channels do not fill whole blocks (16 output
-channels against AVX-512's blocks of 32, or an input error's 3 or 16 channels below)
-the register loops add zeros in the lanes past them, and took up to 1.78 times gemm's
-time in the same table: there the products stay gemm's.
-float64, which those loops do not take, goes by gemm too (SciPy's OpenBLAS through
+(``register_weights``). These products are small (deep 3 at 16 images a block: 64 tiles
+by 64 input channels by 64 output channels), where OpenBLAS's gemm, which packs both
+matrices first, ran slower (BENCHMARKS.md, sixteenth session: deep 2b's and 3's Winograd
+paths 0.76 to 0.97 of their time with gemm). Where the output channels do not fill whole
+blocks (16 output channels against AVX-512's blocks of 32, or an input error's 3 or 16
+channels below) the register loops add zeros in the lanes past them; a first version
+that ran them there took up to 1.78 times gemm's time (the same section): there the
+products stay gemm's. float64, which those loops do not take, goes by gemm too (SciPy's OpenBLAS through
 ``tuned_conv_shifted.gemm``; ``by_registers``). The weight increment's products
 dU[ξ] = Σ_tiles dM[ξ]ᵀ V[ξ] stay gemm's in both dtypes: summed over the tiles, the
 channel path's increment loops were no faster there (a scratch timing). The two layouts
