@@ -337,7 +337,7 @@ def winograd_products(blas, x, U, Ub, A_t, B_t, m, before, per_block, O):
     Per block: its images with the channels last, V = Bᵀ d B of every patch (t², tiles,
     C), M[ξ] = V[ξ] @ U[ξ]ᵀ (tiles, O) for each ξ, Y = Aᵀ M A, written out. The products
     by ``register_products`` from ``Ub`` = ``register_weights(U)`` (float32) where the output
-    channels fill whole blocks, else by gemm; ``Ub`` is None in float64 (Numba compiles only
+    channels fill whole blocks, else (``Ub`` empty) by gemm; ``Ub`` is None in float64 (Numba compiles only
     the branch the type of ``Ub`` takes there: the register loops take float32 alone).
     """
     N, C, H, W = x.shape
@@ -350,7 +350,7 @@ def winograd_products(blas, x, U, Ub, A_t, B_t, m, before, per_block, O):
         V = tiles_of(x, n0, n1, before, B_t, m, Th, Tw)  # (t², tiles, C)
         if Ub is None:
             M = gemm_products(blas, V, U_flat, O)
-        elif O % BLOCK:  # a part block of output channels: gemm (see the module docstring)
+        elif Ub.shape[1] == 0:  # no layout from register_weights: a part block of output channels, gemm
             M = gemm_products(blas, V, U_flat, O)
         else:
             M = register_products(V, Ub, O)
