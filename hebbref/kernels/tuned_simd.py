@@ -13,7 +13,8 @@ so a loop that updates sixteen of them keeps the sixteen in sixteen registers.
                        bounds check, no wrap-around of a negative i: one broadcast load)
     vload(a, i)        a[i : i + LANES] of a flat float32 array (any alignment; no bounds check)
     vstore(a, i, v)    a[i : i + LANES] = v
-    vfma(s, x, acc)    acc + s ⊙ x, each lane one fused multiply-add (LLVM's llvm.fma)
+    vfma(s, x, acc)    acc + s ⊙ x: each lane one fused multiply-add where the CPU has FMA, a
+                       multiply and then an add where it has not (LLVM's llvm.fmuladd)
     vmul(a, b)         a ⊙ b
     vabs(a)            |a|
     vwhere_gt(a, b, x, y)   x where a > b, else y, lane by lane (a select; false where a or b is NaN)
@@ -33,6 +34,15 @@ loop reads or writes with a stride, and Numba, which wraps negative indices, lea
 LLVM a loop it can only vectorise with gathers and scatters, slower than the numbers
 they move. ``turn_over_any`` takes flat arrays of any one dtype: ``turn_over`` where
 both hold float32, number by number otherwise.
+
+``vfma`` asks LLVM for a multiply-add that it may fuse (``llvm.fmuladd``), not for a fused one
+(``llvm.fma``): where the CPU has FMA (x86 since Haswell and Piledriver) both compile to the
+same instruction, and where it has not (Intel's CPUs before Haswell, AVX or not, and the
+Pentiums and Celerons of later years that stop at SSE4.2), ``llvm.fma`` must still round once
+and became a call to the C library's ``fmaf`` for every lane: there the channel path ran
+many times slower than with a multiply and an add (BENCHMARKS.md, seventeenth session, gives
+the ratios; ``tests/test_kernels_built_for_sse4.py`` checks that no kernel built there calls
+``fmaf``).
 
 Two plain loops go with them, for runs of any dtype (``copy_run`` converts from one to
 another as it copies): ``copy_run`` and ``zero_run``.
@@ -168,7 +178,7 @@ def vzero(typingctx):
 def vfma(typingctx, s, x, acc):
     def codegen(context, builder, signature, arguments):
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fma.v{LANES}f32")
+            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fmuladd.v{LANES}f32")
         return builder.call(fma, arguments)
 
     return f32v(f32v, f32v, f32v), codegen
