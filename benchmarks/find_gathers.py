@@ -64,9 +64,11 @@ def slow_moves(assembly):
 
 
 def spilled_sums(assembly):
-    """How many innermost loops of ``assembly`` (AT&T syntax) hold a fused multiply-add of vectors and a store of a
-    vector register (ymm or zmm) to the stack: sums that did not fit in the registers. A scalar loop (the few
-    numbers after the last whole vector, its sums in xmm registers) is not counted."""
+    """How many innermost loops of ``assembly`` (AT&T syntax) hold a multiply-add of vectors and a store of a
+    vector register to the stack: sums that did not fit in the registers. With AVX, a fused multiply-add and a
+    ymm or zmm register; built for SSE alone (no VEX encoding, no FMA: ``vfma`` is a ``mulps`` and an ``addps``),
+    a packed multiply and an xmm register stored whole. A scalar loop (the few numbers after the last whole vector,
+    its sums in scalar lanes of xmm registers) is not counted."""
     lines = assembly.splitlines()
     starts = {}
     loops = 0
@@ -81,8 +83,9 @@ def spilled_sums(assembly):
         body = lines[starts[jump.group(1)] + 1 : at]
         if any(re.match(r"\.\w+:", b) for b in body):  # a loop with another inside: not innermost
             continue
-        if (any(re.match(r"\s+vfn?m(add|sub)\w*p[sd]\s", b) for b in body)
-                and any(re.match(r"\s+vmov\w*\s+%[yz]mm\d+,\s*-?\d*\(%rsp\)", b) for b in body)):
+        if (any(re.match(r"\s+(vfn?m(add|sub)\w*p[sd]|mulp[sd])\s", b) for b in body)
+                and any(re.match(r"\s+(vmov\w*\s+%[yz]mm\d+|mov[au]p[sd]\s+%xmm\d+),\s*-?\d*\(%rsp\)", b)
+                        for b in body)):
             loops += 1
     return loops
 

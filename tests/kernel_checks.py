@@ -134,21 +134,34 @@ def forcing_conv_path(path, block=None):
 # the features of an AVX2 CPU (Haswell's), for Numba to compile the kernels for one on a CPU with AVX-512
 AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,+movbe,+popcnt,"
                  "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave")
+# the features of an x86 CPU without AVX (Nehalem's: SSE4.2 at most, no fused multiply-add), for the same
+SSE4_FEATURES = "+64bit,+cmov,+cx16,+mmx,+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3"
 
 
-def run_built_for_avx2(code, tmp_path):
-    """Run ``code`` in a Python process of its own whose Numba compiles for Haswell's features (into an empty cache
-    under ``tmp_path``), the 8-lane build of ``tuned_simd`` that a CPU without AVX-512 gets: -> what it printed.
-    Skipped where this CPU builds 8 lanes already (the tests in process run that build) or cannot run AVX2 code."""
+def run_built_for(code, tmp_path, cpu, features, lanes, needs):
+    """Run ``code`` in a Python process of its own whose Numba compiles for ``features`` scheduled for LLVM's CPU
+    ``cpu`` (into an empty cache under ``tmp_path``), the ``lanes``-lane build of ``tuned_simd`` that such a CPU
+    gets: -> what it printed. Skipped where this CPU builds ``lanes`` lanes already (the tests in process run that
+    build) or cannot run the code (it lacks the feature ``needs``)."""
     import llvmlite.binding
     from hebbref.kernels import tuned_simd
 
-    if tuned_simd.LANES == 8:
-        pytest.skip("the tests in this process run the 8-lane build already")
-    if not llvmlite.binding.get_host_cpu_features().get("avx2", False):
-        pytest.skip("this CPU cannot run code built for AVX2")
-    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
-               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    if tuned_simd.LANES == lanes:
+        pytest.skip(f"the tests in this process run the {lanes}-lane build already")
+    if not llvmlite.binding.get_host_cpu_features().get(needs, False):
+        pytest.skip(f"this CPU cannot run code built for {cpu} (it has no {needs})")
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def run_built_for_avx2(code, tmp_path):
+    """``run_built_for`` Haswell's features: the 8-lane build, 16 vector registers, that a CPU without AVX-512 gets."""
+    return run_built_for(code, tmp_path, "haswell", AVX2_FEATURES, 8, "avx2")
+
+
+def run_built_for_sse4(code, tmp_path):
+    """``run_built_for`` Nehalem's features: the 4-lane build, 16 vector registers and no fused multiply-add, that a
+    CPU without AVX gets."""
+    return run_built_for(code, tmp_path, "nehalem", SSE4_FEATURES, 4, "sse4.2")

@@ -280,9 +280,9 @@ def test_find_gathers_tells_masked_loads_from_masked_stores():
 
 
 def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
-    """A loop of fused multiply-adds of vectors that stores a vector register to the stack is counted once; a store to
-    the stack outside such a loop, a load from it (a constant reloaded), a loop with no multiply-add, a loop with a
-    loop inside and a scalar loop are not."""
+    """A loop of fused multiply-adds of vectors (or, built for SSE alone, packed multiplies and adds) that stores a
+    vector register to the stack is counted once; a store to the stack outside such a loop, a load from it (a
+    constant reloaded), a loop with no multiply-add, a loop with a loop inside and a scalar loop are not."""
     module = _script("find_gathers")
     spilled = "\n".join([
         ".LBB6_149:",
@@ -314,6 +314,14 @@ def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
     assert module.spilled_sums(scalar) == 0
     assert module.spilled_sums(scalar.replace("%xmm23, 16", "%ymm23, 16")) == 0  # scalar sums, a vector stored
     assert module.spilled_sums(spilled.replace("%ymm0, 16(%rsp)", "%xmm0, 16(%rsp)")) == 0  # a scalar stored
+    # built for SSE alone: no VEX, no FMA, a multiply-add is a packed multiply and an add, a vector is an xmm register
+    sse = "\n".join([".LBB5_3:", "\tmovaps\t%xmm4, 32(%rsp)", "\tmovups\t(%rax,%rcx), %xmm5", "\tmulps\t%xmm6, %xmm5",
+                     "\taddps\t%xmm5, %xmm1", "\tmovaps\t32(%rsp), %xmm4", "\tjne\t.LBB5_3"])
+    assert module.spilled_sums(sse) == 1
+    assert module.spilled_sums(sse.replace("movaps\t%xmm4", "movups\t%xmm4")) == 1
+    assert module.spilled_sums(sse.replace("mulps", "mulss").replace("addps", "addss")) == 0  # the scalar loop
+    assert module.spilled_sums(sse.replace("\tmulps\t%xmm6, %xmm5", "\tsubps\t%xmm6, %xmm5")) == 0  # no multiply
+    assert module.spilled_sums(sse.replace("movaps\t%xmm4, 32(%rsp)", "movaps\t%xmm4, %xmm9")) == 0  # no store
 
 
 STAND_IN = BENCH.parent / "avx2_stand_in.sh"

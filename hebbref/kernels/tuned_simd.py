@@ -52,9 +52,12 @@ a run contiguous and moves it with gathers and scatters (vector loads and stores
 through a vector of addresses). ``benchmarks/find_gathers.py`` lists the compiled
 kernels that still hold these.
 
-``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register) and 8
-elsewhere (one ymm register with AVX2; LLVM splits it into two on a CPU without):
-``wide_vector_registers`` says which, from the CPU Numba compiles for.
+``LANES`` is 16 where Numba compiles for AVX-512 (a vector is one zmm register), 8 with AVX
+or AVX2 (one ymm register), and 4 on a CPU without AVX (one xmm register of SSE: at 8 lanes
+LLVM split each vector into two, and the blocks of sums sized for 16 vector registers
+needed 32); ``wide_vector_registers`` and ``compiles_for`` say which, from the CPU Numba
+compiles for. The blocks sized for AVX2's 16 registers (six positions, four channels) are
+the defaults at 4 lanes too: SSE has 16 xmm registers.
 The arrays' types are checked when a kernel is compiled, no index ever: the callers index
 inside their arrays (``tuned_conv_rows`` keeps a
 margin after every buffer it reads whole vectors from). The readable tier
@@ -76,13 +79,19 @@ def wide_vector_registers():
 
     The CPU Numba targets: the host's, unless $NUMBA_CPU_FEATURES names the features.
     """
+    return compiles_for("avx512f")
+
+
+def compiles_for(feature):
+    """Whether the CPU Numba compiles for has ``feature`` (LLVM's name: "avx", "fma", ...): the host's,
+    unless $NUMBA_CPU_FEATURES names the features."""
     features = numba.config.CPU_FEATURES
     if features:
-        return "+avx512f" in features.split(",")
-    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
+        return f"+{feature}" in features.split(",")
+    return bool(llvmlite.binding.get_host_cpu_features().get(feature, False))
 
 
-LANES = 16 if wide_vector_registers() else 8
+LANES = 16 if wide_vector_registers() else 8 if compiles_for("avx") else 4
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
