@@ -246,7 +246,7 @@ def info(backend=None):
 
     from . import __version__
     from .backends import get_backend
-    from .kernels import disk_cache, plan
+    from .kernels import disk_cache, plan, tuned_simd
 
     chosen = get_backend(backend)  # loading the backend applies its process settings
     try:
@@ -261,7 +261,7 @@ def info(backend=None):
         "versions": {"hebbref": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                      "numba": numba.__version__, "scipy": scipy.__version__},
         "backend": chosen.name,
-        "cpu": {**cpu_identity(), "cores visible": os.cpu_count()},
+        "cpu": {**cpu_identity(), "the kernels' vectors": tuned_simd.described(), "cores visible": os.cpu_count()},
         "threads": {"numba": numba.get_num_threads(), "threading layer": layer},
         "process settings changed": list(CHANGES),
         "compiled kernels": {

@@ -79,7 +79,7 @@ def test_hebbref_info_reports_versions_backend_threads_cpu_and_changes():
     environment = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     out = subprocess.run([sys.executable, "-m", "hebbref", "info", "--backend", "numba"], env=environment,
                          capture_output=True, text=True, check=True).stdout
-    for expected in ("versions:", "numba:", "backend: numba", "cpu:", "model:", "Numba compiles for:", "threads:",
+    for expected in ("versions:", "numba:", "backend: numba", "cpu:", "model:", "Numba compiles for:", "the kernels' vectors:", "threads:",
                      "process settings changed:", "[applied] Numba's OpenMP threads", "compiled kernels:",
                      "cache folder ", "plans:", "of them timed with this kernel source:"):
         assert expected in out, f"{expected!r} missing from hebbref info:\n{out}"

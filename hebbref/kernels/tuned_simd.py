@@ -92,6 +92,13 @@ def compiles_for(feature):
 
 
 LANES = 16 if wide_vector_registers() else 8 if compiles_for("avx") else 4
+
+
+def described():
+    """The vectors and multiply-adds of the kernels as built here, in words (``hebbref info``)."""
+    registers = {16: "AVX-512's zmm registers", 8: "AVX's ymm registers", 4: "SSE's xmm registers"}[LANES]
+    fused = "fused (FMA)" if compiles_for("fma") else "a multiply and then an add (no FMA)"
+    return f"{LANES} float32 lanes ({registers}); multiply-adds {fused}"
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
