@@ -24,7 +24,7 @@ import pytest
 import hebbref
 from hebbref import backends
 
-from kernel_checks import AVX2_FEATURES
+from kernel_checks import AVX2_FEATURES, SSE4_FEATURES
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_training_step.py"
 
@@ -324,29 +324,39 @@ def test_find_gathers_counts_the_innermost_loops_that_keep_sums_on_the_stack():
     assert module.spilled_sums(sse.replace("movaps\t%xmm4, 32(%rsp)", "movaps\t%xmm4, %xmm9")) == 0  # no store
 
 
-STAND_IN = BENCH.parent / "avx2_stand_in.sh"
+STAND_INS = {"avx2": (BENCH.parent / "avx2_stand_in.sh", "skylake", "haswell"),
+             "sse4": (BENCH.parent / "sse4_stand_in.sh", "nehalem", "westmere")}
+HELD = {"avx2": {"NUMBA_CPU_FEATURES": AVX2_FEATURES, "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+                 "MKL_CBWR": None},
+        "sse4": {"NUMBA_CPU_FEATURES": SSE4_FEATURES, "ATEN_CPU_CAPABILITY": "default", "OPENBLAS_CORETYPE": "Nehalem",
+                 "MKL_CBWR": "COMPATIBLE"}}
 
 
-def test_the_avx2_stand_in_holds_numba_to_the_features_the_tests_compile_for(tmp_path):
-    """benchmarks/avx2_stand_in.sh: Numba told the CPU name given and AVX2's features (the same list as the tests' AVX2
-    build), a cache of its own, PyTorch and OpenBLAS held to AVX2, OPENBLAS_L2_SIZE unset."""
+@pytest.mark.parametrize("level", sorted(STAND_INS))
+def test_a_stand_in_holds_numba_to_the_features_the_tests_compile_for(tmp_path, level):
+    """benchmarks/avx2_stand_in.sh and sse4_stand_in.sh (both through stand_in.sh): Numba told the CPU name given and
+    the level's features (the same list as the tests' build for it), a cache of its own, PyTorch, MKL and OpenBLAS
+    held to the level, OPENBLAS_L2_SIZE unset."""
+    script, first, second = STAND_INS[level]
     names = ["NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_CACHE_DIR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
-             "OPENBLAS_L2_SIZE"]
+             "MKL_CBWR", "OPENBLAS_L2_SIZE"]
     show = f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "MKL_CBWR")}
     env["OPENBLAS_L2_SIZE"] = "1024K"
-    done = subprocess.run(["bash", str(STAND_IN), "skylake", sys.executable, "-c", show], env=env,
+    done = subprocess.run(["bash", str(script), first, sys.executable, "-c", show], env=env,
                           capture_output=True, text=True, check=True)
     seen = json.loads(done.stdout)
-    assert seen == {"NUMBA_CPU_NAME": "skylake", "NUMBA_CPU_FEATURES": AVX2_FEATURES,
-                    "NUMBA_CACHE_DIR": "/tmp/hebbref-skylake", "ATEN_CPU_CAPABILITY": "avx2",
-                    "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": None}
+    assert seen == {"NUMBA_CPU_NAME": first, "NUMBA_CACHE_DIR": f"/tmp/hebbref-{first}", "OPENBLAS_L2_SIZE": None,
+                    **HELD[level]}
     env["NUMBA_CACHE_DIR"] = str(tmp_path)  # a cache named by the caller is kept
-    done = subprocess.run(["bash", str(STAND_IN), "haswell", sys.executable, "-c", show], env=env,
+    done = subprocess.run(["bash", str(script), second, sys.executable, "-c", show], env=env,
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["NUMBA_CACHE_DIR"] == str(tmp_path)
-    missing = subprocess.run(["bash", str(STAND_IN), "skylake"], capture_output=True, text=True)
+    missing = subprocess.run(["bash", str(script), first], capture_output=True, text=True)
     assert missing.returncode == 2 and "usage" in missing.stderr
+    unknown = subprocess.run(["bash", str(BENCH.parent / "stand_in.sh"), "avx3", first, "true"], capture_output=True,
+                             text=True)
+    assert unknown.returncode == 2 and "usage" in unknown.stderr
 
 
 def test_compile_costs_counts_each_function_s_own_time_once():
