@@ -191,7 +191,9 @@ print(inspect.getsource(plan.APPLIES["winograd"]).strip())
 # time may win there: the plan times both.) Numba would keep sums
 # held in an array in memory, loading and storing them at every term, so the kernel
 # holds them as values of a vector type that `hebbref/kernels/tuned_simd.py` gives Numba
-# (a few LLVM operations: load, store, broadcast, fused multiply-add). On a narrow image
+# (a few LLVM operations: load, store, broadcast, multiply-add; the multiply-add is one
+# fused instruction where the CPU has FMA, and a multiply and an add where it has not; a
+# vector is 16, 8 or 4 numbers with AVX-512, AVX or neither). On a narrow image
 # (11 or 6 wide in `deep`'s later blocks) most lanes of such a row would be wasted, and
 # `hebbref/kernels/tuned_conv_channels.py` runs its vectors along the output channels
 # instead. Both compute in float32 only (`plan.DTYPES`):
