@@ -18,6 +18,8 @@ own, compiling for that CPU's features into an empty Numba cache
 - **no fmaf**: no kernel compiled by the parts above calls the C library's ``fmaf``. Where
   the CPU has no FMA, LLVM makes a fused multiply-add (``llvm.fma``) such a call for every
   lane, many times slower than a multiply and an add (``tuned_simd.vfma``).
+- **multiply-adds**: the channel path's loops hold fused multiply-adds where the CPU has
+  FMA, and packed multiplies and adds where it has not.
 - **masked moves**: no kernel compiled by the parts holds an AVX masked load or store
   (``benchmarks/find_gathers.slow_moves``). Compiled for AVX2, a number read only where a
   select needs it becomes a masked load, and a select between a new number and the one
@@ -136,6 +138,20 @@ for info in pkgutil.iter_modules(hebbref.kernels.__path__):
             if found:
                 calls[f"{info.name}.{name}"] = calls.get(f"{info.name}.{name}", 0) + found
 assert not calls, calls
+"""
+
+PARTS["multiply-adds"] = """
+# the channel path's loops (built by the conv rows part): one fused instruction per multiply-add where the CPU has
+# FMA (AVX2 does), a packed multiply and a packed add where it has not (SSE4.2)
+import re
+from hebbref.kernels import tuned_conv_channels
+text = "\\n".join(tuned_conv_channels.correlate_group.inspect_asm(signature)
+                   for signature in tuned_conv_channels.correlate_group.signatures)
+fused, multiplies = re.findall(r"\\bvfn?madd\\w*ps\\b", text), re.findall(r"\\bv?mulps\\b", text)
+if LANES_BUILT == 4:
+    assert not fused and multiplies and re.search(r"\\baddps\\b", text), (len(fused), len(multiplies))
+else:
+    assert len(fused) >= 12 and not multiplies, (len(fused), len(multiplies))
 """
 
 PARTS["masked moves"] = """

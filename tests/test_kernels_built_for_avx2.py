@@ -36,8 +36,9 @@ def test_winograd_compiled_for_avx2_computes_the_reference(report):
     assert report["winograd"] == "ok", report["winograd"]
 
 
-def test_the_kernels_compiled_for_avx2_call_no_fmaf(report):
-    """A CPU with FMA: every multiply-add an instruction."""
+def test_the_kernels_compiled_for_avx2_fuse_their_multiply_adds_and_call_no_fmaf(report):
+    """A CPU with FMA: every multiply-add one fused instruction, none a call."""
+    assert report["multiply-adds"] == "ok", report["multiply-adds"]
     assert report["no fmaf"] == "ok", report["no fmaf"]
 
 

@@ -40,6 +40,7 @@ def test_winograd_compiled_for_sse4_computes_the_reference(report):
 def test_the_kernels_compiled_for_sse4_call_no_fmaf(report):
     """No FMA on the CPU: ``vfma`` a multiply and an add, never the C library's fmaf one number at a time."""
     assert report["pools and blocks"] == "ok", report["pools and blocks"]
+    assert report["multiply-adds"] == "ok", report["multiply-adds"]
     assert report["no fmaf"] == "ok", report["no fmaf"]
 
 
