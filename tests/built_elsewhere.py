@@ -142,16 +142,17 @@ assert not calls, calls
 
 PARTS["multiply-adds"] = """
 # the channel path's loops (built by the conv rows part): one fused instruction per multiply-add where the CPU has
-# FMA (AVX2 does), a packed multiply and a packed add where it has not (SSE4.2)
+# FMA (AVX2 does), a packed multiply and a packed add where it has not (SSE4.2; AVX without AVX2, Sandy Bridge's)
 import re
 from hebbref.kernels import tuned_conv_channels
 text = "\\n".join(tuned_conv_channels.correlate_group.inspect_asm(signature)
                    for signature in tuned_conv_channels.correlate_group.signatures)
 fused, multiplies = re.findall(r"\\bvfn?madd\\w*ps\\b", text), re.findall(r"\\bv?mulps\\b", text)
-if LANES_BUILT == 4:
-    assert not fused and multiplies and re.search(r"\\baddps\\b", text), (len(fused), len(multiplies))
-else:
+from hebbref.kernels import tuned_simd
+if tuned_simd.compiles_for("fma"):
     assert len(fused) >= 12 and not multiplies, (len(fused), len(multiplies))
+else:
+    assert not fused and multiplies and re.search(r"\\bv?addps\\b", text), (len(fused), len(multiplies))
 """
 
 PARTS["masked moves"] = """
@@ -166,17 +167,20 @@ SIXTEEN_REGISTERS = ["tuned_conv_rows.correlate_group_rows for 4", "tuned_conv_r
                      "tuned_untied_registers.piece_of_windows for 4", "tuned_untied_block.increment_from_winners",
                      "tuned_locally_connected.forward_images_last"]
 
-# Without FMA a multiply-add is a multiply into a register of its own and then an add: the row increment's group of
-# four (12 sums, three input vectors and δ's vector: all 16 registers where FMA adds in place) needs a 17th, and LLVM
-# keeps one sum on the stack. A CPU without AVX has no FMA; its plan times that build against the group of eight and
-# the channel path's increment (on the SSE4.2 stand-in, BENCHMARKS.md, seventeenth session, it took it for no layer)
+# Without FMA a multiply-add is a multiply into a register of its own and then an add. Built for SSE4.2 alone, the
+# row increment's group of four (12 sums, three input vectors and δ's: all 16 registers where FMA adds in place)
+# keeps one sum on the stack; built for AVX without FMA (Sandy Bridge's features) it kept them in registers (a
+# scratch check). So it is checked only where the CPU has FMA. The plan times that build against the group of eight
+# and the channel path's increment (on the SSE4.2 stand-in, BENCHMARKS.md, seventeenth session, it took it for no
+# layer)
 NEEDS_FMA = ["tuned_conv_rows.increment_group_rows for 4"]
 
 PARTS["sums on the stack"] = """
 import importlib
+from hebbref.kernels import tuned_simd
 spilled = {}
 for name in SIXTEEN_REGISTERS:  # named as find_gathers names them; "for 6": the builds for the constant 6 alone
-    if LANES_BUILT == 4 and name in NEEDS_FMA:  # 4 lanes: a CPU without AVX, and so without FMA
+    if name in NEEDS_FMA and not tuned_simd.compiles_for("fma"):
         continue
     kernel_name, _, span = name.partition(" for ")
     module, listed = kernel_name.split(".")
