@@ -99,6 +99,8 @@ def described():
     registers = {16: "AVX-512's zmm registers", 8: "AVX's ymm registers", 4: "SSE's xmm registers"}[LANES]
     fused = "fused (FMA)" if compiles_for("fma") else "a multiply and then an add (no FMA)"
     return f"{LANES} float32 lanes ({registers}); multiply-adds {fused}"
+
+
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
