@@ -6,7 +6,7 @@ of later years) has 16 vector registers of 4 float32 numbers and no fused multip
 that compiles for Nehalem's features (``kernel_checks.run_built_for_sse4``) runs the parts
 of ``built_elsewhere`` one after the other, into an empty Numba cache, and reports on each;
 the tests read its report. Any x86-64 CPU of the last fifteen years runs that build, so the
-whole is skipped only where this process builds 4-lane vectors already.
+whole is skipped only where this process builds 4-lane vectors already (or on an older CPU).
 """
 import json
 
@@ -45,5 +45,6 @@ def test_the_kernels_compiled_for_sse4_call_no_fmaf(report):
 
 
 def test_the_kernels_16_registers_take_by_default_compiled_for_sse4_keep_their_sums_in_registers(report):
-    """SSE has 16 vector registers, as AVX2: the same blocks keep their sums in them at 4 lanes."""
+    """SSE has 16 vector registers, as AVX2: the same blocks keep their sums in them at 4 lanes, but the row
+    increment's group of four, which without FMA needs a 17th (``built_elsewhere.NEEDS_FMA``)."""
     assert report["sums on the stack"] == "ok", report["sums on the stack"]
