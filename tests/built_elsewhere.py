@@ -29,7 +29,8 @@ own, compiling for that CPU's features into an empty Numba cache
   takes by default (four output channels at a time, six positions or terms at a time on
   the channel path, and the untied block's images-last sums and increment) keep every sum
   in a register: no innermost loop of theirs holds a multiply-add of vectors and a store of
-  a vector to the stack (``find_gathers.spilled_sums``). Without FMA, one (``NEEDS_FMA``) does.
+  a vector to the stack (``find_gathers.spilled_sums``). Built for SSE4.2 one does, and is
+  checked only where the CPU has FMA (``NEEDS_FMA``).
 """
 from pathlib import Path
 
