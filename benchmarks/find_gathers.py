@@ -1,5 +1,5 @@
-"""The compiled kernels whose machine code holds gathers, scatters, AVX masked moves or sums kept on the stack, on
-this CPU.
+"""The compiled kernels whose machine code holds gathers, scatters, AVX masked moves, sums kept on the stack or calls to
+the C library's fmaf, on this CPU.
 
     python benchmarks/find_gathers.py [--batch 32]
 
@@ -29,6 +29,9 @@ registers, hold such loops by design: there the plan takes their candidates of f
 do the channel path's eight positions or terms per pass (the builds of ``correlate_group`` and
 ``increment_group`` of ``tuned_conv_channels`` for a span of 8), whose candidates of six fit in
 16 registers.
+
+Where the CPU has no FMA, a fused multiply-add that LLVM is asked for becomes a call to ``fmaf`` for every lane;
+``tuned_simd.vfma`` asks for a multiply-add that LLVM may leave unfused, and such calls are counted here too.
 
 This script compiles every kernel afresh, into an empty Numba cache of its own (Numba
 cannot show the machine code of a cached kernel). It runs one training step of
@@ -61,6 +64,13 @@ def slow_moves(assembly):
     for operands in re.findall(r"\bvp?maskmov\w*\s+([^\n]*)", assembly):  # the memory operand last: a store
         counts["masked store" if operands.rstrip().endswith(")") else "masked load"] += 1
     return counts
+
+
+def fmaf_calls(assembly):
+    """How many times ``assembly`` names the C library's ``fmaf``: where the CPU has no FMA, LLVM makes a fused
+    multiply-add it was asked for (``llvm.fma``) such a call for every lane (``tuned_simd.vfma`` asks for one it
+    may leave unfused)."""
+    return len(re.findall(r"\bfmaf\b", assembly))
 
 
 def spilled_sums(assembly):
@@ -109,8 +119,8 @@ def kernels_of(module):
 
 def slow_kernels():
     """(module, kernel, signatures, counts) for each kernel of ``hebbref.kernels`` compiled in this process whose
-    assembly holds a gather, a scatter or an AVX masked move (``slow_moves``), or a loop with sums on the stack
-    (``spilled_sums``, counted as "sums on the stack"); a kernel loaded from Numba's cache has no assembly to show,
+    assembly holds a gather, a scatter or an AVX masked move (``slow_moves``), a loop with sums on the stack
+    (``spilled_sums``, counted as "sums on the stack") or a call to ``fmaf`` (``fmaf_calls``, "fmaf calls"); a kernel loaded from Numba's cache has no assembly to show,
     so the cache should have been empty."""
     import hebbref.kernels
 
@@ -125,6 +135,7 @@ def slow_kernels():
                 assembly = kernel.inspect_asm(signature)
                 counts.update(slow_moves(assembly))
                 counts["sums on the stack"] += spilled_sums(assembly)
+                counts["fmaf calls"] += fmaf_calls(assembly)
             counts = +counts  # the zeros dropped
             if counts:
                 found.append((info.name, name, len(kernel.signatures), counts))
@@ -154,13 +165,15 @@ def main():
         model.train_step(x, np.arange(args.batch) % 10)
     print(f"CPU: {runtime.cpu_key()}; one step of simple, untied simple and deep at batch {args.batch}\n")
     print("| module | kernel | signatures | gathers | scatters | masked loads | masked stores | loops with sums on "
-          "the stack |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "the stack | fmaf calls |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     found = slow_kernels()
     for module, name, signatures, counts in found:
         print(f"| {module} | {name} | {signatures} | {counts['gather']} | {counts['scatter']} "
-              f"| {counts['masked load']} | {counts['masked store']} | {counts['sums on the stack']} |")
-    print(f"\n{len(found)} compiled kernels hold gathers, scatters, AVX masked moves or loops with sums on the stack")
+              f"| {counts['masked load']} | {counts['masked store']} | {counts['sums on the stack']} "
+              f"| {counts['fmaf calls']} |")
+    print(f"\n{len(found)} compiled kernels hold gathers, scatters, AVX masked moves, loops with sums on the stack or "
+          "calls to fmaf")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ own, compiling for that CPU's features into an empty Numba cache
   blocks (their own paths at each block size, forward and backward) run, to be compiled.
 - **winograd**: Winograd's three equations compute the reference's, with output channels
   that fill whole blocks (the products in vector registers) and that do not (gemm's).
-- **no fmaf**: no kernel compiled by the parts above calls the C library's ``fmaf``. Where
+- **no fmaf**: no kernel compiled by the parts above calls the C library's ``fmaf``
+  (``benchmarks/find_gathers.fmaf_calls``). Where
   the CPU has no FMA, LLVM makes a fused multiply-add (``llvm.fma``) such a call for every
   lane, many times slower than a multiply and an add (``tuned_simd.vfma``).
 - **multiply-adds**: the channel path's loops hold fused multiply-adds where the CPU has
@@ -126,18 +127,7 @@ for n, c_in, c_out, h, w, k, m in [(5, 3, 2 * tuned_conv_channels.BLOCK, 7, 6, 3
 
 PARTS["no fmaf"] = """
 # no kernel compiled by the parts above calls the C library's fused multiply-add, one number at a time
-import pkgutil, re
-import hebbref.kernels
-calls = {}
-for info in pkgutil.iter_modules(hebbref.kernels.__path__):
-    module = importlib.import_module("hebbref.kernels." + info.name)
-    for name, kernel in find_gathers.kernels_of(module):
-        if getattr(kernel, "__module__", None) != module.__name__ or not hasattr(kernel, "inspect_asm"):
-            continue
-        for signature in getattr(kernel, "signatures", ()):
-            found = len(re.findall(r"\\bfmaf\\b", kernel.inspect_asm(signature)))
-            if found:
-                calls[f"{info.name}.{name}"] = calls.get(f"{info.name}.{name}", 0) + found
+calls = {f"{module}.{name}": counts["fmaf calls"] for module, name, _, counts in slow_kernels() if counts["fmaf calls"]}
 assert not calls, calls
 """
 
@@ -157,7 +147,7 @@ else:
 """
 
 PARTS["masked moves"] = """
-masked = {f"{module}.{name}": dict(counts) for module, name, _, counts in find_gathers.slow_kernels()
+masked = {f"{module}.{name}": dict(counts) for module, name, _, counts in slow_kernels()
           if counts["masked load"] or counts["masked store"]}
 assert not masked, masked
 """
@@ -207,6 +197,15 @@ spec.loader.exec_module(find_gathers)
 SIXTEEN_REGISTERS = {SIXTEEN_REGISTERS!r}
 NEEDS_FMA = {NEEDS_FMA!r}
 LANES_BUILT = {lanes!r}
+_found = []
+
+
+def slow_kernels():  # find_gathers.slow_kernels once, after the parts that compile: each assembly is emitted once
+    if not _found:
+        _found.append(find_gathers.slow_kernels())
+    return _found[0]
+
+
 report = {{}}
 for name, code in {PARTS!r}.items():
     try:

@@ -266,6 +266,8 @@ def test_find_gathers_tells_masked_loads_from_masked_stores():
     ])
     assert module.slow_moves(assembly) == {"masked store": 3, "masked load": 2, "gather": 1, "scatter": 1}
     assert module.slow_moves("\tvmovups\t%ymm0, (%rax)\n\tvfmadd231ps\t%ymm1, %ymm2, %ymm3") == {}
+    calls = "\tmovabsq\t$fmaf, %rax\n\tcallq\t*%rax\n\tcallq\tfmaf@PLT\n\tmulps\t%xmm1, %xmm2\n\taddps\t%xmm2, %xmm3"
+    assert module.fmaf_calls(calls) == 2 and module.fmaf_calls(calls.replace("fmaf", "fmafx")) == 0
     import types
 
     from hebbref.kernels import tuned_untied_registers
