@@ -14,7 +14,8 @@ own, compiling for that CPU's features into an empty Numba cache
 - **pools and blocks**: the pools, the ramp's backward passes and the conv and untied
   blocks (their own paths at each block size, forward and backward) run, to be compiled.
 - **winograd**: Winograd's three equations compute the reference's, with output channels
-  that fill whole blocks (the products in vector registers) and that do not (gemm's).
+  that fill whole blocks (the products in vector registers) and that do not (gemm's): the
+  test of ``tests/test_conv_winograd.py`` that checks this, run in the process.
 - **no fmaf**: no kernel compiled by the parts above calls the C library's ``fmaf``
   (``benchmarks/find_gathers.fmaf_calls``). Where
   the CPU has no FMA, LLVM makes a fused multiply-add (``llvm.fma``) such a call for every
@@ -35,7 +36,8 @@ own, compiling for that CPU's features into an empty Numba cache
 """
 from pathlib import Path
 
-FIND_GATHERS = Path(__file__).resolve().parents[1] / "benchmarks" / "find_gathers.py"
+TESTS = Path(__file__).resolve().parent
+FIND_GATHERS = TESTS.parent / "benchmarks" / "find_gathers.py"
 
 # each part runs in the process's namespace; an exception fails that part alone
 PARTS = {}
@@ -107,22 +109,14 @@ for equation, W in (("conv_ramp_maxpool_forward", rng.standard_normal((5, 2, 3, 
 """
 
 PARTS["winograd"] = """
-from hebbref import layers
-from hebbref.kernels import tuned_conv_channels, tuned_conv_winograd
-rng = np.random.default_rng(1)
-# output channels that fill whole blocks of BLOCK (the products in registers) and that do not (gemm's)
-for n, c_in, c_out, h, w, k, m in [(5, 3, 2 * tuned_conv_channels.BLOCK, 7, 6, 3, 2), (3, 4, 5, 9, 8, 3, 4),
-                                   (6, 2 * tuned_conv_channels.BLOCK, tuned_conv_channels.BLOCK, 6, 6, 2, 3)]:
-    x = rng.normal(size=(n, c_in, h, w)).astype(np.float32)
-    W = rng.normal(size=(c_out, c_in, k, k)).astype(np.float32)
-    delta = rng.normal(size=(n, c_out, h, w)).astype(np.float32)
-    h_ref, cache_ref = layers.conv_forward(x, W)
-    e_ref, G_ref = layers.conv_input_error(delta, cache_ref, W), layers.conv_weight_increment(delta, cache_ref)
-    for images in (2, 4):
-        h_ours, cache = tuned_conv_winograd.forward(x, W, m, images)
-        for ours, ref in ((h_ours, h_ref), (tuned_conv_winograd.input_error(delta, W, m, images), e_ref),
-                          (tuned_conv_winograd.weight_increment(delta, cache), G_ref)):
-            assert np.abs(ours - ref).max() <= 1e-3 * np.abs(ref).max(), ((n, c_in, c_out, h, w, k, m), images)
+# tests/test_conv_winograd.py's check of the products in registers, run in this build: output channels that fill two
+# whole blocks of BLOCK (the products in vector registers) and a part block (gemm's), every tile size the plan offers
+import sys
+sys.path.insert(0, TESTS)
+import test_conv_winograd
+for k, m in [(2, 3), (3, 2), (3, 4)]:
+    for extra in (0, 3):
+        test_conv_winograd.test_float32_products_in_registers_over_several_blocks_of_channels(k, m, extra)
 """
 
 PARTS["no fmaf"] = """
@@ -197,6 +191,7 @@ spec.loader.exec_module(find_gathers)
 SIXTEEN_REGISTERS = {SIXTEEN_REGISTERS!r}
 NEEDS_FMA = {NEEDS_FMA!r}
 LANES_BUILT = {lanes!r}
+TESTS = {str(TESTS)!r}
 _found = []
 
 
