@@ -172,8 +172,11 @@ def network_tables(batch, repeats, tables=(1, 2, 3, 4), results=None, price_roun
 
 
 # the dense layers' three products (the backend's dense_forward, dense_input_error and
-# dense_weight_increment), summed in one part of table 6
-DENSE_PRODUCTS = "dense products (the backend's dense_*)"
+# dense_weight_increment, and for a dense layer above dropout dropout_dense_forward and
+# dense_dropout_backward, which takes dropout's backward pass too), summed in one part of table 6
+DENSE_CALLS = ("dense_forward", "dense_input_error", "dense_weight_increment", "dropout_dense_forward",
+               "dense_dropout_backward")
+DENSE_PRODUCTS = "dense products (the backend's dense_*, and drop dense's two with dropout's e ⊙ m)"
 # every SGD step on W and R (the backend's weight_update), summed in one part
 WEIGHT_UPDATES = "weight updates, W and R (the backend's weight_update)"
 
@@ -206,7 +209,7 @@ def timed_backend(backend, spent, grouped=True):
             shapes = ", ".join(_shape(a) for a in args if hasattr(a, "shape"))
             label = f"backend: {name} {shapes}".rstrip()
             if grouped:
-                label = (DENSE_PRODUCTS if name.startswith("dense_") else WEIGHT_UPDATES if name == "weight_update"
+                label = (DENSE_PRODUCTS if name in DENSE_CALLS else WEIGHT_UPDATES if name == "weight_update"
                          else label)
             return timed(label, fn, spent)(*args, **kwargs)
         return call

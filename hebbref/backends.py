@@ -16,8 +16,11 @@ error and increment of one δ (``conv_backward``); four take three: a conv layer
 (``conv ramp pool``), forward (``conv_ramp_maxpool_forward``) and backward to δ and the
 increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
 (``lc ramp pool``: ``locally_connected_ramp_maxpool_forward``,
-``maxpool_ramp_locally_connected_backward``). A backend that does not give them runs its
-own functions in a row. The cache that a backend's forward returns is only ever handed
+``maxpool_ramp_locally_connected_backward``); two take a dense layer and the dropout below it
+(``drop dense``, a flattening between them or not): forward, the products of dropout's output
+given its mask (``dropout_dense_forward``), and backward, the input error taken through the
+mask with the increment (``dense_dropout_backward``), which the tuned tier may compute over
+the kept inputs only. A backend that does not give them runs its own functions in a row. The cache that a backend's forward returns is only ever handed
 back to the same backend. A network picks its backend when it is built
 (``build_network(..., backend="numpy")``); the environment variable ``HEBBREF_BACKEND``
 overrides the default.
@@ -102,6 +105,13 @@ class Backend:
     # the same two for an untied layer (its cache, its increment)
     locally_connected_ramp_maxpool_forward: Callable = None
     maxpool_ramp_locally_connected_backward: Callable = None
+    # (x, m, W) -> (h, dense cache, cache): a dense layer that reads dropout's output x (flattened) and
+    # its mask m, both (N, D_in); the dense cache is dense_forward's, for the layer's own functions.
+    # By default this backend's dense_forward
+    dropout_dense_forward: Callable = None
+    # (δ, cache, B, m) -> (dropout_backward(dense_input_error of δ through B, m), dense_weight_increment of δ),
+    # the first None when B is None (nothing below to send it to); by default those functions in a row
+    dense_dropout_backward: Callable = None
 
     def __post_init__(self):
         defaults = {
@@ -115,6 +125,8 @@ class Backend:
             "locally_connected_ramp_maxpool_forward": partial(layer_then_pool, self, "locally_connected_forward"),
             "maxpool_ramp_locally_connected_backward": partial(pool_then_increment, self,
                                                                "locally_connected_weight_increment"),
+            "dropout_dense_forward": partial(dense_of_dropped, self),
+            "dense_dropout_backward": partial(dense_then_dropout_backward, self),
         }
         for name, default in defaults.items():
             if getattr(self, name) is None:
@@ -162,6 +174,19 @@ def pool_then_increment(backend, increment, dy, cache, slope):
     layer_cache, h, pool_cache = cache
     delta = backend.maxpool_ramp_backward(dy, pool_cache, h, slope)
     return delta, getattr(backend, increment)(delta, layer_cache)
+
+
+def dense_of_dropped(backend, x, mask, W):
+    """``backend``'s dense_forward of dropout's output x (its mask not read): the default dropout_dense_forward."""
+    h, cache = backend.dense_forward(x, W)
+    return h, cache, cache
+
+
+def dense_then_dropout_backward(backend, delta, cache, B, mask):
+    """``backend``'s dense_input_error then its dropout_backward (unless B is None), and its dense_weight_increment:
+    the default dense_dropout_backward."""
+    e_below = None if B is None else backend.dropout_backward(backend.dense_input_error(delta, cache, B), mask)
+    return e_below, backend.dense_weight_increment(delta, cache)
 
 
 NUMPY = Backend(
@@ -212,7 +237,8 @@ def _load_numba():
                         "conv_backward",
                         "conv_ramp_maxpool_forward",
                         "maxpool_ramp_conv_backward", "locally_connected_ramp_maxpool_forward",
-                        "maxpool_ramp_locally_connected_backward")},
+                        "maxpool_ramp_locally_connected_backward", "dropout_dense_forward",
+                        "dense_dropout_backward")},
     )
 
 

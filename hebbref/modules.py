@@ -163,6 +163,37 @@ class Dense(WeightedLayer):
     def _weight_increment(self, delta, cache):
         return self.ops.dense_weight_increment(delta, cache)
 
+    # ``drop dense``: the Dropout whose output the last forward pass read, taken with it as one step
+    # each way (``forward_of_dropped``), or None
+    dropout_below = None
+
+    def forward(self, x, train=False):
+        self.dropout_below = self.dropped_cache = None
+        return super().forward(x, train)
+
+    def forward_of_dropped(self, x, dropout):
+        """self.forward(x), x being ``dropout``'s output in training (flattened or not): h = W x, given its mask.
+
+        The backend's ``dropout_dense_forward``, which may skip the inputs dropout dropped;
+        ``backward_through_dropout`` takes the backward pass of both layers.
+        """
+        mask = dropout.mask.reshape(x.shape)
+        h, self.cache, self.dropped_cache = self.ops.dropout_dense_forward(x, mask, self.W)
+        self.dropout_below = dropout
+        return h
+
+    def backward_through_dropout(self, delta):
+        """dropout.backward(self.backward(δ)) in one step: e_below ⊙ m, shaped as dropout's input (None at the first layer).
+
+        The backend's ``dense_dropout_backward``: G = Σ δ xᵀ, and the error through the
+        rule's B and dropout's mask m.
+        """
+        self.delta = delta
+        mask = self.dropout_below.mask
+        B = self.feedback if self.sends_error else None
+        e_below, self.G = self.ops.dense_dropout_backward(delta, self.dropped_cache, B, mask.reshape(len(delta), -1))
+        return None if e_below is None else e_below.reshape(mask.shape)
+
     def describe(self):
         return f"dense{self.units}"
 

@@ -2,13 +2,15 @@
 
     o = forward(x)                       # SPEC §2 (a ramp and the max pool above it: one step; a conv or
                                          #   untied layer, its ramp and the pool above: one step; a sum
-                                         #   block's output and the pool above: one pass)
+                                         #   block's output and the pool above: one pass; a dense layer
+                                         #   reading dropout's output: its products given the mask)
     loss, e_L = loss_fn(o, y)            # SPEC §4, e_L carries 1/B
     for each weighted layer: B = rule.feedback_for(layer)   # the rule decides (hebbref.rules)
     for each layer, top to bottom:       # SPEC §3
         e = layer.backward(e)            #   δ = e ⊙ σ'(h);  G = Σ δ xᵀ;  e_below = Bᵀ δ
                                          #   (a max pool right above a ramp and that ramp: one step;
-                                         #   with the conv or untied layer below the ramp too, one step)
+                                         #   with the conv or untied layer below the ramp too, one step;
+                                         #   a dense layer and the dropout below it: one step each way)
     for each weighted layer:             # after all errors are sent
         rule.update(layer, η, λ)         #   W -= η (G + λW);  R as the rule says
     rule.after_update(network)           # the weight mirror's step, for wm
@@ -28,7 +30,7 @@ from .errors import ConfigError, InputError, choose
 from .init import check_init
 from .validation import check_loss_args, check_network, check_network_args, check_predict, check_step, check_x, check_y
 from .losses import get_loss
-from .modules import UNTIED_INITS, Conv2D, Dense, Flatten, Layer, MaxPool, Ramp, SumBlock, WeightedLayer
+from .modules import UNTIED_INITS, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool, Ramp, SumBlock, WeightedLayer
 from .rules import make_rule
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -186,6 +188,9 @@ class Network:
             elif isinstance(layer, SumBlock) and isinstance(above, MaxPool):
                 x = layer.forward_with_pool(x, above, train)  # the block's output formed as the pool reads it
                 i += 2
+            elif isinstance(layer, Dense) and self._dropout_below(i) is not None:
+                x = layer.forward_of_dropped(x, self._dropout_below(i))  # the products given dropout's mask
+                i += 1
             else:
                 x = layer.forward(x, train)
                 i += 1
@@ -199,6 +204,12 @@ class Network:
         three = self.layers[i:i + 3]
         return (len(three) == 3 and isinstance(three[0], Conv2D) and isinstance(three[1], Ramp)
                 and isinstance(three[2], MaxPool) and not self.rule.direct)
+
+    def _dropout_below(self, i):
+        """The Dropout right below layer i (a flattening between them or not), if it drew a mask in its last pass; else None."""
+        j = i - 1 if i >= 1 and isinstance(self.layers[i - 1], Flatten) else i
+        below = self.layers[j - 1] if j >= 1 else None
+        return below if isinstance(below, Dropout) and below.mask is not None else None
 
     def backward(self, e, rule=None):
         """Send the output error e_L down through the layers, filling each weighted layer's G.
@@ -223,6 +234,9 @@ class Network:
             elif isinstance(layer, MaxPool) and isinstance(below, SumBlock):
                 e = below.backward_from_pool(e, layer)  # the pool's error taken into both ramps' steps
                 i -= 2
+            elif isinstance(layer, Dense) and layer.dropout_below is not None:
+                e = layer.backward_through_dropout(e)  # the dense layer's, a flattening's and the dropout's
+                i -= 3 if isinstance(below, Flatten) else 2
             else:
                 e = layer.backward(e)
                 i -= 1

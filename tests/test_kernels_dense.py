@@ -84,29 +84,37 @@ def test_views_and_other_dtypes_take_the_reference_values():
     np.testing.assert_array_equal(tuned_dense.dense_forward(xi, Wi)[0], xi @ Wi.T)
 
 
-def test_a_numba_network_sends_its_dense_layers_through_the_backend(monkeypatch):
-    """Each dense layer's three products go through the backend's functions, not through ``@`` in the layer."""
+@pytest.mark.parametrize("dropout", [True, False])
+def test_a_numba_network_sends_its_dense_layers_through_the_backend(dropout):
+    """Each dense layer's three products go through the backend's functions, not through ``@`` in the layer:
+    a dense layer above dropout through drop dense's two (``dropout_dense_forward``, ``dense_dropout_backward``)."""
     numba_backend = backends.get_backend("numba")
     assert numba_backend.dense_forward is tuned_dense.dense_forward
     assert backends.get_backend("numpy").dense_forward is layers.dense_forward
     calls = []
 
     def counted(name):
+        function = getattr(numba_backend, name)
+
         def call(*args):
             calls.append(name)
-            return getattr(tuned_dense, name)(*args)
+            return function(*args)
         return call
 
-    counting = dataclasses.replace(numba_backend, **{name: counted(name) for name in EQUATIONS})
-    net = hebbref.build_network("simple", (1, 12, 12), 10, rule="urfb", backend=counting, seed=1)
-    reference = hebbref.build_network("simple", (1, 12, 12), 10, rule="urfb", backend="numpy", seed=1)
+    names = EQUATIONS + ("dropout_dense_forward", "dense_dropout_backward")
+    counting = dataclasses.replace(numba_backend, **{name: counted(name) for name in names})
+    net = hebbref.build_network("simple", (1, 12, 12), 10, rule="urfb", backend=counting, seed=1, dropout=dropout)
+    reference = hebbref.build_network("simple", (1, 12, 12), 10, rule="urfb", backend="numpy", seed=1, dropout=dropout)
     rng = np.random.default_rng(0)
     x, y = rng.random((6, 1, 12, 12)), rng.integers(0, 10, size=6)
     net.train_step(x, y, lr=0.05)
     reference.train_step(x, y, lr=0.05)
     dense_layers = sum(1 for layer in net.parameters() if layer.kind == "dense")
-    assert calls.count("dense_forward") == calls.count("dense_weight_increment") == dense_layers >= 2
-    assert calls.count("dense_input_error") == dense_layers  # no layer below the first dense one is skipped in simple
+    assert dense_layers >= 2
+    # every dense layer of simple reads a dropout's output; none is the first weighted layer
+    one_step, alone = ("dropout_dense_forward", "dense_dropout_backward"), EQUATIONS
+    assert all(calls.count(name) == dense_layers for name in (one_step if dropout else alone)), calls
+    assert not any(name in calls for name in (alone if dropout else one_step)), calls
     for a, b in zip(net.parameters(), reference.parameters()):
         np.testing.assert_allclose(a.W, b.W, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(a.R, b.R, rtol=1e-9, atol=1e-12)

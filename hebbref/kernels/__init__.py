@@ -36,6 +36,8 @@ Tuned tier, for speed (each module's docstring starts with "TUNED TIER"):
     tuned_untied_registers.py   the same, the sums held in vector registers and pooled as they
                                 are formed (float32)
     tuned_dense.py              the dense layer's three products, one SciPy gemm per thread
+    tuned_dense_kept.py         a dense layer right above dropout: its three products over
+                                the kept inputs only (float32)
     tuned_update.py             the SGD step W ← W - η (G + λ W), in place, one parallel pass
 
 Every public function takes and returns exactly what its NumPy twin takes and returns
@@ -45,14 +47,15 @@ by ``hebbref.runtime`` when the ``numba`` backend is first loaded, never on impo
 Compiled kernels are cached on disk by Numba, and dropped when any file of this folder
 changes (``disk_cache.py``). Tests: ``tests/test_kernels.py`` (readable tier vs reference), ``tests/test_kernels_tuned.py``
 (tuned vs readable and reference; ``test_conv_winograd.py``, ``test_conv_rows.py`` (rows and channels), ``test_conv_block.py``,
-``test_untied_block.py``, ``test_untied_registers.py``, ``test_kernels_shifted.py``, ``test_kernels_dense.py`` and ``test_kernels_update.py`` for
+``test_untied_block.py``, ``test_untied_registers.py``, ``test_kernels_shifted.py``, ``test_kernels_dense.py``,
+``test_dropout_dense.py`` and ``test_kernels_update.py`` for
 single modules, ``test_blocks.py`` for what the two blocks share), ``tests/test_cuda.py`` (device functions, on a GPU or
 the simulator).
 """
 from . import disk_cache  # noqa: E402
 from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,  # noqa: E402
-               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected,
-               tuned_pooling, tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
+               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dense_kept, tuned_dropout,
+               tuned_locally_connected, tuned_pooling, tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
 
 # the modules whose kernels Numba caches on disk (the readable tier's are compiled afresh in
 # each process). Before any kernel runs: have them load and save their builds under the cache
@@ -60,7 +63,7 @@ from . import (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_c
 # alone), and drop those that Numba kept from another version of this folder's source: it checks
 # only each function's own file (disk_cache.py says why that is not enough)
 CACHED_MODULES = (tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct, tuned_conv_rows,
-                  tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dropout, tuned_locally_connected, tuned_pooling,
-                  tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
+                  tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dense_kept, tuned_dropout,
+                  tuned_locally_connected, tuned_pooling, tuned_simd, tuned_untied_block, tuned_untied_registers, tuned_update)
 disk_cache.share_safely(CACHED_MODULES)
 disk_cache.keep_in_step(CACHED_MODULES)

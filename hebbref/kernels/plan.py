@@ -71,12 +71,20 @@ per equation (``PATHS``):
                         functions one after the other, each by its own plan: a candidate
                         on all threads only, ``PLANNED_PARTS``); timed with the backward
                         pass it implies, which follows it (``BLOCK_BACKWARD``)
+    dropout_dense_forward
+                        a dense layer reading dropout's output, given the mask (``drop
+                        dense``): "blas" (the three products by gemm, tuned_dense, then
+                        dropout's backward pass) or "kept" (sums over the kept inputs
+                        only, the input error at kept entries only; tuned_dense_kept;
+                        float32 only); timed with the backward pass it implies
+                        (``DENSE_BACKWARD``)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
 an idle machine, but more than a small layer's work on a busy one). The paths that work
 in blocks sized for a cache take their block size from the plan too (``BLOCKS``): the
-shifted products' columns per block, the untied layer's images per tile, the direct
+shifted products' columns per block, the untied layer's images per tile, the kept
+inputs' panel of Wᵀ, the direct
 loops' terms per pass, the output channels per group of the rows and of the
 untied block's registers path (8 or 4) and the channels path's positions per pass (8 or
 6): which wins depends on how many vector registers the CPU has, and on how LLVM
@@ -139,8 +147,8 @@ import numpy as np
 
 from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
 from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,
-               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dropout, tuned_locally_connected,
-               tuned_pooling, tuned_untied_block, tuned_untied_registers, tuned_update)
+               tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dense_kept, tuned_dropout,
+               tuned_locally_connected, tuned_pooling, tuned_untied_block, tuned_untied_registers, tuned_update)
 
 TUNE_VARIABLE = "HEBBREF_TUNE"
 CACHE_VARIABLE = "HEBBREF_CACHE"
@@ -239,6 +247,24 @@ def _ramp_plus_in_turn(h, a, k, t, slope):
     return ramp_plus_then_pool(tuned, h, a, k, t, slope)
 
 
+def _dense_blas_forward(x, mask, W):
+    """The "blas" path of ``dropout_dense_forward``: the dense layer's gemm (``tuned_dense``), the mask not read."""
+    h, cache = tuned_dense.dense_forward(x, W)
+    return h, cache, cache
+
+
+def _dense_blas_backward(delta, cache, B, mask):
+    """Its backward pass: the input error's gemm and then dropout's backward pass, and the increment's gemm."""
+    e_below = None if B is None else tuned_dropout.dropout_backward(tuned_dense.dense_input_error(delta, cache, B), mask)
+    return e_below, tuned_dense.dense_weight_increment(delta, cache)
+
+
+def _dense_kept_forward(x, mask, W, panel=None):
+    """The "kept" path: the sums over the inputs dropout kept (``tuned_dense_kept``)."""
+    h, cache = tuned_dense_kept.forward(x, mask, W, panel or tuned_dense_kept.PANEL)
+    return h, x, cache
+
+
 _CONV_IN_TURN = _in_turn("conv_forward", "conv_weight_increment")
 _UNTIED_IN_TURN = _in_turn("locally_connected_forward", "locally_connected_weight_increment")
 
@@ -303,6 +329,8 @@ PATHS = {  # equation -> {path: function with the reference's signature}
     "locally_connected_ramp_maxpool_forward": {"images-last": tuned_untied_block.forward_images_last_path,
                                                "registers": tuned_untied_registers.forward_registers_path,
                                                "in-turn": _UNTIED_IN_TURN[0]},
+    # a dense layer reading dropout's output, given the mask; timed with the backward pass it implies
+    "dropout_dense_forward": {"blas": _dense_blas_forward, "kept": _dense_kept_forward},
 }
 CONV_WEIGHT_INCREMENT = {"direct": tuned_conv_direct.weight_increment, "shifted": tuned_conv_shifted.weight_increment,
                          "winograd": tuned_conv_winograd.weight_increment,
@@ -325,7 +353,7 @@ PATHS["conv_weight_increment"] = {  # G from (δ, x, k): each module's increment
 # With timing off (HEBBREF_TUNE=0) the default plan takes neither (nor "rows", "channels" or "registers")
 APPLIES = {"winograd": lambda k: k in (2, 3), "winograd-4x4": lambda k: k == 3}
 # paths that compute in float32 only: path -> the dtypes their data and kernel must have
-DTYPES = {"rows": (np.float32,), "channels": (np.float32,), "registers": (np.float32,)}
+DTYPES = {"rows": (np.float32,), "channels": (np.float32,), "registers": (np.float32,), "kept": (np.float32,)}
 # (the forward pass's path, the input error's path) -> one kernel for a conv layer's input error and
 # increment of one δ, which lays δ out once; any other pair runs the two functions
 CONV_BACKWARD_TOGETHER = {("shifted", "shifted-correlation"): tuned_conv_shifted.backward_correlation}
@@ -340,6 +368,8 @@ BLOCK_BACKWARD = {
                                                "registers": tuned_untied_block.backward_images_last_path,
                                                "in-turn": _UNTIED_IN_TURN[1]},
 }
+# ``drop dense``'s backward pass (δ, cache, B, m) -> (e_below ⊙ m, G) follows its forward pass's path likewise
+DENSE_BACKWARD = {"blas": _dense_blas_backward, "kept": tuned_dense_kept.backward}
 
 
 def conv_backward_together(forward_path, error_plan):
@@ -384,6 +414,7 @@ _LANES = tuned_dropout.LANES
 _GROUP_ROWS = tuned_conv_rows.CHANNELS_PER_GROUP
 _GROUP_REGISTERS = tuned_untied_registers.CHANNELS_PER_GROUP
 _SPAN_CHANNELS = tuned_conv_channels.SPAN
+_PANEL = tuned_dense_kept.PANEL
 BLOCKS = {
     "direct": ("terms per pass", "width", (_TERMS, 12 - _TERMS)),  # 8 and 4 (or 4 and 8)
     "shifted": _SHIFTED_BLOCKS,
@@ -400,6 +431,7 @@ BLOCKS = {
     "registers": ("output channels per group", "group", (_GROUP_REGISTERS, 12 - _GROUP_REGISTERS)),  # 8 and 4, or 4, 8
     "plane-groups": ("planes per group", "group", (_GROUP, _GROUP // 2, 2 * _GROUP)),
     "lanes": ("steps per block", "lanes", (_LANES, _LANES // 4, 4 * _LANES)),
+    "kept": ("inputs per panel", "panel", (_PANEL, _PANEL // 2, 2 * _PANEL)),
 }
 
 
@@ -470,6 +502,8 @@ def work(equation, arguments):
         return first.shape[0] * arguments[-1].size
     if equation == "locally_connected_ramp_maxpool_forward":
         return first.shape[0] * arguments[1].size
+    if equation == "dropout_dense_forward":  # (x, m, W): the dense products' multiply-adds, zeros included
+        return first.shape[0] * arguments[2].size
     if equation == "locally_connected_weight_increment":
         delta, xp = arguments
         return delta.size * xp.shape[1] * (xp.shape[-1] - delta.shape[-1] + 1) ** 2
@@ -539,6 +573,8 @@ def _candidate(equation, plan, arguments):
     (conv or untied, its ramp and its pool) with its backward pass.
     """
     function = path_function(equation, plan)
+    if equation == "dropout_dense_forward":
+        return functools.partial(_dense_forward_and_backward, function, DENSE_BACKWARD[plan.path], arguments)
     if equation in BLOCK_BACKWARD:
         return functools.partial(_block_forward_and_backward, function, BLOCK_BACKWARD[equation][plan.path], arguments)
     if equation != "conv_forward":
@@ -560,10 +596,18 @@ def _block_forward_and_backward(forward, backward, arguments):
     backward(np.ones_like(y), cache, arguments[-1])  # every window's error 1 (the work does not depend on it); the slope
 
 
+def _dense_forward_and_backward(forward, backward, arguments):
+    x, mask, W = arguments
+    h, _, cache = forward(x, mask, W)
+    backward(np.ones_like(h), cache, W, mask)  # the work does not depend on δ's values
+
+
 def applies(equation, path, arguments):
     """Whether ``path`` can compute ``equation`` on ``arguments``: its kernel widths (``APPLIES``) and
     dtypes (``DTYPES``; every path of the other equations can)."""
     blocks = ("conv_ramp_maxpool_forward", "locally_connected_ramp_maxpool_forward")  # (x, W, k, t, slope)
+    if equation == "dropout_dense_forward":  # (x, m, W)
+        return path not in DTYPES or all(a.dtype in DTYPES[path] for a in arguments)
     if equation not in ("conv_forward", "conv_input_error", "conv_weight_increment") + blocks:
         return True
     if equation == "conv_weight_increment":  # (δ, x, k)

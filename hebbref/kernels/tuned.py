@@ -34,6 +34,9 @@ names, from the tuned kernel modules:
     tuned_dense.py              the dense layer's three products, one SciPy gemm per
                                 Numba thread: no path to choose, and no NumPy BLAS
                                 thread left spinning against the kernels that follow
+    tuned_dense_kept.py         a dense layer right above dropout: its three products
+                                over the inputs dropout kept, the input error at kept
+                                entries only (the plan times it against tuned_dense)
 
 Every tuned kernel computes what the readable tier (``hebbref.kernels.readable``) and
 the NumPy reference compute; ``tests/test_kernels_tuned.py`` holds it to both. The
@@ -47,7 +50,8 @@ the forward pass was "shifted" and the input error's plan is "shifted-correlatio
 """
 from ..activations import DEFAULT_SLOPE
 from .tuned_dense import dense_forward, dense_input_error, dense_weight_increment  # noqa: F401 (no plan: one path)
-from .plan import BLOCK_BACKWARD, choose, conv_backward_together, increment_after, on_threads, path_function
+from .plan import (BLOCK_BACKWARD, DENSE_BACKWARD, choose, conv_backward_together, increment_after, on_threads,
+                   path_function)
 
 
 def _run(equation, *arguments, plan_arguments=None):
@@ -201,6 +205,22 @@ def dropout_backward(e, mask):
 def weight_update(W, G, eta, weight_decay=0.0):
     """W ← W - η (G + λ W), in place, one parallel pass; timed on G alone (``tuned_update.update_of``).  # SPEC §3"""
     _run("weight_update", G, W, eta, weight_decay, plan_arguments=(G,))
+
+
+def dropout_dense_forward(x, mask, W):
+    """A dense layer reading dropout's output x, given its mask: -> (h, dense cache = x, (path, cache, threads)).
+
+    The path ("blas" or "kept": tuned_dense, tuned_dense_kept) is chosen with the backward pass, which follows it.
+    """
+    (h, dense_cache, saved), plan = _run("dropout_dense_forward", x, mask, W)
+    return h, dense_cache, (plan.path, saved, plan.threads)
+
+
+def dense_dropout_backward(delta, cache, B, mask):
+    """(dropout_backward(δ B, m), δᵀ x), the first None when B is None: by the forward pass's path, on its threads."""
+    path, saved, threads = cache
+    with on_threads(threads):
+        return DENSE_BACKWARD[path](delta, saved, B, mask)
 
 
 def dropout_draw(rng, x, p):
