@@ -16,6 +16,9 @@ own, compiling for that CPU's features into an empty Numba cache
 - **winograd**: Winograd's three equations compute the reference's, with output channels
   that fill whole blocks (the products in vector registers) and that do not (gemm's): the
   test of ``tests/test_conv_winograd.py`` that checks this, run in the process.
+- **drop dense**: the kept path of a dense layer above dropout (``tuned_dense_kept``) computes
+  the reference's products around its blocks of outputs and its panels: tests of
+  ``tests/test_dropout_dense.py``, run in the process.
 - **no fmaf**: no kernel compiled by the parts above calls the C library's ``fmaf``
   (``benchmarks/find_gathers.fmaf_calls``). Where
   the CPU has no FMA, LLVM makes a fused multiply-add (``llvm.fma``) such a call for every
@@ -119,6 +122,15 @@ for k, m in [(2, 3), (3, 2), (3, 4)]:
         test_conv_winograd.test_float32_products_in_registers_over_several_blocks_of_channels(k, m, extra)
 """
 
+PARTS["drop dense"] = """
+# tests/test_dropout_dense.py's check of the kept path around its blocks of WIDTH outputs and its panels, in this build
+import sys
+sys.path.insert(0, TESTS)
+import test_dropout_dense
+test_dropout_dense.test_the_kept_path_around_its_blocks_and_panels()
+test_dropout_dense.test_a_kept_input_of_value_zero_still_gets_its_error()
+"""
+
 PARTS["no fmaf"] = """
 # no kernel compiled by the parts above calls the C library's fused multiply-add, one number at a time
 calls = {f"{module}.{name}": counts["fmaf calls"] for module, name, _, counts in slow_kernels() if counts["fmaf calls"]}
@@ -150,7 +162,8 @@ assert not masked, masked
 SIXTEEN_REGISTERS = ["tuned_conv_rows.correlate_group_rows for 4", "tuned_conv_rows.increment_group_rows for 4",
                      "tuned_conv_channels.correlate_group for 6", "tuned_conv_channels.increment_group for 6",
                      "tuned_untied_registers.piece_of_windows for 4", "tuned_untied_block.increment_from_winners",
-                     "tuned_locally_connected.forward_images_last"]
+                     "tuned_locally_connected.forward_images_last", "tuned_dense_kept.sum_rows",
+                     "tuned_dense_kept.kept_dot_products", "tuned_dense_kept.kept_dot_products_turning"]
 
 # Without FMA a multiply-add is a multiply into a register of its own and then an add. Built for SSE4.2 alone, the
 # row increment's group of four (12 sums, three input vectors and δ's: all 16 registers where FMA adds in place)

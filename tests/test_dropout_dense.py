@@ -15,6 +15,8 @@ error at kept entries only). Held here:
   taking one layer at a time, under rules that send the error through R, through W and
   directly, with the dense layer first (nothing below to send to).
 """
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -84,6 +86,22 @@ def test_the_kept_path_equals_the_reference(n, d_in, d_out, p, panel, threads, s
         with plan.on_threads(min(threads, plan.numba.config.NUMBA_NUM_THREADS)):
             ours = _kept(x, mask, W, B, delta, panel)
         _check(ours, _reference(x, mask, W, B, delta), mask, f"{n}x{d_in}->{d_out} p={p} panel={panel} through {name}")
+
+
+def test_the_kept_path_around_its_blocks_and_panels():
+    """Outputs filling one block of WIDTH, two and a part, inputs around LANES and a panel, on one thread and on all.
+
+    Also run in the builds for other CPUs (``built_elsewhere``: 8 and 4 lanes, no FMA).
+    """
+    width, lanes = tuned_dense_kept.WIDTH, tuned_dense_kept.LANES
+    for d_out in (width - 1, width, 2 * width + 3):
+        for d_in, panel in ((3 * lanes + 1, 4), (70, 16), (300, 256)):
+            x, mask, W, R, delta = _case(d_out + d_in, 7, d_in, d_out, 0.8)
+            for threads, (name, B) in itertools.product(sorted({1, plan.numba.get_num_threads()}), (("R", R), ("W", W))):
+                with plan.on_threads(threads):
+                    ours = _kept(x, mask, W, B, delta, panel)
+                _check(ours, _reference(x, mask, W, B, delta), mask,
+                       f"{d_in}->{d_out} panel {panel} {threads} threads through {name}")
 
 
 def test_a_kept_input_of_value_zero_still_gets_its_error():

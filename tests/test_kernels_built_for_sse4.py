@@ -32,6 +32,11 @@ def test_the_untied_register_path_compiled_for_sse4_equals_images_last(report):
     assert report["untied registers"] == "ok", report["untied registers"]
 
 
+def test_the_kept_dense_path_compiled_for_sse4_computes_the_reference(report):
+    """Vectors of 4 lanes, blocks of 12 vectors of outputs: a dense layer's products over the inputs dropout kept."""
+    assert report["drop dense"] == "ok", report["drop dense"]
+
+
 def test_winograd_compiled_for_sse4_computes_the_reference(report):
     """Products in vector registers where the output channels fill whole blocks of 8, gemm's where not."""
     assert report["winograd"] == "ok", report["winograd"]

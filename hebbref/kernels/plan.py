@@ -77,7 +77,9 @@ per equation (``PATHS``):
                         dropout's backward pass) or "kept" (sums over the kept inputs
                         only, the input error at kept entries only; tuned_dense_kept;
                         float32 only); timed with the backward pass it implies
-                        (``DENSE_BACKWARD``)
+                        (``DENSE_BACKWARD``), through a matrix other than W (the kept
+                        path's error through W reads the Wᵀ its forward pass made, and
+                        through R, urfb's, costs a little more)
     every other one     one path ("loops")
 
 and, for each, one thread or all of Numba's (waking the other threads costs little on
@@ -573,8 +575,9 @@ def _candidate(equation, plan, arguments):
     (conv or untied, its ramp and its pool) with its backward pass.
     """
     function = path_function(equation, plan)
-    if equation == "dropout_dense_forward":
-        return functools.partial(_dense_forward_and_backward, function, DENSE_BACKWARD[plan.path], arguments)
+    if equation == "dropout_dense_forward":  # through a feedback matrix of its own, as urfb's and frfb's error goes
+        return functools.partial(_dense_forward_and_backward, function, DENSE_BACKWARD[plan.path], arguments,
+                                 arguments[2].copy())
     if equation in BLOCK_BACKWARD:
         return functools.partial(_block_forward_and_backward, function, BLOCK_BACKWARD[equation][plan.path], arguments)
     if equation != "conv_forward":
@@ -596,10 +599,10 @@ def _block_forward_and_backward(forward, backward, arguments):
     backward(np.ones_like(y), cache, arguments[-1])  # every window's error 1 (the work does not depend on it); the slope
 
 
-def _dense_forward_and_backward(forward, backward, arguments):
+def _dense_forward_and_backward(forward, backward, arguments, R):
     x, mask, W = arguments
     h, _, cache = forward(x, mask, W)
-    backward(np.ones_like(h), cache, W, mask)  # the work does not depend on δ's values
+    backward(np.ones_like(h), cache, R, mask)  # the work does not depend on δ's values
 
 
 def applies(equation, path, arguments):

@@ -19,8 +19,8 @@ this path ("kept") against the BLAS products ("blas", ``tuned_dense``) for each 
 
 How: the mask is listed once per step, row by row (``kept_by_row``: for each image the
 inputs it keeps, in order), and cut into panels of ``panel`` inputs (``panel_starts``:
-where each image's list enters each panel). W and B are turned over, padded to whole
-blocks of ``WIDTH`` outputs (``turned_over``).
+where each image's list enters each panel). W is turned over, padded to whole blocks of
+``WIDTH`` outputs (``turned_over``).
 
 - forward (``sum_rows``): for a block of WIDTH outputs, ``SUMS`` vector sums held in
   registers while an image's kept rows of Wᵀ in one panel are added in, panel by panel,
@@ -28,8 +28,11 @@ blocks of ``WIDTH`` outputs (``turned_over``).
 - increment: the same kernel on the lists turned by input (``by_input``: for each input
   the images that keep it), adding rows of δ, which is small enough to stay in cache;
   Gᵀ comes out and is turned over;
-- input error (``kept_dot_products``): a panel of Bᵀ per parallel iteration, four dot
-  products at a time of δ[n] with rows of Bᵀ, each image's kept inputs in the panel.
+- input error (``kept_dot_products``): a panel of Bᵀ's rows per parallel iteration, four
+  dot products at a time of δ[n] with them, each image's kept inputs in the panel. Through
+  W (bp) Bᵀ is the forward pass's Wᵀ; through R (frfb, urfb) each panel's columns of R are
+  turned over into a buffer that stays in cache (``kept_dot_products_turning``), and Rᵀ is
+  never written out whole.
 
 float32 only (the vector sums of ``tuned_simd``); the plan takes this path for float32 only.
 """
@@ -227,50 +230,74 @@ def _lanes_sum(v, buffer):
     return total
 
 
+@njit(cache=True, inline="always")
+def _dots_of_image(e, mask, inputs, t, stop, n, d_flat, d0, table, first, width, buffer):
+    """e[n, i] = m[n, i] · (δ[n] · table row i - first) for image n's kept inputs t..stop: four at a time, sharing δ's loads."""
+    while t + 4 <= stop:
+        i0, i1, i2, i3 = inputs[t], inputs[t + 1], inputs[t + 2], inputs[t + 3]
+        b0, b1, b2, b3 = (i0 - first) * width, (i1 - first) * width, (i2 - first) * width, (i3 - first) * width
+        s0 = vzero()
+        s1 = vzero()
+        s2 = vzero()
+        s3 = vzero()
+        for o in range(0, width, LANES):
+            d = vload(d_flat, d0 + o)
+            s0 = vfma(d, vload(table, b0 + o), s0)
+            s1 = vfma(d, vload(table, b1 + o), s1)
+            s2 = vfma(d, vload(table, b2 + o), s2)
+            s3 = vfma(d, vload(table, b3 + o), s3)
+        e[n, i0] = mask[n, i0] * _lanes_sum(s0, buffer)
+        e[n, i1] = mask[n, i1] * _lanes_sum(s1, buffer)
+        e[n, i2] = mask[n, i2] * _lanes_sum(s2, buffer)
+        e[n, i3] = mask[n, i3] * _lanes_sum(s3, buffer)
+        t += 4
+    while t < stop:
+        i0 = inputs[t]
+        b0 = (i0 - first) * width
+        s0 = vzero()
+        for o in range(0, width, LANES):
+            s0 = vfma(vload(d_flat, d0 + o), vload(table, b0 + o), s0)
+        e[n, i0] = mask[n, i0] * _lanes_sum(s0, buffer)
+        t += 1
+
+
 @njit(parallel=True, cache=True)
 def kept_dot_products(at, inputs, mask, delta_padded, B_turned):
-    """e[n, i] = m[n, i] · (δ[n] · Bᵀ[i]) at the kept entries, 0 elsewhere: (N, K), float32.
+    """e[n, i] = m[n, i] · (δ[n] · Bᵀ[i]) at the kept entries, 0 elsewhere: (N, K), float32, from Bᵀ padded (K, width).
 
     One parallel iteration per panel of Bᵀ's rows (``at``, ``panel_starts``), which every
-    image then reads while it is in cache; four dot products at a time share the loads of δ[n].
+    image then reads while it is in cache. The error through W, whose Wᵀ the forward pass made.
     """
     N, K = mask.shape
     width = B_turned.shape[1]
-    panels = at.shape[1] - 1
     e = np.zeros((N, K), dtype=np.float32)
     d_flat, b_flat = delta_padded.reshape(-1), B_turned.reshape(-1)
-    for c in prange(panels):
+    for c in prange(at.shape[1] - 1):
         buffer = np.empty(LANES, dtype=np.float32)
         for n in range(N):
-            d0 = n * width
-            t = at[n, c]
-            stop = at[n, c + 1]
-            while t + 4 <= stop:
-                i0, i1, i2, i3 = inputs[t], inputs[t + 1], inputs[t + 2], inputs[t + 3]
-                b0, b1, b2, b3 = i0 * width, i1 * width, i2 * width, i3 * width
-                s0 = vzero()
-                s1 = vzero()
-                s2 = vzero()
-                s3 = vzero()
-                for o in range(0, width, LANES):
-                    d = vload(d_flat, d0 + o)
-                    s0 = vfma(d, vload(b_flat, b0 + o), s0)
-                    s1 = vfma(d, vload(b_flat, b1 + o), s1)
-                    s2 = vfma(d, vload(b_flat, b2 + o), s2)
-                    s3 = vfma(d, vload(b_flat, b3 + o), s3)
-                e[n, i0] = mask[n, i0] * _lanes_sum(s0, buffer)
-                e[n, i1] = mask[n, i1] * _lanes_sum(s1, buffer)
-                e[n, i2] = mask[n, i2] * _lanes_sum(s2, buffer)
-                e[n, i3] = mask[n, i3] * _lanes_sum(s3, buffer)
-                t += 4
-            while t < stop:
-                i0 = inputs[t]
-                b0 = i0 * width
-                s0 = vzero()
-                for o in range(0, width, LANES):
-                    s0 = vfma(vload(d_flat, d0 + o), vload(b_flat, b0 + o), s0)
-                e[n, i0] = mask[n, i0] * _lanes_sum(s0, buffer)
-                t += 1
+            _dots_of_image(e, mask, inputs, at[n, c], at[n, c + 1], n, d_flat, n * width, b_flat, 0, width, buffer)
+    return e
+
+
+@njit(parallel=True, cache=True)
+def kept_dot_products_turning(at, inputs, mask, delta_padded, B, panel):
+    """The same from B itself (O, K), each panel's ``panel`` columns of B turned over into a buffer of its own.
+
+    The error through R: the buffer (rows of Rᵀ, padded by zeros to δ's padded width) stays
+    in cache while every image reads it, so Rᵀ is never written out whole.
+    """
+    N, K = mask.shape
+    O = B.shape[0]
+    width = delta_padded.shape[1]
+    e = np.zeros((N, K), dtype=np.float32)
+    d_flat, b_flat = delta_padded.reshape(-1), B.reshape(-1)
+    for c in prange(at.shape[1] - 1):
+        first = c * panel
+        turned = np.zeros(min(panel, K - first) * width, dtype=np.float32)  # rows first.. of Bᵀ, padded
+        turn_over(b_flat, first, K, turned, 0, width, O, min(panel, K - first))
+        buffer = np.empty(LANES, dtype=np.float32)
+        for n in range(N):
+            _dots_of_image(e, mask, inputs, at[n, c], at[n, c + 1], n, d_flat, n * width, turned, first, width, buffer)
     return e
 
 
@@ -301,20 +328,23 @@ def forward(x, mask, W, panel=PANEL):
     W_turned = turned_over(W, width, 4 * numba.get_num_threads())
     halves = 2 if (width // WIDTH) % numba.get_num_threads() else 1
     h = sum_rows(at, inputs, values, W_turned, N, halves)
-    return np.ascontiguousarray(h[:, :O]), (W, W_turned, at, inputs, values, K)
+    return np.ascontiguousarray(h[:, :O]), (W, W_turned, at, inputs, values, K, panel)
 
 
 def backward(delta, cache, B, mask):
     """(e_below ⊙ m, G) of one δ: the input error at the kept entries (None where B is None) and G = δᵀ x."""
-    W, W_turned, at, inputs, values, K = cache
+    W, W_turned, at, inputs, values, K, panel = cache
     N, O = delta.shape
     width = W_turned.shape[1]
     delta_padded = padded_rows(np.ascontiguousarray(delta, dtype=np.float32), width)
     e = None
     if B is not None:
-        B_turned = W_turned if B is W else turned_over(np.ascontiguousarray(B, dtype=np.float32), width,
-                                                          4 * numba.get_num_threads())
-        e = kept_dot_products(at, inputs, np.ascontiguousarray(mask, dtype=np.float32), delta_padded, B_turned)
+        mask = np.ascontiguousarray(mask, dtype=np.float32)
+        if B is W:  # bp: the forward pass's Wᵀ
+            e = kept_dot_products(at, inputs, mask, delta_padded, W_turned)
+        else:
+            e = kept_dot_products_turning(at, inputs, mask, delta_padded, np.ascontiguousarray(B, dtype=np.float32),
+                                          panel)
     i_starts, images, kept = by_input(at, inputs, values, K)
     whole = np.empty((K, 2), dtype=np.int64)  # one panel: every entry of each input
     whole[:, 0], whole[:, 1] = i_starts[:-1], i_starts[1:]
