@@ -206,6 +206,15 @@ print("rows of vector registers (float32) against the reference, largest differe
 print(f"a vector on this CPU: {tuned_simd.LANES} float32 numbers; a piece of a row: {tuned_conv_rows.SPAN} outputs")
 
 # %% [markdown]
+# The dense layer of `simple` gets the same care for another reason. It reads dropout's
+# output, and at `drop0.8` four fifths of its inputs are zeros: a BLAS product multiplies
+# them all. `hebbref/kernels/tuned_dense_kept.py` lists the inputs each image kept and adds
+# up only their rows of Wᵀ (the same register blocks of sums), and sends the error down to
+# the kept inputs alone, since dropout's backward pass multiplies the rest by zero. The
+# network hands the dense layer dropout's mask (`Dense.forward_of_dropped`), and which of
+# the two wins, the gemm at the CPU's full speed or a fifth of the work in less regular
+# loops, is again measured, not assumed.
+#
 # Which of these runs, and on how many threads, is decided in one function,
 # `hebbref.kernels.plan.choose`: the first time a layer shape comes, it times every
 # candidate on this machine (each path, at each of its block sizes where it works in
