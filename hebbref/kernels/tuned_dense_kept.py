@@ -53,35 +53,38 @@ def padded(size):
 
 
 @njit(parallel=True, cache=True)
-def turned_over(W, width, parts):
-    """Wᵀ with its rows padded by zeros to ``width``: (O, K) -> (K, width), float32, in ``parts`` along K."""
-    O, K = W.shape
-    out = np.empty((K, width), dtype=np.float32)
-    src, dst = W.reshape(-1), out.reshape(-1)
+def turn_over_inputs(a, out, forth, parts):
+    """Into ``out``: Wᵀ from W (O, K), its rows padded by zeros to out's width (``forth``), or back from A (K, width)
+    its first O columns turned over (O, K); in ``parts`` along the K inputs, cut at whole vectors."""
+    K = a.shape[1] if forth else a.shape[0]
+    O = a.shape[0] if forth else out.shape[0]
+    width = out.shape[1] if forth else a.shape[1]
+    src, dst = a.reshape(-1), out.reshape(-1)
     parts = max(1, min(K // LANES, parts))
     blocks = K // LANES
     for part in prange(parts):
         k0 = blocks * part // parts * LANES
         k1 = K if part == parts - 1 else blocks * (part + 1) // parts * LANES
-        turn_over(src, k0, K, dst, k0 * width, width, O, k1 - k0)
-        for k in range(k0, k1):
-            for o in range(O, width):
-                out[k, o] = 0.0
+        if forth:
+            turn_over(src, k0, K, dst, k0 * width, width, O, k1 - k0)
+            for k in range(k0, k1):
+                for o in range(O, width):
+                    out[k, o] = 0.0
+        else:
+            turn_over(src, k0 * width, width, dst, k0, K, k1 - k0, O)
+
+
+def turned_over(W, width, parts):
+    """Wᵀ with its rows padded by zeros to ``width``: (O, K) -> (K, width), float32, in ``parts`` along K."""
+    out = np.empty((W.shape[1], width), dtype=np.float32)
+    turn_over_inputs(W, out, True, parts)
     return out
 
 
-@njit(parallel=True, cache=True)
 def turned_back(A, O, parts):
     """The first O columns of A turned over: (K, width) -> (O, K), float32, in ``parts`` along K."""
-    K, width = A.shape
-    out = np.empty((O, K), dtype=np.float32)
-    src, dst = A.reshape(-1), out.reshape(-1)
-    parts = max(1, min(K // LANES, parts))
-    blocks = K // LANES
-    for part in prange(parts):
-        k0 = blocks * part // parts * LANES
-        k1 = K if part == parts - 1 else blocks * (part + 1) // parts * LANES
-        turn_over(src, k0 * width, width, dst, k0, K, k1 - k0, O)
+    out = np.empty((O, A.shape[0]), dtype=np.float32)
+    turn_over_inputs(A, out, False, parts)
     return out
 
 
