@@ -20,10 +20,10 @@ increment (``maxpool_ramp_conv_backward``), and the same for an untied layer
 (``drop dense``, a flattening between them or not): forward, the products of dropout's output
 given its mask (``dropout_dense_forward``), and backward, the input error taken through the
 mask with the increment (``dense_dropout_backward``), which the tuned tier may compute over
-the kept inputs only. A backend that does not give them runs its own functions in a row. The cache that a backend's forward returns is only ever handed
-back to the same backend. A network picks its backend when it is built
-(``build_network(..., backend="numpy")``); the environment variable ``HEBBREF_BACKEND``
-overrides the default.
+the kept inputs only. A backend that does not give them runs its own functions in a row.
+The cache that a backend's forward returns is only ever handed back to the same backend.
+A network picks its backend when it is built (``build_network(..., backend="numpy")``); the
+environment variable ``HEBBREF_BACKEND`` overrides the default.
 
     numpy     the reference, pure NumPy (hebbref.layers, hebbref.activations)
     numba     the tuned tier: CPU kernels compiled by Numba (hebbref.kernels.tuned); which
@@ -105,9 +105,9 @@ class Backend:
     # the same two for an untied layer (its cache, its increment)
     locally_connected_ramp_maxpool_forward: Callable = None
     maxpool_ramp_locally_connected_backward: Callable = None
-    # (x, m, W) -> (h, dense cache, cache): a dense layer that reads dropout's output x (flattened) and
-    # its mask m, both (N, D_in); the dense cache is dense_forward's, for the layer's own functions.
-    # By default this backend's dense_forward
+    # (x, m, W, p) -> (h, dense cache, cache): a dense layer that reads dropout's output x (flattened) and
+    # its mask m, both (N, D_in), drawn with dropping probability p; the dense cache is dense_forward's,
+    # for the layer's own functions. By default this backend's dense_forward
     dropout_dense_forward: Callable = None
     # (δ, cache, B, m) -> (dropout_backward(dense_input_error of δ through B, m), dense_weight_increment of δ),
     # the first None when B is None (nothing below to send it to); by default those functions in a row
@@ -176,8 +176,8 @@ def pool_then_increment(backend, increment, dy, cache, slope):
     return delta, getattr(backend, increment)(delta, layer_cache)
 
 
-def dense_of_dropped(backend, x, mask, W):
-    """``backend``'s dense_forward of dropout's output x (its mask not read): the default dropout_dense_forward."""
+def dense_of_dropped(backend, x, mask, W, p):
+    """``backend``'s dense_forward of dropout's output x (its mask and p not read): the default dropout_dense_forward."""
     h, cache = backend.dense_forward(x, W)
     return h, cache, cache
 

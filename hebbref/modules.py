@@ -178,12 +178,12 @@ class Dense(WeightedLayer):
         ``backward_through_dropout`` takes the backward pass of both layers.
         """
         mask = dropout.mask.reshape(x.shape)
-        h, self.cache, self.dropped_cache = self.ops.dropout_dense_forward(x, mask, self.W)
+        h, self.cache, self.dropped_cache = self.ops.dropout_dense_forward(x, mask, self.W, dropout.p)
         self.dropout_below = dropout
         return h
 
     def backward_through_dropout(self, delta):
-        """dropout.backward(self.backward(δ)) in one step: e_below ⊙ m, shaped as dropout's input (None at the first layer).
+        """dropout.backward(self.backward(δ)) in one step: e_below ⊙ m, shaped as dropout's input (None if nothing below).
 
         The backend's ``dense_dropout_backward``: G = Σ δ xᵀ, and the error through the
         rule's B and dropout's mask m.

@@ -206,7 +206,7 @@ class Network:
                 and isinstance(three[2], MaxPool) and not self.rule.direct)
 
     def _dropout_below(self, i):
-        """The Dropout right below layer i (a flattening between them or not), if it drew a mask in its last pass; else None."""
+        """The Dropout right below layer i (a flattening between them or not), if its last pass drew a mask; else None."""
         j = i - 1 if i >= 1 and isinstance(self.layers[i - 1], Flatten) else i
         below = self.layers[j - 1] if j >= 1 else None
         return below if isinstance(below, Dropout) and below.mask is not None else None

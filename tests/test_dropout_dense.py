@@ -125,12 +125,14 @@ def test_rows_that_keep_nothing_and_a_mask_of_zeros():
 
 def test_the_plan_takes_the_kept_path_for_float32_only_and_times_it_with_its_backward_pass():
     x, mask, W, _, _ = _case(2, 4, 30, 10, 0.8)
-    assert plan.applies(EQUATION, "kept", (x, mask, W))
-    as64 = tuple(a.astype(np.float64) for a in (x, mask, W))
+    assert plan.applies(EQUATION, "kept", (x, mask, W, 0.8))
+    as64 = tuple(a.astype(np.float64) for a in (x, mask, W)) + (0.8,)
     assert not plan.applies(EQUATION, "kept", as64) and plan.applies(EQUATION, "blas", as64)
     assert {c.path for c in plan.candidates(EQUATION, as64).values()} == {"blas"}
     assert set(plan.DENSE_BACKWARD) == set(plan.PATHS[EQUATION])
-    assert plan.default_plan(EQUATION, (x, mask, W)).path == "blas"  # timing off: the gemm, as before
+    assert plan.default_plan(EQUATION, (x, mask, W, 0.8)).path == "blas"  # timing off: the gemm, as before
+    # dropout's p is part of the plan's key: which path wins depends on the fraction kept
+    assert plan.plan_key(EQUATION, (x, mask, W, 0.8)) != plan.plan_key(EQUATION, (x, mask, W, 0.3))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -138,11 +140,11 @@ def test_every_candidate_plan_computes_the_reference(dtype, monkeypatch):
     """Every path, panel and thread count a measured plan may pick, through the numba backend's two functions."""
     x, mask, W, R, delta = _case(3, 7, 45, 13, 0.8, dtype)
     reference = _reference(x, mask, W, R, delta)
-    names = plan.candidates(EQUATION, (x, mask, W))
+    names = plan.candidates(EQUATION, (x, mask, W, 0.8))
     assert {c.path for c in names.values()} == ({"blas", "kept"} if dtype == np.float32 else {"blas"})
     for name, candidate in names.items():
         monkeypatch.setattr(tuned, "choose", lambda eq, *a, c=candidate: c if eq == EQUATION else plan.default_plan(eq, a))
-        h, dense_cache, cache = tuned.dropout_dense_forward(x, mask, W)
+        h, dense_cache, cache = tuned.dropout_dense_forward(x, mask, W, 0.8)
         assert cache[0] == candidate.path and cache[2] == candidate.threads
         assert dense_cache is x or np.shares_memory(dense_cache, x)  # the layer's own functions read x
         e_below, G = tuned.dense_dropout_backward(delta, cache, R, mask)
@@ -154,15 +156,15 @@ def test_a_measured_plan_picks_one_of_the_candidates(monkeypatch, tmp_path):
     monkeypatch.setenv(plan.TUNE_VARIABLE, "1")
     monkeypatch.setattr(plan, "_chosen", {})
     x, mask, W, _, _ = _case(4, 16, 300, 40, 0.8)
-    chosen = plan.choose(EQUATION, x, mask, W)
-    assert chosen.measured_ms and set(chosen.measured_ms) == set(plan.candidates(EQUATION, (x, mask, W)))
+    chosen = plan.choose(EQUATION, x, mask, W, 0.8)
+    assert chosen.measured_ms and set(chosen.measured_ms) == set(plan.candidates(EQUATION, (x, mask, W, 0.8)))
     assert chosen.path in ("blas", "kept")
 
 
 def test_the_default_of_a_backend_is_its_own_functions_in_a_row():
     x, mask, W, R, delta = _case(5, 6, 20, 7, 0.5, np.float64)
     for backend in (backends.get_backend("numpy"), backends.get_backend("readable")):
-        h, dense_cache, cache = backend.dropout_dense_forward(x, mask, W)
+        h, dense_cache, cache = backend.dropout_dense_forward(x, mask, W, 0.5)
         e_below, G = backend.dense_dropout_backward(delta, cache, R, mask)
         _check((h, e_below, G), _reference(x, mask, W, R, delta), mask, backend.name)
         assert backend.dense_dropout_backward(delta, cache, None, mask)[0] is None

@@ -76,7 +76,9 @@ per equation (``PATHS``):
                         dense``): "blas" (the three products by gemm, tuned_dense, then
                         dropout's backward pass) or "kept" (sums over the kept inputs
                         only, the input error at kept entries only; tuned_dense_kept;
-                        float32 only); timed with the backward pass it implies
+                        float32 only), on (x, m, W, p): which wins depends on dropout's p
+                        (the fraction of inputs left), a part of the plan's key; timed
+                        with the backward pass it implies
                         (``DENSE_BACKWARD``), through a matrix other than W (the kept
                         path's error through W reads the Wᵀ its forward pass made, and
                         through R, urfb's, costs a little more)
@@ -249,7 +251,7 @@ def _ramp_plus_in_turn(h, a, k, t, slope):
     return ramp_plus_then_pool(tuned, h, a, k, t, slope)
 
 
-def _dense_blas_forward(x, mask, W):
+def _dense_blas_forward(x, mask, W, p):
     """The "blas" path of ``dropout_dense_forward``: the dense layer's gemm (``tuned_dense``), the mask not read."""
     h, cache = tuned_dense.dense_forward(x, W)
     return h, cache, cache
@@ -261,7 +263,7 @@ def _dense_blas_backward(delta, cache, B, mask):
     return e_below, tuned_dense.dense_weight_increment(delta, cache)
 
 
-def _dense_kept_forward(x, mask, W, panel=None):
+def _dense_kept_forward(x, mask, W, p, panel=None):
     """The "kept" path: the sums over the inputs dropout kept (``tuned_dense_kept``)."""
     h, cache = tuned_dense_kept.forward(x, mask, W, panel or tuned_dense_kept.PANEL)
     return h, x, cache
@@ -504,7 +506,7 @@ def work(equation, arguments):
         return first.shape[0] * arguments[-1].size
     if equation == "locally_connected_ramp_maxpool_forward":
         return first.shape[0] * arguments[1].size
-    if equation == "dropout_dense_forward":  # (x, m, W): the dense products' multiply-adds, zeros included
+    if equation == "dropout_dense_forward":  # (x, m, W, p): the dense products' multiply-adds, zeros included
         return first.shape[0] * arguments[2].size
     if equation == "locally_connected_weight_increment":
         delta, xp = arguments
@@ -600,8 +602,8 @@ def _block_forward_and_backward(forward, backward, arguments):
 
 
 def _dense_forward_and_backward(forward, backward, arguments, R):
-    x, mask, W = arguments
-    h, _, cache = forward(x, mask, W)
+    x, mask, W, p = arguments
+    h, _, cache = forward(x, mask, W, p)
     backward(np.ones_like(h), cache, R, mask)  # the work does not depend on δ's values
 
 
@@ -609,8 +611,8 @@ def applies(equation, path, arguments):
     """Whether ``path`` can compute ``equation`` on ``arguments``: its kernel widths (``APPLIES``) and
     dtypes (``DTYPES``; every path of the other equations can)."""
     blocks = ("conv_ramp_maxpool_forward", "locally_connected_ramp_maxpool_forward")  # (x, W, k, t, slope)
-    if equation == "dropout_dense_forward":  # (x, m, W)
-        return path not in DTYPES or all(a.dtype in DTYPES[path] for a in arguments)
+    if equation == "dropout_dense_forward":  # (x, m, W, p)
+        return path not in DTYPES or all(a.dtype in DTYPES[path] for a in arguments[:3])
     if equation not in ("conv_forward", "conv_input_error", "conv_weight_increment") + blocks:
         return True
     if equation == "conv_weight_increment":  # (δ, x, k)

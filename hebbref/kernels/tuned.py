@@ -207,12 +207,13 @@ def weight_update(W, G, eta, weight_decay=0.0):
     _run("weight_update", G, W, eta, weight_decay, plan_arguments=(G,))
 
 
-def dropout_dense_forward(x, mask, W):
-    """A dense layer reading dropout's output x, given its mask: -> (h, dense cache = x, (path, cache, threads)).
+def dropout_dense_forward(x, mask, W, p):
+    """A dense layer reading dropout's output x, given its mask, drawn with dropping probability p:
+    -> (h, dense cache = x, (path, cache, threads)), the plan chosen for these shapes and p.
 
     The path ("blas" or "kept": tuned_dense, tuned_dense_kept) is chosen with the backward pass, which follows it.
     """
-    (h, dense_cache, saved), plan = _run("dropout_dense_forward", x, mask, W)
+    (h, dense_cache, saved), plan = _run("dropout_dense_forward", x, mask, W, p)
     return h, dense_cache, (plan.path, saved, plan.threads)
 
 

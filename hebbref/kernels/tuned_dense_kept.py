@@ -235,7 +235,10 @@ def _lanes_sum(v, buffer):
 
 @njit(cache=True, inline="always")
 def _dots_of_image(e, mask, inputs, t, stop, n, d_flat, d0, table, first, width, buffer):
-    """e[n, i] = m[n, i] · (δ[n] · table row i - first) for image n's kept inputs t..stop: four at a time, sharing δ's loads."""
+    """e[n, i] = m[n, i] · (δ[n] · the table's row i - first) for image n's kept inputs t..stop.
+
+    Four at a time, sharing the loads of δ[n]; then one at a time.
+    """
     while t + 4 <= stop:
         i0, i1, i2, i3 = inputs[t], inputs[t + 1], inputs[t + 2], inputs[t + 3]
         b0, b1, b2, b3 = (i0 - first) * width, (i1 - first) * width, (i2 - first) * width, (i3 - first) * width
