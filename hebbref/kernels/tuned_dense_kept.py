@@ -13,9 +13,11 @@ the error sent down to it is multiplied by zero in dropout's backward pass. So
 ``dropout_backward(dense_input_error(...), m)``, with a fraction 1 - p of the multiply-adds.
 A BLAS product does every multiply-add, zeros included, but at the full speed of the
 CPU's widest vectors; these sums skip the zeros and pay for it in lists and
-transpositions. Which wins depends on p, the shapes and the CPU (on CPUs without AVX,
-whose BLAS runs at SSE's speed, the sums can win at p = 0.8), so ``plan.choose`` times
-this path ("kept") against the BLAS products ("blas", ``tuned_dense``) for each shape.
+transpositions. Which wins depends on p, the shapes and the CPU (at `simple`'s p = 0.8
+they won on the Zen 4 natively, held to AVX2 and, by most, held to SSE4.2, whose BLAS runs
+at SSE's speed; at `deep`'s p = 0.5 only held to SSE4.2: BENCHMARKS.md, eighteenth
+session), so ``plan.choose`` times this path ("kept") against the BLAS products ("blas",
+``tuned_dense``) for each shape and p.
 
 How: the mask is listed once per step, row by row (``kept_by_row``: for each image the
 inputs it keeps, in order), and cut into panels of ``panel`` inputs (``panel_starts``:
@@ -346,7 +348,7 @@ def backward(delta, cache, B, mask):
     e = None
     if B is not None:
         mask = np.ascontiguousarray(mask, dtype=np.float32)
-        if B is W:  # bp: the forward pass's Wᵀ
+        if B is W:  # bp: the forward pass's Wᵀ (a network updates W only after every backward pass)
             e = kept_dot_products(at, inputs, mask, delta_padded, W_turned)
         else:
             e = kept_dot_products_turning(at, inputs, mask, delta_padded, np.ascontiguousarray(B, dtype=np.float32),
