@@ -188,8 +188,8 @@ class Network:
             elif isinstance(layer, SumBlock) and isinstance(above, MaxPool):
                 x = layer.forward_with_pool(x, above, train)  # the block's output formed as the pool reads it
                 i += 2
-            elif isinstance(layer, Dense) and self._dropout_below(i) is not None:
-                x = layer.forward_of_dropped(x, self._dropout_below(i))  # the products given dropout's mask
+            elif isinstance(layer, Dense) and (dropout := self._dropout_below(i)) is not None:
+                x = layer.forward_of_dropped(x, dropout)  # the products given dropout's mask
                 i += 1
             else:
                 x = layer.forward(x, train)

@@ -143,13 +143,15 @@ import functools
 import json
 import os
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from ..backends import layer_then_pool, pool_then_increment, ramp_plus_then_pool
+from ..backends import (dense_of_dropped, dense_then_dropout_backward, layer_then_pool, pool_then_increment,
+                        ramp_plus_then_pool)
 from . import (disk_cache, tuned_activations, tuned_conv_block, tuned_conv_channels, tuned_conv_direct,
                tuned_conv_rows, tuned_conv_shifted, tuned_conv_winograd, tuned_dense, tuned_dense_kept, tuned_dropout,
                tuned_locally_connected, tuned_pooling, tuned_untied_block, tuned_untied_registers, tuned_update)
@@ -251,16 +253,14 @@ def _ramp_plus_in_turn(h, a, k, t, slope):
     return ramp_plus_then_pool(tuned, h, a, k, t, slope)
 
 
-def _dense_blas_forward(x, mask, W, p):
-    """The "blas" path of ``dropout_dense_forward``: the dense layer's gemm (``tuned_dense``), the mask not read."""
-    h, cache = tuned_dense.dense_forward(x, W)
-    return h, cache, cache
-
-
-def _dense_blas_backward(delta, cache, B, mask):
-    """Its backward pass: the input error's gemm and then dropout's backward pass, and the increment's gemm."""
-    e_below = None if B is None else tuned_dropout.dropout_backward(tuned_dense.dense_input_error(delta, cache, B), mask)
-    return e_below, tuned_dense.dense_weight_increment(delta, cache)
+# the "blas" path of ``dropout_dense_forward``: the Backend's default two functions (``backends.dense_of_dropped``,
+# ``backends.dense_then_dropout_backward``) on the dense layer's gemm (``tuned_dense``) and dropout's e ⊙ m pass
+_BLAS_DENSE = types.SimpleNamespace(dense_forward=tuned_dense.dense_forward,
+                                    dense_input_error=tuned_dense.dense_input_error,
+                                    dense_weight_increment=tuned_dense.dense_weight_increment,
+                                    dropout_backward=tuned_dropout.dropout_backward)
+_dense_blas_forward = functools.partial(dense_of_dropped, _BLAS_DENSE)
+_dense_blas_backward = functools.partial(dense_then_dropout_backward, _BLAS_DENSE)
 
 
 def _dense_kept_forward(x, mask, W, p, panel=None):

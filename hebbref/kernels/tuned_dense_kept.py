@@ -42,7 +42,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .tuned_simd import LANES, turn_over, vfma, vload, vsplat, vstore, vzero
+from .tuned_simd import LANES, copy_run, turn_over, vfma, vload, vsplat, vstore, vzero, zero_run
 
 SUMS = 12  # vector sums a pass keeps in registers: 12 of the 16 registers of SSE and AVX2
 WIDTH = SUMS * LANES  # outputs per block
@@ -70,24 +70,28 @@ def turn_over_inputs(a, out, forth, parts):
         if forth:
             turn_over(src, k0, K, dst, k0 * width, width, O, k1 - k0)
             for k in range(k0, k1):
-                for o in range(O, width):
-                    out[k, o] = 0.0
+                zero_run(dst, k * width + O, width - O)
         else:
             turn_over(src, k0 * width, width, dst, k0, K, k1 - k0, O)
 
 
-def turned_over(W, width, parts):
-    """Wᵀ with its rows padded by zeros to ``width``: (O, K) -> (K, width), float32, in ``parts`` along K."""
+def turned_over(W, width):
+    """Wᵀ with its rows padded by zeros to ``width``: (O, K) -> (K, width), float32, in parts along K."""
     out = np.empty((W.shape[1], width), dtype=np.float32)
-    turn_over_inputs(W, out, True, parts)
+    turn_over_inputs(W, out, True, 4 * numba.get_num_threads())
     return out
 
 
-def turned_back(A, O, parts):
-    """The first O columns of A turned over: (K, width) -> (O, K), float32, in ``parts`` along K."""
+def turned_back(A, O):
+    """The first O columns of A turned over: (K, width) -> (O, K), float32, in parts along K."""
     out = np.empty((O, A.shape[0]), dtype=np.float32)
-    turn_over_inputs(A, out, False, parts)
+    turn_over_inputs(A, out, False, 4 * numba.get_num_threads())
     return out
+
+
+def halves(width):
+    """Shares of the rows per block of WIDTH columns in ``sum_rows``: 2 where the blocks do not divide among the threads."""
+    return 2 if (width // WIDTH) % numba.get_num_threads() else 1
 
 
 @njit(parallel=True, cache=True)
@@ -314,11 +318,10 @@ def padded_rows(a, width):
     """a with its rows padded by zeros to ``width``: (N, O) -> (N, width), float32."""
     N, O = a.shape
     out = np.empty((N, width), dtype=np.float32)
+    src, dst = a.reshape(-1), out.reshape(-1)
     for n in prange(N):
-        for o in range(O):
-            out[n, o] = a[n, o]
-        for o in range(O, width):
-            out[n, o] = 0.0
+        copy_run(src, n * O, dst, n * width, O)
+        zero_run(dst, n * width + O, width - O)
     return out
 
 
@@ -333,17 +336,16 @@ def forward(x, mask, W, panel=PANEL):
     width = padded(O)
     starts, inputs, values = kept_by_row(mask, x)
     at = panel_starts(starts, inputs, K, panel)
-    W_turned = turned_over(W, width, 4 * numba.get_num_threads())
-    halves = 2 if (width // WIDTH) % numba.get_num_threads() else 1
-    h = sum_rows(at, inputs, values, W_turned, N, halves)
-    return np.ascontiguousarray(h[:, :O]), (W, W_turned, at, inputs, values, K, panel)
+    W_turned = turned_over(W, width)
+    h = sum_rows(at, inputs, values, W_turned, N, halves(width))
+    return np.ascontiguousarray(h[:, :O]), (W, W_turned, at, inputs, values, panel)
 
 
 def backward(delta, cache, B, mask):
     """(e_below ⊙ m, G) of one δ: the input error at the kept entries (None where B is None) and G = δᵀ x."""
-    W, W_turned, at, inputs, values, K, panel = cache
+    W, W_turned, at, inputs, values, panel = cache
     N, O = delta.shape
-    width = W_turned.shape[1]
+    K, width = W_turned.shape
     delta_padded = padded_rows(np.ascontiguousarray(delta, dtype=np.float32), width)
     e = None
     if B is not None:
@@ -356,6 +358,5 @@ def backward(delta, cache, B, mask):
     i_starts, images, kept = by_input(at, inputs, values, K)
     whole = np.empty((K, 2), dtype=np.int64)  # one panel: every entry of each input
     whole[:, 0], whole[:, 1] = i_starts[:-1], i_starts[1:]
-    halves = 2 if (width // WIDTH) % numba.get_num_threads() else 1
-    G_turned = sum_rows(whole, images, kept, delta_padded, K, halves)
-    return e, turned_back(G_turned, O, 4 * numba.get_num_threads())
+    G_turned = sum_rows(whole, images, kept, delta_padded, K, halves(width))
+    return e, turned_back(G_turned, O)
