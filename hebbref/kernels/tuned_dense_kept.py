@@ -305,8 +305,11 @@ def kept_dot_products_turning(at, inputs, mask, delta_padded, B, panel):
     d_flat, b_flat = delta_padded.reshape(-1), B.reshape(-1)
     for c in prange(at.shape[1] - 1):
         first = c * panel
-        turned = np.zeros(min(panel, K - first) * width, dtype=np.float32)  # rows first.. of Bᵀ, padded
-        turn_over(b_flat, first, K, turned, 0, width, O, min(panel, K - first))
+        columns = min(panel, K - first)
+        turned = np.empty(columns * width, dtype=np.float32)  # rows first.. of Bᵀ, padded by zeros
+        turn_over(b_flat, first, K, turned, 0, width, O, columns)
+        for k in range(columns):
+            zero_run(turned, k * width + O, width - O)
         buffer = np.empty(LANES, dtype=np.float32)
         for n in range(N):
             _dots_of_image(e, mask, inputs, at[n, c], at[n, c + 1], n, d_flat, n * width, turned, first, width, buffer)
