@@ -123,6 +123,34 @@ def test_rows_that_keep_nothing_and_a_mask_of_zeros():
     _check(_kept(x * 0, zeros, W, R, delta, 8), _reference(x * 0, zeros, W, R, delta), zeros, "nothing kept")
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 9), d_in=st.integers(1, 70), p=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
+       panel=st.sampled_from([1, 3, 16, 256]), full=st.lists(st.integers(0, 8), max_size=3), seed=st.integers(0, 2**16))
+def test_the_lists_hold_each_images_kept_inputs_by_panel(n, d_in, p, panel, full, seed):
+    """``kept_lists`` against np.flatnonzero, image by image and panel by panel; some images keep every input.
+
+    Each list writes one place past its kept entries: that place must be no other image's
+    (the lists are written in parallel) and inside the arrays.
+    """
+    x, mask, _, _, _ = _case(seed, n, d_in, 1, min(p, 0.99))
+    if p == 1.0:
+        mask[:] = 0
+    for r in full:
+        mask[r % n] = 1  # an image that keeps every input
+    inputs, values, at = tuned_dense_kept.kept_lists(mask, x, panel)
+    panels = -(-d_in // panel)
+    assert at.shape == (n, panels + 1)
+    for r in range(n):
+        kept = np.flatnonzero(mask[r])
+        np.testing.assert_array_equal(inputs[at[r, 0]:at[r, panels]], kept)
+        np.testing.assert_array_equal(values[at[r, 0]:at[r, panels]], x[r, kept])
+        for c in range(panels):
+            np.testing.assert_array_equal(inputs[at[r, c]:at[r, c + 1]], kept[(kept >= c * panel) & (kept < (c + 1) * panel)])
+        past = at[r, panels]
+        assert past < len(inputs)
+        assert not any(at[o, 0] <= past < at[o, panels] for o in range(n) if o != r), f"image {r}'s last write"
+
+
 def test_the_plan_takes_the_kept_path_for_float32_only_and_times_it_with_its_backward_pass():
     x, mask, W, _, _ = _case(2, 4, 30, 10, 0.8)
     assert plan.applies(EQUATION, "kept", (x, mask, W, 0.8))

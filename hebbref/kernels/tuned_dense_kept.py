@@ -19,10 +19,9 @@ at SSE's speed; at `deep`'s p = 0.5 only held to SSE4.2: BENCHMARKS.md, eighteen
 session), so ``plan.choose`` times this path ("kept") against the BLAS products ("blas",
 ``tuned_dense``) for each shape and p.
 
-How: the mask is listed once per step, row by row (``kept_by_row``: for each image the
-inputs it keeps, in order), and cut into panels of ``panel`` inputs (``panel_starts``:
-where each image's list enters each panel). W is turned over, padded to whole blocks of
-``WIDTH`` outputs (``turned_over``).
+How: the mask is listed once per step, in one pass over it (``kept_lists``: for each image
+the inputs it keeps, in order, and where its list enters each panel of ``panel`` inputs).
+W is turned over, padded to whole blocks of ``WIDTH`` outputs (``turned_over``).
 
 - forward (``sum_rows``): for a block of WIDTH outputs, ``SUMS`` vector sums held in
   registers while an image's kept rows of Wᵀ in one panel are added in, panel by panel,
@@ -95,71 +94,60 @@ def halves(width):
 
 
 @njit(parallel=True, cache=True)
-def kept_by_row(mask, x):
-    """The kept entries image by image: starts (N + 1), inputs (int32) and x's values at them (float32).
+def kept_lists(mask, x, panel):
+    """The kept entries image by image, cut into panels of ``panel`` inputs: inputs (int32), x's values, at.
 
-    Image n's kept inputs are inputs[starts[n]:starts[n + 1]], in increasing order.
+    Image n's kept inputs, in increasing order, are inputs[at[n, 0]:at[n, panels]], and
+    values holds x at them; at[n, c] is where the list reaches the inputs of panel c
+    (c·panel onwards). Each image's list has a stretch of its own, K + 1 long, so the
+    images are listed in parallel, in one pass over the mask and x: every input is written
+    at the list's next place, and the place moves on only where the mask keeps it (no
+    branch on the mask's random numbers; the last write may land one past the kept ones,
+    still in the image's stretch).
     """
     N, K = mask.shape
-    counts = np.zeros(N + 1, dtype=np.int64)
-    for n in prange(N):
-        c = 0
-        for i in range(K):
-            if mask[n, i] != 0:
-                c += 1
-        counts[n + 1] = c
-    starts = np.cumsum(counts)
-    inputs = np.empty(starts[N], dtype=np.int32)
-    values = np.empty(starts[N], dtype=np.float32)
-    for n in prange(N):
-        t = starts[n]
-        for i in range(K):
-            if mask[n, i] != 0:
-                inputs[t] = i
-                values[t] = x[n, i]
-                t += 1
-    return starts, inputs, values
-
-
-@njit(parallel=True, cache=True)
-def panel_starts(starts, inputs, K, panel):
-    """at[n, c]: where image n's list reaches the inputs of panel c (c·panel onwards); at[n, panels] = its end."""
-    N = starts.shape[0] - 1
     panels = -(-K // panel)
+    stretch = K + 1
+    inputs = np.empty(N * stretch, dtype=np.int32)
+    values = np.empty(N * stretch, dtype=np.float32)
     at = np.empty((N, panels + 1), dtype=np.int64)
+    m_flat, x_flat = mask.reshape(-1), x.reshape(-1)
     for n in prange(N):
-        t = starts[n]
+        t, row = np.uint64(n * stretch), np.uint64(n * K)  # unsigned indices: no test for negative ones
         for c in range(panels):
-            while t < starts[n + 1] and inputs[t] < c * panel:
-                t += 1
             at[n, c] = t
-        at[n, panels] = starts[n + 1]
-    return at
+            for i in range(np.uint64(c * panel), np.uint64(min(K, (c + 1) * panel))):
+                inputs[t] = np.int32(i)
+                values[t] = x_flat[row + i]
+                t += np.uint64(m_flat[row + i] != 0)
+        at[n, panels] = t
+    return inputs, values, at
 
 
 @njit(parallel=True, cache=True)
 def by_input(at, inputs, values, K):
     """The kept entries input by input: starts (K + 1), images (int32) and values, each input's images in order.
 
-    One parallel iteration per panel of ``at`` (``panel_starts``): a panel's inputs are
+    One parallel iteration per panel of ``at`` (``kept_lists``): a panel's inputs are
     written by it alone.
     """
     N, panels = at.shape[0], at.shape[1] - 1
     counts = np.zeros(K + 1, dtype=np.int64)
     for c in prange(panels):
         for n in range(N):
-            for t in range(at[n, c], at[n, c + 1]):
-                counts[inputs[t] + 1] += 1
+            for t in range(np.uint64(at[n, c]), np.uint64(at[n, c + 1])):  # unsigned, as in kept_lists
+                counts[np.uint64(inputs[t]) + np.uint64(1)] += 1
     starts = np.cumsum(counts)
     images = np.empty(starts[K], dtype=np.int32)
     kept = np.empty(starts[K], dtype=np.float32)
     for c in prange(panels):
         filled = starts[:K].copy()  # only this panel's inputs are read and moved on
         for n in range(N):
-            for t in range(at[n, c], at[n, c + 1]):
-                i = inputs[t]
-                images[filled[i]] = n
-                kept[filled[i]] = values[t]
+            for t in range(np.uint64(at[n, c]), np.uint64(at[n, c + 1])):
+                i = np.uint64(inputs[t])
+                place = np.uint64(filled[i])
+                images[place] = n
+                kept[place] = values[t]
                 filled[i] += 1
     return starts, images, kept
 
@@ -169,7 +157,7 @@ def sum_rows(at, inputs, values, table, rows, halves):
     """out[r] = Σ_t values[t] · table[inputs[t]] over row r's entries: (rows, table's width), float32.
 
     ``at`` (rows, panels + 1) cuts each row's entries by panels of the table's rows
-    (``panel_starts``; one panel: every entry). A parallel iteration takes a block of
+    (``kept_lists``; one panel: every entry). A parallel iteration takes a block of
     WIDTH columns and a share (of ``halves``) of the rows; for each panel and each row,
     SUMS vector sums are loaded, every entry's row of the table added in, and stored.
     """
@@ -277,7 +265,7 @@ def _dots_of_image(e, mask, inputs, t, stop, n, d_flat, d0, table, first, width,
 def kept_dot_products(at, inputs, mask, delta_padded, B_turned):
     """e[n, i] = m[n, i] · (δ[n] · Bᵀ[i]) at the kept entries, 0 elsewhere: (N, K), float32, from Bᵀ padded (K, width).
 
-    One parallel iteration per panel of Bᵀ's rows (``at``, ``panel_starts``), which every
+    One parallel iteration per panel of Bᵀ's rows (``at``, ``kept_lists``), which every
     image then reads while it is in cache. The error through W, whose Wᵀ the forward pass made.
     """
     N, K = mask.shape
@@ -337,8 +325,7 @@ def forward(x, mask, W, panel=PANEL):
     O = W.shape[0]
     x, mask, W = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, mask, W))
     width = padded(O)
-    starts, inputs, values = kept_by_row(mask, x)
-    at = panel_starts(starts, inputs, K, panel)
+    inputs, values, at = kept_lists(mask, x, panel)
     W_turned = turned_over(W, width)
     h = sum_rows(at, inputs, values, W_turned, N, halves(width))
     return np.ascontiguousarray(h[:, :O]), (W, W_turned, at, inputs, values, panel)
