@@ -9,6 +9,8 @@ error at kept entries only). Held here:
 * the kept path's three products against the reference's dense products and dropout's
   backward pass, on shapes around its vector blocks and panels, with rows that keep
   nothing and kept inputs whose value is 0 (the error still goes down to them);
+* its lists of kept inputs, image by image and panel by panel, against np.flatnonzero,
+  with images that keep every input (each list's one write past its end stays its own);
 * every candidate a measured plan may pick, through the numba backend's two functions;
 * the backends' defaults, the reference's functions in a row;
 * networks that take the step, against the reference backend and against themselves
