@@ -53,6 +53,14 @@ def padded(size):
     return -(-size // WIDTH) * WIDTH
 
 
+@njit(cache=True, inline="always")
+def _turn_over_padded(src, first, K, dst, at, width, O, columns):
+    """dst's rows from ``at`` on (each ``width`` long): columns first.. of src (O, K, flat) turned over, padded by zeros."""
+    turn_over(src, first, K, dst, at, width, O, columns)
+    for k in range(columns):
+        zero_run(dst, at + k * width + O, width - O)
+
+
 @njit(parallel=True, cache=True)
 def turn_over_inputs(a, out, forth, parts):
     """Into ``out``: Wᵀ from W (O, K), its rows padded by zeros to out's width (``forth``), or back from A (K, width)
@@ -67,9 +75,7 @@ def turn_over_inputs(a, out, forth, parts):
         k0 = blocks * part // parts * LANES
         k1 = K if part == parts - 1 else blocks * (part + 1) // parts * LANES
         if forth:
-            turn_over(src, k0, K, dst, k0 * width, width, O, k1 - k0)
-            for k in range(k0, k1):
-                zero_run(dst, k * width + O, width - O)
+            _turn_over_padded(src, k0, K, dst, k0 * width, width, O, k1 - k0)
         else:
             turn_over(src, k0 * width, width, dst, k0, K, k1 - k0, O)
 
@@ -295,9 +301,7 @@ def kept_dot_products_turning(at, inputs, mask, delta_padded, B, panel):
         first = c * panel
         columns = min(panel, K - first)
         turned = np.empty(columns * width, dtype=np.float32)  # rows first.. of Bᵀ, padded by zeros
-        turn_over(b_flat, first, K, turned, 0, width, O, columns)
-        for k in range(columns):
-            zero_run(turned, k * width + O, width - O)
+        _turn_over_padded(b_flat, first, K, turned, 0, width, O, columns)
         buffer = np.empty(LANES, dtype=np.float32)
         for n in range(N):
             _dots_of_image(e, mask, inputs, at[n, c], at[n, c + 1], n, d_flat, n * width, turned, first, width, buffer)
